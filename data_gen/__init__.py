@@ -1,0 +1,10 @@
+"""data_gen: graph families, target modes, batched BFS labels, balancing and pre-built datasets.
+
+Knows nothing of models. Everything downstream consumes `GraphBatch`.
+"""
+from .batch import GraphBatch
+from .spec import PRESET_NAMES, PRESETS, TEST_SET_NAMES, GraphSpec, SpecError, preset, study_presets
+from .sampler import StreamingSampler, sample, sample_arrays
+
+__all__ = ["GraphBatch", "GraphSpec", "SpecError", "PRESETS", "PRESET_NAMES", "TEST_SET_NAMES",
+           "preset", "study_presets", "sample", "sample_arrays", "StreamingSampler"]
