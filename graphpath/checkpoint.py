@@ -1,0 +1,190 @@
+"""Checkpoints: safetensors for tensors, JSON for everything else; nothing is ever unpickled.
+
+A checkpoint `checkpoints/<stage>-<step>` (or `<stage>-final`) is three files:
+    <name>.safetensors        the model's weights (the unwrapped module: no `module.`/`_orig_mod.`)
+    <name>.state.safetensors  training tensors: optimizer moments, torch RNG state (optional)
+    <name>.json               model_config, data (study_presets kwargs), step, examples, seed, stage,
+                              plus `train_state` (optimizer param groups, scheduler, sampler RNG)
+Each is written to a temporary name and renamed; the JSON goes last, so a checkpoint whose JSON
+exists is complete.
+
+`load_model(path, device)` rebuilds a model from a checkpoint alone: `path` is a run directory
+(its final checkpoint: `finetune-final` if present, else `pretrain-final`, else the newest
+numbered one) or any of a checkpoint's files or their common stem.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .model import ConfigError, GraphTransformer, ModelConfig
+
+STAGES = ("pretrain", "finetune")
+_NAME = re.compile(r"^(pretrain|finetune)-(\d+|final)\.json$")
+
+
+class CheckpointError(Exception):
+    """A checkpoint that is missing, incomplete or does not fit the model; one line, for exit 2."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and/or torch.compile wrappers (what gets saved)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata=None) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+# ---- optimizer state <-> (tensors, JSON) ------------------------------------------------------
+def optimizer_to_parts(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_parts(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in meta.get("scalars", {}).items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# ---- save -------------------------------------------------------------------------------------
+def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler=None,
+                    extra_state: dict | None = None) -> Path:
+    """Write `<directory>/<name>.*` atomically; returns the JSON path. `info` must hold
+    model_config, data, step, seed, stage (and anything else JSON-able)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    _atomic_save_tensors(model.state_dict(), directory / f"{name}.safetensors", {"format": "pt"})
+    train_state = dict(extra_state or {})
+    if optimizer is not None:
+        tensors, meta = optimizer_to_parts(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        _atomic_save_tensors(tensors, directory / f"{name}.state.safetensors")
+        train_state["optimizer"] = meta
+        train_state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+    json_path = directory / f"{name}.json"
+    atomic_write_text(json_path, json.dumps({**info, "train_state": train_state}, indent=1))
+    return json_path
+
+
+# ---- find and read ----------------------------------------------------------------------------
+def _sort_key(path: Path):
+    stage, step = _NAME.match(path.name).groups()
+    return (STAGES.index(stage), float("inf") if step == "final" else int(step))
+
+
+def find_checkpoint(path, stage: str | None = None) -> Path:
+    """The JSON file of the checkpoint `path` names (run dir, checkpoints dir, file or stem)."""
+    path = Path(path)
+    if path.is_dir():
+        directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        found = [p for p in directory.glob("*.json") if _NAME.match(p.name)
+                 and (stage is None or p.name.startswith(stage + "-"))]
+        if not found:
+            what = f"{stage} checkpoint" if stage else "checkpoint"
+            raise CheckpointError(f"no {what} in {directory}")
+        return max(found, key=_sort_key)
+    stem = str(path)
+    for suffix in (".state.safetensors", ".safetensors", ".json"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    json_path = Path(stem + ".json")
+    if not json_path.is_file() or not Path(stem + ".safetensors").is_file():
+        raise CheckpointError(f"no complete checkpoint at {path} (need {Path(stem).name}.json and .safetensors)")
+    return json_path
+
+
+def read_info(json_path: Path) -> dict:
+    try:
+        info = json.loads(Path(json_path).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"unreadable checkpoint metadata {json_path}: {error}") from None
+    for key in ("model_config", "data", "step", "seed", "stage"):
+        if key not in info:
+            raise CheckpointError(f"checkpoint metadata {json_path} lacks {key!r}")
+    return info
+
+
+def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source) -> None:
+    """Copy weights into `model`, or raise a one-line CheckpointError naming the first mismatch."""
+    model = unwrap(model)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {source} does not fit this model: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for name, tensor in own.items():
+        if tuple(weights[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"checkpoint {source} does not fit this model: {name} has shape "
+                                  f"{tuple(weights[name].shape)} in the file, {tuple(tensor.shape)} in the model")
+    model.load_state_dict(weights)
+
+
+def read_weights(json_path: Path) -> dict[str, torch.Tensor]:
+    weights_path = json_path.with_name(json_path.name[: -len(".json")] + ".safetensors")
+    try:
+        return load_file(str(weights_path))
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(f"unreadable weights {weights_path}: {error}") from None
+
+
+def read_train_tensors(json_path: Path) -> dict[str, torch.Tensor]:
+    state_path = json_path.with_name(json_path.name[: -len(".json")] + ".state.safetensors")
+    if not state_path.is_file():
+        raise CheckpointError(f"checkpoint {json_path.name} has no training state ({state_path.name})")
+    return load_file(str(state_path))
+
+
+def load_model(path, device="cpu") -> tuple[GraphTransformer, dict]:
+    """Rebuild the model from a checkpoint alone; eval mode on `device`. Returns (model, info)."""
+    json_path = find_checkpoint(path)
+    info = read_info(json_path)
+    try:
+        config = ModelConfig.from_dict(info["model_config"])
+    except (ConfigError, TypeError) as error:
+        raise CheckpointError(f"checkpoint {json_path}: bad model_config: {error}") from None
+    model = GraphTransformer(config)
+    load_weights_into(model, read_weights(json_path), json_path)
+    info = {key: value for key, value in info.items() if key != "train_state"}
+    info["path"] = str(json_path)
+    return model.to(device).eval(), info

@@ -1,0 +1,289 @@
+"""The learned transformer: edge tokens in, a regressed 1 -> t distance out.
+
+Shape glossary
+    B  graphs in the batch
+    M  edge slots per graph (padding rows are (0, 0))
+    T  tokens per graph = 1 + M (the target token first, then one token per edge)
+    D  model width (d_model)
+    H  attention heads
+    E  width of one head (d_head, settable independently of D and H)
+    F  MLP hidden width (d_ff)
+    V  vertex vocabulary = max_vertices + 2 (0 = padding, 1..max_vertices, TARGET = max_vertices + 1)
+
+Tokens (the study's encoding): an edge (a, b) is `concat(embed[a], embed[b])`, each half D/2
+wide; the target is `concat(embed[t], embed[TARGET])`; padding tokens are masked out of every
+attention; there is no positional encoding, so edge order carries no meaning. A linear read-out
+of the target token's final residual regresses the distance (float32, whatever autocast does).
+
+`TransformerBlock` is written so weights can be set by hand (the hand-built BFS model reuses it):
+TransformerLens-style per-head parameters `W_Q, W_K, W_V: [H, D, E]`, `W_O: [H, E, D]`, optional
+attention biases, an MLP `Linear(D, F) -> ReLU -> Linear(F, D)`, and `norm` "pre" | "post" |
+"none". Every intermediate passes through an identity `HookPoint`, whose module name is its hook
+name (`blocks.{l}.attn.pattern`, `blocks.{l}.resid_post`, ...): read activations with
+`run_with_cache`, patch them with ordinary forward hooks that return a replacement.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from data_gen import GraphBatch
+
+NORMS = ("pre", "post", "none")
+
+
+class ConfigError(ValueError):
+    """A model or training configuration that cannot work; the message names the field."""
+
+
+@dataclass
+class ModelConfig:
+    max_vertices: int = 8  # vertex vocabulary and the "unreachable" label (the data's max_vertices)
+    d_model: int = 64  # residual width D; even, since an edge token is two D/2 embeddings
+    n_layers: int = 6  # transformer blocks
+    n_heads: int = 2  # attention heads H per block
+    d_head: int | None = None  # width E of one head; None = d_model // n_heads
+    d_ff: int | None = None  # MLP hidden width F; None = 4 * d_model
+    norm: str = "pre"  # "pre" | "post" (the study's) | "none" (no LayerNorm at all)
+    attn_bias: bool = False  # biases on Q, K, V and the attention output
+
+    def __post_init__(self):
+        def need(ok: bool, message: str):
+            if not ok:
+                raise ConfigError(f"model: {message}")
+
+        for name in ("max_vertices", "d_model", "n_layers", "n_heads"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                 f"{name} must be a positive integer, got {value!r}")
+        need(self.max_vertices >= 2, f"max_vertices must be >= 2, got {self.max_vertices}")
+        need(self.d_model % 2 == 0, f"d_model must be even (an edge token is two d_model/2 halves), got {self.d_model}")
+        if self.d_head is None:
+            need(self.d_model % self.n_heads == 0,
+                 f"d_model ({self.d_model}) is not divisible by n_heads ({self.n_heads}); set d_head")
+            self.d_head = self.d_model // self.n_heads
+        if self.d_ff is None:
+            self.d_ff = 4 * self.d_model
+        for name in ("d_head", "d_ff"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
+        need(self.norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        need(isinstance(self.attn_bias, bool), f"attn_bias must be true or false, got {self.attn_bias!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**values)
+
+
+class HookPoint(nn.Module):
+    """Identity; its module name is a stable hook name. A forward hook may return a replacement."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    @property
+    def active(self) -> bool:
+        return bool(self._forward_hooks)
+
+
+def key_mask_to_attn_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Boolean "may attend" mask broadcastable to (B, H, T, T): (B, T) key padding, (B, T, T) or (B, H, T, T)."""
+    if mask.dtype != torch.bool:
+        raise ValueError(f"attention mask must be boolean (True = attend), got {mask.dtype}")
+    if mask.dim() == 2:
+        return mask[:, None, None, :]  # (B, 1, 1, T)
+    if mask.dim() == 3:
+        return mask[:, None]  # (B, 1, T, T)
+    if mask.dim() == 4:
+        return mask
+    raise ValueError(f"attention mask must be (B, T), (B, T, T) or (B, H, T, T), got {tuple(mask.shape)}")
+
+
+class Attention(nn.Module):
+    """Multi-head attention with per-head weights (TransformerLens layout)."""
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int, bias: bool = False):
+        super().__init__()
+        self.n_heads, self.d_head = n_heads, d_head
+        self.W_Q = nn.Parameter(torch.empty(n_heads, d_model, d_head))  # (H, D, E)
+        self.W_K = nn.Parameter(torch.empty(n_heads, d_model, d_head))
+        self.W_V = nn.Parameter(torch.empty(n_heads, d_model, d_head))
+        self.W_O = nn.Parameter(torch.empty(n_heads, d_head, d_model))  # (H, E, D)
+        if bias:
+            self.b_Q = nn.Parameter(torch.zeros(n_heads, d_head))  # (H, E)
+            self.b_K = nn.Parameter(torch.zeros(n_heads, d_head))
+            self.b_V = nn.Parameter(torch.zeros(n_heads, d_head))
+            self.b_O = nn.Parameter(torch.zeros(d_model))  # (D,)
+        else:
+            self.b_Q = self.b_K = self.b_V = self.b_O = None
+        self.q, self.k, self.v = HookPoint(), HookPoint(), HookPoint()  # (B, H, T, E)
+        self.pattern = HookPoint()  # (B, H, T_query, T_key), only computed when hooked
+        self.z = HookPoint()  # (B, H, T, E) per-head mixed values, before W_O
+        for weight in (self.W_Q, self.W_K, self.W_V):
+            nn.init.normal_(weight, std=d_model ** -0.5)
+        nn.init.normal_(self.W_O, std=(n_heads * d_head) ** -0.5)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D), mask boolean (B, T) key padding or (B, [H,] T, T), True = attend -> (B, T, D)."""
+        H, E = self.n_heads, self.d_head
+        # One GEMM for Q, K and V: (D, 3*H*E) built from the per-head parameters.
+        w_qkv = rearrange(torch.stack([self.W_Q, self.W_K, self.W_V]), "s h d e -> d (s h e)")
+        b_qkv = None if self.b_Q is None else torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
+        qkv = F.linear(x, w_qkv.t(), b_qkv)  # (B, T, 3*H*E)
+        q, k, v = rearrange(qkv, "b t (s h e) -> s b h t e", s=3, h=H, e=E)
+        q, k, v = self.q(q), self.k(k), self.v(v)
+        attn_mask = key_mask_to_attn_mask(mask)
+        if self.pattern.active:  # explicit softmax so the pattern can be read or patched
+            scores = torch.einsum("bhqe,bhke->bhqk", q, k) / math.sqrt(E)  # (B, H, T, T)
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+            pattern = self.pattern(torch.softmax(scores, dim=-1))
+            z = torch.einsum("bhqk,bhke->bhqe", pattern, v)
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, T, E)
+        z = self.z(z)
+        out = F.linear(rearrange(z, "b h t e -> b t (h e)"),
+                       rearrange(self.W_O, "h e d -> d (h e)"), self.b_O)  # (B, T, D)
+        return out
+
+
+class MLP(nn.Module):
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.fc_in = nn.Linear(d_model, d_ff)
+        self.fc_out = nn.Linear(d_ff, d_model)
+        self.pre, self.post = HookPoint(), HookPoint()  # (B, T, F) before / after ReLU
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc_out(self.post(F.relu(self.pre(self.fc_in(x)))))  # (B, T, D)
+
+
+class TransformerBlock(nn.Module):
+    """Attention then MLP, each added to the residual stream, with pre-, post- or no LayerNorm.
+
+    Hook names inside block l: resid_pre, attn.{q,k,v,pattern,z}, attn_out, resid_mid,
+    mlp.{pre,post}, mlp_out, resid_post.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, d_head: int, d_ff: int, norm: str = "pre",
+                 attn_bias: bool = False):
+        super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.norm = norm
+        self.attn = Attention(d_model, n_heads, d_head, bias=attn_bias)
+        self.mlp = MLP(d_model, d_ff)
+        self.ln1 = nn.LayerNorm(d_model) if norm != "none" else nn.Identity()
+        self.ln2 = nn.LayerNorm(d_model) if norm != "none" else nn.Identity()
+        self.resid_pre, self.resid_mid, self.resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.attn_out, self.mlp_out = HookPoint(), HookPoint()
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D), mask (B, T) True = real token -> (B, T, D)."""
+        x = self.resid_pre(x)
+        if self.norm == "pre":
+            x = self.resid_mid(x + self.attn_out(self.attn(self.ln1(x), mask)))
+            x = x + self.mlp_out(self.mlp(self.ln2(x)))
+        else:  # post-norm, or none (ln = identity)
+            x = self.resid_mid(self.ln1(x + self.attn_out(self.attn(x, mask))))
+            x = self.ln2(x + self.mlp_out(self.mlp(x)))
+        return self.resid_post(x)
+
+
+class GraphTransformer(nn.Module):
+    """Encoder-only transformer over edge tokens; `forward(batch) -> (B,)` float32 distances."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.target_id = c.max_vertices + 1
+        self.vertex_embed = nn.Embedding(c.max_vertices + 2, c.d_model // 2)  # (V, D/2)
+        nn.init.normal_(self.vertex_embed.weight, std=1.0)
+        self.embed = HookPoint()  # (B, T, D) tokens before block 0
+        self.blocks = nn.ModuleList(
+            TransformerBlock(c.d_model, c.n_heads, c.d_head, c.d_ff, c.norm, c.attn_bias)
+            for _ in range(c.n_layers))
+        self.ln_final = nn.LayerNorm(c.d_model) if c.norm == "pre" else nn.Identity()
+        self.final = HookPoint()  # (B, D) the target token's residual fed to the read-out
+        self.readout = nn.Linear(c.d_model, 1)
+
+    def tokens(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, T, 2) and the real-token mask (B, T); the target token is position 0."""
+        target = torch.stack([batch.target, torch.full_like(batch.target, self.target_id)], dim=-1)
+        ids = torch.cat([target[:, None, :], batch.edges], dim=1)  # (B, 1 + M, 2)
+        return ids, ids[..., 0] > 0
+
+    def forward(self, batch: GraphBatch, buckets: int = 1) -> torch.Tensor:
+        """Distances (B,) float32. `buckets` > 1 sorts the batch by edge count and runs that many
+        chunks, each trimmed to its own longest edge list, so padding costs nothing; the result is
+        the same as `buckets=1` up to float rounding."""
+        if buckets > 1 and len(batch) >= 2 * buckets:
+            order = torch.argsort(batch.num_edges, stable=True)
+            pieces = [self._forward(batch[chunk].trim()) for chunk in order.tensor_split(buckets)]
+            return torch.empty_like(order, dtype=torch.float32).index_put_((order,), torch.cat(pieces))
+        return self._forward(batch.trim())
+
+    def _forward(self, batch: GraphBatch) -> torch.Tensor:
+        ids, mask = self.tokens(batch)
+        x = self.embed(rearrange(self.vertex_embed(ids), "b t s h -> b t (s h)"))  # (B, T, D)
+        for block in self.blocks:
+            x = block(x, mask)
+        with torch.autocast(x.device.type, enabled=False):  # the read-out and loss stay float32
+            out = self.readout(self.final(self.ln_final(x[:, 0].float())))  # (B, 1)
+        return out.squeeze(-1)
+
+    def hook_names(self) -> list[str]:
+        return [name for name, module in self.named_modules() if isinstance(module, HookPoint)]
+
+    @torch.no_grad()
+    def run_with_cache(self, batch: GraphBatch, names=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Output and every (or the named) hooked activation, detached. Runs unbucketed, so token
+        positions are the batch's own (target first, then `batch.trim()` edge slots)."""
+        wanted = set(self.hook_names() if names is None else names)
+        unknown = wanted - set(self.hook_names())
+        if unknown:
+            raise KeyError(f"unknown hook name(s): {', '.join(sorted(unknown))}")
+        cache: dict[str, torch.Tensor] = {}
+        with hooks(self, {name: (lambda n: lambda module, inp, out: cache.__setitem__(n, out.detach()))(name)
+                          for name in wanted}):
+            out = self(batch)
+        return out, cache
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+@contextmanager
+def hooks(model: nn.Module, fns: dict):
+    """Attach forward hooks `fn(module, input, output) -> replacement | None` by hook name."""
+    modules = dict(model.named_modules())
+    handles = []
+    try:
+        for name, fn in fns.items():
+            if not isinstance(modules.get(name), HookPoint):
+                raise KeyError(f"no hook point named {name!r}")
+            handles.append(modules[name].register_forward_hook(fn))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def build_model(config: ModelConfig | dict) -> GraphTransformer:
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return GraphTransformer(config)
