@@ -3,6 +3,8 @@
 Every function takes a `numpy.random.Generator` (or a seed) and never touches global RNG state.
 `sample(spec, size, rng)` returns exactly `size` balanced, labelled graphs as a `GraphBatch`;
 `StreamingSampler` serves an endless sequence of batches for training that does not pre-build.
+Both use the compiled kernel (`fast.py`) by default; `backend="numpy"` runs the vectorized
+numpy code in this file instead (same distributions, different draws), kept as the cross-check.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from .batch import GraphBatch
 from .bfs import adjacency_bitsets, distances_from
+from .fast import fast_arrays
 from .spec import GraphSpec
 
 
@@ -195,11 +198,24 @@ def uniform_labels(spec: GraphSpec, rng: np.random.Generator, pilot: int = 200_0
     return values[counts >= min_frequency * len(labels)]
 
 
-def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536) -> dict[str, np.ndarray]:
-    """Exactly `size` labelled graphs balanced by `spec.balance`, as numpy arrays."""
+BACKENDS = ("numba", "numpy")
+
+
+def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
+                  backend: str = "numba") -> dict[str, np.ndarray]:
+    """Exactly `size` labelled graphs balanced by `spec.balance`, as int64 numpy arrays.
+
+    backend "numba" (default) runs the compiled kernel (`fast.py`) on a stream keyed by one
+    64-bit draw from `rng`; "numpy" runs the vectorized code below, the readable cross-check.
+    The two give the same distribution, not the same graphs.
+    """
     rng = as_generator(rng)
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if backend == "numba":
+        return _sample_arrays_numba(spec, size, rng)
     width = spec.max_edges if spec.family != "erdos_renyi" else 1
     if spec.balance == "uniform":
         labels = uniform_labels(spec, rng)
@@ -231,9 +247,19 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536) -> dict[
     return {name: value[:size] for name, value in out.items()}
 
 
-def sample(spec: GraphSpec, size: int, rng) -> GraphBatch:
+def _sample_arrays_numba(spec: GraphSpec, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    key = int(rng.integers(0, 2**64, dtype=np.uint64))
+    arrays, _ = fast_arrays(spec, size, key)
+    if spec.balance == "uniform":  # the kernel fills labels in turn; interleave them
+        arrays = _select(arrays, np.random.default_rng(key).permutation(size))
+    if spec.family == "erdos_renyi":  # up to n(n-1)/2 slots: keep only the ones in use
+        arrays["edges"] = arrays["edges"][:, : max(int((arrays["edges"][..., 0] > 0).sum(1).max()), 1)]
+    return {name: value.astype(np.int64) for name, value in arrays.items()}
+
+
+def sample(spec: GraphSpec, size: int, rng, backend: str = "numba") -> GraphBatch:
     """Exactly `size` labelled, balanced graphs of `spec` as a `GraphBatch`."""
-    return GraphBatch.from_numpy(sample_arrays(spec, size, rng), spec.max_vertices)
+    return GraphBatch.from_numpy(sample_arrays(spec, size, rng, backend=backend), spec.max_vertices)
 
 
 class StreamingSampler:
@@ -242,17 +268,17 @@ class StreamingSampler:
     `state()` / `set_state()` capture and restore the generator, so training resumes exactly.
     """
 
-    def __init__(self, spec: GraphSpec, batch_size: int, seed):
+    def __init__(self, spec: GraphSpec, batch_size: int, seed, backend: str = "numba"):
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
-        self.spec, self.batch_size = spec, batch_size
+        self.spec, self.batch_size, self.backend = spec, batch_size, backend
         self.rng = as_generator(seed)
 
     def __iter__(self):
         return self
 
     def __next__(self) -> GraphBatch:
-        return sample(self.spec, self.batch_size, self.rng)
+        return sample(self.spec, self.batch_size, self.rng, backend=self.backend)
 
     def state(self) -> dict:
         return self.rng.bit_generator.state
