@@ -1,0 +1,200 @@
+"""Pre-build a dataset: `python -m data_gen.build --preset NAME --size N --seed S --out DIR`.
+
+Examples:
+    python -m data_gen.build --preset pretrain --size 1000000 --seed 0 --workers 2 --out datasets/pretrain
+    python -m data_gen.build --preset finetune --n-max 8 --finetune-n-max 5 --small-target 5 \\
+        --size 100000 --seed 1 --out datasets/finetune-small
+    python -m data_gen.build --spec experiments/my_set.toml --size 50000 --seed 2 --out datasets/mine
+
+A spec file is TOML in one of two forms:
+    preset = "finetune"            # a study preset ...
+    [data]                         # ... at the sizes of a run config's [data] table
+    n_max = 8                      # (keyword arguments of data_gen.study_presets)
+    finetune_n_max = 5
+or
+    [spec]                         # any GraphSpec, field by field
+    family = "erdos_renyi"
+    n_max = 20
+    target = "any"
+
+Work is split into fixed-size shards (one task each, seeds from SeedSequence(seed, spawn_key=
+(shard,))), so any --workers gives the same bytes. Everything is written into a temporary
+directory beside --out and renamed when complete; see dataset.py for the layout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .dataset import FORMAT, MANIFEST, SHARD_SIZE, DatasetError, make_shard, shard_counts
+from .fast import warm_up
+from .figures import label_distribution
+from .spec import PRESET_NAMES, GraphSpec, SpecError, preset, study_presets
+
+SIZE_FLAGS = ("n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_args(argv):
+    parser = OneLineParser(prog="python -m data_gen.build", description=__doc__.split("\n")[0],
+                           epilog="See the module docstring for the spec-file format.")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)}")
+    which.add_argument("--spec", type=Path, help="TOML file: preset + [data] sizes, or a [spec] table")
+    parser.add_argument("--size", type=int, required=True, help="graphs in the dataset")
+    parser.add_argument("--seed", type=int, required=True, help="base seed (>= 0)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--out", type=Path, required=True, help="dataset directory to create")
+    parser.add_argument("--force", action="store_true", help="replace an existing dataset at --out")
+    parser.add_argument("--shard-size", type=int, default=SHARD_SIZE,
+                        help=f"graphs per shard (default {SHARD_SIZE}; part of what fixes the bytes)")
+    sizes = parser.add_argument_group("preset sizes (keyword arguments of study_presets)")
+    for flag in SIZE_FLAGS:
+        sizes.add_argument("--" + flag.replace("_", "-"), type=int, dest=flag)
+    return parser.parse_args(argv)
+
+
+def resolve_spec(args) -> tuple[GraphSpec, dict]:
+    """The spec to build and how it was named (recorded in the manifest)."""
+    sizes = {flag: getattr(args, flag) for flag in SIZE_FLAGS if getattr(args, flag) is not None}
+    if args.preset is not None:
+        return preset(args.preset, **sizes), {"preset": args.preset, "data": sizes}
+    if sizes:
+        raise SpecError("size flags (--n-max ...) go with --preset; put sizes in the spec file's [data] table")
+    try:
+        table = tomllib.loads(args.spec.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"spec file {args.spec} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise SpecError(f"spec file {args.spec} is malformed: {error}") from None
+    unknown = sorted(set(table) - {"preset", "data", "spec"})
+    if unknown:
+        raise SpecError(f"spec file {args.spec}: unknown key(s) {', '.join(unknown)} (use preset + [data], or [spec])")
+    if "spec" in table:
+        if "preset" in table or "data" in table:
+            raise SpecError(f"spec file {args.spec}: give either [spec] or preset + [data], not both")
+        if not isinstance(table["spec"], dict):
+            raise SpecError(f"spec file {args.spec}: spec must be a table")
+        return GraphSpec.from_dict(table["spec"]), {"preset": None, "data": None}
+    if "preset" not in table:
+        raise SpecError(f"spec file {args.spec} names no preset and has no [spec] table")
+    data = table.get("data", {})
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {args.spec}: data must be a table")
+    try:
+        specs = study_presets(**data)
+    except TypeError as error:
+        raise SpecError(f"spec file {args.spec}: bad [data] table: {error}") from None
+    if table["preset"] not in specs:
+        raise SpecError(f"unknown preset {table['preset']!r} (choose from {', '.join(PRESET_NAMES)})")
+    return specs[table["preset"]], {"preset": table["preset"], "data": data}
+
+
+def _shard_task(task):
+    spec_dict, count, seed, index, folder = task
+    return index, make_shard(GraphSpec.from_dict(spec_dict), count, seed, index, Path(folder))
+
+
+def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, force: bool = False,
+                  shard_size: int = SHARD_SIZE, origin: dict | None = None, progress: bool = True) -> Path:
+    """Build the dataset at `out` (see the module docstring); returns its path."""
+    out = Path(out)
+    for name, value, low in (("size", size, 1), ("workers", workers, 1), ("shard size", shard_size, 1),
+                             ("seed", seed, 0)):
+        if value < low:
+            raise SpecError(f"{name} must be >= {low}, got {value}")
+    if out.exists() and not force:
+        raise DatasetError(f"{out} already exists; pass --force to replace it")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out} exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.parent / f".tmp-{out.name}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir()
+    try:
+        counts = shard_counts(size, shard_size)
+        tasks = [(spec.to_dict(), count, seed, index, str(temporary)) for index, count in enumerate(counts)]
+        results = {}
+        warm_up()  # compile or load the kernel once, before any worker starts
+        with tqdm(total=size, unit="graph", unit_scale=True, desc=f"building {out.name}",
+                  disable=not progress) as bar:
+            if workers == 1:
+                outcomes = map(_shard_task, tasks)
+                pool = None
+            else:
+                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+                pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+                outcomes = pool.imap_unordered(_shard_task, tasks)
+            try:
+                for index, entry in outcomes:
+                    results[index] = entry
+                    bar.update(entry["count"])
+            finally:
+                if pool is not None:
+                    pool.terminate()
+        shards = [results[index] for index in range(len(counts))]
+        top = spec.max_vertices + 1
+        label_counts = np.sum([s.pop("label_counts") for s in shards], axis=0).tolist()
+        path_counts = np.sum([s.pop("path_length_counts") for s in shards], axis=0).tolist()
+        manifest = {
+            "format": FORMAT, "spec": spec.to_dict(), **(origin or {"preset": None, "data": None}),
+            "seed": seed, "count": size, "shard_size": shard_size,
+            "layout": f"uint8 [count, {2 * spec.max_edges + 4}]: edges a0, b0, a1, b1, ... "
+                      "(padding 0, 0), then num_vertices, target, label, path_length",
+            "label_histogram": {str(d): label_counts[d] for d in range(top) if label_counts[d]},
+            "path_length_histogram": {str(d): path_counts[d] for d in range(top) if path_counts[d]},
+            "shards": shards,
+        }
+        title = f"{out.name}: {size} graphs, seed {seed} (label {spec.max_vertices} = unreachable)"
+        label_distribution(label_counts, spec.max_vertices, title, temporary)
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():  # --force: move the old one aside first, so a crash never leaves a mix
+            old = out.parent / f".tmp-old-{out.name}-{os.getpid()}"
+            os.replace(out, old)
+            os.replace(temporary, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already reported on one line
+        return int(done.code or 0)
+    try:
+        spec, origin = resolve_spec(args)
+        path = build_dataset(spec, args.size, args.seed, args.out, workers=args.workers, force=args.force,
+                             shard_size=args.shard_size, origin=origin)
+    except (SpecError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.size} graphs to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
