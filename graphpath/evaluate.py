@@ -1,0 +1,327 @@
+"""`python -m graphpath.evaluate`: score models on the off-distribution suite and write the report.
+
+    python -m graphpath.evaluate RUN_DIR                    # final checkpoint, run's data spec
+    python -m graphpath.evaluate --runs A B C --out DIR     # seeds pooled: mean and 95% CI
+    python -m graphpath.evaluate --model handcrafted --n 8 --out DIR
+
+Writes `eval.json` (schema: docs/contracts.md), `report.md` and `figures/` into the run dir (or
+--out). Every model is scored on the same cached graphs (graphpath.eval_sets); a run's learned
+model is shown next to the hand-built model for the same n when `handcrafted` is importable, and
+the pre-training checkpoint is scored on the pre-train and fine-tune sets for the study's
+before/after numbers. `graphpath.train` calls `evaluate_run(run_dir)` at the end of a study.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import report
+from .eval_core import model_vocabulary, pool_runs, score_model
+from .eval_plots import write_figures
+from .eval_sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
+
+SCHEMA_VERSION = 1
+DEFAULT_SIZE = 4096  # graphs per set
+DEFAULT_GRID_SIZE = 256  # graphs per (n, t) grid cell
+BEFORE_AFTER_SETS = ("pretrain", "finetune")
+
+
+# ---- loading models and runs ----------------------------------------------------------------------
+
+def _toml(path: Path) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, ValueError) as error:
+        raise EvalError(f"cannot read {path}: {error}") from None
+
+
+def load_learned(path: Path, device: str):
+    """(model, info) through graphpath.checkpoint, with its failures as one-line EvalErrors."""
+    try:
+        from .checkpoint import CheckpointError, load_model
+    except ImportError as error:
+        raise EvalError(f"graphpath.checkpoint is not available, cannot load {path}: {error}") from None
+    try:
+        return load_model(path, device)
+    except (CheckpointError, OSError, ValueError, KeyError, RuntimeError) as error:
+        raise EvalError(f"cannot load a model from {path}: {error}".splitlines()[0]) from None
+
+
+def build_handcrafted(n: int):
+    try:
+        from handcrafted import build_model
+    except ImportError as error:
+        raise EvalError(f"handcrafted.build_model is not available: {error}") from None
+    try:
+        return build_model(n)
+    except (ValueError, TypeError) as error:
+        raise EvalError(f"cannot build the hand-built model for n={n}: {error}") from None
+
+
+def handcrafted_available() -> bool:
+    try:
+        from handcrafted import build_model  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_run(run_dir: Path, device: str) -> dict:
+    """A run's final model, its data spec (checked against config.toml), phases.json and, when the
+    run fine-tuned, its pre-training checkpoint path."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EvalError(f"run directory {run_dir} does not exist")
+    model, info = load_learned(run_dir, device)
+    data = info.get("data")
+    if (run_dir / "config.toml").exists():
+        table = _toml(run_dir / "config.toml").get("data")
+        if data is not None and table is not None and dict(table) != dict(data):
+            raise EvalError(f"{run_dir}: checkpoint data spec {data} differs from config.toml [data] {table}")
+        data = data if data is not None else table
+    if data is None:
+        raise EvalError(f"{run_dir}: no data spec (neither the checkpoint nor config.toml [data] has one)")
+    phases = None
+    if (run_dir / "phases.json").exists():
+        try:
+            phases = json.loads((run_dir / "phases.json").read_text())
+        except (OSError, ValueError) as error:
+            raise EvalError(f"cannot read {run_dir / 'phases.json'}: {error}") from None
+    pretrain = run_dir / "checkpoints" / "pretrain-final.json"  # its JSON is written last
+    return {"dir": run_dir, "model": model, "info": info, "data": dict(data), "phases": phases,
+            "pretrain": pretrain if info.get("stage") != "pretrain" and pretrain.exists() else None}
+
+
+# ---- the work ------------------------------------------------------------------------------------
+
+def prepare(data: dict, names: list[str], size: int, grid_size: int, seed: int, cache_dir, progress=True):
+    """{name: (EvalSet, GraphBatch, data hash)} for the requested sets at the run's sizes."""
+    sets = define_sets(data)
+    prepared = {}
+    for name in tqdm(names, desc="evaluation data", disable=not progress, leave=False):
+        evalset = sets[name]
+        batch, digest = load_set(evalset, grid_size if evalset.kind == "grid" else size, seed, cache_dir)
+        prepared[name] = (evalset, batch, digest)
+    return prepared
+
+
+def _entry(kind: str, description: str, sources: list[str], vocabulary, runs_info: list[dict]) -> dict:
+    return {"kind": kind, "description": description, "sources": sources, "vocabulary": vocabulary,
+            "runs": len(sources), "info": runs_info, "results": {}, "skipped": {}}
+
+
+def score_entry(entry: dict, models: list, prepared: dict, device: str, label: str, progress: bool,
+                only=None) -> None:
+    """Fill entry's results (pooled over `models`, one per run) and skipped sets."""
+    per_run = []
+    for model in models:
+        results, skipped = score_model(model, prepared, entry["vocabulary"], device, label, progress, only)
+        per_run.append(results)
+        entry["skipped"].update(skipped)
+    for name in per_run[0]:
+        entry["results"][name] = pool_runs([r[name] for r in per_run])
+
+
+def _info(info: dict) -> dict:
+    return {k: info.get(k) for k in ("step", "seed", "stage", "model_config")}
+
+
+def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int | None = None,
+             compare_handcrafted: bool = True, sets=None, size: int = DEFAULT_SIZE,
+             grid_size: int = DEFAULT_GRID_SIZE, seed: int = 0, device: str = "cpu", cache_dir="default",
+             progress: bool = True, title: str | None = None) -> dict:
+    """The eval.json document for the learned runs (pooled) and/or the hand-built model."""
+    started = time.perf_counter()
+    names = resolve_names(sets)
+    for value, what in ((size, "--size"), (grid_size, "--grid-size")):
+        if value <= 0:
+            raise EvalError(f"{what} must be positive, got {value}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvalError(f"device {device} requested but CUDA is not available")
+    loaded = [read_run(r, device) for r in runs]
+    if loaded:
+        for other in loaded[1:]:
+            if other["data"] != loaded[0]["data"]:
+                raise EvalError(f"runs disagree on the data spec: {loaded[0]['dir']} has {loaded[0]['data']}, "
+                                f"{other['dir']} has {other['data']}")
+        if data is not None and data != loaded[0]["data"]:
+            raise EvalError(f"--data-from spec {data} differs from the runs' {loaded[0]['data']}")
+        data = loaded[0]["data"]
+    if data is None:
+        data = default_data(handcrafted_n)
+    cache = default_cache_dir() if cache_dir == "default" else (None if cache_dir is None else Path(cache_dir))
+    prepared = prepare(data, names, size, grid_size, seed, cache, progress)
+    data_seconds = time.perf_counter() - started
+    models = {}
+    if loaded:
+        infos = [r["info"] for r in loaded]
+        vocab = {model_vocabulary(r["model"], r["info"]) for r in loaded}
+        if len(vocab) > 1:
+            raise EvalError(f"runs disagree on the model vocabulary: {sorted(vocab, key=str)}")
+        entry = _entry("learned", "the run's final checkpoint", [str(r["dir"]) for r in loaded], vocab.pop(),
+                       [_info(i) for i in infos])
+        score_entry(entry, [r["model"] for r in loaded], prepared, device, "learned", progress)
+        models["learned"] = entry
+        before = [n for n in BEFORE_AFTER_SETS if n in prepared]
+        if before and all(r["pretrain"] or r["info"].get("stage") == "pretrain" for r in loaded):
+            pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
+            entry = _entry("learned", "the run's pre-training checkpoint (before fine-tuning)",
+                           [str(r["pretrain"] or r["dir"]) for r in loaded], models["learned"]["vocabulary"],
+                           [_info(i) for i in infos])
+            score_entry(entry, pre_models, prepared, device, "learned-pretrain", progress, before)
+            models["learned-pretrain"] = entry
+        if compare_handcrafted and handcrafted_n is None and handcrafted_available():
+            handcrafted_n = data.get("n_max", 15)
+    if handcrafted_n is not None:
+        entry = _entry("handcrafted", f"hand-built BFS transformer, n = {handcrafted_n}",
+                       [f"handcrafted.build_model({handcrafted_n})"], handcrafted_n, [])
+        score_entry(entry, [build_handcrafted(handcrafted_n)], prepared, device, "handcrafted", progress)
+        models["handcrafted"] = entry
+    if not any(m["results"] for m in models.values()):
+        reasons = [why for m in models.values() for why in m["skipped"].values()]
+        raise EvalError("no requested set can be scored" + (f": {reasons[0]}" if reasons else ""))
+    primary = "learned" if "learned" in models else "handcrafted"
+    doc = {"schema_version": SCHEMA_VERSION, "title": title or primary,
+           "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "primary": primary, "data": data,
+           "eval": {"seed": seed, "size": size, "grid_size": grid_size, "device": device,
+                    "cache_dir": None if cache is None else str(cache),
+                    "seconds": {"data": round(data_seconds, 3)}},
+           "sets": {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
+                           "seed": [seed, name], "size": grid_size if s.kind == "grid" else size,
+                           "count": len(batch), "data_sha256": digest}
+                    for name, (s, batch, digest) in prepared.items()},
+           "models": models, "phases": [r["phases"] for r in loaded]}
+    doc["study"] = report.study_rows(doc)
+    if "learned" in models and all(i.get("stage") == "pretrain" for i in models["learned"]["info"]):
+        for row in doc["study"]:  # a run that never fine-tuned has no "after"
+            if row["key"] == "finetune-after":
+                row.update(ours=None, ci95=None, source="the run has no fine-tuning stage")
+    doc["findings"] = report.findings(doc, doc["phases"] or [None])
+    doc["eval"]["seconds"]["scoring"] = round(time.perf_counter() - started - data_seconds, 3)
+    return doc
+
+
+def default_data(n: int | None) -> dict:
+    """Data spec for a hand-built model alone: the study's sizes, capped at n."""
+    if n is None:
+        raise EvalError("nothing to evaluate: give RUN_DIR, --runs, or --model handcrafted --n N")
+    return {"n_max": n, "finetune_n_max": min(7, n), "small_target": min(7, n)}
+
+
+def _dump(path: Path, text: str) -> None:
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
+    """eval.json, report.md and figures/ under out_dir (each written to a temporary name first)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    doc["figures"] = write_figures(doc, out_dir / "figures") if figures else []
+    doc["eval"]["seconds"]["figures"] = round(time.perf_counter() - started, 3)
+    doc["eval"]["seconds"]["total"] = round(sum(v for k, v in doc["eval"]["seconds"].items() if k != "total"), 3)
+    _dump(out_dir / "eval.json", json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    _dump(out_dir / "report.md", report.render_markdown(doc))
+    return doc
+
+
+def evaluate_run(run_dir, **options) -> dict:
+    """Score a run's final checkpoint (and the hand-built model beside it) and write eval.json,
+    report.md and figures/ into the run directory. Options: those of `evaluate` plus figures."""
+    figures = options.pop("figures", True)
+    doc = evaluate([Path(run_dir)], title=Path(run_dir).name, **options)
+    return write_outputs(doc, Path(run_dir), figures)
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m graphpath.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", nargs="?", type=Path, help="a run directory (final checkpoint + data spec)")
+    parser.add_argument("--runs", nargs="+", type=Path, default=[], help="several runs (seeds) to pool")
+    parser.add_argument("--model", choices=("learned", "handcrafted"), default="learned",
+                        help="handcrafted: score the hand-built model for --n alone")
+    parser.add_argument("--n", type=int, help="vertex count of the hand-built model")
+    parser.add_argument("--data-from", type=Path, help="with --model handcrafted: take a run's [data] table")
+    parser.add_argument("--out", type=Path, help="output directory (default: the run dir, runs/aggregate, "
+                        "or runs/handcrafted-n<N>)")
+    parser.add_argument("--sets", nargs="+", help=f"sets or groups: {', '.join(SET_NAMES)}; study, tests, "
+                        "shift, all (default all)")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="graphs per set")
+    parser.add_argument("--grid-size", type=int, default=DEFAULT_GRID_SIZE, help="graphs per grid cell")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation data")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cache", type=Path, help=f"cache folder (default {default_cache_dir()})")
+    parser.add_argument("--no-cache", action="store_true", help="draw the sets afresh, store nothing")
+    parser.add_argument("--no-handcrafted", action="store_true", help="do not score the hand-built model beside runs")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def run(args) -> Path:
+    runs = ([args.run_dir] if args.run_dir else []) + list(args.runs)
+    if args.model == "handcrafted":
+        if runs:
+            raise EvalError("--model handcrafted scores the hand-built model alone; drop RUN_DIR/--runs "
+                            "(a run's evaluation already shows the hand-built model beside it)")
+        if args.n is None:
+            raise EvalError("--model handcrafted needs --n N")
+        data = None
+        if args.data_from:
+            table = _toml(args.data_from / "config.toml") if args.data_from.is_dir() else None
+            if not table or "data" not in table:
+                raise EvalError(f"--data-from {args.data_from}: no config.toml with a [data] table")
+            data = dict(table["data"])
+        out = args.out or Path("runs") / f"handcrafted-n{args.n}"
+    else:
+        if not runs:
+            raise EvalError("give RUN_DIR or --runs DIR... (or --model handcrafted --n N)")
+        if args.n is not None or args.data_from:
+            raise EvalError("--n and --data-from belong to --model handcrafted")
+        data = None
+        out = args.out or (runs[0] if len(runs) == 1 else Path("runs") / "aggregate")
+    cache = None if args.no_cache else (args.cache or "default")
+    started = time.perf_counter()
+    doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
+                   sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed, device=args.device,
+                   cache_dir=cache, progress=not args.quiet, title=out.name)
+    write_outputs(doc, out, figures=not args.no_figures)
+    seconds = doc["eval"]["seconds"]
+    print(f"evaluated {len(doc['sets'])} set(s) x {len(doc['models'])} model(s) in "
+          f"{time.perf_counter() - started:.1f} s (data {seconds['data']:.1f} s, scoring {seconds['scoring']:.1f} s, "
+          f"figures {seconds['figures']:.1f} s) -> {out / 'eval.json'}, {out / 'report.md'}")
+    for model, entry in doc["models"].items():
+        for name, why in entry["skipped"].items():
+            print(f"skipped {model} on {name}: {why}", file=sys.stderr)
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except EvalError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Scores for one evaluation set, and confidence intervals.
+
+Shapes
+    B  graphs in the set
+    L  labels on the confusion axes: 1..max_vertices (max_vertices = unreachable)
+
+`score(prediction, label, max_vertices)` turns a model's float distances and the true labels into
+the numbers eval.json stores: MSE, accuracy after rounding, per-label MSE and count, and
+confusion counts (true label x rounded prediction clipped to 1..max_vertices).
+`mean_ci(values)` is a t-distribution confidence interval for a mean (seeds across runs, or
+squared errors across the graphs of one set).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, float | None]:
+    """(mean, low, high) of a t-interval for the mean of `values`; low/high are None with < 2
+    values (one run gives no spread to estimate)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("mean_ci needs at least one value")
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, None, None
+    sem = float(values.std(ddof=1)) / math.sqrt(values.size)
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=values.size - 1)) * sem
+    return mean, mean - half, mean + half
+
+
+def rounded(prediction: np.ndarray) -> np.ndarray:
+    """Nearest integer, halves away from zero (np.rint would send 2.5 to 2)."""
+    return np.floor(np.asarray(prediction, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def score(prediction, label, max_vertices: int, confidence: float = 0.95) -> dict:
+    """Every number eval.json stores for one set.
+
+    prediction (B,) float, label (B,) int in 1..max_vertices. Accuracy compares the rounded
+    prediction with the label as is; the confusion matrix clips the rounded prediction into
+    1..max_vertices first, so its diagonal can exceed `accuracy * count` (a prediction of 16.2
+    for an unreachable 15 counts on the diagonal there, but not as accurate).
+    """
+    prediction = np.asarray(prediction, dtype=np.float64).ravel()
+    label = np.asarray(label, dtype=np.int64).ravel()
+    if prediction.shape != label.shape:
+        raise ValueError(f"prediction {prediction.shape} and label {label.shape} differ in shape")
+    if label.size == 0:
+        raise ValueError("cannot score an empty set")
+    if label.min() < 1 or label.max() > max_vertices:
+        raise ValueError(f"labels must lie in [1, {max_vertices}], got [{label.min()}, {label.max()}]")
+    squared = (prediction - label) ** 2  # (B,)
+    mse, low, high = mean_ci(squared, confidence)
+    guess = rounded(np.nan_to_num(prediction, nan=-1.0, posinf=max_vertices + 1, neginf=-1.0))
+    labels = np.arange(1, max_vertices + 1)  # (L,)
+    counts = np.bincount(label, minlength=max_vertices + 1)[1:]  # (L,)
+    sums = np.bincount(label, weights=squared, minlength=max_vertices + 1)[1:]
+    clipped = np.clip(guess, 1, max_vertices)
+    confusion = np.zeros((max_vertices, max_vertices), dtype=np.int64)  # (L true, L predicted)
+    np.add.at(confusion, (label - 1, clipped - 1), 1)
+    return {
+        "count": int(label.size),
+        "mse": mse,
+        "mse_ci95": None if low is None else [low, high],
+        "accuracy": float((guess == label).mean()),
+        "mean_label": float(label.mean()),
+        "label_variance": float(label.var()),
+        "per_label": {str(int(v)): {"count": int(c), "mse": float(s / c)}
+                      for v, c, s in zip(labels, counts, sums) if c > 0},
+        "confusion": {"labels": labels.tolist(), "counts": confusion.tolist()},
+    }
+
+
+def cell_scores(prediction, label, rows, cols, row_values, col_values) -> dict:
+    """MSE, accuracy and count per (row, col) cell, as nested lists [row][col] (None if empty).
+
+    rows, cols (B,) int: each graph's cell coordinates (e.g. n and t).
+    """
+    prediction = np.asarray(prediction, dtype=np.float64)
+    label = np.asarray(label, dtype=np.int64)
+    row_values, col_values = np.asarray(row_values), np.asarray(col_values)
+    if not (np.isin(rows, row_values).all() and np.isin(cols, col_values).all()):
+        raise ValueError("every graph's (row, col) must be one of the requested cells")
+    shape = (len(row_values), len(col_values))
+    # row_values and col_values are sorted ascending (grid axes), so searchsorted finds each index
+    flat = np.searchsorted(row_values, rows) * shape[1] + np.searchsorted(col_values, cols)
+    size = shape[0] * shape[1]
+    count = np.bincount(flat, minlength=size)
+    sq = np.bincount(flat, weights=(prediction - label) ** 2, minlength=size)
+    hit = np.bincount(flat, weights=(rounded(np.nan_to_num(prediction, nan=-1.0)) == label), minlength=size)
+
+    def grid(values):
+        return [[None if count[i * shape[1] + j] == 0 else float(values[i * shape[1] + j])
+                 for j in range(shape[1])] for i in range(shape[0])]
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"mse": grid(sq / count), "accuracy": grid(hit / count),
+                "count": [[int(count[i * shape[1] + j]) for j in range(shape[1])] for i in range(shape[0])]}

@@ -1,0 +1,195 @@
+"""The reproduction report: the study's numbers next to ours, and whether its findings hold.
+
+`study_rows(doc)` and `findings(doc, phases)` fill eval.json's "study" and "findings" lists from
+the scored sets; `render_markdown(doc)` writes report.md from eval.json alone (so the blog, or a
+reader, can rebuild it). Criteria for a qualitative finding are the named constants below.
+"""
+from __future__ import annotations
+
+import math
+
+GOOD_MSE = 0.25  # RMS error under half a hop: most predictions round to the true distance
+FAIL_MSE = 1.0  # RMS error of a whole hop or more: the answer is not the distance
+CHEAP_RATIO = 5.0  # fine-tuning lowers the fine-tune set's MSE at least this many times
+
+# (key, quantity, study value, the study's word, model, set): DESIGN.md's table
+STUDY = [
+    ("pretrain", "pre-train: final MSE (t = 2)", 0.001623, "", "learned-pretrain", "pretrain"),
+    ("finetune-before", "fine-tune set: MSE before fine-tuning", 0.5531, "", "learned-pretrain", "finetune"),
+    ("finetune-after", "fine-tune set: MSE after fine-tuning", 0.01472, "", "learned", "finetune"),
+    ("test-onpath-small", "test: on-path small target", 0.1020, "good", "learned", "test-onpath-small"),
+    ("test-onpath-large", "test: on-path target", 0.1451, "moderate", "learned", "test-onpath-large"),
+    ("test-any-small", "test: any target, small graphs", 61.44, "fails", "learned", "test-any-small"),
+    ("test-any-large-smalltarget", "test: any small target, large graphs", 47.06, "", "learned",
+     "test-any-large-smalltarget"),
+    ("test-any-large", "test: any target, large graphs", 72.87, "", "learned", "test-any-large"),
+]
+OFF_PATH_SETS = ("test-any-small", "test-any-large-smalltarget", "test-any-large")
+
+
+def _result(doc: dict, model: str, name: str) -> dict | None:
+    return doc.get("models", {}).get(model, {}).get("results", {}).get(name)
+
+
+def study_rows(doc: dict) -> list[dict]:
+    """One row per study number: ours from the scored sets, with its CI and where it came from."""
+    rows = []
+    for key, quantity, value, word, model, name in STUDY:
+        model = doc.get("primary", "learned") if model == "learned" else model
+        block, source = _result(doc, model, name), f"{model} model on set {name}"
+        if block is None and model == "learned-pretrain" and name == "pretrain":
+            block, source = _result(doc, "learned", name), "final (fine-tuned) model on set pretrain"
+        rows.append({"key": key, "quantity": quantity, "set": name, "study": value, "study_verdict": word,
+                     "ours": None if block is None else block["mse"],
+                     "ci95": None if block is None else block.get("mse_ci95"),
+                     "ci_kind": None if block is None else block.get("ci_kind"),
+                     "runs": None if block is None else block.get("runs"),
+                     "source": source if block is not None else "not evaluated"})
+    return rows
+
+
+def _finetune_pair(mse: dict, phases: dict | None) -> tuple[float | None, float | None, str]:
+    if mse.get("finetune-before") is not None and mse.get("finetune-after") is not None:
+        return mse["finetune-before"], mse["finetune-after"], "evaluated on the fine-tune set"
+    tune = (phases or {}).get("finetune") or {}
+    if tune.get("loss_before") is not None and tune.get("loss_after") is not None:
+        return float(tune["loss_before"]), float(tune["loss_after"]), "phases.json finetune"
+    return None, None, "no fine-tuning data"
+
+
+def judge(mse: dict, phases: dict | None) -> list[dict]:
+    """Each qualitative finding: holds (True/False) or None when the data to judge is missing.
+
+    mse: {study row key: MSE}; phases: the run's phases.json (or None)."""
+    small, large = mse.get("test-onpath-small"), mse.get("test-onpath-large")
+    off = [mse.get(k) for k in OFF_PATH_SETS]
+    before, after, where = _finetune_pair(mse, phases)
+    changes = None if phases is None else phases.get("phase_changes")
+    fmt = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731
+    out = [
+        ("onpath-small-generalizes", "on-path small targets generalize",
+         f"test-onpath-small MSE <= {GOOD_MSE}", None if small is None else small <= GOOD_MSE,
+         f"MSE {fmt(small)}"),
+        ("onpath-large-partly", "large on-path targets generalize partly",
+         f"test-onpath-small MSE < test-onpath-large MSE < {FAIL_MSE}",
+         None if small is None or large is None else small < large < FAIL_MSE,
+         f"small {fmt(small)}, large {fmt(large)}"),
+        ("offpath-fails", "off-path targets fail", f"every test-any-* MSE >= {FAIL_MSE}",
+         None if any(v is None for v in off) else min(off) >= FAIL_MSE,
+         ", ".join(f"{k} {fmt(v)}" for k, v in zip(OFF_PATH_SETS, off))),
+        ("finetune-cheap", "fine-tuning is cheap", f"fine-tune MSE falls >= {CHEAP_RATIO:g}x",
+         None if before is None else after * CHEAP_RATIO <= before,
+         f"{fmt(before)} -> {fmt(after)} ({where})"),
+        ("phase-changes", "phase changes occur", "phases.json lists >= 1 phase change",
+         None if changes is None else len(changes) >= 1,
+         "no phases.json" if changes is None else f"{len(changes)} phase change(s)" + "".join(
+             f"; label {c.get('label')} at step {c.get('step')} ({c.get('stage')})" for c in changes[:6])),
+    ]
+    return [{"key": k, "finding": f, "criterion": c, "holds": h, "evidence": e} for k, f, c, h, e in out]
+
+
+def findings(doc: dict, phases_per_run: list[dict | None]) -> list[dict]:
+    """Findings on the pooled numbers, plus in how many runs each holds (where per-run data exist)."""
+    rows = {r["key"]: r["ours"] for r in doc["study"]}
+    pooled = judge(rows, phases_per_run[0] if len(phases_per_run) == 1 else None)
+    if len(phases_per_run) > 1:
+        per_run_mse = []
+        for i in range(len(phases_per_run)):
+            values = {}
+            for key, _, _, _, model, name in STUDY:
+                block = _result(doc, doc.get("primary", "learned") if model == "learned" else model, name)
+                runs = (block or {}).get("per_run", {}).get("mse")
+                values[key] = runs[i] if runs and i < len(runs) else None
+            per_run_mse.append(values)
+        per_run = [judge(m, p) for m, p in zip(per_run_mse, phases_per_run)]
+        for index, row in enumerate(pooled):
+            votes = [r[index]["holds"] for r in per_run]
+            known = [v for v in votes if v is not None]
+            row["runs_holding"] = f"{sum(known)}/{len(known)}" if known else None
+            if row["holds"] is None and known:  # fine-tuning and phases are judged per run only
+                row["holds"] = sum(known) * 2 > len(known)
+                row["evidence"] = "; ".join(f"run {i}: {r[index]['evidence']}" for i, r in enumerate(per_run))
+    return pooled
+
+
+# ---- markdown ----------------------------------------------------------------------------------
+
+def _num(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:.4g}"
+
+
+def _ci(ci, kind) -> str:
+    if not ci:
+        return "— (one run: no seed CI)" if kind == "seeds" or kind is None else "—"
+    return f"[{_num(ci[0])}, {_num(ci[1])}] ({'across seeds' if kind == 'seeds' else 'over the set’s graphs'})"
+
+
+def _verdict(holds) -> str:
+    return {True: "holds", False: "does not hold", None: "unknown"}[holds]
+
+
+def render_markdown(doc: dict) -> str:
+    primary = doc.get("primary")
+    models = doc.get("models", {})
+    lines = [f"# Evaluation report: {doc.get('title', primary)}", ""]
+    for name, model in models.items():
+        lines.append(f"- model `{name}`: {model.get('description', model.get('kind'))}"
+                     f" ({model.get('runs', 1)} run(s), vocabulary {model.get('vocabulary')})")
+    ev = doc.get("eval", {})
+    lines += [f"- data (`study_presets` keywords): `{doc.get('data')}`",
+              f"- evaluation data: seed {ev.get('seed')}, {ev.get('size')} graphs per set, "
+              f"{ev.get('grid_size')} per grid cell; identical for every model (hashes in eval.json)",
+              f"- evaluated in {_num(ev.get('seconds', {}).get('total'))} s on {ev.get('device')}", ""]
+    if doc.get("study"):
+        runs = max((r["runs"] or 1) for r in doc["study"])
+        lines += ["## The study's numbers (MSE)", "",
+                  "Single run: the CI is over the set's graphs (evaluation noise only). Several runs "
+                  "(`--runs`): a t-interval across seeds." if runs == 1 else
+                  f"Mean over {runs} runs with a 95% t-interval across seeds.", "",
+                  "| quantity | study | this run | 95% CI | source |", "|---|---|---|---|---|"]
+        for r in doc["study"]:
+            word = f" ({r['study_verdict']})" if r["study_verdict"] else ""
+            lines.append(f"| {r['quantity']} | {_num(r['study'])}{word} | {_num(r['ours'])} | "
+                         f"{_ci(r['ci95'], r['ci_kind'])} | {r['source']} |")
+        lines.append("")
+    if doc.get("findings"):
+        lines += ["## The study's findings here", "", "| finding | criterion | here | evidence |",
+                  "|---|---|---|---|"]
+        for f in doc["findings"]:
+            runs = f" ({f['runs_holding']} runs)" if f.get("runs_holding") else ""
+            lines.append(f"| {f['finding']} | {f['criterion']} | **{_verdict(f['holds'])}**{runs} | {f['evidence']} |")
+        lines.append("")
+    names = [n for n in doc.get("sets", {})]
+    header = " | ".join(f"{m} MSE" for m in models)
+    lines += ["## Every set", "", "Constant-mean MSE is the label variance: what predicting the set's mean "
+              "label would score.", "", f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy "
+              "| constant-mean MSE |", "|---|---|" + "---|" * len(models) + "---|---|---|"]
+    for name in names:
+        blocks = [m.get("results", {}).get(name) for m in models.values()]
+        main = models.get(primary, {}).get("results", {}).get(name)
+        any_block = next((b for b in blocks if b), None)
+        if any_block is None:
+            continue
+        lines.append(f"| {name} | {any_block['count']} | " + " | ".join(_num(b and b['mse']) for b in blocks)
+                     + f" | {_ci(main and main.get('mse_ci95'), main and main.get('ci_kind'))} | "
+                     f"{_num(main and main['accuracy'])} | {_num(any_block['label_variance'])} |")
+    skipped = {f"{m}: {s}": why for m, model in models.items() for s, why in model.get("skipped", {}).items()}
+    if skipped:
+        lines += ["", "## Skipped", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
+    grid = models.get(primary, {}).get("results", {}).get("grid")
+    if grid:
+        cells = grid["cells"]
+        lines += ["", f"## Grid: MSE of `{primary}` by graph size n (rows) and target t (columns)", "",
+                  "| n \\ t | " + " | ".join(map(str, cells["t"])) + " |", "|---|" + "---|" * len(cells["t"])]
+        for n, row in zip(cells["n"], cells["mse"]):
+            lines.append(f"| {n} | " + " | ".join(_num(v) if v is not None else "" for v in row) + " |")
+    if doc.get("figures"):
+        stems = {}
+        for path in doc["figures"]:
+            stem, _, suffix = path.rpartition(".")
+            stems.setdefault(stem, []).append(f"[{suffix}]({path})")
+        lines += ["", "## Figures", ""] + [f"- `{stem.split('/')[-1]}`: {' · '.join(links)}"
+                                           for stem, links in stems.items()]
+    return "\n".join(lines) + "\n"
