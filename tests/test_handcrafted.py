@@ -1,0 +1,165 @@
+"""The hand-built BFS transformer is exact: checked against networkx, never against itself."""
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from data_gen import GraphBatch, GraphSpec, sample
+from data_gen.spec import FAMILIES, TARGET_MODES
+from handcrafted import build_model, model_size
+
+
+def networkx_distances(batch: GraphBatch) -> torch.Tensor:
+    """The independent oracle: BFS distance 1 -> target per graph, unreachable = max_vertices."""
+    out = []
+    for edges, n, t in zip(batch.edges.tolist(), batch.num_vertices.tolist(), batch.target.tolist()):
+        graph = nx.Graph()
+        graph.add_nodes_from(range(1, n + 1))
+        graph.add_edges_from((a, b) for a, b in edges if a > 0 and a != b)
+        if t in graph and nx.has_path(graph, 1, t):
+            out.append(nx.shortest_path_length(graph, 1, t))
+        else:
+            out.append(batch.max_vertices)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def make_batch(graphs, max_vertices: int) -> GraphBatch:
+    """graphs: list of (num_vertices, [(a, b), ...], target); labels from networkx."""
+    width = max(1, max(len(edges) for _, edges, _ in graphs))
+    edges = torch.zeros(len(graphs), width, 2, dtype=torch.int64)
+    for i, (_, pairs, _) in enumerate(graphs):
+        if pairs:
+            edges[i, :len(pairs)] = torch.tensor(pairs)
+    num_vertices = torch.tensor([g[0] for g in graphs])
+    target = torch.tensor([g[2] for g in graphs])
+    zeros = torch.zeros(len(graphs), dtype=torch.int64)
+    batch = GraphBatch(edges, num_vertices, target, zeros, zeros, max_vertices)
+    batch.label = networkx_distances(batch).long()
+    return batch
+
+
+def mse(model, batch) -> float:
+    with torch.no_grad():
+        return (model(batch) - networkx_distances(batch)).pow(2).mean().item()
+
+
+# A hand-drawn table: (n, edges, target, distance) with the answer worked out on paper.
+HAND_DRAWN = [
+    (4, [(1, 3), (2, 3), (3, 4)], 4, 2),
+    (4, [(1, 3), (2, 3), (3, 4)], 2, 2),
+    (5, [(1, 2), (2, 3), (3, 4), (4, 5)], 5, 4),
+    (5, [(1, 2), (1, 2), (1, 2)], 2, 1),  # repeated edges
+    (5, [(2, 3), (3, 4)], 4, 8),  # vertex 1 isolated: unreachable = max_vertices
+    (3, [(1, 2)], 3, 8),  # isolated target
+    (3, [(1, 2), (2, 3)], 7, 8),  # target beyond the graph's own vertices
+    (8, [(1, 8), (8, 7), (7, 6), (6, 5), (5, 4), (4, 3), (3, 2)], 2, 7),  # longest path
+]
+
+
+def test_hand_drawn_table():
+    batch = make_batch([(n, e, t) for n, e, t, _ in HAND_DRAWN], max_vertices=8)
+    expected = torch.tensor([d for *_, d in HAND_DRAWN], dtype=torch.float32)
+    assert torch.equal(batch.label.float(), expected)  # the table agrees with networkx
+    with torch.no_grad():
+        out = build_model(8)(batch)
+    assert (out - expected).abs().max().item() < 1e-3
+    assert (out - expected).pow(2).mean().item() < 1e-6
+
+
+@pytest.mark.parametrize("n,size", [(8, 2000), (15, 1200), (32, 400)])
+def test_exact_on_every_family_and_target_mode(n, size):
+    model = build_model(n)
+    for index, (family, mode) in enumerate(itertools.product(FAMILIES, TARGET_MODES)):
+        spec = GraphSpec(family=family, n_min=3, n_max=n, target=mode)
+        batch = sample(spec, size, 1000 * n + index)
+        oracle = networkx_distances(batch)
+        assert torch.equal(oracle, batch.label.float())  # data_gen agrees with networkx
+        with torch.no_grad():
+            out = model(batch)
+        assert (out - oracle).pow(2).mean().item() < 1e-6, (family, mode)
+        assert (out - oracle).abs().max().item() < 1e-3, (family, mode)
+    # the sets above must contain the hard cases, or exactness says little
+    if n == 8:
+        batch = sample(GraphSpec(n_min=3, n_max=n, target="any"), size, 7)
+        assert (batch.label == n).any() and (batch.target > batch.num_vertices).any()
+
+
+def test_every_graph_on_five_vertices():
+    """All 2^10 simple graphs on 5 vertices, every target 2..5: 4096 cases."""
+    pairs = list(itertools.combinations(range(1, 6), 2))
+    graphs = [(5, [p for bit, p in enumerate(pairs) if mask >> bit & 1], t)
+              for mask in range(1 << len(pairs)) for t in range(2, 6)]
+    batch = make_batch(graphs, max_vertices=5)
+    with torch.no_grad():
+        out = build_model(5)(batch)
+    assert torch.equal(out.round(), batch.label.float())
+    assert (out - batch.label.float()).abs().max().item() < 1e-4
+
+
+def test_mixed_sizes_padding_repeats_and_edge_order():
+    spec = GraphSpec(family="reference", n_min=3, n_max=10, target="any")  # repeats and isolated vertices
+    batch = sample(spec, 600, 11)
+    wide = GraphBatch(torch.nn.functional.pad(batch.edges, (0, 0, 0, 5)), batch.num_vertices,
+                      batch.target, batch.label, batch.path_length, batch.max_vertices)
+    generator = torch.Generator().manual_seed(3)
+    order = torch.stack([torch.randperm(wide.edges.shape[1], generator=generator) for _ in range(len(wide))])
+    shuffled = GraphBatch(torch.gather(wide.edges, 1, order[..., None].expand(-1, -1, 2)), batch.num_vertices,
+                          batch.target, batch.label, batch.path_length, batch.max_vertices)
+    model = build_model(10)
+    with torch.no_grad():
+        out, out_wide, out_shuffled = model(batch), model(wide), model(shuffled)
+    assert len(set(batch.num_vertices.tolist())) > 5
+    assert (out - networkx_distances(batch)).pow(2).mean().item() < 1e-6
+    assert torch.allclose(out, out_wide, atol=1e-5) and torch.allclose(out, out_shuffled, atol=1e-5)
+    # also each graph alone gives the same answer as inside the mixed batch
+    with torch.no_grad():
+        alone = torch.cat([model(batch[i]) for i in range(20)])
+    assert torch.allclose(alone, out[:20], atol=1e-5)
+
+
+def test_wrong_max_vertices_is_refused():
+    batch = sample(GraphSpec(n_min=3, n_max=6), 4, 0)
+    with pytest.raises(ValueError, match="max_vertices"):
+        build_model(8)(batch)
+    for bad in (1, 65, 8.0, True):
+        with pytest.raises(ValueError, match="n must be an integer"):
+            build_model(bad)
+
+
+def test_size_table_and_named_parameters():
+    for n in (2, 5, 8, 15, 32):
+        model, size = build_model(n), model_size(n)
+        assert model.num_parameters() == size["parameters"]
+        assert len(model.blocks) == size["layers"] == n + 1
+        assert model.basis.width == size["width"] == 3 * n + 5
+        names = [name for name, _ in model.named_parameters()]
+        assert "blocks.0.attn.W_Q" in names and "front.neighbour" in names and "readout.weight" in names
+        assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
+
+
+def test_stream_reads_back_as_bfs():
+    """After block l the count section holds min(dist, l) on every vertex token."""
+    batch = sample(GraphSpec(n_min=3, n_max=7, target="any"), 200, 5)
+    model = build_model(7)
+    from data_gen.bfs import adjacency_bitsets, distances_from
+    dist = torch.as_tensor(distances_from(adjacency_bitsets(batch.edges.numpy(), 7), 1, 7)[:, 1:])
+    for layer in (0, 2, 7):
+        with torch.no_grad():
+            sections = model.basis.read(model.stream(batch, upto=layer)[:, :7])
+        assert torch.allclose(sections["count"], dist.clamp(max=layer).float(), atol=1e-4)
+        assert torch.allclose(sections["reach"], ((dist <= layer) & (dist < 7)).float(), atol=1e-4)
+        assert sections["scratch"].abs().max() < 1e-6
+
+
+def test_perturbed_weights_break_and_reset_restores():
+    model = build_model(6)
+    batch = sample(GraphSpec(n_min=3, n_max=6, target="any"), 300, 9)
+    with torch.no_grad():
+        model.blocks[2].attn.W_Q.zero_()
+    assert mse(model, batch) > 1e-2  # the test can fail: the weights matter
+    model.reset_weights()
+    assert mse(model, batch) < 1e-6
