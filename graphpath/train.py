@@ -1,0 +1,242 @@
+"""python -m graphpath.train — pre-train, fine-tune and score the learned transformer.
+
+With no arguments it runs the CPU-sized study in experiments/small.toml (graphs n <= 8,
+fine-tuning on n <= 5; about 10 minutes on 2 cores) into runs/small/:
+    pre-train on `pretrain` (target 2) -> fine-tune on `finetune` (on-path targets, small graphs)
+    -> score every test set (graphpath.evaluate) -> figures.
+
+Examples:
+    python -m graphpath.train                                   # the small study, all stages
+    python -m graphpath.train --config experiments/paper.toml --device cuda
+    python -m graphpath.train --train.lr 5e-4 --model.n_layers 4 --out runs/try
+    python -m graphpath.train --out runs/small --resume         # continue an interrupted run
+    torchrun --nproc-per-node 4 -m graphpath.train --config experiments/paper.toml
+
+Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, model, train =
+pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from data_gen import study_presets
+
+from .checkpoint import CheckpointError, atomic_write_text, find_checkpoint, load_weights_into, read_weights, unwrap
+from .config import ConfigError, RunConfig, load_config, to_toml
+from .feed import stage_seed
+from .model import GraphTransformer
+from .phases import detect_phase_changes
+from .trainer import MetricsLog, Runtime, TrainingDiverged, evaluate, heldout_set, latest_checkpoint, train_stage
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "small.toml"
+STAGE_CHOICES = ("pretrain", "finetune", "all")
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m graphpath.train", description=__doc__.split("\n\n")[0],
+        epilog="Overrides: --SECTION.KEY VALUE, e.g. --train.lr 1e-3 --train.steps 500 --model.n_layers 4 "
+               "--data.n_max 6 --finetune.steps 50. Run directory: config.toml, metrics.jsonl, phases.json, "
+               "checkpoints/, figures/, eval.json (see docs/contracts.md).",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML preset (default: experiments/small.toml; with --resume: the run's config.toml)")
+    parser.add_argument("--stage", choices=STAGE_CHOICES, default="all", help="which stage(s) to run (default all)")
+    parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto = cuda when available, else cpu")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its latest checkpoint (finished stages are skipped)")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--name", default=None, help="override the config's run name")
+    parser.add_argument("--no-eval", action="store_true", help="skip scoring the test sets after --stage all")
+    parser.add_argument("--no-figures", action="store_true", help="skip writing figures")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
+                        help="stop after this many steps with a checkpoint, as an interruption would")
+    args, rest = parser.parse_known_args(argv)
+    overrides = []
+    i = 0
+    while i < len(rest):
+        item = rest[i]
+        if not item.startswith("--") or len(item) < 3:
+            raise UsageError(f"unexpected argument {item!r} (overrides look like --train.lr 1e-3)")
+        if "=" in item:
+            key, value = item[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(rest):
+                raise UsageError(f"override {item} needs a value")
+            key, value = item[2:], rest[i + 1]
+            i += 2
+        if "." not in key:
+            raise UsageError(f"unknown option --{key} (overrides look like --SECTION.KEY VALUE)")
+        overrides.append((key, value))
+    if args.seed is not None:
+        overrides.append(("seed", str(args.seed)))
+    if args.name is not None:
+        overrides.append(("name", f'"{args.name}"'))
+    if args.stop_after is not None and args.stop_after <= 0:
+        raise UsageError("--stop-after must be a positive number of steps")
+    return args, overrides
+
+
+def pick_device(choice: str, local_rank: int) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was asked for but torch sees no CUDA device")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def setup_runtime(choice: str) -> Runtime:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(choice, local_rank)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return Runtime(device, dist.get_rank(), world)
+    return Runtime(device)
+
+
+def new_model(config: RunConfig) -> GraphTransformer:
+    """Initialized from the run's seed alone (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(stage_seed(config.seed, "pretrain", "init").generate_state(1)[0]))
+        return GraphTransformer(config.model)
+
+
+def wrap(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    model = model.to(runtime.device)
+    if runtime.world > 1:
+        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def write_phases(run_dir: Path, finetune_losses: dict | None) -> list[dict]:
+    metrics = MetricsLog(run_dir / "metrics.jsonl", True).read()
+    changes = detect_phase_changes(metrics)
+    path = run_dir / "phases.json"
+    import json
+
+    previous = json.loads(path.read_text()).get("finetune") if path.is_file() else None
+    payload = {"phase_changes": changes, "finetune": finetune_losses or previous}
+    atomic_write_text(path, json.dumps(payload, indent=1))
+    return changes
+
+
+def summary_line(result: dict, changes: list[dict], extra: str = "") -> str:
+    minutes, seconds = divmod(int(result["seconds"]), 60)
+    found = [c for c in changes if c["stage"] == result["stage"]]
+    where = ", ".join(f"{c['label']}@{c['step']}" for c in found[:8]) or "none"
+    return (f"{result['stage']}: {result['step']} steps, {result['examples']:,} examples in {minutes}m{seconds:02d}s "
+            f"({result['examples_per_s']:,.0f} ex/s); held-out MSE {result['eval_loss']:.4g}{extra}; "
+            f"phase changes: {where}")
+
+
+def run(args, overrides) -> int:
+    if args.resume:
+        out = args.out
+        if out is None:
+            base = load_config(args.config or DEFAULT_CONFIG, overrides)
+            out = Path("runs") / base.name
+        if not (out / "config.toml").is_file():
+            raise UsageError(f"--resume: {out} holds no run (no config.toml)")
+        config = load_config(out / "config.toml", overrides) if args.config is None else load_config(args.config, overrides)
+    else:
+        config = load_config(args.config or DEFAULT_CONFIG, overrides)
+        out = args.out or Path("runs") / config.name
+    runtime = setup_runtime(args.device)
+    stages = ["pretrain", "finetune"] if args.stage == "all" else [args.stage]
+    presets = study_presets(**config.data)
+    checkpoints = out / "checkpoints"
+    for name in stages:
+        if not args.resume and latest_checkpoint(out, name) is not None:
+            raise UsageError(f"{out} already has {name} checkpoints; pass --resume to continue, or a new --out")
+    if "pretrain" not in stages and not (checkpoints / "pretrain-final.json").is_file():
+        raise UsageError(f"{out} has no finished pre-training (checkpoints/pretrain-final.json); run --stage pretrain first")
+    if runtime.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", to_toml(config))
+    for name in stages:
+        resume_from = latest_checkpoint(out, name) if args.resume else None
+        if resume_from is not None and resume_from.name == f"{name}-final.json":
+            if runtime.main:
+                print(f"{name}: already finished ({resume_from}); skipped", file=sys.stderr)
+            continue
+        model = new_model(config)
+        finetune_losses = None
+        if name == "finetune":
+            source = find_checkpoint(checkpoints / "pretrain-final.json")
+            load_weights_into(model, read_weights(source), source)
+        model = wrap(model, runtime)
+        if name == "finetune" and resume_from is None and runtime.main:
+            heldout = heldout_set(config, presets["finetune"], "finetune", config.finetune)
+            before, labels, _ = evaluate(unwrap(model), heldout, config.finetune.buckets, runtime)
+            MetricsLog(out / "metrics.jsonl", True).write(
+                {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
+                 "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})
+        result = train_stage(model, config, name, presets[name], out, runtime, resume_from, args.stop_after)
+        if result["stopped"]:
+            if runtime.main:
+                print(f"{name}: stopped after step {result['step']}; continue with "
+                      f"python -m graphpath.train --out {out} --resume", file=sys.stderr)
+            return 0
+        if not runtime.main:
+            continue
+        extra = ""
+        if name == "finetune":
+            before = next(m["eval_loss"] for m in MetricsLog(out / "metrics.jsonl", True).read()
+                          if m["stage"] == "finetune" and m["step"] == 0)
+            finetune_losses = {"loss_before": before, "loss_after": result["eval_loss"]}
+            extra = f" (before fine-tuning {before:.4g})"
+        changes = write_phases(out, finetune_losses)
+        if not args.no_figures:
+            from .train_plots import write_stage_figures
+
+            write_stage_figures(out, unwrap(model), config, name, runtime)
+        print(summary_line(result, changes, extra), file=sys.stderr)
+    if args.stage == "all" and not args.no_eval and runtime.main:
+        score(out)
+    return 0
+
+
+def score(out: Path) -> None:
+    try:
+        from .evaluate import evaluate_run
+    except ImportError:
+        print("graphpath.evaluate is not available; test sets not scored", file=sys.stderr)
+        return
+    evaluate_run(out)
+
+
+def main(argv=None) -> int:
+    try:
+        args, overrides = parse_args(argv)
+        return run(args, overrides)
+    except (UsageError, ConfigError, CheckpointError, ValueError) as error:
+        print(f"graphpath.train: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        print(f"graphpath.train: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("graphpath.train: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

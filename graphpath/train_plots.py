@@ -1,0 +1,144 @@
+"""Training figures: total loss, per-label losses with detected phase changes, confusion heatmap.
+
+Each figure is interactive plotly HTML (plotly.js embedded, so it opens offline) with a PNG
+beside it: written by kaleido when it works here, else drawn again with matplotlib.
+Files: figures/loss.html, figures/label_loss-<stage>.html, figures/confusion-<stage>.html.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .trainer import MetricsLog, Runtime, evaluate, heldout_set
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
+
+
+def loss_figure(metrics: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for stage in ("pretrain", "finetune"):
+        rows = [m for m in metrics if m["stage"] == stage and m["step"] > 0]
+        if rows:
+            fig.add_scatter(x=[m["step"] for m in rows], y=[m["loss"] for m in rows], mode="lines",
+                            name=f"{stage} (train batches)")
+        held = [m for m in metrics if m["stage"] == stage and "eval_loss" in m]
+        if held:
+            fig.add_scatter(x=[m["step"] for m in held], y=[m["eval_loss"] for m in held], mode="lines+markers",
+                            name=f"{stage} (held-out)")
+    fig.update_layout(title="Mean squared error", xaxis_title="step (per stage)", yaxis_title="MSE",
+                      yaxis_type="log", template="plotly_white")
+    return fig
+
+
+def label_loss_figure(metrics: list[dict], phase_changes: list[dict], stage: str) -> go.Figure:
+    rows = [m for m in metrics if m["stage"] == stage]
+    labels = sorted({label for m in rows for label in m.get("label_loss", {})}, key=int)
+    fig = go.Figure()
+    for k, label in enumerate(labels):
+        points = [(m["step"], m["label_loss"][label]) for m in rows if label in m["label_loss"]]
+        colour = PALETTE[k % len(PALETTE)]
+        fig.add_scatter(x=[p[0] for p in points], y=[max(p[1], 1e-8) for p in points], mode="lines",
+                        name=f"label {label}", line={"color": colour})
+        marks = [c for c in phase_changes if c["stage"] == stage and c["label"] == label]
+        if marks:
+            fig.add_scatter(x=[c["step"] for c in marks], y=[np.sqrt(c["loss_before"] * c["loss_after"]) for c in marks],
+                            mode="markers", marker={"symbol": "x", "size": 12, "color": colour},
+                            name=f"phase change, label {label}", showlegend=False,
+                            hovertext=[f"label {label}: {c['loss_before']:.3g} -> {c['loss_after']:.3g} at step {c['step']}"
+                                       for c in marks])
+    for c in phase_changes:
+        if c["stage"] == stage and c["label"] == "all":
+            fig.add_vline(x=c["step"], line_dash="dot", line_color="grey")
+    fig.update_layout(title=f"{stage}: MSE per label (x = detected phase change; dotted = overall)",
+                      xaxis_title="step", yaxis_title="MSE", yaxis_type="log", template="plotly_white")
+    return fig
+
+
+def confusion_counts(labels: np.ndarray, predictions: np.ndarray, max_vertices: int) -> np.ndarray:
+    """(max_vertices + 1, max_vertices + 1) counts[label, rounded prediction clipped to 0..max]."""
+    rounded = np.clip(np.rint(predictions), 0, max_vertices).astype(np.int64)
+    counts = np.zeros((max_vertices + 1, max_vertices + 1), dtype=np.int64)
+    np.add.at(counts, (labels.astype(np.int64), rounded), 1)
+    return counts
+
+
+def confusion_figure(counts: np.ndarray, title: str) -> go.Figure:
+    present = np.nonzero(counts.sum(axis=1))[0]
+    rows = counts[present] / counts[present].sum(axis=1, keepdims=True)  # normalized per label
+    with np.errstate(divide="ignore"):
+        z = np.where(rows > 0, np.log10(rows), np.nan)
+    ticks = [0, -1, -2, -3, -4]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(c) for c in range(counts.shape[1])], y=[str(r) for r in present], colorscale="Viridis",
+        zmin=-4, zmax=0, colorbar={"title": "fraction", "tickvals": ticks, "ticktext": [f"{10 ** t:g}" for t in ticks]},
+        customdata=counts[present], hovertemplate="label %{y}, predicted %{x}: %{customdata} graphs<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title="rounded prediction", yaxis_title="label", template="plotly_white")
+    return fig
+
+
+def _png_with_matplotlib(fig: go.Figure, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for trace in fig.data:
+        if trace.type == "heatmap":
+            image = axes.imshow(np.asarray(trace.z, dtype=float), aspect="auto", origin="lower", vmin=-4, vmax=0)
+            axes.set_xticks(range(len(trace.x)), trace.x)
+            axes.set_yticks(range(len(trace.y)), trace.y)
+            figure.colorbar(image, ax=axes, label="log10 fraction")
+        elif trace.type == "scatter":
+            style = "x" if trace.mode == "markers" else "-"
+            axes.plot(trace.x, trace.y, style, label=trace.name if trace.showlegend is not False else None)
+    if fig.layout.yaxis.type == "log":
+        axes.set_yscale("log")
+    axes.set_title(fig.layout.title.text or "", fontsize=9)
+    axes.set_xlabel(fig.layout.xaxis.title.text or "")
+    axes.set_ylabel(fig.layout.yaxis.title.text or "")
+    if any(t.type == "scatter" for t in fig.data):
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
+    """`path`.html (atomic) and, if `png`, `path`.png beside it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.html")
+    fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    os.replace(tmp, path.with_suffix(".html"))
+    if not png:
+        return
+    tmp_png = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    try:
+        fig.write_image(tmp_png, width=900, height=550)
+    except Exception:  # kaleido missing or unable to start a browser here: matplotlib instead
+        _png_with_matplotlib(fig, tmp_png)
+    os.replace(tmp_png, path.with_suffix(".png"))
+
+
+def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runtime) -> None:
+    """All figures a finished stage contributes, from metrics.jsonl, phases.json and its held-out set."""
+    from data_gen import study_presets
+
+    png = os.environ.get("GRAPHPATH_NO_PNG") is None
+    figures = run_dir / "figures"
+    metrics = MetricsLog(run_dir / "metrics.jsonl", True).read()
+    phases = json.loads((run_dir / "phases.json").read_text())["phase_changes"]
+    write_figure(loss_figure(metrics), figures / "loss", png)
+    write_figure(label_loss_figure(metrics, phases, stage), figures / f"label_loss-{stage}", png)
+    spec = study_presets(**config.data)[stage]
+    stage_config = config.train if stage == "pretrain" else config.finetune
+    heldout = heldout_set(config, spec, stage, stage_config)
+    _, _, pred = evaluate(model, heldout, stage_config.buckets, runtime)
+    counts = confusion_counts(heldout.label.numpy(), pred.numpy(), spec.max_vertices)
+    write_figure(confusion_figure(counts, f"{stage}: held-out labels vs predictions (row-normalized, log colour)"),
+                 figures / f"confusion-{stage}", png)
