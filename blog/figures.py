@@ -1,0 +1,225 @@
+"""The post's figures, each built from the run directory alone.
+
+Every builder takes a `Run` and returns an `Html` fragment (html.plotly_figure / mpld3_figure).
+A builder raises LookupError / TypeError / ValueError when the run lacks what it draws; the
+renderer turns that into "missing placeholder" rather than a blank figure.
+
+    fig_loss_curves    plotly  pre-training loss per label vs examples, phase changes marked
+    fig_finetune       plotly  fine-tuning loss vs step, before/after from phases.json
+    fig_sets           plotly  MSE per evaluation set with its CI, the study's value beside it
+    fig_confusion      plotly  true label x rounded prediction, per set (drop-down), log colour
+    fig_grid           plotly  MSE over (graph size n, target t), training range marked
+    fig_per_label      mpld3   MSE per true distance, one line per set (matplotlib)
+    fig_perturb        plotly  recovery curves after perturbing the hand-built model
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+
+from .html import Html, escape, mpld3_figure, plotly_figure  # noqa: E402
+from .rundir import Run  # noqa: E402
+
+TEMPLATE = "plotly_white"
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def label_name(label: str, max_vertices: int | None) -> str:
+    """'3' -> 'd = 3'; the unreachable label reads as such."""
+    if max_vertices is not None and str(label) == str(max_vertices):
+        return f"unreachable ({label})"
+    return f"d = {label}"
+
+
+def max_vertices(run: Run) -> int | None:
+    value = run.eval.get("max_vertices", run.config.get("data", {}).get("n_max"))
+    return int(value) if value is not None else None
+
+
+def _sorted_labels(labels) -> list[str]:
+    return sorted(labels, key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0, str(s)))
+
+
+def fig_loss_curves(run: Run) -> Html:
+    rows = run.stage_metrics("pretrain")
+    if not rows:
+        raise LookupError("metrics.jsonl has no pretrain rows")
+    mv = max_vertices(run)
+    x = [row["examples"] for row in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=x, y=[row["loss"] for row in rows], name="total", mode="lines",
+                             line=dict(color="black", width=3)))
+    labels = _sorted_labels({k for row in rows for k in row.get("label_loss", {})})
+    for i, label in enumerate(labels):
+        fig.add_trace(go.Scatter(
+            x=[row["examples"] for row in rows if label in row.get("label_loss", {})],
+            y=[row["label_loss"][label] for row in rows if label in row.get("label_loss", {})],
+            name=label_name(label, mv), mode="lines", line=dict(color=PALETTE[i % len(PALETTE)])))
+    changes = [pc for pc in run.phases["phase_changes"] if pc["stage"] == "pretrain"]
+    if changes:
+        fig.add_trace(go.Scatter(
+            x=[pc["examples"] for pc in changes], y=[pc["loss_after"] for pc in changes],
+            mode="markers", name="phase change", marker=dict(symbol="x", size=12, color="crimson"),
+            text=[f"{label_name(pc['label'], mv) if pc['label'] != 'all' else 'total'}: "
+                  f"{pc['loss_before']:.3g} → {pc['loss_after']:.3g} at step {pc['step']}"
+                  for pc in changes], hoverinfo="text"))
+        for pc in changes:
+            fig.add_vline(x=pc["examples"], line=dict(color="crimson", width=1, dash="dot"))
+    fig.update_layout(template=TEMPLATE, height=460, xaxis_title="training examples seen",
+                      yaxis_title="MSE (log)", yaxis_type="log", legend_title_text="label",
+                      margin=dict(t=30))
+    return plotly_figure(fig, "loss-curves", "Pre-training loss, total and per true distance. "
+                         "Crosses and dotted lines mark the detected phase changes.")
+
+
+def fig_finetune(run: Run) -> Html:
+    rows = run.stage_metrics("finetune")
+    if not rows:
+        raise LookupError("metrics.jsonl has no finetune rows")
+    before, after = run.phases["finetune"]["loss_before"], run.phases["finetune"]["loss_after"]
+    fig = go.Figure(go.Scatter(x=[r["step"] for r in rows], y=[r["loss"] for r in rows],
+                               mode="lines+markers", name="fine-tuning batch loss"))
+    fig.add_hline(y=before, line=dict(dash="dash", color="gray"),
+                  annotation_text=f"before: {before:.4g}", annotation_position="top right")
+    fig.add_hline(y=after, line=dict(dash="dash", color="green"),
+                  annotation_text=f"after: {after:.4g}", annotation_position="bottom right")
+    fig.update_layout(template=TEMPLATE, height=360, xaxis_title="fine-tuning step",
+                      yaxis_title="MSE (log)", yaxis_type="log", margin=dict(t=30))
+    return plotly_figure(fig, "finetune", "Fine-tuning on on-path targets in small graphs: "
+                         "loss on the fine-tuning set before and after.")
+
+
+def eval_sets(run: Run) -> dict[str, dict]:
+    sets = run.eval["sets"]
+    if not isinstance(sets, dict) or not sets:
+        raise ValueError("eval.json has no sets")
+    return sets
+
+
+def fig_sets(run: Run) -> Html:
+    sets = eval_sets(run)
+    names = list(sets)
+    shown = [escape(n) for n in names]  # plotly reads <b>, <a> in labels: run text is escaped
+    study = {row["set"]: row.get("study_mse") for row in run.eval.get("reproduction", [])}
+    mse = [sets[n]["mse"] for n in names]
+    ci = [sets[n].get("mse_ci95") for n in names]
+    fig = go.Figure(go.Bar(
+        x=shown, y=mse, name="this run",
+        error_y=dict(type="data", symmetric=False,
+                     array=[c[1] - m if c else 0 for c, m in zip(ci, mse)],
+                     arrayminus=[m - c[0] if c else 0 for c, m in zip(ci, mse)])))
+    if any(study.get(n) is not None for n in names):
+        fig.add_trace(go.Scatter(x=shown, y=[study.get(n) for n in names], mode="markers",
+                                 name="the study", marker=dict(symbol="diamond", size=12, color="black")))
+    fig.update_layout(template=TEMPLATE, height=420, yaxis_type="log", yaxis_title="MSE (log)",
+                      margin=dict(t=30))
+    return plotly_figure(fig, "sets", "MSE on every evaluation set (bars, with 95% CI), next to "
+                         "the study's reported value (diamonds) where it has one.")
+
+
+def fig_confusion(run: Run) -> Html:
+    sets = eval_sets(run)
+    mv = max_vertices(run)
+    fig = go.Figure()
+    names = list(sets)
+    for i, name in enumerate(names):
+        confusion = sets[name]["confusion"]
+        labels, counts = confusion["labels"], confusion["counts"]
+        z, text = [], []  # (true label, prediction): log10 of the fraction of that true label
+        for row in counts:
+            total = sum(row)
+            z.append([math.log10(c / total) if total and c else None for c in row])
+            text.append([f"{c} of {total}" for c in row])
+        tick = [label_name(str(v), mv).replace("unreachable", "unr.") for v in labels]
+        fig.add_trace(go.Heatmap(
+            z=z, x=tick, y=tick, text=text, visible=(i == 0), zmin=-4, zmax=0,
+            colorscale="Viridis", name=escape(name),
+            colorbar=dict(title="fraction", tickvals=[-4, -3, -2, -1, 0],
+                          ticktext=["1e-4", "0.001", "0.01", "0.1", "1"]),
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
+    buttons = [dict(label=escape(name), method="update",
+                    args=[{"visible": [j == i for j in range(len(names))]}, {"title.text": escape(name)}])
+               for i, name in enumerate(names)]
+    fig.update_layout(template=TEMPLATE, height=520, title=dict(text=escape(names[0])),
+                      xaxis_title="rounded prediction", yaxis_title="true distance",
+                      yaxis_autorange="reversed",
+                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12)])
+    return plotly_figure(fig, "confusion", "Confusion counts per evaluation set (choose the set "
+                         "above), normalized per true label, log colour.")
+
+
+def fig_grid(run: Run) -> Html:
+    grid = run.eval["grid"]
+    ns, ts, mse = grid["n"], grid["t"], grid["mse"]
+    accuracy = grid.get("accuracy")
+    z = [[math.log10(v) if v is not None and v > 0 else (-8 if v == 0 else None) for v in row]
+         for row in mse]
+    text = [[("—" if v is None else f"MSE {v:.3g}" + (f", accuracy {accuracy[i][j]:.2f}"
+                                                     if accuracy and accuracy[i][j] is not None else ""))
+             for j, v in enumerate(row)] for i, row in enumerate(mse)]
+    fig = go.Figure(go.Heatmap(z=z, x=ts, y=ns, text=text, colorscale="Magma", reversescale=True,
+                               colorbar=dict(title="log10 MSE"),
+                               hovertemplate="n = %{y}, t = %{x}<br>%{text}<extra></extra>"))
+    if grid.get("train_n_max") is not None:
+        fig.add_hline(y=grid["train_n_max"] + 0.5, line=dict(color="deepskyblue", width=3),
+                      annotation_text="largest fine-tuning graph", annotation_position="top left")
+    fig.update_layout(template=TEMPLATE, height=460, xaxis_title="target t",
+                      yaxis_title="graph size n", margin=dict(t=30), xaxis=dict(dtick=1),
+                      yaxis=dict(dtick=1))
+    return plotly_figure(fig, "grid", "Where generalization holds: MSE over graph size n and "
+                         "target t (hover for accuracy). Empty cells were not sampled.")
+
+
+def fig_per_label(run: Run) -> Html:
+    sets = eval_sets(run)
+    mv = max_vertices(run)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for i, (name, scores) in enumerate(sets.items()):
+        per = scores["per_label"]
+        labels = [label for label in _sorted_labels(per) if label.isdigit()]
+        xs = [int(label) for label in labels]
+        ax.plot(xs, [max(per[label]["mse"], 1e-6) for label in labels], marker="o",
+                color=PALETTE[i % len(PALETTE)], label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("true distance" + (f" ({mv} = unreachable)" if mv else ""))
+    ax.set_ylabel("MSE (log)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.minorticks_off()
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return mpld3_figure(fig, "per-label", "MSE per true distance on each evaluation set "
+                        "(matplotlib, via mpld3: drag to pan, use the buttons to zoom).")
+
+
+def fig_perturb(run: Run) -> Html:
+    if run.perturb is None:
+        raise LookupError("no perturb.json")
+    runs = run.perturb["runs"]
+    if not runs:
+        raise ValueError("perturb.json has no runs")
+    sigmas = sorted({r["sigma"] for r in runs})
+    fig = go.Figure()
+    for r in runs:
+        color = PALETTE[sigmas.index(r["sigma"]) % len(PALETTE)]
+        fig.add_trace(go.Scatter(
+            x=r["curve"]["step"], y=r["curve"]["loss"], mode="lines",
+            line=dict(color=color, dash="solid" if r["recovered"] else "dot"),
+            name=f"{escape(r.get('model', 'model'))} σ={r['sigma']:g} seed {r['seed']}",
+            legendgroup=str(r["sigma"]),
+            hovertemplate=f"σ={r['sigma']:g}, seed {r['seed']}<br>step %{{x}}: loss %{{y:.3g}}<extra></extra>"))
+    if run.perturb.get("threshold") is not None:
+        fig.add_hline(y=run.perturb["threshold"], line=dict(color="gray", dash="dash"),
+                      annotation_text="recovered below this")
+    fig.update_layout(template=TEMPLATE, height=420, yaxis_type="log", xaxis_title="gradient step",
+                      yaxis_title="loss (log)", margin=dict(t=30))
+    return plotly_figure(fig, "perturb", "Recovery after perturbation: loss during gradient "
+                         "descent, one line per (σ, seed); dotted lines did not recover.")
+
+
+FIGURES = {name: builder for name, builder in globals().items() if name.startswith("fig_")}

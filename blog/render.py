@@ -1,0 +1,136 @@
+"""Run directory -> `OUT/index.html` + `OUT/assets/` (plotly.js, d3, mpld3, style.css): offline.
+
+The page loads its scripts from `assets/` beside it, copied from the installed plotly and mpld3
+packages, so it opens from `file://` with no network. Every file is written to a temporary name
+and renamed; index.html is written last, so a page that exists is complete.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import mpld3.urls
+import plotly.offline
+
+from .figures import FIGURES
+from .html import Html, Text, escape
+from .markup import placeholders, select_sections, to_html
+from .rundir import BlogError, Run, load_run
+from .values import VALUES
+
+PACKAGE = Path(__file__).resolve().parent
+POST = PACKAGE / "post.md"
+PROVIDERS = {**VALUES, **FIGURES}
+
+
+class MissingValuesError(BlogError):
+    """Placeholders the run cannot fill; the message lists every one."""
+
+
+class OutputError(BlogError):
+    """The page cannot be written where asked."""
+
+
+def conditions(run: Run) -> dict[str, bool]:
+    """Optional sections of the post and whether this run has what they show."""
+    return {"handcrafted": run.handcrafted is not None, "perturb": run.perturb is not None,
+            "finetune": bool(run.stage_metrics("finetune"))}
+
+
+def resolve(keys: list[str], run: Run) -> dict[str, Text | Html]:
+    """Every key's value, or MissingValuesError naming every key that has none (and why)."""
+    values, missing = {}, []
+    for key in keys:
+        provider = PROVIDERS.get(key)
+        if provider is None:
+            missing.append(f"{key} (no such value or figure)")
+            continue
+        try:
+            values[key] = provider(run)
+        except (LookupError, TypeError, ValueError, AttributeError) as err:
+            reason = f"missing {err}" if isinstance(err, KeyError) else str(err)
+            missing.append(f"{key} ({reason or type(err).__name__})")
+    if missing:
+        raise MissingValuesError(f"cannot build the page from {run.path}: {len(missing)} "
+                                 f"placeholder(s) have no value: {'; '.join(missing)}")
+    return values
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the page is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _assets() -> dict[str, bytes]:
+    return {
+        "plotly.min.js": plotly.offline.get_plotlyjs().encode("utf-8"),
+        "d3.min.js": Path(mpld3.urls.D3_LOCAL).read_bytes(),
+        "mpld3.min.js": Path(mpld3.urls.MPLD3MIN_LOCAL).read_bytes(),
+        "style.css": (PACKAGE / "assets" / "style.css").read_bytes(),
+    }
+
+
+def page(body: str, title: str) -> str:
+    scripts = "\n".join(f'<script src="assets/{name}"></script>'
+                        for name in ("plotly.min.js", "d3.min.js", "mpld3.min.js"))
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<link rel="stylesheet" href="assets/style.css">
+{scripts}
+</head>
+<body>
+<main>
+{body}
+</main>
+</body>
+</html>
+"""
+
+
+def build_html(run: Run, post: Path = POST) -> str:
+    """The page's HTML for `run` (no files written)."""
+    try:
+        source = post.read_text(encoding="utf-8")
+    except OSError as err:
+        raise BlogError(f"cannot read the post's source {post}: {err}") from None
+    text = select_sections(source, conditions(run))
+    body = to_html(text, resolve(placeholders(text), run))
+    heading = re.search(r"<h1>(.*?)</h1>", body)
+    title = re.sub(r"<[^>]+>", "", heading.group(1)) if heading else "graphpath"
+    return page(body, f"{title} — {run.name}")
+
+
+def render(run_dir: str | Path, out_dir: str | Path, post: str | Path = POST) -> Path:
+    """Builds the page for `run_dir` into `out_dir`; returns the path of `out_dir/index.html`.
+
+    Raises BlogError (RunDirError, MissingValuesError, OutputError, TemplateError) with a
+    one-line message; nothing is written unless the whole page could be built.
+    """
+    run = load_run(run_dir)
+    document = build_html(run, Path(post))
+    out_dir = Path(out_dir)
+    try:
+        (out_dir / "assets").mkdir(parents=True, exist_ok=True)
+        for name, data in _assets().items():
+            _atomic_write(out_dir / "assets" / name, data)
+        index = out_dir / "index.html"
+        _atomic_write(index, document.encode("utf-8"))
+    except OSError as err:
+        raise OutputError(f"cannot write the page to {out_dir}: {err.strerror or err}") from None
+    return index
+

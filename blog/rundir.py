@@ -1,0 +1,110 @@
+"""Reading a run directory (DESIGN.md, docs/contracts.md) for the page, and nothing else.
+
+The blog never trains and never imports the model code: everything it shows is read here from
+`runs/<name>/`. Required files make the run "complete enough to publish"; optional ones
+(`perturb.json`, `handcrafted.json`) switch sections of the post on or off.
+
+    required   config.toml, metrics.jsonl, phases.json, eval.json
+    optional   perturb.json, handcrafted.json
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
+OPTIONAL_FILES = ("perturb.json", "handcrafted.json")
+
+
+class BlogError(Exception):
+    """Anything that stops the page being built; its message is one line for the user."""
+
+
+class RunDirError(BlogError):
+    """A run directory the page cannot be built from; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    name: str  # config's `name` if set, else the directory name
+    config: dict
+    metrics: list[dict]  # one dict per line of metrics.jsonl, in file order
+    phases: dict
+    eval: dict
+    perturb: dict | None
+    handcrafted: dict | None
+
+    def stage_metrics(self, stage: str) -> list[dict]:
+        return [row for row in self.metrics if row.get("stage") == stage]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunDirError(f"cannot read {path}: {err}") from None
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{path} is not valid JSON (line {err.lineno}: {err.msg})") from None
+    if not isinstance(value, dict):
+        raise RunDirError(f"{path} must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise RunDirError(f"cannot read {path}: {err}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise RunDirError(f"{path} line {number} is not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise RunDirError(f"{path} line {number} must be a JSON object")
+        rows.append(row)
+    if not rows:
+        raise RunDirError(f"{path} holds no metrics: was the run stopped before its first log?")
+    return rows
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as err:
+        raise RunDirError(f"cannot read {path}: {err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise RunDirError(f"{path} is not valid TOML ({err})") from None
+
+
+def load_run(path: str | Path) -> Run:
+    """Reads and lightly checks a run directory; raises RunDirError with a one-line message."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"run directory {path} does not exist")
+    if not path.is_dir():
+        raise RunDirError(f"{path} is not a directory (expected a run directory such as runs/NAME)")
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if missing:
+        raise RunDirError(f"run directory {path} is incomplete: missing {', '.join(missing)} "
+                          "(run `python -m graphpath.train` and `python -m graphpath.evaluate` first)")
+    config = _read_toml(path / "config.toml")
+    optional = {name: _read_json(path / name) if (path / name).is_file() else None
+                for name in OPTIONAL_FILES}
+    name = config.get("name") if isinstance(config.get("name"), str) else path.resolve().name
+    return Run(path=path, name=name, config=config,
+               metrics=_read_jsonl(path / "metrics.jsonl"),
+               phases=_read_json(path / "phases.json"),
+               eval=_read_json(path / "eval.json"),
+               perturb=optional["perturb.json"], handcrafted=optional["handcrafted.json"])

@@ -1,0 +1,237 @@
+"""The post's numbers, tables and lists, each computed from the run directory alone.
+
+Every provider takes a `Run` and returns `Text` (escaped where it lands) or `Html` (tables built
+with `html.table`, which escapes each cell). A provider raises LookupError / TypeError /
+ValueError when the run lacks what it needs; the renderer reports that key as missing.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+from .html import Html, Text, escape, table
+from .rundir import Run
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def fmt(x: float) -> str:
+    """A loss or rate with four significant figures, without exponent noise for everyday sizes."""
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x != 0 and (abs(x) < 1e-4 or abs(x) >= 1e6):
+        mantissa, exponent = f"{x:.3e}".split("e")
+        return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+    return f"{x:.4g}"
+
+
+def count(x: int) -> str:
+    return f"{int(x):,}"
+
+
+def _last(rows: list[dict], stage: str) -> dict:
+    stage_rows = [row for row in rows if row.get("stage") == stage]
+    if not stage_rows:
+        raise LookupError(f"no {stage} rows in metrics.jsonl")
+    return stage_rows[-1]
+
+
+def run_name(run: Run) -> Text:
+    return Text(run.name)
+
+
+def max_vertices(run: Run) -> Text:
+    return Text(str(run.eval.get("max_vertices") or run.config["data"]["n_max"]))
+
+
+def pretrain_examples(run: Run) -> Text:
+    return Text(count(_last(run.metrics, "pretrain")["examples"]))
+
+
+def pretrain_final_loss(run: Run) -> Text:
+    """The held-out loss where the run logged one, else the last training-batch loss."""
+    rows = run.stage_metrics("pretrain")
+    held_out = [row for row in rows if row.get("eval_loss") is not None]
+    row = held_out[-1] if held_out else _last(run.metrics, "pretrain")
+    return Text(f"{fmt(row['eval_loss'] if held_out else row['loss'])} "
+                f"({'held-out' if held_out else 'last training batch'})")
+
+
+def _parameter_count(weights: Path) -> int:
+    """Sum of tensor sizes from a safetensors header (8-byte length, then JSON); no tensor is read."""
+    with weights.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+
+
+def model_parameters(run: Run) -> Text:
+    for stage in ("finetune", "pretrain"):
+        weights = run.path / "checkpoints" / f"{stage}-final.safetensors"
+        if weights.is_file():
+            return Text(count(_parameter_count(weights)))
+    raise LookupError("no checkpoints/<stage>-final.safetensors")
+
+
+def model_summary(run: Run) -> Text:
+    model = run.config["model"]
+    d_ff = model.get("d_ff") or 4 * model["d_model"]
+    return Text(f"width {model['d_model']}, {model['n_layers']} layers of {model['n_heads']} heads, "
+                f"MLP width {d_ff}, {model.get('norm', 'pre')}-norm, "
+                f"{model_parameters(run)} parameters")
+
+
+def table_datasets(run: Run) -> Html:
+    data = run.config["data"]
+    n_max, ft, small = data["n_max"], data["finetune_n_max"], data["small_target"]
+    rows = [["pre-train", f"3..{n_max}", "t = 2"],
+            ["fine-tune", f"3..{ft}", "t on a shortest 1–2 path"],
+            ["test: on-path small target", f"3..{n_max}", f"on-path t ≤ {small}"],
+            ["test: on-path target", f"3..{n_max}", "any on-path t"],
+            ["test: any target, small graphs", f"3..{ft}", f"any t in 2..{small}"],
+            ["test: any small target, large graphs", f"3..{n_max}", f"any t in 2..{small}"],
+            ["test: any target, large graphs", f"3..{n_max}", f"any t in 2..{n_max}"]]
+    return table(["stage", "vertices n", "target"], rows)
+
+
+def _handcrafted(run: Run) -> dict:
+    if run.handcrafted is None:
+        raise LookupError("no handcrafted.json")
+    return run.handcrafted
+
+
+def handcrafted_n(run: Run) -> Text:
+    return Text(str(_handcrafted(run)["n"]))
+
+
+def handcrafted_layers(run: Run) -> Text:
+    return Text(str(_handcrafted(run)["layers"]))
+
+
+def handcrafted_heads(run: Run) -> Text:
+    return Text(str(_handcrafted(run)["heads"]))
+
+
+def handcrafted_width(run: Run) -> Text:
+    return Text(str(_handcrafted(run)["width"]))
+
+
+def handcrafted_parameters(run: Run) -> Text:
+    return Text(count(_handcrafted(run)["parameters"]))
+
+
+def handcrafted_mse(run: Run) -> Text:
+    return Text(fmt(_handcrafted(run)["mse"]))
+
+
+def table_stream(run: Run) -> Html:
+    rows = [[s["section"], f"{s['columns'][0]}..{s['columns'][1]}", s["width"], s["meaning"]]
+            for s in _handcrafted(run)["stream"]]
+    if not rows:
+        raise ValueError("handcrafted.json has an empty stream table")
+    return table(["section", "columns", "width", "what it holds"], rows)
+
+
+def perturb_summary(run: Run) -> Text:
+    if run.perturb is None:
+        raise LookupError("no perturb.json")
+    runs = run.perturb["runs"]
+    recovered = sum(bool(r["recovered"]) for r in runs)
+    sigmas = sorted({r["sigma"] for r in runs})
+    radius = run.perturb.get("basin_radius") or {}
+    radius_text = "; ".join(f"basin radius for {name}: σ = {fmt(value)}" if value is not None
+                            else f"{name} recovered at no σ tried"
+                            for name, value in radius.items())
+    return Text(f"{recovered} of {len(runs)} perturbed runs (σ from {fmt(sigmas[0])} to "
+                f"{fmt(sigmas[-1])}) recovered below a loss of {fmt(run.perturb['threshold'])} "
+                f"within {run.perturb['steps']} steps" + (f" ({radius_text})." if radius_text else "."))
+
+
+def phase_change_count(run: Run) -> Text:
+    changes = [pc for pc in run.phases["phase_changes"] if pc["stage"] == "pretrain"]
+    return Text(str(len(changes)) if changes else "no")
+
+
+def table_phase_changes(run: Run) -> Html:
+    changes = sorted((pc for pc in run.phases["phase_changes"]), key=lambda pc: (pc["stage"], pc["step"]))
+    if not changes:
+        return Html('<p class="not-run">No phase change was detected in this run.</p>')
+    mv = str(run.eval.get("max_vertices") or run.config["data"]["n_max"])
+    rows = [[pc["stage"], "total" if pc["label"] == "all" else
+             ("unreachable" if str(pc["label"]) == mv else f"d = {pc['label']}"),
+             count(pc["step"]), count(pc["examples"]), count(pc["plateau_steps"]),
+             fmt(pc["loss_before"]), fmt(pc["loss_after"])] for pc in changes]
+    return table(["stage", "label", "step", "examples", "plateau (steps)", "loss before",
+                  "loss after"], rows)
+
+
+def finetune_before(run: Run) -> Text:
+    return Text(fmt(run.phases["finetune"]["loss_before"]))
+
+
+def finetune_after(run: Run) -> Text:
+    return Text(fmt(run.phases["finetune"]["loss_after"]))
+
+
+def finetune_steps(run: Run) -> Text:
+    return Text(count(_last(run.metrics, "finetune")["step"]))
+
+
+def _reproduction(run: Run) -> list[dict]:
+    rows = run.eval["reproduction"]
+    if not rows:
+        raise ValueError("eval.json has an empty reproduction table")
+    return rows
+
+
+def table_reproduction(run: Run) -> Html:
+    rows = []
+    for row in _reproduction(run):
+        ci = row.get("mse_ci95")
+        rows.append([row["set"], fmt(row["study_mse"]), fmt(row["mse"]),
+                     f"{fmt(ci[0])} – {fmt(ci[1])}" if ci else "—", row["finding"],
+                     "holds" if row["holds"] else "does not hold"])
+    return table(["set", "study MSE", "this run", "95% CI", "the study's finding", "here"], rows)
+
+
+def list_findings(run: Run) -> Html:
+    """The reproduction verdicts grouped: what carried over, and what did not."""
+    findings: dict[str, list[str]] = {}
+    for row in _reproduction(run):
+        findings.setdefault(row["finding"], []).append("holds" if row["holds"] else "fails")
+    held = [f for f, v in findings.items() if all(x == "holds" for x in v)]
+    not_held = [f for f in findings if f not in held]
+    items = ([f"<li><strong>Reproduced:</strong> {escape(f)}.</li>" for f in held]
+             + [f"<li><strong>Not reproduced:</strong> {escape(f)}.</li>" for f in not_held]
+             + _grid_findings(run))
+    return Html('<ul class="findings">\n' + "\n".join(items) + "\n</ul>")
+
+
+def _grid_findings(run: Run) -> list[str]:
+    """Rounded accuracy inside vs beyond the fine-tuning sizes, from the (n, t) grid if present."""
+    grid = run.eval.get("grid") or {}
+    if grid.get("train_n_max") is None or not grid.get("accuracy"):
+        return []
+    inside, beyond = [], []
+    for n, row, counts in zip(grid["n"], grid["accuracy"], grid["count"]):
+        for value, cells in zip(row, counts):
+            if value is not None and cells:
+                (inside if n <= grid["train_n_max"] else beyond).append((value, cells))
+
+    def mean(cells):
+        return sum(v * c for v, c in cells) / sum(c for _, c in cells)
+
+    if not inside or not beyond:
+        return []
+    return [f"<li><strong>Size:</strong> on the (n, t) grid, {mean(inside):.1%} of answers are right "
+            f"after rounding on graphs up to n = {escape(grid['train_n_max'])} (the fine-tuning "
+            f"sizes), and {mean(beyond):.1%} on larger graphs.</li>"]
+
+
+VALUES = {name: provider for name, provider in list(globals().items())
+          if callable(provider) and getattr(provider, "__module__", None) == __name__
+          and not name.startswith("_") and name not in ("fmt", "count")}

@@ -1,0 +1,163 @@
+"""The blog renderer on the fixture run directory: content, offline assets, escaping, bad input."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from safetensors.numpy import load_file
+
+import blog
+from blog.__main__ import main
+from blog.markup import TemplateError, placeholders, select_sections, to_html
+from blog.html import Html, Text
+from blog.values import fmt
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_fixture"
+
+
+@pytest.fixture
+def run_copy(tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(FIXTURE, target)
+    return target
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_render_writes_offline_page(tmp_path):
+    index = blog.render(FIXTURE, tmp_path / "out")
+    assert index == tmp_path / "out" / "index.html"
+    html = index.read_text()
+    for name in ("plotly.min.js", "d3.min.js", "mpld3.min.js", "style.css"):
+        assert (tmp_path / "out" / "assets" / name).stat().st_size > 0
+        assert f'src="assets/{name}"' in html or f'href="assets/{name}"' in html
+    # nothing is fetched from elsewhere: every src/href is relative, no CDN, no MathJax
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert not re.match(r"[a-z]+:", ref), ref
+    assert "cdn" not in html.lower() and "mathjax" not in html.lower()
+    assert html.count('data-kind="plotly"') >= 5 and html.count('data-kind="mpld3"') >= 1
+    assert html.count("<math") >= 5  # LaTeX became MathML at build time
+    assert "{{" not in html and "BLOGTOKEN" not in html
+
+
+def test_numbers_come_from_the_run(run_copy, tmp_path):
+    edit_json(run_copy / "phases.json", lambda d: d["finetune"].update(loss_before=0.7777, loss_after=0.03125))
+    edit_json(run_copy / "eval.json", lambda d: d["reproduction"][0].update(study_mse=123.25))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert "scores 0.7777 on this task" in html and "it scores 0.03125" in html
+    assert "<td>123.2</td>" in html  # fmt keeps four significant figures
+    rows = [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    examples = [r["examples"] for r in rows if r["stage"] == "pretrain"][-1]
+    assert f"{examples:,} pre-training examples" in html
+
+
+def test_parameter_count_matches_the_checkpoint(tmp_path):
+    tensors = load_file(FIXTURE / "checkpoints" / "finetune-final.safetensors")
+    expected = sum(t.size for t in tensors.values())
+    html = blog.render(FIXTURE, tmp_path / "out").read_text()
+    assert f"{expected:,} parameters" in html
+
+
+def test_run_text_is_escaped(run_copy, tmp_path):
+    evil = '<script>alert("x")</script>'
+    config = (run_copy / "config.toml").read_text().replace('name = "fixture"', f"name = '{evil}'")
+    (run_copy / "config.toml").write_text(config)
+    edit_json(run_copy / "eval.json", lambda d: d["sets"].update({"<b>bold</b>": d["sets"]["pretrain"]}))
+    edit_json(run_copy / "handcrafted.json", lambda d: d["stream"][0].update(meaning="a < b & c"))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert evil not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "<b>bold</b>" not in html  # escaped for HTML and for plotly's label markup
+    assert "a &lt; b &amp; c" in html
+    assert html.count("<script") == html.count("</script>")  # no script closed early by run text
+
+
+def test_optional_sections_say_not_run(run_copy, tmp_path):
+    (run_copy / "perturb.json").unlink()
+    (run_copy / "handcrafted.json").unlink()
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert html.count('class="not-run"') == 2
+    assert 'id="perturb"' not in html and "residual stream, section by section" not in html
+
+
+def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
+    edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d.pop("grid")))
+    (run_copy / "checkpoints" / "finetune-final.safetensors").unlink()
+    out = tmp_path / "out"
+    assert main([str(run_copy), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ")
+    for key in ("table_reproduction", "list_findings", "fig_grid", "model_parameters", "model_summary"):
+        assert key in err
+    assert not (out / "index.html").exists()  # no half page
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda run: shutil.rmtree(run), "does not exist"),
+    (lambda run: (run / "eval.json").unlink(), "missing eval.json"),
+    (lambda run: (run / "phases.json").write_text("{not json"), "phases.json is not valid JSON"),
+    (lambda run: (run / "metrics.jsonl").write_text(""), "holds no metrics"),
+    (lambda run: (run / "config.toml").write_text("[data\n"), "config.toml is not valid TOML"),
+])
+def test_bad_run_directory_is_one_line_exit_2(run_copy, tmp_path, capsys, damage, expected):
+    damage(run_copy)
+    assert main([str(run_copy), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+
+
+def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert main([str(FIXTURE), "--out", str(blocker / "page")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write the page" in err and err.count("\n") == 1
+
+
+def test_cli_prints_the_page_path_and_defaults_into_the_run(run_copy, capsys):
+    assert main([str(run_copy)]) == 0
+    assert capsys.readouterr().out.strip() == str(run_copy / "blog" / "index.html")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+
+
+def test_unknown_placeholder_in_post_is_reported(tmp_path, capsys):
+    post = tmp_path / "post.md"
+    post.write_text("# T\n\n{{run_name}} {{no_such_value}} {{fig_nothing}}\n")
+    assert main([str(FIXTURE), "--out", str(tmp_path / "out"), "--post", str(post)]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_value" in err and "fig_nothing" in err and "run_name" not in err.split(":", 2)[2]
+
+
+def test_sections_and_placeholders():
+    source = "a\n<!-- if x -->\nb {{k1}}\n<!-- else -->\nc {{k2}}\n<!-- endif -->\nd\n"
+    assert select_sections(source, {"x": True}) == "a\nb {{k1}}\nd\n"
+    assert select_sections(source, {"x": False}) == "a\nc {{k2}}\nd\n"
+    assert placeholders("{{a}} {{ b }} {{a}}") == ["a", "b"]
+    with pytest.raises(TemplateError, match="unknown condition"):
+        select_sections("<!-- if y -->\n<!-- endif -->\n", {"x": True})
+    with pytest.raises(TemplateError, match="never closed"):
+        select_sections("<!-- if x -->\n", {"x": True})
+
+
+def test_markdown_math_and_values():
+    body = to_html("Text $a_1 + b^2$ and **{{v}}**.\n\n$$\\frac{1}{B}$$\n\n{{block}}\n",
+                   {"v": Text("<x> & y"), "block": Html('<table class="data"></table>')})
+    assert "<strong>&lt;x&gt; &amp; y</strong>" in body
+    assert 'display="block"' in body and "<mfrac>" in body and body.count("<math") == 2
+    assert "<msub>" in body and "a_1" not in body  # markdown never saw the LaTeX underscore
+    assert '<table class="data"></table>' in body and "<p><table" not in body
+    with pytest.raises(TemplateError, match="inside math"):
+        to_html("$x = {{v}}$", {"v": Text("1")})
+
+
+def test_fmt():
+    assert fmt(0.001623) == "0.001623" and fmt(61.44) == "61.44" and fmt(72.871) == "72.87"
+    assert fmt(3.14e8) == "3.140 × 10⁸" and fmt(2e-8) == "2.000 × 10⁻⁸"
