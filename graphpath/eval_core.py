@@ -57,8 +57,8 @@ def expressible(evalset: EvalSet, vocabulary: int | None) -> str | None:
     """Why a model with this vocabulary cannot be scored on the set (None if it can)."""
     if vocabulary is None or vocabulary == evalset.spec.max_vertices:
         return None
-    return (f"set {evalset.name} labels unreachable targets {evalset.spec.max_vertices} and has vertex ids up "
-            f"to {evalset.spec.max_vertices}, but the model's vocabulary is {vocabulary}: skipped")
+    return (f"set {evalset.name} needs vertex ids and the unreachable label up to {evalset.spec.max_vertices}, "
+            f"the model's vocabulary is {vocabulary}: skipped")
 
 
 def score_set(evalset: EvalSet, batch: GraphBatch, prediction: np.ndarray) -> dict:

@@ -100,8 +100,9 @@ def grid_figure(table: dict, row_key: str, col_key: str, col_title: str, title: 
 
 def mse_bars(doc: dict, out_dir: Path) -> list[str]:
     models = doc["models"]
-    names = [n for n in doc["sets"] if any(n in m.get("results", {}) for m in models.values())]
-    study = {r["set"]: r["study"] for r in doc.get("study", []) if r["key"] not in ("finetune-before", "pretrain")}
+    names = [n for n in doc["set_data"] if any(n in m.get("results", {}) for m in models.values())]
+    study = {r["set"]: r["study_mse"] for r in doc.get("reproduction", [])
+             if r["key"] not in ("finetune-before", "pretrain")}
     fig = go.Figure()
     mpl, ax = plt.subplots(figsize=(max(7, 0.7 * len(names)), 4.5))
     width = 0.8 / max(len(models), 1)
@@ -131,12 +132,13 @@ def mse_bars(doc: dict, out_dir: Path) -> list[str]:
 
 
 def write_figures(doc: dict, out_dir: Path, models: list[str] | None = None) -> list[str]:
-    """Every figure for `doc` under out_dir; returns paths relative to out_dir's parent."""
+    """Every figure for `doc` under out_dir (confusion and grid maps for `models`, default the
+    primary one); returns paths relative to out_dir's parent."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = mse_bars(doc, out_dir)
     data = doc.get("data") or {}
-    for label in models or [m for m in doc["models"] if m != "learned-pretrain"]:
+    for label in models or [doc["primary"]]:  # the others appear beside it in mse-by-set
         for name, block in doc["models"][label].get("results", {}).items():
             written += confusion_figure(block, f"{label}: {name}", out_dir, f"confusion-{label}-{name}")
             if "cells" in block:

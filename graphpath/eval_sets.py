@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_gen import GraphBatch, GraphSpec, sample_arrays, study_presets
+from data_gen import GraphBatch, GraphSpec, SpecError, sample_arrays, study_presets
 from data_gen.spec import PRESET_NAMES
 
 CACHE_FORMAT = 1  # bump when the cached arrays' layout or the set definitions change
@@ -54,8 +54,8 @@ def define_sets(data: dict) -> dict[str, EvalSet]:
     """Every set at the run's sizes (`data` = keyword arguments of `study_presets`)."""
     try:
         presets = study_presets(**data)
-    except TypeError as error:
-        raise EvalError(f"data spec: {error}") from None
+    except (TypeError, SpecError) as error:
+        raise EvalError(f"data spec {data}: {error}") from None
     vocabulary = presets["pretrain"].max_vertices
     n_max = presets["pretrain"].n_max
     sets = {name: EvalSet(name, "study", spec, f"the study's {name} set") for name, spec in presets.items()}

@@ -194,23 +194,31 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
         reasons = [why for m in models.values() for why in m["skipped"].values()]
         raise EvalError("no requested set can be scored" + (f": {reasons[0]}" if reasons else ""))
     primary = "learned" if "learned" in models else "handcrafted"
+    results = models[primary]["results"]
+    set_data = {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
+                       "seed": [seed, name], "size": grid_size if s.kind == "grid" else size,
+                       "count": len(batch), "data_sha256": digest}
+                for name, (s, batch, digest) in prepared.items()}
     doc = {"schema_version": SCHEMA_VERSION, "title": title or primary,
            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "primary": primary, "data": data,
+           "model": ", ".join(models[primary]["sources"]), "primary": primary,
+           "max_vertices": next(iter(prepared.values()))[0].spec.max_vertices, "data": data,
            "eval": {"seed": seed, "size": size, "grid_size": grid_size, "device": device,
                     "cache_dir": None if cache is None else str(cache),
                     "seconds": {"data": round(data_seconds, 3)}},
-           "sets": {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
-                           "seed": [seed, name], "size": grid_size if s.kind == "grid" else size,
-                           "count": len(batch), "data_sha256": digest}
-                    for name, (s, batch, digest) in prepared.items()},
-           "models": models, "phases": [r["phases"] for r in loaded]}
-    doc["study"] = report.study_rows(doc)
+           "sets": {name: {"kind": set_data[name]["kind"], "description": set_data[name]["description"], **block}
+                    for name, block in results.items()},
+           "set_data": set_data, "models": models, "phases": [r["phases"] for r in loaded]}
+    if "grid" in results:
+        doc["grid"] = {**results["grid"]["cells"], "train_n_max": data.get("finetune_n_max", 7),
+                       "by_distance": results["grid"]["by_distance"]}
+    doc["reproduction"] = report.study_rows(doc)
     if "learned" in models and all(i.get("stage") == "pretrain" for i in models["learned"]["info"]):
-        for row in doc["study"]:  # a run that never fine-tuned has no "after"
+        for row in doc["reproduction"]:  # a run that never fine-tuned has no "after"
             if row["key"] == "finetune-after":
-                row.update(ours=None, ci95=None, source="the run has no fine-tuning stage")
+                row.update(mse=None, mse_ci95=None, source="the run has no fine-tuning stage")
     doc["findings"] = report.findings(doc, doc["phases"] or [None])
+    report.attach_findings(doc)
     doc["eval"]["seconds"]["scoring"] = round(time.perf_counter() - started - data_seconds, 3)
     return doc
 
@@ -283,6 +291,8 @@ def run(args) -> Path:
                             "(a run's evaluation already shows the hand-built model beside it)")
         if args.n is None:
             raise EvalError("--model handcrafted needs --n N")
+        if args.n < 3:
+            raise EvalError(f"--n must be >= 3 (vertices 1 and 2 and room for a path), got {args.n}")
         data = None
         if args.data_from:
             table = _toml(args.data_from / "config.toml") if args.data_from.is_dir() else None

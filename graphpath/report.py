@@ -10,6 +10,7 @@ import math
 
 GOOD_MSE = 0.25  # RMS error under half a hop: most predictions round to the true distance
 FAIL_MSE = 1.0  # RMS error of a whole hop or more: the answer is not the distance
+LOW_MSE = 0.05  # pre-training "reaches a low loss": the study's 0.0016 with room for a CPU budget
 CHEAP_RATIO = 5.0  # fine-tuning lowers the fine-tune set's MSE at least this many times
 
 # (key, quantity, study value, the study's word, model, set): DESIGN.md's table
@@ -31,21 +32,37 @@ def _result(doc: dict, model: str, name: str) -> dict | None:
     return doc.get("models", {}).get(model, {}).get("results", {}).get(name)
 
 
+FINDING_OF = {"pretrain": "pre-training reaches a low loss", "finetune-before": "fine-tuning is cheap",
+              "finetune-after": "fine-tuning is cheap", "test-onpath-small": "on-path small targets generalize",
+              "test-onpath-large": "large on-path targets generalize partly",
+              "test-any-small": "off-path targets fail", "test-any-large-smalltarget": "off-path targets fail",
+              "test-any-large": "off-path targets fail"}
+
+
 def study_rows(doc: dict) -> list[dict]:
-    """One row per study number: ours from the scored sets, with its CI and where it came from."""
+    """One row per study number: ours from the scored sets, with its CI and where it came from.
+    `finding`/`holds` are filled in by `attach_findings`."""
     rows = []
     for key, quantity, value, word, model, name in STUDY:
         model = doc.get("primary", "learned") if model == "learned" else model
         block, source = _result(doc, model, name), f"{model} model on set {name}"
         if block is None and model == "learned-pretrain" and name == "pretrain":
             block, source = _result(doc, "learned", name), "final (fine-tuned) model on set pretrain"
-        rows.append({"key": key, "quantity": quantity, "set": name, "study": value, "study_verdict": word,
-                     "ours": None if block is None else block["mse"],
-                     "ci95": None if block is None else block.get("mse_ci95"),
+        rows.append({"key": key, "set": name, "quantity": quantity, "study_mse": value, "study_verdict": word,
+                     "mse": None if block is None else block["mse"],
+                     "mse_ci95": None if block is None else block.get("mse_ci95"),
                      "ci_kind": None if block is None else block.get("ci_kind"),
                      "runs": None if block is None else block.get("runs"),
-                     "source": source if block is not None else "not evaluated"})
+                     "source": source if block is not None else "not evaluated",
+                     "finding": FINDING_OF[key], "holds": None})
     return rows
+
+
+def attach_findings(doc: dict) -> None:
+    """Copy each finding's verdict onto the reproduction rows that bear on it."""
+    verdict = {f["finding"]: f["holds"] for f in doc["findings"]}
+    for row in doc["reproduction"]:
+        row["holds"] = verdict.get(row["finding"])
 
 
 def _finetune_pair(mse: dict, phases: dict | None) -> tuple[float | None, float | None, str]:
@@ -66,7 +83,10 @@ def judge(mse: dict, phases: dict | None) -> list[dict]:
     before, after, where = _finetune_pair(mse, phases)
     changes = None if phases is None else phases.get("phase_changes")
     fmt = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731
+    pre = mse.get("pretrain")
     out = [
+        ("pretrain-low-loss", "pre-training reaches a low loss", f"pretrain MSE <= {LOW_MSE}",
+         None if pre is None else pre <= LOW_MSE, f"MSE {fmt(pre)}"),
         ("onpath-small-generalizes", "on-path small targets generalize",
          f"test-onpath-small MSE <= {GOOD_MSE}", None if small is None else small <= GOOD_MSE,
          f"MSE {fmt(small)}"),
@@ -90,7 +110,7 @@ def judge(mse: dict, phases: dict | None) -> list[dict]:
 
 def findings(doc: dict, phases_per_run: list[dict | None]) -> list[dict]:
     """Findings on the pooled numbers, plus in how many runs each holds (where per-run data exist)."""
-    rows = {r["key"]: r["ours"] for r in doc["study"]}
+    rows = {r["key"]: r["mse"] for r in doc["reproduction"]}
     pooled = judge(rows, phases_per_run[0] if len(phases_per_run) == 1 else None)
     if len(phases_per_run) > 1:
         per_run_mse = []
@@ -142,17 +162,17 @@ def render_markdown(doc: dict) -> str:
               f"- evaluation data: seed {ev.get('seed')}, {ev.get('size')} graphs per set, "
               f"{ev.get('grid_size')} per grid cell; identical for every model (hashes in eval.json)",
               f"- evaluated in {_num(ev.get('seconds', {}).get('total'))} s on {ev.get('device')}", ""]
-    if doc.get("study"):
-        runs = max((r["runs"] or 1) for r in doc["study"])
+    if doc.get("reproduction"):
+        runs = max((r["runs"] or 1) for r in doc["reproduction"])
         lines += ["## The study's numbers (MSE)", "",
                   "Single run: the CI is over the set's graphs (evaluation noise only). Several runs "
                   "(`--runs`): a t-interval across seeds." if runs == 1 else
                   f"Mean over {runs} runs with a 95% t-interval across seeds.", "",
                   "| quantity | study | this run | 95% CI | source |", "|---|---|---|---|---|"]
-        for r in doc["study"]:
+        for r in doc["reproduction"]:
             word = f" ({r['study_verdict']})" if r["study_verdict"] else ""
-            lines.append(f"| {r['quantity']} | {_num(r['study'])}{word} | {_num(r['ours'])} | "
-                         f"{_ci(r['ci95'], r['ci_kind'])} | {r['source']} |")
+            lines.append(f"| {r['quantity']} | {_num(r['study_mse'])}{word} | {_num(r['mse'])} | "
+                         f"{_ci(r['mse_ci95'], r['ci_kind'])} | {r['source']} |")
         lines.append("")
     if doc.get("findings"):
         lines += ["## The study's findings here", "", "| finding | criterion | here | evidence |",
@@ -161,7 +181,7 @@ def render_markdown(doc: dict) -> str:
             runs = f" ({f['runs_holding']} runs)" if f.get("runs_holding") else ""
             lines.append(f"| {f['finding']} | {f['criterion']} | **{_verdict(f['holds'])}**{runs} | {f['evidence']} |")
         lines.append("")
-    names = [n for n in doc.get("sets", {})]
+    names = list(doc.get("set_data", {}))
     header = " | ".join(f"{m} MSE" for m in models)
     lines += ["## Every set", "", "Constant-mean MSE is the label variance: what predicting the set's mean "
               "label would score.", "", f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy "

@@ -1,0 +1,246 @@
+"""graphpath.evaluate: the sets, scoring with stand-in models, pooling runs, eval.json, and the CLI."""
+from __future__ import annotations
+
+import collections
+import json
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from graphpath.checkpoint import save_checkpoint
+from graphpath.eval_core import pool_runs, predict, score_model
+from graphpath.eval_sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
+                                 SET_NAMES, SHIFT_NAMES)
+from graphpath.evaluate import evaluate_run, main, prepare
+from graphpath.metrics import mean_ci
+from graphpath.model import GraphTransformer, ModelConfig
+
+DATA = dict(n_max=6, finetune_n_max=4, small_target=4, pretrain_threshold=3, finetune_threshold=2)
+SIZE, GRID_SIZE = 48, 3
+
+
+class Oracle(torch.nn.Module):
+    def forward(self, batch):
+        return batch.label.float()
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, batch):
+        return torch.full((len(batch),), self.value)
+
+
+def networkx_label(edges, n, t, unreachable) -> int:
+    graph = nx.Graph()
+    graph.add_nodes_from(range(1, n + 1))
+    graph.add_edges_from((a, b) for a, b in edges if a > 0)
+    return nx.shortest_path_length(graph, 1, t) if nx.has_path(graph, 1, t) else unreachable
+
+
+def make_run(directory, data=DATA, seed=0, config_data=None):
+    """A run directory with tiny untrained pre-train and fine-tune checkpoints."""
+    torch.manual_seed(seed)
+    config = ModelConfig(max_vertices=data["n_max"], d_model=8, n_layers=1, n_heads=2)
+    for stage in ("pretrain", "finetune"):
+        info = dict(model_config=config.to_dict(), data=data, step=1, seed=seed, stage=stage)
+        save_checkpoint(directory / "checkpoints", f"{stage}-final", GraphTransformer(config), info)
+    table = config_data or data
+    (directory / "config.toml").write_text("[data]\n" + "".join(f"{k} = {v}\n" for k, v in table.items()))
+    phases = {"phase_changes": [{"stage": "pretrain", "label": "1", "step": 40, "examples": 4000,
+                                 "loss_before": 1.0, "loss_after": 0.1, "plateau_steps": 20}],
+              "finetune": {"loss_before": 0.6, "loss_after": 0.02}}
+    (directory / "phases.json").write_text(json.dumps(phases))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return prepare(DATA, list(SET_NAMES), SIZE, GRID_SIZE, 0, tmp_path_factory.mktemp("cache"), progress=False)
+
+
+# ---- sets -------------------------------------------------------------------------------------
+
+def test_grid_covers_exactly_the_requested_cells():
+    arrays = sample_grid(6, 5, np.random.default_rng(3))
+    cells = collections.Counter(zip(arrays["num_vertices"].tolist(), arrays["target"].tolist()))
+    assert cells == {cell: 5 for cell in grid_cells(6)}
+    assert grid_cells(4) == [(3, 2), (3, 3), (4, 2), (4, 3), (4, 4)]
+    for edges, n, t, label in zip(arrays["edges"].tolist(), arrays["num_vertices"], arrays["target"],
+                                  arrays["label"]):
+        assert label == networkx_label(edges, int(n), int(t), 6)
+
+
+def test_set_names_and_groups():
+    assert resolve_names(None) == list(SET_NAMES)
+    assert resolve_names(["shift", "pretrain"]) == ["pretrain", *SHIFT_NAMES]
+    with pytest.raises(EvalError, match="unknown set 'nope'"):
+        resolve_names(["nope"])
+
+
+def test_sets_are_seeded_and_cached(tmp_path):
+    evalset = define_sets(DATA)["test-any-large"]
+    first, digest = load_set(evalset, 40, 5, tmp_path)
+    assert len(list(tmp_path.glob("test-any-large-*.npz"))) == 1
+    again, digest_again = load_set(evalset, 40, 5, tmp_path)
+    fresh, digest_fresh = load_set(evalset, 40, 5, None)
+    assert first.equal(again) and digest == digest_again == digest_fresh
+    assert load_set(evalset, 40, 6, None)[1] != digest
+
+
+def test_shift_sets_have_their_family(prepared):
+    tree = prepared["shift-tree"][1]
+    assert torch.equal(tree.num_edges, tree.num_vertices - 1)
+    path = prepared["shift-path"][1]
+    for edges, n in zip(path.edges.tolist(), path.num_vertices.tolist()):
+        graph = nx.Graph([e for e in edges if e[0] > 0])
+        assert graph.number_of_nodes() == n and max(d for _, d in graph.degree) <= 2
+
+
+# ---- scoring ----------------------------------------------------------------------------------
+
+def test_oracle_and_constant_models_on_every_set(prepared):
+    results, skipped = score_model(Oracle(), prepared, 6, progress=False)
+    assert not skipped and set(results) == set(SET_NAMES)
+    assert all(block["mse"] == 0.0 and block["accuracy"] == 1.0 for block in results.values())
+    results, _ = score_model(Constant(3.0), prepared, 6, progress=False)
+    for name, (_, batch, _) in prepared.items():
+        assert results[name]["mse"] == pytest.approx(((batch.label.double() - 3.0) ** 2).mean().item())
+
+
+def test_a_model_with_another_vocabulary_skips_every_set(prepared):
+    results, skipped = score_model(Oracle(), prepared, 8, progress=False)
+    assert results == {} and set(skipped) == set(SET_NAMES)
+    assert "vocabulary is 8" in skipped["pretrain"]
+
+
+def test_predict_is_chunked_and_keeps_order(prepared):
+    batch = prepared["shift-er-deg3"][1]
+    calls = []
+
+    def model(part):
+        calls.append(len(part))
+        return part.target.float() * 100 + part.num_edges.float()
+
+    out = predict(model, batch, chunk=20)
+    assert np.array_equal(out, (batch.target * 100 + batch.num_edges).double().numpy())
+    assert calls == [20, 20, 8]
+
+
+def test_pool_runs_means_and_t_interval():
+    blocks = [{"count": 4, "mean_label": 2.0, "label_variance": 1.0, "mse": m, "accuracy": a,
+               "per_label": {"1": {"count": 4, "mse": m}}, "confusion": {"labels": [1, 2], "counts": [[1, 0], [0, 3]]},
+               "runs": 1, "ci_kind": "graphs"} for m, a in ((1.0, 0.5), (2.0, 0.6), (4.0, 0.7))]
+    pooled = pool_runs(blocks)
+    mean, low, high = mean_ci([1.0, 2.0, 4.0])
+    assert pooled["mse"] == pytest.approx(mean) and pooled["mse_ci95"] == pytest.approx([low, high])
+    assert pooled["accuracy"] == pytest.approx(0.6) and pooled["runs"] == 3 and pooled["ci_kind"] == "seeds"
+    assert pooled["confusion"]["counts"] == [[3, 0], [0, 9]]
+    assert pooled["per_run"]["mse"] == [1.0, 2.0, 4.0]
+    assert pool_runs(blocks[:1]) is blocks[0]
+
+
+# ---- eval.json and report.md ------------------------------------------------------------------
+
+TOP_KEYS = {"schema_version", "title", "created_utc", "model", "primary", "max_vertices", "data", "eval", "sets",
+            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures"}
+BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "mean_label", "label_variance", "per_label", "confusion",
+              "runs", "ci_kind"}
+MODEL_KEYS = {"kind", "description", "sources", "vocabulary", "runs", "info", "results", "skipped"}
+ROW_KEYS = {"key", "set", "quantity", "study_mse", "study_verdict", "mse", "mse_ci95", "ci_kind", "runs", "source",
+            "finding", "holds"}
+FINDING_KEYS = {"key", "finding", "criterion", "holds", "evidence"}
+
+
+def test_evaluate_run_writes_a_stable_schema(tmp_path):
+    run = make_run(tmp_path / "run")
+    doc = evaluate_run(run, size=SIZE, grid_size=GRID_SIZE, cache_dir=tmp_path / "cache", progress=False,
+                       compare_handcrafted=False, sets=["study", "grid", "shift-tree"])
+    stored = json.loads((run / "eval.json").read_text())
+    assert stored == json.loads(json.dumps(doc))
+    assert set(stored) == TOP_KEYS and stored["schema_version"] == 1
+    assert set(stored["models"]) == {"learned", "learned-pretrain"}
+    assert set(stored["models"]["learned-pretrain"]["results"]) == {"pretrain", "finetune"}
+    for model in stored["models"].values():
+        assert set(model) == MODEL_KEYS
+    for name, block in stored["sets"].items():
+        assert set(block) - {"kind", "description", "cells", "by_distance"} == BLOCK_KEYS, name
+    assert set(stored["set_data"]["pretrain"]) == {"kind", "description", "spec", "seed", "size", "count",
+                                                   "data_sha256"}
+    assert set(stored["grid"]) == {"n", "t", "mse", "accuracy", "count", "train_n_max", "by_distance"}
+    assert sum(map(sum, stored["grid"]["count"])) == GRID_SIZE * len(grid_cells(6))
+    assert [r["key"] for r in stored["reproduction"]][:3] == ["pretrain", "finetune-before", "finetune-after"]
+    assert all(set(r) == ROW_KEYS for r in stored["reproduction"])
+    assert all(set(f) == FINDING_KEYS for f in stored["findings"])
+    phase = next(f for f in stored["findings"] if f["key"] == "phase-changes")
+    assert phase["holds"] is True
+    assert (run / "report.md").read_text().count("| test: on-path small target |") == 1
+    for figure in stored["figures"]:
+        assert (run / figure).is_file()
+    assert "figures/grid-nt-learned.html" in stored["figures"]
+    assert "figures/confusion-learned-shift-tree.png" in stored["figures"]
+
+
+def test_handcrafted_model_is_exact(tmp_path):
+    handcrafted = pytest.importorskip("handcrafted")
+    if not hasattr(handcrafted, "build_model"):
+        pytest.skip("handcrafted.build_model has not landed")
+    prepared = prepare(DATA, list(SET_NAMES), 32, 2, 0, tmp_path, progress=False)
+    results, skipped = score_model(handcrafted.build_model(6), prepared, 6, progress=False)
+    assert not skipped
+    for name, block in results.items():
+        assert block["mse"] < 1e-6 and block["accuracy"] == 1.0, name
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+def run_cli(capsys, *argv):
+    code = main([*map(str, argv), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_cli_pools_runs_across_seeds(tmp_path, capsys):
+    runs = [make_run(tmp_path / f"seed{i}", seed=i) for i in range(3)]
+    code, err = run_cli(capsys, "--runs", *runs, "--out", tmp_path / "pooled", "--sets", "tests",
+                        "--size", SIZE, "--cache", tmp_path / "cache", "--no-handcrafted", "--no-figures")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "pooled" / "eval.json").read_text())
+    block = doc["sets"]["test-any-large"]
+    assert block["runs"] == 3 and block["ci_kind"] == "seeds" and len(block["per_run"]["mse"]) == 3
+    mean, low, high = mean_ci(block["per_run"]["mse"])
+    assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([low, high])
+
+
+@pytest.mark.parametrize("case", ["missing dir", "no checkpoint", "unknown set", "config mismatch",
+                                  "runs disagree", "handcrafted without n", "n too small", "vocabulary",
+                                  "bad size"])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
+    cache = ["--cache", tmp_path / "cache", "--size", 16, "--grid-size", 1, "--no-figures", "--no-handcrafted"]
+    if case == "missing dir":
+        argv = [tmp_path / "nowhere"]
+    elif case == "no checkpoint":
+        (tmp_path / "empty").mkdir()
+        argv = [tmp_path / "empty"]
+    elif case == "unknown set":
+        argv = [make_run(tmp_path / "run"), "--sets", "nonsense"]
+    elif case == "config mismatch":
+        argv = [make_run(tmp_path / "run", config_data={**DATA, "small_target": 3})]
+    elif case == "runs disagree":
+        other = {**DATA, "finetune_n_max": 5}
+        argv = ["--runs", make_run(tmp_path / "a"), make_run(tmp_path / "b", data=other), "--out", tmp_path / "o"]
+    elif case == "handcrafted without n":
+        argv = ["--model", "handcrafted"]
+    elif case == "n too small":
+        argv = ["--model", "handcrafted", "--n", 2]
+    elif case == "vocabulary":
+        argv = ["--model", "handcrafted", "--n", 5, "--data-from", make_run(tmp_path / "run"), "--out", tmp_path / "o"]
+    else:
+        argv = [make_run(tmp_path / "run"), "--size", 0]
+    code, err = run_cli(capsys, *cache, *argv)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
