@@ -223,6 +223,8 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
         quota[: size % len(labels)] += 1
         taken = np.zeros(len(labels), dtype=np.int64)
     parts, have = [], 0
+    # a chunk a little larger than what is still needed (all of it when nothing is rejected)
+    chunk = min(chunk, size if spec.balance == "none" else max(8 * size, 4096))
     while have < size:
         raw = draw_raw(spec, chunk, rng)
         if spec.balance == "study":
