@@ -1,0 +1,168 @@
+"""python -m graphpath.train on tiny configs: learning, exact resume, overrides, failures, fp32 loss."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from data_gen import sample, study_presets
+from graphpath import trainer
+from graphpath.config import ConfigError, apply_overrides, from_dict, load_config, to_toml
+from graphpath.train import DEFAULT_CONFIG, main
+from graphpath.trainer import Runtime, compute_loss, lr_factor
+
+# Graphs n <= 5, a 1-layer 16-wide model: a step takes milliseconds.
+TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
+        "--data.pretrain_threshold", "3", "--data.finetune_threshold", "2",
+        "--model.d_model", "16", "--model.n_layers", "1",
+        "--train.batch_size", "64", "--train.warmup_steps", "2", "--train.log_every", "2", "--train.eval_every", "4",
+        "--train.eval_size", "256", "--finetune.batch_size", "64", "--finetune.log_every", "2",
+        "--finetune.eval_every", "3", "--finetune.eval_size", "256", "--no-eval", "--no-figures"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_on_a_learnable_set(tmp_path):
+    out = tmp_path / "run"
+    code = main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "120", "--train.lr", "3e-3",
+                 "--train.eval_every", "120", "--train.log_every", "10"])
+    assert code == 0
+    records = read_metrics(out)
+    assert records[-1]["loss"] < records[0]["loss"] / 4
+    spec = study_presets(5, 4, 4, 3, 2)["pretrain"]
+    mean_guess = sample(spec, 4096, 99).label.float()
+    baseline = float(((mean_guess - mean_guess.mean()) ** 2).mean())  # predicting the mean label
+    assert records[-1]["eval_loss"] < baseline / 3
+    assert set(records[0]) >= {"stage", "step", "examples", "loss", "label_loss", "lr", "examples_per_s"}
+    assert records[0]["examples"] == records[0]["step"] * 64
+
+
+def weights(path):
+    return load_file(str(path))
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    common = [*TINY, "--train.steps", "9", "--train.checkpoint_every", "4", "--finetune.steps", "6",
+              "--finetune.lr", "1e-3", "--finetune.checkpoint_every", "100"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["--out", str(whole), *common]) == 0
+    assert main(["--out", str(parts), *common, "--stop-after", "6"]) == 0  # inside pre-training
+    assert not (parts / "checkpoints" / "pretrain-final.json").exists()
+    assert main(["--out", str(parts), "--resume", "--stop-after", "3", "--no-eval", "--no-figures"]) == 0
+    assert (parts / "checkpoints" / "pretrain-final.json").exists()
+    assert not (parts / "checkpoints" / "finetune-final.json").exists()
+    assert main(["--out", str(parts), "--resume", "--no-eval", "--no-figures"]) == 0
+    for name in ("pretrain-final", "finetune-final"):
+        a, b = weights(whole / "checkpoints" / f"{name}.safetensors"), weights(parts / "checkpoints" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (name, key)
+    steps = lambda run: [(m["stage"], m["step"]) for m in read_metrics(run)]
+    assert steps(whole) == steps(parts)
+    held = lambda run: [m["eval_loss"] for m in read_metrics(run) if "eval_loss" in m]
+    assert held(whole) == held(parts)
+    phases = json.loads((parts / "phases.json").read_text())
+    assert set(phases["finetune"]) == {"loss_before", "loss_after"}
+
+
+def test_finetune_records_the_loss_before_fine_tuning(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), *TINY, "--train.steps", "4", "--finetune.steps", "3"]) == 0
+    first = next(m for m in read_metrics(out) if m["stage"] == "finetune")
+    assert first["step"] == 0 and first["examples"] == 0
+    phases = json.loads((out / "phases.json").read_text())
+    assert phases["finetune"]["loss_before"] == first["eval_loss"]
+    last = [m for m in read_metrics(out) if m["stage"] == "finetune"][-1]
+    assert phases["finetune"]["loss_after"] == last["eval_loss"]
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = trainer.compute_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, pred = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 6 else loss), pred
+
+    monkeypatch.setattr(trainer, "compute_loss", poisoned)
+    out = tmp_path / "run"
+    code = main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "10", "--train.checkpoint_every", "4"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nan at step 6" in err and "pretrain-4" in err
+    assert (out / "checkpoints" / "pretrain-4.json").exists()
+    assert not (out / "checkpoints" / "pretrain-final.json").exists()
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--train.lrr", "1"], "train.lrr"),
+    (["--model.n_layers", "0"], "n_layers"),
+    (["--train.lr", "-1"], "lr"),
+    (["--optim.lr", "1"], "optim.lr"),
+    (["--data.n_max", "2"], "data"),
+    (["--model.max_vertices", "9"], "max_vertices"),
+    (["--train.steps"], "needs a value"),
+    (["--config", "/nonexistent.toml"], "cannot read"),
+    (["--stage", "finetune"], "no finished pre-training"),
+    (["--resume"], "holds no run"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, fragment):
+    assert main(["--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("graphpath.train:") and fragment in err
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "2"]) == 0
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_overrides_and_round_trip():
+    config = load_config(DEFAULT_CONFIG, [("train.lr", "5e-4"), ("model.n_layers", "3"), ("train.betas", "[0.9, 0.95]"),
+                                          ("seed", "7"), ("train.dataset", "datasets/x")])
+    assert (config.train.lr, config.model.n_layers, config.train.betas, config.seed) == (5e-4, 3, [0.9, 0.95], 7)
+    assert config.train.dataset == "datasets/x"
+    assert config.model.max_vertices == config.data["n_max"]
+    import tomllib
+
+    assert from_dict(tomllib.loads(to_toml(config))) == config
+    assert set(config.data) <= {"n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold"}
+    with pytest.raises(ConfigError, match="known in"):
+        apply_overrides({}, [("finetune.learning_rate", "1")])
+
+
+def test_lr_schedule_warms_up_then_decays():
+    config = load_config(DEFAULT_CONFIG, [("train.steps", "100"), ("train.warmup_steps", "10"), ("train.min_lr", "0.0")])
+    factors = [lr_factor(s, config.train) for s in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] < 0.01
+
+
+class Bf16Runtime(Runtime):
+    def autocast(self):
+        return torch.autocast("cpu", dtype=torch.bfloat16)  # the CPU stand-in for CUDA bf16
+
+
+def test_loss_is_float32_under_bf16_autocast():
+    from graphpath.model import ModelConfig, build_model
+
+    model = build_model(ModelConfig(max_vertices=5, d_model=16, n_layers=1))
+    data = sample(study_presets(5, 4, 4)["pretrain"], 32, 0)
+    loss, pred = compute_loss(model, data, 1, Bf16Runtime(torch.device("cpu")))
+    assert loss.dtype == torch.float32 and pred.dtype == torch.float32
+    loss.backward()
+    assert model.readout.weight.grad.dtype == torch.float32
