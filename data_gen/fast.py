@@ -4,7 +4,7 @@
 (what a pre-built shard stores); the stream is fixed by the 64-bit `key` and the index of the
 first raw graph, nothing else. `sampler.sample_arrays` uses it by default.
 
-First call in a fresh checkout compiles the kernel (~5-10 s, once; numba caches it beside the
+First call in a fresh checkout compiles the kernel (~5 s on a quiet core, once; numba caches it beside the
 source in __pycache__); later processes load it in well under a second.
 """
 from __future__ import annotations
@@ -73,6 +73,13 @@ def uniform_quota(spec: GraphSpec, size: int) -> np.ndarray:
     return quota
 
 
+@lru_cache(maxsize=64)
+def _tables(spec: GraphSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernel's read-only tables for `spec` (cached: small batches call the kernel often)."""
+    keep = study_keep_table(spec) if spec.balance == "study" else np.ones(spec.max_vertices + 1)
+    return keep, keep_bound_table(keep), erdos_renyi_thresholds(spec)
+
+
 def fast_arrays(spec: GraphSpec, size: int, key: int, first_index: int = 0,
                 early_exit: bool = True, counts: dict | None = None) -> tuple[dict, int]:
     """Exactly `size` accepted graphs of `spec` from stream `key`, as uint8 arrays:
@@ -86,13 +93,13 @@ def fast_arrays(spec: GraphSpec, size: int, key: int, first_index: int = 0,
     columns = {name: np.zeros(size, dtype=np.uint8) for name in FIELDS[1:]}
     raw = np.zeros(top + 1, dtype=np.int64)
     kept = np.zeros(top + 1, dtype=np.int64)
-    keep = study_keep_table(spec) if spec.balance == "study" else np.ones(top + 1)
+    keep, keep_bound, er_threshold = _tables(spec)
     remaining = uniform_quota(spec, size) if spec.balance == "uniform" else np.zeros(top + 1, dtype=np.int64)
     t_hi = spec.target_max if spec.target == "any" else (spec.t_max or spec.n_max)
     next_index = kernel.fill(
         np.uint64(key % 2**64), int(first_index), kernel.FAMILY_CODES[spec.family], spec.n_min,
         spec.n_max, kernel.TARGET_CODES[spec.target], t_hi, kernel.BALANCE_CODES[spec.balance],
-        bool(early_exit), erdos_renyi_thresholds(spec), keep, keep_bound_table(keep), remaining,
+        bool(early_exit), er_threshold, keep, keep_bound, remaining,
         edges, columns["num_vertices"], columns["target"], columns["label"], columns["path_length"],
         raw, kept)
     if counts is not None:
