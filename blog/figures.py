@@ -102,25 +102,44 @@ def eval_sets(run: Run) -> dict[str, dict]:
     return sets
 
 
+def _bar_values(scores: dict[str, dict], names: list[str]) -> tuple[list, list, list, list]:
+    """MSE bars on a log axis: an exact 0 is drawn at FLOOR and labelled as 0."""
+    mse = [scores[n]["mse"] if n in scores else None for n in names]
+    shown = [None if m is None else max(m, FLOOR) for m in mse]
+    text = ["" if m is None else ("0" if m == 0 else f"{m:.3g}") for m in mse]
+    ci = [scores[n].get("mse_ci95") if n in scores else None for n in names]
+    up = [c[1] - m if c and m is not None and m > 0 else 0 for c, m in zip(ci, mse)]
+    down = [m - c[0] if c and m is not None and m > 0 else 0 for c, m in zip(ci, mse)]
+    return shown, text, up, down
+
+
+FLOOR = 1e-6
+
+
 def fig_sets(run: Run) -> Html:
     sets = eval_sets(run)
-    names = list(sets)
+    names = [n for n in sets if sets[n].get("kind", "study") != "grid"]
     shown = [escape(n) for n in names]  # plotly reads <b>, <a> in labels: run text is escaped
-    study = {row["set"]: row.get("study_mse") for row in run.eval.get("reproduction", [])}
-    mse = [sets[n]["mse"] for n in names]
-    ci = [sets[n].get("mse_ci95") for n in names]
-    fig = go.Figure(go.Bar(
-        x=shown, y=mse, name="this run",
-        error_y=dict(type="data", symmetric=False,
-                     array=[c[1] - m if c else 0 for c, m in zip(ci, mse)],
-                     arrayminus=[m - c[0] if c else 0 for c, m in zip(ci, mse)])))
+    fig = go.Figure()
+    y, text, up, down = _bar_values(sets, names)
+    fig.add_trace(go.Bar(x=shown, y=y, text=text, name="learned (this run)",
+                         error_y=dict(type="data", symmetric=False, array=up, arrayminus=down)))
+    handcrafted = run.eval.get("models", {}).get("handcrafted", {}).get("results") or {}
+    if handcrafted:
+        y, text, _, _ = _bar_values(handcrafted, names)
+        fig.add_trace(go.Bar(x=shown, y=y, text=text, name="hand-built", marker_color="#2ca02c"))
+    study = {row["set"]: row.get("study_mse") for row in run.eval.get("reproduction", [])
+             if row.get("key", row["set"]) != "finetune-before"}
     if any(study.get(n) is not None for n in names):
         fig.add_trace(go.Scatter(x=shown, y=[study.get(n) for n in names], mode="markers",
-                                 name="the study", marker=dict(symbol="diamond", size=12, color="black")))
-    fig.update_layout(template=TEMPLATE, height=420, yaxis_type="log", yaxis_title="MSE (log)",
-                      margin=dict(t=30))
-    return plotly_figure(fig, "sets", "MSE on every evaluation set (bars, with 95% CI), next to "
-                         "the study's reported value (diamonds) where it has one.")
+                                 name="the study (learned)",
+                                 marker=dict(symbol="diamond", size=12, color="black")))
+    fig.update_layout(template=TEMPLATE, height=460, yaxis_type="log", yaxis_title="MSE (log)",
+                      barmode="group", margin=dict(t=30), legend=dict(orientation="h", y=1.08))
+    fig.update_traces(selector=dict(type="bar"), textposition="outside", cliponaxis=False)
+    return plotly_figure(fig, "sets", "MSE on every evaluation set: the learned model (with 95% "
+                         "CI), the hand-built model where it was scored (an exact 0 is drawn at "
+                         f"{FLOOR:g}), and the study's reported value (diamonds).")
 
 
 def fig_confusion(run: Run) -> Html:
@@ -180,7 +199,8 @@ def fig_per_label(run: Run) -> Html:
     sets = eval_sets(run)
     mv = max_vertices(run)
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    for i, (name, scores) in enumerate(sets.items()):
+    study_sets = {n: s for n, s in sets.items() if s.get("kind", "study") == "study"}
+    for i, (name, scores) in enumerate(study_sets.items()):
         per = scores["per_label"]
         labels = [label for label in _sorted_labels(per) if label.isdigit()]
         xs = [int(label) for label in labels]
@@ -193,7 +213,7 @@ def fig_per_label(run: Run) -> Html:
     ax.minorticks_off()
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    return mpld3_figure(fig, "per-label", "MSE per true distance on each evaluation set "
+    return mpld3_figure(fig, "per-label", "MSE per true distance on each of the study's sets "
                         "(matplotlib, via mpld3: drag to pan, use the buttons to zoom).")
 
 

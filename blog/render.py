@@ -35,7 +35,10 @@ class OutputError(BlogError):
 
 def conditions(run: Run) -> dict[str, bool]:
     """Optional sections of the post and whether this run has what they show."""
-    return {"handcrafted": run.handcrafted is not None, "perturb": run.perturb is not None,
+    handcrafted = run.eval.get("models", {}).get("handcrafted") or {}
+    return {"handcrafted": bool(handcrafted.get("info")),
+            "handcrafted_scored": bool(handcrafted.get("results")),
+            "perturb": run.perturb is not None,
             "finetune": bool(run.stage_metrics("finetune"))}
 
 

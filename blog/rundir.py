@@ -2,10 +2,10 @@
 
 The blog never trains and never imports the model code: everything it shows is read here from
 `runs/<name>/`. Required files make the run "complete enough to publish"; optional ones
-(`perturb.json`, `handcrafted.json`) switch sections of the post on or off.
+(`perturb.json`) switch sections of the post on or off.
 
     required   config.toml, metrics.jsonl, phases.json, eval.json
-    optional   perturb.json, handcrafted.json
+    optional   perturb.json
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
-OPTIONAL_FILES = ("perturb.json", "handcrafted.json")
+OPTIONAL_FILES = ("perturb.json",)
 
 
 class BlogError(Exception):
@@ -39,7 +39,6 @@ class Run:
     phases: dict
     eval: dict
     perturb: dict | None
-    handcrafted: dict | None
 
     def stage_metrics(self, stage: str) -> list[dict]:
         return [row for row in self.metrics if row.get("stage") == stage]
@@ -107,4 +106,4 @@ def load_run(path: str | Path) -> Run:
                metrics=_read_jsonl(path / "metrics.jsonl"),
                phases=_read_json(path / "phases.json"),
                eval=_read_json(path / "eval.json"),
-               perturb=optional["perturb.json"], handcrafted=optional["handcrafted.json"])
+               perturb=optional["perturb.json"])

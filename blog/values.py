@@ -99,9 +99,20 @@ def table_datasets(run: Run) -> Html:
 
 
 def _handcrafted(run: Run) -> dict:
-    if run.handcrafted is None:
-        raise LookupError("no handcrafted.json")
-    return run.handcrafted
+    """The hand-built model's size and stream map, as the evaluator recorded the hand-built model
+    it scored beside the learned one (eval.json models.handcrafted.info[0])."""
+    info = run.eval["models"]["handcrafted"]["info"]
+    if not info:
+        raise LookupError("eval.json records no size for the hand-built model")
+    return info[0]
+
+
+def handcrafted_scores(run: Run) -> dict[str, float]:
+    """{set: MSE} of the hand-built model, as the evaluator scored it beside the learned one."""
+    results = run.eval["models"]["handcrafted"]["results"]
+    if not results:
+        raise LookupError("eval.json has no hand-built model results")
+    return {name: block["mse"] for name, block in results.items()}
 
 
 def handcrafted_n(run: Run) -> Text:
@@ -113,7 +124,8 @@ def handcrafted_layers(run: Run) -> Text:
 
 
 def handcrafted_heads(run: Run) -> Text:
-    return Text(str(_handcrafted(run)["heads"]))
+    info = _handcrafted(run)
+    return Text(str(info["heads_per_layer"] if "heads_per_layer" in info else info["heads"]))
 
 
 def handcrafted_width(run: Run) -> Text:
@@ -125,14 +137,32 @@ def handcrafted_parameters(run: Run) -> Text:
 
 
 def handcrafted_mse(run: Run) -> Text:
-    return Text(fmt(_handcrafted(run)["mse"]))
+    """Its worst MSE over every set the evaluator scored, and how many sets that is."""
+    scores = handcrafted_scores(run)
+    worst = max(scores, key=scores.get)
+    if scores[worst] == 0:
+        return Text(f"exactly 0 on every one of the {len(scores)} evaluation sets")
+    return Text(f"at most {fmt(scores[worst])} over the {len(scores)} evaluation sets "
+                f"(largest on {worst})")
 
 
 def table_stream(run: Run) -> Html:
-    rows = [[s["section"], f"{s['columns'][0]}..{s['columns'][1]}", s["width"], s["meaning"]]
-            for s in _handcrafted(run)["stream"]]
-    if not rows:
-        raise ValueError("handcrafted.json has an empty stream table")
+    """Accepts [{section, start|columns, width, meaning?}] or Basis.sections' [[name, width]]."""
+    stream = _handcrafted(run)["stream"]
+    if not stream:
+        raise ValueError("the hand-built model's stream map is empty")
+    rows, start = [], 0
+    for item in stream:
+        if isinstance(item, dict):
+            name, width = item["section"], int(item["width"])
+            start = item.get("start", item.get("columns", [start])[0])
+            meaning = item.get("meaning", "")
+        else:
+            (name, width), meaning = item, ""
+        rows.append([name, f"{start}..{start + width - 1}", width, meaning])
+        start += width
+    if not any(row[3] for row in rows):
+        return table(["section", "columns", "width"], [row[:3] for row in rows])
     return table(["section", "columns", "width", "what it holds"], rows)
 
 
@@ -159,7 +189,7 @@ def phase_change_count(run: Run) -> Text:
 def table_phase_changes(run: Run) -> Html:
     changes = sorted((pc for pc in run.phases["phase_changes"]), key=lambda pc: (pc["stage"], pc["step"]))
     if not changes:
-        return Html('<p class="not-run">No phase change was detected in this run.</p>')
+        return Html('<p class="none-found">No phase change was detected in this run.</p>')
     mv = str(run.eval.get("max_vertices") or run.config["data"]["n_max"])
     rows = [[pc["stage"], "total" if pc["label"] == "all" else
              ("unreachable" if str(pc["label"]) == mv else f"d = {pc['label']}"),
@@ -188,27 +218,34 @@ def _reproduction(run: Run) -> list[dict]:
     return rows
 
 
+def _verdict(holds) -> str:
+    return {True: "holds", False: "does not hold"}.get(holds, "not tested")
+
+
 def table_reproduction(run: Run) -> Html:
     rows = []
     for row in _reproduction(run):
         ci = row.get("mse_ci95")
-        rows.append([row["set"], fmt(row["study_mse"]), fmt(row["mse"]),
+        study = fmt(row["study_mse"]) + (f" ({row['study_verdict']})" if row.get("study_verdict") else "")
+        rows.append([row.get("quantity", row["set"]), study,
+                     "—" if row["mse"] is None else fmt(row["mse"]),
                      f"{fmt(ci[0])} – {fmt(ci[1])}" if ci else "—", row["finding"],
-                     "holds" if row["holds"] else "does not hold"])
-    return table(["set", "study MSE", "this run", "95% CI", "the study's finding", "here"], rows)
+                     _verdict(row["holds"])])
+    return table(["quantity", "study MSE", "this run", "95% CI", "the study's finding", "here"], rows)
 
 
 def list_findings(run: Run) -> Html:
-    """The reproduction verdicts grouped: what carried over, and what did not."""
-    findings: dict[str, list[str]] = {}
-    for row in _reproduction(run):
-        findings.setdefault(row["finding"], []).append("holds" if row["holds"] else "fails")
-    held = [f for f, v in findings.items() if all(x == "holds" for x in v)]
-    not_held = [f for f in findings if f not in held]
-    items = ([f"<li><strong>Reproduced:</strong> {escape(f)}.</li>" for f in held]
-             + [f"<li><strong>Not reproduced:</strong> {escape(f)}.</li>" for f in not_held]
-             + _grid_findings(run))
-    return Html('<ul class="findings">\n' + "\n".join(items) + "\n</ul>")
+    """The evaluator's findings (eval.json `findings`: finding, criterion, holds, evidence),
+    reproduced ones first, then the size comparison from the (n, t) grid."""
+    label = {True: "Reproduced", False: "Not reproduced", None: "Not tested"}
+    items = []
+    for row in sorted(run.eval["findings"], key=lambda row: {True: 0, False: 1}.get(row["holds"], 2)):
+        items.append(f"<li><strong>{label[row['holds']]}:</strong> {escape(row['finding'])} "
+                     f"<span class=\"evidence\">(criterion: {escape(row['criterion'])}; this run: "
+                     f"{escape(row['evidence'])})</span></li>")
+    if not items:
+        raise ValueError("eval.json lists no findings")
+    return Html('<ul class="findings">\n' + "\n".join(items + _grid_findings(run)) + "\n</ul>")
 
 
 def _grid_findings(run: Run) -> list[str]:
@@ -234,4 +271,4 @@ def _grid_findings(run: Run) -> list[str]:
 
 VALUES = {name: provider for name, provider in list(globals().items())
           if callable(provider) and getattr(provider, "__module__", None) == __name__
-          and not name.startswith("_") and name not in ("fmt", "count")}
+          and not name.startswith("_") and name not in ("fmt", "count", "handcrafted_scores")}

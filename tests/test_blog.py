@@ -69,8 +69,12 @@ def test_run_text_is_escaped(run_copy, tmp_path):
     evil = '<script>alert("x")</script>'
     config = (run_copy / "config.toml").read_text().replace('name = "fixture"', f"name = '{evil}'")
     (run_copy / "config.toml").write_text(config)
-    edit_json(run_copy / "eval.json", lambda d: d["sets"].update({"<b>bold</b>": d["sets"]["pretrain"]}))
-    edit_json(run_copy / "handcrafted.json", lambda d: d["stream"][0].update(meaning="a < b & c"))
+
+    def change(doc):
+        doc["sets"]["<b>bold</b>"] = doc["sets"]["pretrain"]
+        doc["findings"][0]["evidence"] = "a < b & c"
+
+    edit_json(run_copy / "eval.json", change)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert evil not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert "<b>bold</b>" not in html  # escaped for HTML and for plotly's label markup
@@ -78,16 +82,45 @@ def test_run_text_is_escaped(run_copy, tmp_path):
     assert html.count("<script") == html.count("</script>")  # no script closed early by run text
 
 
+def test_handcrafted_size_and_stream_table(run_copy, tmp_path):
+    """The format the blog asks the evaluator for: handcrafted.model_size(n) + the stream map."""
+    handcrafted = pytest.importorskip("handcrafted")
+    size = handcrafted.model_size(8)
+    sections = handcrafted.stream_basis(8).sections
+    edit_json(run_copy / "eval.json", lambda d: d["models"]["handcrafted"]["info"].append(
+        {**size, "stream": [list(section) for section in sections]}))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert f"{size['layers']} layers of\n{size['heads_per_layer']} attention head(s)" in html
+    assert f"{size['parameters']:,} parameters" in html
+    start = 0
+    for name, width in sections:
+        assert f"<tr><td>{name}</td><td>{start}..{start + width - 1}</td><td>{width}</td></tr>" in html
+        start += width
+    assert start == size["width"]
+
+
+def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
+    change = {"stage": "pretrain", "label": "2", "step": 35, "examples": 2240, "loss_before": 6.5,
+              "loss_after": 0.0625, "plateau_steps": 20}
+    edit_json(run_copy / "phases.json", lambda d: d["phase_changes"].append(change))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert "found 1 phase change(s)" in html
+    assert "<tr><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>20</td><td>6.5</td><td>0.0625</td></tr>" in html
+    assert re.search(r'"name":\s*"phase change"', html)
+
+
 def test_optional_sections_say_not_run(run_copy, tmp_path):
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert html.count('class="not-run"') == 1  # the fixture's eval.json has no hand-built size
     (run_copy / "perturb.json").unlink()
-    (run_copy / "handcrafted.json").unlink()
+    edit_json(run_copy / "eval.json", lambda d: d["models"].pop("handcrafted"))
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 2
-    assert 'id="perturb"' not in html and "residual stream, section by section" not in html
+    assert 'id="perturb"' not in html and "hand-built model was not scored" in html
 
 
 def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
-    edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d.pop("grid")))
+    edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d.pop("grid"), d.pop("findings")))
     (run_copy / "checkpoints" / "finetune-final.safetensors").unlink()
     out = tmp_path / "out"
     assert main([str(run_copy), "--out", str(out)]) == 2
