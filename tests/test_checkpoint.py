@@ -1,0 +1,91 @@
+"""Checkpoints: rebuilt from files alone, clean names, one-line errors for missing or misfit ones."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from data_gen import sample, study_presets
+from graphpath.checkpoint import CheckpointError, find_checkpoint, load_model, save_checkpoint
+from graphpath.model import ModelConfig, build_model
+from graphpath.train import main
+
+SPECS = study_presets(8, 5, 5, 4, 3)
+
+
+def info(model, stage="pretrain", step=3):
+    return {"model_config": model.config.to_dict(), "data": {"n_max": 8}, "step": step, "seed": 5, "stage": stage,
+            "examples": step * 16}
+
+
+def tiny(seed):
+    torch.manual_seed(seed)
+    return build_model(ModelConfig(max_vertices=8, d_model=16, n_layers=1))
+
+
+def test_load_model_rebuilds_the_same_function(tmp_path):
+    model, data = tiny(0), sample(SPECS["test-any-large"], 32, 0)
+    save_checkpoint(tmp_path / "checkpoints", "pretrain-final", model, info(model))
+    loaded, meta = load_model(tmp_path)
+    assert not loaded.training
+    assert (meta["stage"], meta["step"], meta["seed"], meta["data"]) == ("pretrain", 3, 5, {"n_max": 8})
+    assert meta["model_config"] == model.config.to_dict()
+    with torch.no_grad():
+        assert torch.equal(loaded(data), model.eval()(data))
+
+
+def test_run_directory_resolves_to_the_latest_stage(tmp_path):
+    first, second = tiny(0), tiny(1)
+    directory = tmp_path / "checkpoints"
+    save_checkpoint(directory, "pretrain-2", first, info(first, step=2))
+    assert find_checkpoint(tmp_path).name == "pretrain-2.json"
+    save_checkpoint(directory, "pretrain-final", first, info(first, step=4))
+    save_checkpoint(directory, "finetune-1", second, info(second, "finetune", 1))
+    assert find_checkpoint(tmp_path).name == "finetune-1.json"
+    save_checkpoint(directory, "finetune-final", second, info(second, "finetune", 2))
+    assert load_model(tmp_path)[1]["stage"] == "finetune"
+    for name in ("pretrain-final.json", "pretrain-final.safetensors", "pretrain-final"):
+        assert load_model(directory / name)[1]["stage"] == "pretrain"
+    assert find_checkpoint(directory, stage="pretrain").name == "pretrain-final.json"
+
+
+def test_compiled_and_wrapped_models_save_clean_names(tmp_path):
+    model = tiny(0)
+    compiled = torch.compile(model)  # not run: only the wrapper's naming matters here
+    assert any(k.startswith("_orig_mod.") for k in compiled.state_dict())
+    save_checkpoint(tmp_path, "pretrain-final", compiled, info(model))
+    assert set(load_file(str(tmp_path / "pretrain-final.safetensors"))) == set(model.state_dict())
+
+
+def test_missing_incomplete_and_misfit_checkpoints_are_one_line_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_model(tmp_path)
+    model = tiny(0)
+    save_checkpoint(tmp_path, "pretrain-final", model, info(model))
+    (tmp_path / "pretrain-final.json").unlink()  # the JSON is written last: without it, incomplete
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "pretrain-final.safetensors")
+    save_checkpoint(tmp_path, "pretrain-final", model, info(model))
+    meta = json.loads((tmp_path / "pretrain-final.json").read_text())
+    meta["model_config"]["d_model"] = 32
+    (tmp_path / "pretrain-final.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="shape") as error:
+        load_model(tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_finetuning_a_differently_shaped_model_exits_2(tmp_path, capsys):
+    out = tmp_path / "run"
+    small = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4", "--data.pretrain_threshold",
+             "3", "--data.finetune_threshold", "2", "--train.batch_size", "32", "--train.eval_size", "64",
+             "--finetune.eval_size", "64", "--no-eval", "--no-figures", "--threads", "1"]
+    before = torch.get_num_threads()
+    try:
+        assert main(["--out", str(out), "--stage", "pretrain", *small, "--model.d_model", "16", "--model.n_layers", "1",
+                     "--train.steps", "2"]) == 0
+        assert main(["--out", str(out), "--stage", "finetune", *small, "--model.d_model", "32",
+                     "--model.n_layers", "1"]) == 2
+    finally:
+        torch.set_num_threads(before)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("graphpath.train: checkpoint") and "shape" in err
