@@ -56,10 +56,27 @@ def mpld3_figure(fig, fig_id: str, caption: str) -> Html:
     """A matplotlib Figure converted by mpld3 and drawn by the page's d3 + mpld3 copies."""
     spec = mpld3.fig_to_dict(fig)
     plt.close(fig)
+    text = script_json(spec)
+    # mpld3 names elements "el<id(obj)><uuid>"; renaming them in order makes the page reproducible
+    for number, element in enumerate(dict.fromkeys(_element_ids(spec))):
+        text = text.replace(json.dumps(element), json.dumps(f"{fig_id}-el{number}"))
     div = f"{fig_id}-plot"
     body = (f'<div id="{div}" class="mpld3-figure-host"></div>\n<script>\n'
-            f'mpld3.draw_figure("{div}", {script_json(spec)});\n</script>')
+            f'mpld3.draw_figure("{div}", {text});\n</script>')
     return _figure("mpld3", fig_id, caption, body)
+
+
+def _element_ids(value):
+    """Every string under an "id" key of mpld3's figure dict, in document order."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "id" and isinstance(item, str):
+                yield item
+            else:
+                yield from _element_ids(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _element_ids(item)
 
 
 def table(header: list[str], rows: list[list], caption: str | None = None) -> Html:

@@ -58,6 +58,11 @@ def test_numbers_come_from_the_run(run_copy, tmp_path):
     assert f"{examples:,} pre-training examples" in html
 
 
+def test_same_run_same_bytes(tmp_path):
+    first = blog.render(FIXTURE, tmp_path / "a").read_bytes()
+    assert blog.render(FIXTURE, tmp_path / "b").read_bytes() == first
+
+
 def test_parameter_count_matches_the_checkpoint(tmp_path):
     tensors = load_file(FIXTURE / "checkpoints" / "finetune-final.safetensors")
     expected = sum(t.size for t in tensors.values())
