@@ -55,6 +55,11 @@ def fig_loss_curves(run: Run) -> Html:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=x, y=[row["loss"] for row in rows], name="total", mode="lines",
                              line=dict(color="black", width=3)))
+    held_out = [row for row in rows if row.get("eval_loss") is not None]
+    if held_out:
+        fig.add_trace(go.Scatter(x=[row["examples"] for row in held_out],
+                                 y=[row["eval_loss"] for row in held_out], name="total, held-out",
+                                 mode="lines+markers", line=dict(color="black", width=2, dash="dash")))
     labels = _sorted_labels({k for row in rows for k in row.get("label_loss", {})})
     for i, label in enumerate(labels):
         fig.add_trace(go.Scatter(

@@ -181,9 +181,10 @@ def perturb_summary(run: Run) -> Text:
                 f"within {run.perturb['steps']} steps" + (f" ({radius_text})." if radius_text else "."))
 
 
-def phase_change_count(run: Run) -> Text:
-    changes = [pc for pc in run.phases["phase_changes"] if pc["stage"] == "pretrain"]
-    return Text(str(len(changes)) if changes else "no")
+def phase_changes_found(run: Run) -> Text:
+    """'no phase change', '1 phase change', '3 phase changes' (pre-training)."""
+    found = sum(pc["stage"] == "pretrain" for pc in run.phases["phase_changes"])
+    return Text(f"{found or 'no'} phase change{'' if found == 1 else 's'}")
 
 
 def table_phase_changes(run: Run) -> Html:

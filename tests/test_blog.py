@@ -109,7 +109,7 @@ def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
               "loss_after": 0.0625, "plateau_steps": 20}
     edit_json(run_copy / "phases.json", lambda d: d["phase_changes"].append(change))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert "found 1 phase change(s)" in html
+    assert "found 1 phase change in pre-training" in html
     assert "<tr><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>20</td><td>6.5</td><td>0.0625</td></tr>" in html
     assert re.search(r'"name":\s*"phase change"', html)
 
