@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         index = render(args.run_dir, out, args.post)
     except BlogError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # always one line
         return 2
     print(index)
     return 0

@@ -52,7 +52,7 @@ def resolve(keys: list[str], run: Run) -> dict[str, Text | Html]:
             continue
         try:
             values[key] = provider(run)
-        except (LookupError, TypeError, ValueError, AttributeError) as err:
+        except (LookupError, TypeError, ValueError, AttributeError, ArithmeticError) as err:
             reason = f"missing {err}" if isinstance(err, KeyError) else str(err)
             missing.append(f"{key} ({reason or type(err).__name__})")
     if missing:
