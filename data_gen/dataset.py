@@ -135,3 +135,44 @@ def load_dataset(folder, verify: bool = True) -> GraphBatch:
             columns[name].numpy()[start:stop] = records[:, 2 * spec.max_edges + offset]
         start = stop
     return GraphBatch(edges=edges, **columns, max_vertices=spec.max_vertices)
+
+
+class DatasetReader:
+    """Random access to a pre-built dataset without loading it: the shards stay memory-mapped
+    (uint8) and only the graphs asked for become an int64 `GraphBatch`. For datasets too big to
+    hold as int64 tensors; `reader[indices]` takes an int, a slice or an index array."""
+
+    def __init__(self, folder, verify: bool = True):
+        self.folder = Path(folder)
+        self.manifest = read_manifest(self.folder)
+        self.spec = GraphSpec.from_dict(self.manifest["spec"])
+        width = 2 * self.spec.max_edges + 4
+        if verify:
+            self.shards = [verify_shard(self.folder, entry, width) for entry in self.manifest["shards"]]
+        else:
+            self.shards = [np.load(self.folder / e["file"], mmap_mode="r", allow_pickle=False)
+                           for e in self.manifest["shards"]]
+        self.starts = np.cumsum([0] + [len(records) for records in self.shards])  # (shards + 1,)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, index) -> GraphBatch:
+        indices = np.arange(len(self))[index] if not isinstance(index, np.ndarray) else index
+        indices = np.atleast_1d(np.asarray(indices, dtype=np.int64))
+        if indices.size and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"index out of range for a dataset of {len(self)} graphs")
+        shard = np.searchsorted(self.starts, indices, side="right") - 1
+        records = np.empty((len(indices), self.shards[0].shape[1]), dtype=np.uint8)  # (B, 2M + 4)
+        for s in np.unique(shard):
+            rows = shard == s
+            records[rows] = self.shards[s][indices[rows] - self.starts[s]]
+        top = 2 * self.spec.max_edges
+        arrays = {"edges": records[:, :top].reshape(-1, self.spec.max_edges, 2)}
+        arrays.update({name: records[:, top + k] for k, name in enumerate(TENSOR_FIELDS[1:])})
+        return GraphBatch.from_numpy(arrays, self.spec.max_vertices)
+
+
+def open_dataset(folder, verify: bool = True) -> DatasetReader:
+    """A `DatasetReader` over `folder` (checksums verified first unless verify=False)."""
+    return DatasetReader(folder, verify)

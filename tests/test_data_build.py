@@ -3,8 +3,9 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
-from data_gen import DatasetError, load_dataset, preset
+from data_gen import DatasetError, load_dataset, open_dataset, preset
 from data_gen.build import build_dataset, main
 from data_gen.dataset import shard_key
 from data_gen.fast import fast_arrays
@@ -52,6 +53,10 @@ def test_load_dataset_round_trip(tmp_path):
     assert manifest["label_histogram"] == {str(d): int(c) for d, c in enumerate(histogram) if c}
     assert manifest["seed"] == 4 and manifest["spec"]["target"] == "on_path"
     assert [s["count"] for s in manifest["shards"]] == [1000, 1000, 500]
+    reader = open_dataset(out)
+    assert len(reader) == 2500 and reader[:].equal(batch) and reader[7].equal(batch[7])
+    picks = np.array([2499, 0, 1500, 999, 1000, 1500])  # across shards, any order, repeats
+    assert reader[picks].equal(batch[torch.from_numpy(picks)])
 
 
 def test_cpu_sizes_and_spec_files(tmp_path):
