@@ -205,16 +205,21 @@ def fig_per_label(run: Run) -> Html:
     mv = max_vertices(run)
     fig, ax = plt.subplots(figsize=(8, 4.2))
     study_sets = {n: s for n, s in sets.items() if s.get("kind", "study") == "study"}
+    lowest, highest = math.inf, -math.inf
     for i, (name, scores) in enumerate(study_sets.items()):
         per = scores["per_label"]
         labels = [label for label in _sorted_labels(per) if label.isdigit()]
-        xs = [int(label) for label in labels]
-        ax.plot(xs, [max(per[label]["mse"], 1e-6) for label in labels], marker="o",
+        mse = [max(per[label]["mse"], FLOOR) for label in labels]
+        lowest, highest = min(lowest, *mse), max(highest, *mse)
+        ax.plot([int(label) for label in labels], mse, marker="o",
                 color=PALETTE[i % len(PALETTE)], label=name)
     ax.set_yscale("log")
+    decades = range(math.floor(math.log10(lowest)), math.ceil(math.log10(highest)) + 1)
+    ax.set_yticks([10.0 ** d for d in decades])  # mpld3 keeps fixed ticks and their labels
+    ax.set_yticklabels([f"{10.0 ** d:g}" for d in decades])
     ax.set_xlabel("true distance" + (f" ({mv} = unreachable)" if mv else ""))
     ax.set_ylabel("MSE (log)")
-    ax.grid(True, which="major", alpha=0.3)
+    ax.xaxis.grid(True, alpha=0.3)  # mpld3 would draw a y grid line at every minor log tick
     ax.minorticks_off()
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
