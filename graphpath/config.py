@@ -21,7 +21,7 @@ from data_gen import SpecError, study_presets
 
 from .model import ConfigError, ModelConfig
 
-DECAYS = ("cosine", "linear", "constant")
+DECAYS = ("cosine", "linear", "constant", "step")
 
 
 @dataclass
@@ -31,7 +31,8 @@ class StageConfig:
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr: float = 0.0  # learning rate at the end of the decay
     warmup_steps: int = 0  # linear warmup from 0 to lr
-    decay: str = "cosine"  # cosine | linear | constant, after the warmup
+    decay: str = "cosine"  # cosine | linear | constant | step (lr, then min_lr from decay_step on)
+    decay_step: int | None = None  # decay "step" only: the step where lr drops to min_lr
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     grad_clip: float | None = None  # max global grad norm; None (left out) = no clipping
@@ -61,6 +62,10 @@ class StageConfig:
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(self.min_lr <= self.lr, f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
         need(self.decay in DECAYS, f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
+        need((self.decay == "step") == (self.decay_step is not None),
+             "decay_step is needed with decay \"step\" and only then")
+        need(self.decay_step is None or (isinstance(self.decay_step, int) and 0 < self.decay_step <= self.steps),
+             f"decay_step must lie in [1, steps={self.steps}], got {self.decay_step!r}")
         need(isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
              and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")

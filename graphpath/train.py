@@ -217,17 +217,18 @@ def run(args, overrides) -> int:
             write_stage_figures(out, unwrap(model), config, name, runtime)
         print(summary_line(result, changes, extra), file=sys.stderr)
     if args.stage == "all" and not args.no_eval and runtime.main:
-        score(out)
+        score(out, runtime.device)
     return 0
 
 
-def score(out: Path) -> None:
+def score(out: Path, device: torch.device) -> None:
+    """Score every test set with graphpath.evaluate (eval.json, report.md, figures)."""
     try:
         from .evaluate import evaluate_run
     except ImportError:
         print("graphpath.evaluate is not available; test sets not scored", file=sys.stderr)
         return
-    evaluate_run(out)
+    evaluate_run(out, device=str(device))
 
 
 def main(argv=None) -> int:

@@ -52,6 +52,8 @@ def lr_factor(step: int, stage: StageConfig) -> float:
     """Multiplier of the peak lr for optimizer step `step` (0-based): warmup, then decay."""
     if step < stage.warmup_steps:
         return (step + 1) / stage.warmup_steps
+    if stage.decay == "step":
+        return 1.0 if step < stage.decay_step else stage.min_lr / stage.lr
     progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
     floor = stage.min_lr / stage.lr
     if stage.decay == "cosine":
