@@ -38,7 +38,7 @@ def conditions(run: Run) -> dict[str, bool]:
     handcrafted = run.eval.get("models", {}).get("handcrafted") or {}
     return {"handcrafted": bool(handcrafted.get("info")),
             "handcrafted_scored": bool(handcrafted.get("results")),
-            "perturb": run.perturb is not None,
+            "perturb": run.perturb is not None, "grid": "grid" in run.eval,
             "finetune": bool(run.stage_metrics("finetune"))}
 
 

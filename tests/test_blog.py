@@ -118,14 +118,14 @@ def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 1  # the fixture's eval.json has no hand-built size
     (run_copy / "perturb.json").unlink()
-    edit_json(run_copy / "eval.json", lambda d: d["models"].pop("handcrafted"))
+    edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 2
+    assert html.count('class="not-run"') == 3 and 'id="grid"' not in html
     assert 'id="perturb"' not in html and "hand-built model was not scored" in html
 
 
 def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
-    edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d.pop("grid"), d.pop("findings")))
+    edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d["grid"].pop("mse"), d.pop("findings")))
     (run_copy / "checkpoints" / "finetune-final.safetensors").unlink()
     out = tmp_path / "out"
     assert main([str(run_copy), "--out", str(out)]) == 2
