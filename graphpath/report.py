@@ -58,6 +58,24 @@ def study_rows(doc: dict) -> list[dict]:
     return rows
 
 
+def fill_from_phases(rows: list[dict], phases_per_run: list[dict | None]) -> None:
+    """Without a pre-training checkpoint there is no "before" evaluated here: both fine-tune rows
+    then take the trainer's numbers (phases.json), so before and after share one source."""
+    from .metrics import mean_ci
+
+    by_key = {row["key"]: row for row in rows}
+    if by_key["finetune-before"]["mse"] is not None or by_key["finetune-after"]["source"].startswith("the run has no"):
+        return
+    for key, field in (("finetune-before", "loss_before"), ("finetune-after", "loss_after")):
+        values = [((p or {}).get("finetune") or {}).get(field) for p in phases_per_run]
+        if not values or any(v is None for v in values):
+            return
+        mean, low, high = mean_ci(values)
+        by_key[key].update(mse=mean, mse_ci95=None if low is None else [low, high],
+                           ci_kind="seeds" if len(values) > 1 else None, runs=len(values),
+                           source=f"phases.json finetune.{field} (the trainer's held-out set)")
+
+
 def attach_findings(doc: dict) -> None:
     """Copy each finding's verdict onto the reproduction rows that bear on it."""
     verdict = {f["finding"]: f["holds"] for f in doc["findings"]}
@@ -81,6 +99,9 @@ def judge(mse: dict, phases: dict | None) -> list[dict]:
     small, large = mse.get("test-onpath-small"), mse.get("test-onpath-large")
     off = [mse.get(k) for k in OFF_PATH_SETS]
     before, after, where = _finetune_pair(mse, phases)
+    tune = (phases or {}).get("finetune") or {}
+    if where != "phases.json finetune" and tune.get("loss_before") is not None and tune.get("loss_after") is not None:
+        where += f"; phases.json {tune['loss_before']:.4g} -> {tune['loss_after']:.4g}"
     changes = None if phases is None else phases.get("phase_changes")
     fmt = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731
     pre = mse.get("pretrain")
@@ -110,7 +131,7 @@ def judge(mse: dict, phases: dict | None) -> list[dict]:
 
 def findings(doc: dict, phases_per_run: list[dict | None]) -> list[dict]:
     """Findings on the pooled numbers, plus in how many runs each holds (where per-run data exist)."""
-    rows = {r["key"]: r["mse"] for r in doc["reproduction"]}
+    rows = {r["key"]: None if r["source"].startswith("phases.json") else r["mse"] for r in doc["reproduction"]}
     pooled = judge(rows, phases_per_run[0] if len(phases_per_run) == 1 else None)
     if len(phases_per_run) > 1:
         per_run_mse = []

@@ -214,6 +214,22 @@ def test_cli_pools_runs_across_seeds(tmp_path, capsys):
     assert block["runs"] == 3 and block["ci_kind"] == "seeds" and len(block["per_run"]["mse"]) == 3
     mean, low, high = mean_ci(block["per_run"]["mse"])
     assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([low, high])
+    findings = {f["key"]: f for f in doc["findings"]}
+    assert findings["phase-changes"]["runs_holding"] == "3/3" and findings["phase-changes"]["holds"] is True
+
+
+def test_without_a_pretrain_checkpoint_finetune_numbers_come_from_phases(tmp_path):
+    run = make_run(tmp_path / "run")
+    for path in (run / "checkpoints").glob("pretrain-final.*"):
+        path.unlink()
+    doc = evaluate_run(run, size=16, grid_size=1, cache_dir=tmp_path / "cache", progress=False,
+                       compare_handcrafted=False, figures=False, sets=["study"])
+    rows = {r["key"]: r for r in doc["reproduction"]}
+    assert rows["finetune-before"]["mse"] == 0.6 and rows["finetune-after"]["mse"] == 0.02
+    assert rows["finetune-after"]["source"].startswith("phases.json")
+    assert rows["pretrain"]["source"].startswith("final (fine-tuned) model")
+    cheap = next(f for f in doc["findings"] if f["key"] == "finetune-cheap")
+    assert cheap["holds"] is True and rows["finetune-before"]["holds"] is True
 
 
 @pytest.mark.parametrize("case", ["missing dir", "no checkpoint", "unknown set", "config mismatch",
