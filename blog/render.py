@@ -39,7 +39,8 @@ def conditions(run: Run) -> dict[str, bool]:
     return {"handcrafted": bool(handcrafted.get("info")),
             "handcrafted_scored": bool(handcrafted.get("results")),
             "perturb": run.perturb is not None, "grid": "grid" in run.eval,
-            "finetune": bool(run.stage_metrics("finetune"))}
+            # phases.json's `finetune` stays null until fine-tuning has finished
+            "finetune": bool(run.stage_metrics("finetune")) and run.phases.get("finetune") is not None}
 
 
 def resolve(keys: list[str], run: Run) -> dict[str, Text | Html]:

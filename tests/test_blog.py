@@ -124,6 +124,12 @@ def test_optional_sections_say_not_run(run_copy, tmp_path):
     assert 'id="perturb"' not in html and "hand-built model was not scored" in html
 
 
+def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):
+    edit_json(run_copy / "phases.json", lambda d: d.update(finetune=None))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert "no finished fine-tuning stage" in html and 'id="finetune"' not in html
+
+
 def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
     edit_json(run_copy / "eval.json", lambda d: (d.pop("reproduction"), d["grid"].pop("mse"), d.pop("findings")))
     (run_copy / "checkpoints" / "finetune-final.safetensors").unlink()
