@@ -192,6 +192,9 @@ def main(argv=None) -> int:
     except (SpecError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. --out in a folder we may not write to, or a full disk
+        print(f"error: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.size} graphs to {path}")
     return 0
 

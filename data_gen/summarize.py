@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     try:
         for folder in args.folders:
             print(summary_line(folder))
-    except DatasetError as error:
+    except (DatasetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

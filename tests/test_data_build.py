@@ -155,3 +155,10 @@ def test_build_dataset_api_and_help(tmp_path, capsys):
     out = build_dataset(preset("test-any-small"), 300, seed=0, out=tmp_path / "api", progress=False)
     assert len(load_dataset(out)) == 300
     assert main(["--help"]) == 0 and "--preset" in capsys.readouterr().out
+
+
+def test_unwritable_output_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--preset", "pretrain", "--size", "10", "--seed", "1", "--out", str(blocker / "ds")]) == 2
+    assert_one_line_and_nothing_left(capsys, tmp_path, {"file"})
