@@ -1,9 +1,14 @@
 """The compiled sampler: one numba kernel that draws, labels and balances graphs one at a time.
 
 Why a per-graph loop here when `sampler.py` is vectorized: compiled, a graph costs tens of
-nanoseconds, and a scalar loop can stop the moment the answer is known — reject a `pretrain`
-graph before drawing its edges when no distance its size allows would be kept, stop BFS as soon
-as vertex 2 is found — which a batch cannot. `sampler.py` stays the readable cross-check.
+nanoseconds, and a scalar loop can stop the moment the answer is known, which a batch cannot.
+For study balancing the acceptance uniform u is drawn first, then the graph is dropped
+  1. before its edges, if u >= the best keep probability of any distance n vertices allow;
+  2. while drawing reference edges, at a (1, 2) pair, if distance 1 would be rejected;
+  3. during BFS from 1: as soon as vertex 2 is reached (the distance decides), or once no
+     distance still possible could be kept.
+BFS itself stops once the distances the graph needs (1-2, and 1-t for `any`) are known.
+`sampler.py` stays the readable, vectorized cross-check.
 
 Randomness is counter-based: raw graph number i of a stream with 64-bit key `base` draws from
 its own splitmix64 sequence started at mix(base + i * golden). So what graph i looks like never
