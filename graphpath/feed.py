@@ -11,6 +11,10 @@ import numpy as np
 from data_gen import GraphBatch, GraphSpec, StreamingSampler
 
 
+class DataError(ValueError):
+    """Training data that cannot be used (missing dataset, wrong vocabulary, too small)."""
+
+
 def stage_seed(seed: int, stage: str, purpose: str, rank: int = 0) -> np.random.SeedSequence:
     """Independent, reproducible streams per (run seed, stage, purpose, process)."""
     codes = {"pretrain": 0, "finetune": 1, "train": 0, "eval": 1, "init": 2}
@@ -37,7 +41,7 @@ class DatasetFeed:
 
     def __init__(self, dataset: GraphBatch, batch_size: int, seed, rank: int = 0, world: int = 1):
         if len(dataset) < batch_size * world:
-            raise ValueError(f"the dataset has {len(dataset)} graphs, fewer than one batch ({batch_size * world})")
+            raise DataError(f"the dataset has {len(dataset)} graphs, fewer than one batch ({batch_size * world})")
         self.dataset, self.batch_size, self.rank, self.world = dataset, batch_size, rank, world
         self.rng = np.random.default_rng(seed)
         self.epoch_state = self.rng.bit_generator.state
@@ -69,12 +73,15 @@ def load_dataset(path: str | Path, max_vertices: int) -> GraphBatch:
     import data_gen
 
     if not hasattr(data_gen, "load_dataset"):
-        raise ValueError("this data_gen has no load_dataset; stream instead (leave dataset out)")
+        raise DataError("this data_gen has no load_dataset; stream instead (leave dataset out)")
     if not Path(path).exists():
-        raise ValueError(f"dataset {path} does not exist (build one with python -m data_gen.build)")
-    dataset = data_gen.load_dataset(path)
+        raise DataError(f"dataset {path} does not exist (build one with python -m data_gen.build)")
+    try:
+        dataset = data_gen.load_dataset(path)
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot load dataset {path}: {error}") from None
     if dataset.max_vertices != max_vertices:
-        raise ValueError(f"dataset {path} has max_vertices {dataset.max_vertices}, the run needs {max_vertices}")
+        raise DataError(f"dataset {path} has max_vertices {dataset.max_vertices}, the run needs {max_vertices}")
     return dataset
 
 

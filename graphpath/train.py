@@ -28,7 +28,7 @@ from data_gen import study_presets
 
 from .checkpoint import CheckpointError, atomic_write_text, find_checkpoint, load_weights_into, read_weights, unwrap
 from .config import ConfigError, RunConfig, load_config, to_toml
-from .feed import stage_seed
+from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .phases import detect_phase_changes
 from .trainer import MetricsLog, Runtime, TrainingDiverged, evaluate, heldout_set, latest_checkpoint, train_stage
@@ -234,8 +234,14 @@ def score(out: Path, device: torch.device) -> None:
 def main(argv=None) -> int:
     try:
         args, overrides = parse_args(argv)
-        return run(args, overrides)
-    except (UsageError, ConfigError, CheckpointError, ValueError) as error:
+        try:
+            return run(args, overrides)
+        finally:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+    except (UsageError, ConfigError, CheckpointError, DataError) as error:
         print(f"graphpath.train: {error}", file=sys.stderr)
         return 2
     except TrainingDiverged as error:

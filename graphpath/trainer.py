@@ -23,7 +23,7 @@ from data_gen import GraphBatch, GraphSpec, sample
 from .checkpoint import (atomic_write_text, find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
 from .config import RunConfig, StageConfig
-from .feed import make_feed, stage_seed
+from .feed import DataError, make_feed, stage_seed
 from .model import GraphTransformer
 
 
@@ -147,7 +147,7 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
     """
     stage: StageConfig = getattr(config, "train" if stage_name == "pretrain" else "finetune")
     if stage.batch_size % runtime.world:
-        raise ValueError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
+        raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
     local_batch = stage.batch_size // runtime.world
     ckpt_dir = run_dir / "checkpoints"
     metrics = MetricsLog(run_dir / "metrics.jsonl", runtime.main)

@@ -166,3 +166,28 @@ def test_loss_is_float32_under_bf16_autocast():
     assert loss.dtype == torch.float32 and pred.dtype == torch.float32
     loss.backward()
     assert model.readout.weight.grad.dtype == torch.float32
+
+
+def test_training_from_a_prebuilt_dataset_resumes_exactly(tmp_path):
+    from data_gen.build import main as build
+
+    data = tmp_path / "pretrain-data"
+    assert build(["--preset", "pretrain", "--size", "300", "--seed", "3", "--out", str(data), "--n-max", "5",
+                  "--finetune-n-max", "4", "--small-target", "4", "--pretrain-threshold", "3",
+                  "--finetune-threshold", "2"]) == 0
+    common = ["--stage", "pretrain", *TINY, "--train.steps", "12", "--train.dataset", str(data)]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["--out", str(whole), *common]) == 0  # 12 steps of 64 from 300 graphs: several epochs
+    assert main(["--out", str(parts), *common, "--stop-after", "5"]) == 0
+    assert main(["--out", str(parts), "--resume", "--no-eval", "--no-figures"]) == 0
+    a, b = weights(whole / "checkpoints" / "pretrain-final.safetensors"), weights(parts / "checkpoints" / "pretrain-final.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_dataset_of_another_size_is_refused(tmp_path, capsys):
+    from data_gen.build import main as build
+
+    data = tmp_path / "big-data"
+    assert build(["--preset", "pretrain", "--size", "200", "--seed", "3", "--out", str(data), "--n-max", "6", "--finetune-n-max", "4", "--small-target", "4"]) == 0
+    assert main(["--out", str(tmp_path / "run"), "--stage", "pretrain", *TINY, "--train.dataset", str(data)]) == 2
+    assert "max_vertices" in capsys.readouterr().err
