@@ -23,6 +23,8 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+FLOOR = 1e-7  # MSE bars are drawn on a log axis; below this they are drawn at it
+
 
 def _save(fig: go.Figure, mpl_fig, out_dir: Path, stem: str) -> list[str]:
     """Write stem.html (plotly) and stem.png (matplotlib) atomically; return their names."""
@@ -31,7 +33,7 @@ def _save(fig: go.Figure, mpl_fig, out_dir: Path, stem: str) -> list[str]:
     fig.write_html(temporary, include_plotlyjs="directory", full_html=True)
     os.replace(temporary, html)
     temporary = out_dir / f".tmp-{os.getpid()}-{stem}.png"
-    mpl_fig.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
+    mpl_fig.savefig(temporary, dpi=110, format="png")  # no bbox "tight": it draws the figure twice
     plt.close(mpl_fig)
     os.replace(temporary, png)
     return [html.name, png.name]
@@ -63,7 +65,8 @@ def confusion_figure(block: dict, title: str, out_dir: Path, stem: str) -> list[
                       extent=(labels[0] - 0.5, labels[-1] + 0.5, len(true_labels) - 0.5, -0.5))
     ax.set_yticks(range(len(true_labels)), true_labels)
     ax.set(xlabel="rounded prediction (clipped)", ylabel="true distance", title=title)
-    mpl.colorbar(image, ax=ax, label="fraction of row")
+    mpl.colorbar(image, ax=ax, label="fraction of row").minorticks_off()  # minor log ticks cost seconds
+    mpl.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
     return _save(fig, mpl, out_dir, stem)
 
 
@@ -94,7 +97,8 @@ def grid_figure(table: dict, row_key: str, col_key: str, col_title: str, title: 
         ax.add_patch(plt.Rectangle((cols[0] - 0.5, 2.5), box[1] - cols[0] + 1, box[0] - 2, fill=False,
                                    edgecolor="cyan", linewidth=2))
     ax.set(xlabel=col_title, ylabel="graph size n", title=title)
-    mpl.colorbar(image, ax=ax, label="MSE")
+    mpl.colorbar(image, ax=ax, label="MSE").minorticks_off()
+    mpl.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.93)
     return _save(fig, mpl, out_dir, stem)
 
 
@@ -104,7 +108,7 @@ def mse_bars(doc: dict, out_dir: Path) -> list[str]:
     study = {r["set"]: r["study_mse"] for r in doc.get("reproduction", [])
              if r["key"] not in ("finetune-before", "pretrain")}
     fig = go.Figure()
-    mpl, ax = plt.subplots(figsize=(max(7, 0.7 * len(names)), 4.5))
+    mpl, ax = plt.subplots(figsize=(max(7, 0.7 * len(names)), 5.5))
     width = 0.8 / max(len(models), 1)
     for index, (label, model) in enumerate(models.items()):
         results = model.get("results", {})
@@ -113,21 +117,25 @@ def mse_bars(doc: dict, out_dir: Path) -> list[str]:
                for n, m in zip(names, mse)]
         high = [(results[n]["mse_ci95"][1] - m) if n in results and results[n].get("mse_ci95") else 0
                 for n, m in zip(names, mse)]
-        fig.add_bar(name=label, x=names, y=mse, error_y=dict(type="data", array=high, arrayminus=low))
+        shown = [None if m is None else max(m, FLOOR) for m in mse]  # an exact 0 has no place on a log axis
+        fig.add_bar(name=label, x=names, y=shown, error_y=dict(type="data", array=high, arrayminus=low),
+                    customdata=mse, hovertemplate="%{x}: MSE %{customdata:.4g}<extra>" + label + "</extra>")
         x = np.arange(len(names)) + (index - (len(models) - 1) / 2) * width
-        y = np.array([np.nan if m is None else max(m, 1e-7) for m in mse])
-        ax.bar(x, y, width, label=label, yerr=[np.minimum(low, y - 1e-7), high], capsize=2)
+        y = np.array([np.nan if m is None else max(m, FLOOR) for m in mse])
+        ax.bar(x, y, width, label=label, yerr=[np.minimum(low, y - FLOOR), high], capsize=2)
     marked = [n for n in names if n in study]
     fig.add_scatter(name="study", x=marked, y=[study[n] for n in marked], mode="markers",
                     marker=dict(symbol="x", size=11, color="black"))
     ax.scatter([names.index(n) for n in marked], [study[n] for n in marked], marker="x", color="black",
                zorder=3, label="study")
-    fig.update_layout(title="MSE per evaluation set (95% CI)", yaxis_type="log", yaxis_title="MSE",
+    fig.update_layout(title=f"MSE per evaluation set (95% CI; MSE below {FLOOR:g} drawn at {FLOOR:g})", yaxis_type="log", yaxis_title="MSE",
                       barmode="group", width=max(700, 60 * len(names)), height=480)
     ax.set_yscale("log")
+    ax.minorticks_off()
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set(ylabel="MSE", title="MSE per evaluation set (95% CI)")
+    ax.set(ylabel="MSE", title=f"MSE per evaluation set (95% CI; MSE below {FLOOR:g} drawn at {FLOOR:g})")
     ax.legend(fontsize=8)
+    mpl.subplots_adjust(left=0.08, right=0.99, bottom=0.33, top=0.92)
     return _save(fig, mpl, out_dir, "mse-by-set")
 
 
