@@ -139,81 +139,55 @@ def _info(info: dict) -> dict:
     return {k: info.get(k) for k in ("step", "seed", "stage", "model_config")}
 
 
-def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int | None = None,
-             compare_handcrafted: bool = True, sets=None, size: int = DEFAULT_SIZE,
-             grid_size: int = DEFAULT_GRID_SIZE, seed: int = 0, device: str = "cpu", cache_dir="default",
-             progress: bool = True, title: str | None = None) -> dict:
-    """The eval.json document for the learned runs (pooled) and/or the hand-built model."""
-    started = time.perf_counter()
-    names = resolve_names(sets)
-    for value, what in ((size, "--size"), (grid_size, "--grid-size")):
-        if value <= 0:
-            raise EvalError(f"{what} must be positive, got {value}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EvalError(f"device {device} requested but CUDA is not available")
-    loaded = [read_run(r, device) for r in runs]
-    if loaded:
-        for other in loaded[1:]:
-            if other["data"] != loaded[0]["data"]:
-                raise EvalError(f"runs disagree on the data spec: {loaded[0]['dir']} has {loaded[0]['data']}, "
-                                f"{other['dir']} has {other['data']}")
-        if data is not None and data != loaded[0]["data"]:
-            raise EvalError(f"--data-from spec {data} differs from the runs' {loaded[0]['data']}")
-        data = loaded[0]["data"]
-    if data is None:
-        data = default_data(handcrafted_n)
-    cache = default_cache_dir() if cache_dir == "default" else (None if cache_dir is None else Path(cache_dir))
-    prepared = prepare(data, names, size, grid_size, seed, cache, progress)
-    data_seconds = time.perf_counter() - started
-    models = {}
-    if loaded:
-        infos = [r["info"] for r in loaded]
-        vocab = {model_vocabulary(r["model"], r["info"]) for r in loaded}
-        if len(vocab) > 1:
-            raise EvalError(f"runs disagree on the model vocabulary: {sorted(vocab, key=str)}")
-        entry = _entry("learned", "the run's final checkpoint", [str(r["dir"]) for r in loaded], vocab.pop(),
-                       [_info(i) for i in infos])
-        score_entry(entry, [r["model"] for r in loaded], prepared, device, "learned", progress)
-        models["learned"] = entry
-        before = [n for n in BEFORE_AFTER_SETS if n in prepared]
-        if before and all(r["pretrain"] or r["info"].get("stage") == "pretrain" for r in loaded):
-            pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
-            entry = _entry("learned", "the run's pre-training checkpoint (before fine-tuning)",
-                           [str(r["pretrain"] or r["dir"]) for r in loaded], models["learned"]["vocabulary"],
-                           [_info(i) for i in infos])
-            score_entry(entry, pre_models, prepared, device, "learned-pretrain", progress, before)
-            models["learned-pretrain"] = entry
-    beside = bool(loaded) and handcrafted_n is None and compare_handcrafted and handcrafted_available()
-    if beside:
-        handcrafted_n = data.get("n_max", 15)
-    if handcrafted_n is not None:
-        entry = _entry("handcrafted", f"hand-built BFS transformer, n = {handcrafted_n}",
-                       [f"handcrafted.build_model({handcrafted_n})"], handcrafted_n, [])
-        try:
-            score_entry(entry, [build_handcrafted(handcrafted_n, device)], prepared, device, "handcrafted",
-                        progress)
-            models["handcrafted"] = entry
-        except Exception as error:  # noqa: BLE001 - a comparison must not sink the run's own evaluation
-            if not beside:
-                raise
-            print(f"warning: hand-built model not scored beside the run: {error}".splitlines()[0],
-                  file=sys.stderr)
-    if not any(m["results"] for m in models.values()):
-        reasons = [why for m in models.values() for why in m["skipped"].values()]
-        raise EvalError("no requested set can be scored" + (f": {reasons[0]}" if reasons else ""))
+def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) -> dict:
+    """{"learned": entry, "learned-pretrain": entry (pretrain/finetune sets only)} for the runs."""
+    vocab = {model_vocabulary(r["model"], r["info"]) for r in loaded}
+    if len(vocab) > 1:
+        raise EvalError(f"runs disagree on the model vocabulary: {sorted(vocab, key=str)}")
+    infos = [_info(r["info"]) for r in loaded]
+    learned = _entry("learned", "the run's final checkpoint", [str(r["dir"]) for r in loaded], vocab.pop(), infos)
+    score_entry(learned, [r["model"] for r in loaded], prepared, device, "learned", progress)
+    models = {"learned": learned}
+    before = [n for n in BEFORE_AFTER_SETS if n in prepared]
+    if not before or not all(r["pretrain"] or r["info"].get("stage") == "pretrain" for r in loaded):
+        return models
+    pretrain = _entry("learned", "the run's pre-training checkpoint (before fine-tuning)",
+                      [str(r["pretrain"] or r["dir"]) for r in loaded], learned["vocabulary"], infos)
+    if not any(r["pretrain"] for r in loaded):  # never fine-tuned: the final model is the pre-trained one
+        pretrain["results"] = {n: learned["results"][n] for n in before if n in learned["results"]}
+    else:
+        pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
+        score_entry(pretrain, pre_models, prepared, device, "learned-pretrain", progress, before)
+    models["learned-pretrain"] = pretrain
+    return models
+
+
+def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, beside: bool) -> dict | None:
+    """The hand-built model's entry; as a comparison beside runs (`beside`) a failure only warns."""
+    entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_model({n})"], n, [])
+    try:
+        score_entry(entry, [build_handcrafted(n, device)], prepared, device, "handcrafted", progress)
+    except Exception as error:  # noqa: BLE001 - a comparison must not sink the run's own evaluation
+        if not beside:
+            raise
+        print(f"warning: hand-built model not scored beside the run: {error}".splitlines()[0], file=sys.stderr)
+        return None
+    return entry
+
+
+def document(models: dict, prepared: dict, loaded: list[dict], data: dict, settings: dict, title) -> dict:
+    """Assemble eval.json (schema in docs/contracts.md) from the scored models."""
     primary = "learned" if "learned" in models else "handcrafted"
     results = models[primary]["results"]
     set_data = {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
-                       "seed": [seed, name], "size": grid_size if s.kind == "grid" else size,
+                       "seed": [settings["seed"], name],
+                       "size": settings["grid_size"] if s.kind == "grid" else settings["size"],
                        "count": len(batch), "data_sha256": digest}
                 for name, (s, batch, digest) in prepared.items()}
     doc = {"schema_version": SCHEMA_VERSION, "title": title or primary,
            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "model": ", ".join(models[primary]["sources"]), "primary": primary,
-           "max_vertices": next(iter(prepared.values()))[0].spec.max_vertices, "data": data,
-           "eval": {"seed": seed, "size": size, "grid_size": grid_size, "device": device,
-                    "cache_dir": None if cache is None else str(cache),
-                    "seconds": {"data": round(data_seconds, 3)}},
+           "max_vertices": next(iter(prepared.values()))[0].spec.max_vertices, "data": data, "eval": settings,
            "sets": {name: {"kind": set_data[name]["kind"], "description": set_data[name]["description"], **block}
                     for name, block in results.items()},
            "set_data": set_data, "models": models, "phases": [r["phases"] for r in loaded]}
@@ -228,8 +202,50 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     report.fill_from_phases(doc["reproduction"], doc["phases"] or [None])
     doc["findings"] = report.findings(doc, doc["phases"] or [None])
     report.attach_findings(doc)
-    doc["eval"]["seconds"]["scoring"] = round(time.perf_counter() - started - data_seconds, 3)
     return doc
+
+
+def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int | None = None,
+             compare_handcrafted: bool = True, sets=None, size: int = DEFAULT_SIZE,
+             grid_size: int = DEFAULT_GRID_SIZE, seed: int = 0, device: str = "cpu", cache_dir="default",
+             progress: bool = True, title: str | None = None) -> dict:
+    """The eval.json document for the learned runs (pooled) and/or the hand-built model."""
+    started = time.perf_counter()
+    names = resolve_names(sets)
+    for value, what in ((size, "--size"), (grid_size, "--grid-size")):
+        if value <= 0:
+            raise EvalError(f"{what} must be positive, got {value}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvalError(f"device {device} requested but CUDA is not available")
+    loaded = [read_run(r, device) for r in runs]
+    for other in loaded[1:]:
+        if other["data"] != loaded[0]["data"]:
+            raise EvalError(f"runs disagree on the data spec: {loaded[0]['dir']} has {loaded[0]['data']}, "
+                            f"{other['dir']} has {other['data']}")
+    if loaded:
+        if data is not None and data != loaded[0]["data"]:
+            raise EvalError(f"--data-from spec {data} differs from the runs' {loaded[0]['data']}")
+        data = loaded[0]["data"]
+    data = data if data is not None else default_data(handcrafted_n)
+    cache = default_cache_dir() if cache_dir == "default" else (None if cache_dir is None else Path(cache_dir))
+    prepared = prepare(data, names, size, grid_size, seed, cache, progress)
+    data_seconds = time.perf_counter() - started
+    models = score_runs(loaded, prepared, device, progress) if loaded else {}
+    beside = bool(loaded) and handcrafted_n is None and compare_handcrafted and handcrafted_available()
+    if beside:
+        handcrafted_n = data.get("n_max", 15)
+    if handcrafted_n is not None:
+        entry = score_handcrafted(handcrafted_n, prepared, device, progress, beside)
+        if entry is not None:
+            models["handcrafted"] = entry
+    if not any(m["results"] for m in models.values()):
+        reasons = [why for m in models.values() for why in m["skipped"].values()]
+        raise EvalError("no requested set can be scored" + (f": {reasons[0]}" if reasons else ""))
+    settings = {"seed": seed, "size": size, "grid_size": grid_size, "device": device,
+                "cache_dir": None if cache is None else str(cache),
+                "seconds": {"data": round(data_seconds, 3),
+                            "scoring": round(time.perf_counter() - started - data_seconds, 3)}}
+    return document(models, prepared, loaded, data, settings, title)
 
 
 def default_data(n: int | None) -> dict:

@@ -42,11 +42,11 @@ def networkx_label(edges, n, t, unreachable) -> int:
     return nx.shortest_path_length(graph, 1, t) if nx.has_path(graph, 1, t) else unreachable
 
 
-def make_run(directory, data=DATA, seed=0, config_data=None):
+def make_run(directory, data=DATA, seed=0, config_data=None, stages=("pretrain", "finetune")):
     """A run directory with tiny untrained pre-train and fine-tune checkpoints."""
     torch.manual_seed(seed)
     config = ModelConfig(max_vertices=data["n_max"], d_model=8, n_layers=1, n_heads=2)
-    for stage in ("pretrain", "finetune"):
+    for stage in stages:
         info = dict(model_config=config.to_dict(), data=data, step=1, seed=seed, stage=stage)
         save_checkpoint(directory / "checkpoints", f"{stage}-final", GraphTransformer(config), info)
     table = config_data or data
@@ -183,6 +183,16 @@ def test_evaluate_run_writes_a_stable_schema(tmp_path):
         assert (run / figure).is_file()
     assert "figures/grid-nt-learned.html" in stored["figures"]
     assert "figures/confusion-learned-shift-tree.png" in stored["figures"]
+
+
+def test_a_run_that_never_fine_tuned(tmp_path):
+    run = make_run(tmp_path / "run", stages=("pretrain",))
+    doc = evaluate_run(run, size=16, grid_size=1, cache_dir=tmp_path / "cache", progress=False,
+                       compare_handcrafted=False, figures=False, sets=["study"])
+    assert doc["models"]["learned-pretrain"]["results"]["pretrain"] == doc["models"]["learned"]["results"]["pretrain"]
+    rows = {r["key"]: r for r in doc["reproduction"]}
+    assert rows["finetune-after"]["mse"] is None and rows["finetune-after"]["source"].startswith("the run has no")
+    assert rows["finetune-before"]["mse"] == doc["sets"]["finetune"]["mse"]
 
 
 def test_handcrafted_model_is_exact(tmp_path):
