@@ -207,7 +207,8 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
 
     backend "numba" (default) runs the compiled kernel (`fast.py`) on a stream keyed by one
     64-bit draw from `rng`; "numpy" runs the vectorized code below, the readable cross-check.
-    The two give the same distribution, not the same graphs.
+    The two give the same distribution, not the same graphs. `chunk` (raw graphs per numpy
+    draw) matters to the numpy backend only.
     """
     rng = as_generator(rng)
     if size <= 0:

@@ -162,3 +162,24 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
     blocker.write_text("not a folder")
     assert main(["--preset", "pretrain", "--size", "10", "--seed", "1", "--out", str(blocker / "ds")]) == 2
     assert_one_line_and_nothing_left(capsys, tmp_path, {"file"})
+
+
+@pytest.mark.slow
+def test_command_line_end_to_end(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cli"
+    command = [sys.executable, "-m", "data_gen.build", "--preset", "test-onpath-small", "--size", "3000",
+               "--seed", "7", "--workers", "2", "--shard-size", "1000", "--out", str(out)]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(load_dataset(out)) == 3000
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    summary = subprocess.run([sys.executable, "-m", "data_gen.summarize", str(out)], cwd=root,
+                             capture_output=True, text=True, timeout=300)
+    assert summary.returncode == 0 and "3000 graphs" in summary.stdout
