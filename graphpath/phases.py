@@ -83,8 +83,11 @@ def _plateau_begin(y: np.ndarray, start: int, level: float, tolerance: float) ->
 
 
 def detect_phase_changes(metrics: list[dict], detector: PhaseDetector | None = None,
-                         stage: str | None = None) -> list[dict]:
-    """Phase changes per label and overall ("all") from metrics.jsonl records of one or more stages."""
+                         stage: str | None = None, min_count: int = 32) -> list[dict]:
+    """Phase changes per label and overall ("all") from metrics.jsonl records of one or more stages.
+
+    A label seen fewer than `min_count` times per logged line (median, from `label_count`) is too
+    noisy to judge and is skipped."""
     detector = detector or PhaseDetector()
     found = []
     stages = [stage] if stage else sorted({m["stage"] for m in metrics}, key=["pretrain", "finetune"].index)
@@ -93,6 +96,9 @@ def detect_phase_changes(metrics: list[dict], detector: PhaseDetector | None = N
         curves = {"all": [(m["step"], m["examples"], m["loss"]) for m in records]}
         labels = sorted({label for m in records for label in m.get("label_loss", {})}, key=int)
         for label in labels:
+            counts = [m["label_count"].get(label, 0) for m in records if "label_count" in m]
+            if counts and np.median(counts) < min_count:
+                continue
             curves[label] = [(m["step"], m["examples"], m["label_loss"][label])
                              for m in records if label in m.get("label_loss", {})]
         for label, points in curves.items():

@@ -1,6 +1,6 @@
 """Training figures: total loss, per-label losses with detected phase changes, confusion heatmap.
 
-Each figure is interactive plotly HTML (plotly.js embedded, so it opens offline) with a PNG
+Each figure is interactive plotly HTML (using figures/plotly.min.js, so it opens offline) with a PNG
 beside it: written by kaleido when it works here, else drawn again with matplotlib.
 Files: figures/loss.html, figures/label_loss-<stage>.html, figures/confusion-<stage>.html.
 """
@@ -113,7 +113,7 @@ def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
     """`path`.html (atomic) and, if `png`, `path`.png beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.html")
-    fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    fig.write_html(tmp, include_plotlyjs="directory", full_html=True)  # one shared plotly.min.js, offline
     os.replace(tmp, path.with_suffix(".html"))
     if not png:
         return

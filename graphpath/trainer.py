@@ -94,6 +94,11 @@ def per_label(sums: torch.Tensor) -> dict[str, float]:
     return {str(label): float(sums[0, label] / sums[1, label]) for label in range(sums.shape[1]) if sums[1, label] > 0}
 
 
+def label_counts(sums: torch.Tensor) -> dict[str, int]:
+    counts = sums[1].cpu()
+    return {str(label): int(counts[label]) for label in range(len(counts)) if counts[label] > 0}
+
+
 @torch.no_grad()
 def evaluate(model, data: GraphBatch, buckets: int, runtime: Runtime, chunk: int = 8192):
     """(mse, per-label mse, predictions (B,) on CPU) of `model` on a held-out set."""
@@ -214,7 +219,8 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
             speed = (examples - tick_examples) / max(now - tick, 1e-9)
             loss_value = float(sums[0].sum() / sums[1].sum())
             record = {"stage": stage_name, "step": step, "examples": examples, "loss": loss_value,
-                      "label_loss": per_label(sums), "lr": lr, "examples_per_s": round(speed, 1)}
+                      "label_loss": per_label(sums), "label_count": label_counts(sums), "lr": lr,
+                      "examples_per_s": round(speed, 1)}
             if is_eval and runtime.main:
                 eval_loss, eval_labels, _ = evaluate(base, heldout, stage.buckets, runtime)
                 record.update(eval_loss=eval_loss, eval_label_loss=eval_labels)

@@ -64,3 +64,10 @@ def test_records_give_per_label_and_overall_changes():
     assert abs(by_label[("2", "pretrain")]["step"] - 1800) <= 40
     assert by_label[("2", "pretrain")]["examples"] == by_label[("2", "pretrain")]["step"] * 512
     assert set(found[0]) == {"stage", "label", "step", "examples", "loss_before", "loss_after", "plateau_steps"}
+
+
+def test_rare_labels_are_not_judged():
+    curve = steps_curve([1500])
+    records = [{"stage": "pretrain", "step": int(s), "examples": int(s), "loss": float(v),
+                "label_loss": {"7": float(v)}, "label_count": {"7": 3}} for s, v in zip(STEPS, curve)]
+    assert [c["label"] for c in detect_phase_changes(records)] == ["all"]
