@@ -55,8 +55,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def parse_args(argv):
-    parser = OneLineParser(prog="python -m data_gen.build", description=__doc__.split("\n")[0],
-                           epilog="See the module docstring for the spec-file format.")
+    parser = OneLineParser(prog="python -m data_gen.build", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)}")
     which.add_argument("--spec", type=Path, help="TOML file: preset + [data] sizes, or a [spec] table")
