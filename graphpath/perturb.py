@@ -1,0 +1,348 @@
+"""`python -m graphpath.perturb`: how wide is a solution's basin? Perturb weights, then retrain.
+
+For each sigma x seed: score the model on a fixed held-out set (loss before), perturb it (loss
+right after), run gradient descent on fresh samples, recording the held-out loss every
+`eval_every` steps (the recovery curve). A run has recovered when that loss falls to `threshold`
+or below within the step budget. The basin radius is the largest sigma at which at least half
+the seeds recover. Results go to `perturb.json` (schema in docs/contracts.md) and figures.
+
+Perturbation kinds (sigma is always relative to a tensor's own RMS, sqrt(mean(W^2))):
+    replace  the study's experiment: one weight matrix (a parameter with >= 2 dims that is not all
+             zero), chosen at random by the seed, is replaced by Gaussian noise N(0, (sigma*RMS)^2);
+             sigma = 0 replaces it with zeros
+    all      every parameter gets W + sigma * RMS(W) * N(0, 1) (sigma = 0: unchanged)
+    group    the same, only on parameters whose name matches the glob `--group` ("blocks.3.*")
+The same seed draws the same matrix and the same noise direction at every sigma, so curves at
+different sigmas differ only in the noise's size.
+
+Models: `--model handcrafted --n N` (the hand-built BFS transformer; data: the study presets at
+size N, default set `test-any-large`, any target) or `--model runs/NAME` (a learned run's final
+checkpoint; data: `study_presets(**info["data"])`, default set `pretrain`).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import fnmatch
+import json
+import math
+import os
+import sys
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
+
+KINDS = ("replace", "all", "group")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEMA_VERSION = 1
+
+
+class PerturbError(ValueError):
+    """Bad input to the sweep; one line, exit status 2."""
+
+
+@dataclass
+class SweepConfig:
+    model: str = "handcrafted"  # "handcrafted" or a run directory / checkpoint path
+    n: int | None = None  # handcrafted only: vertex count the model is built for
+    kind: str = "replace"  # replace | all | group
+    group: str | None = None  # group only: glob over parameter names
+    sigmas: list = field(default_factory=lambda: [0.1, 0.3, 1.0])  # relative noise scales
+    seeds: list = field(default_factory=lambda: [0, 1, 2])  # one run per sigma x seed
+    steps: int = 150  # gradient steps of recovery
+    batch_size: int = 128  # fresh graphs per step
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    eval_size: int = 512  # held-out graphs (fixed, seed eval_seed)
+    eval_every: int = 25  # steps between points of the recovery curve
+    eval_seed: int = 20_000
+    threshold: float | None = None  # recovered at loss <= this; None = max(0.1, 2 * loss before)
+    data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
+    out: str | None = None  # perturb.json path; None = RUN_DIR/perturb.json or runs/handcrafted-nN/
+    device: str = "cpu"
+    threads: int = 1  # torch intra-op threads; these models are small, more threads only contend
+    figures: bool = True
+
+    def __post_init__(self):
+        def need(ok, message):
+            if not ok:
+                raise PerturbError(message)
+
+        need(self.kind in KINDS, f"unknown perturbation kind {self.kind!r} (choose from {', '.join(KINDS)})")
+        need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        need(self.kind != "group" or bool(self.group), "kind 'group' needs --group PATTERN (a glob over parameter names)")
+        need(len(self.sigmas) > 0 and len(self.seeds) > 0, "empty sweep: give at least one sigma and one seed")
+        need(all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.sigmas),
+             f"every sigma must be a finite number >= 0, got {self.sigmas}")
+        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"seeds must be integers >= 0, got {self.seeds}")
+        for name in ("steps", "batch_size", "eval_size", "eval_every", "threads"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.threshold is None or self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        need(self.data is None or self.data in PRESET_NAMES,
+             f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
+        need(self.model == "handcrafted" or Path(self.model).exists(),
+             f"unknown model {self.model!r}: not 'handcrafted' and no such run directory or checkpoint")
+        if self.model == "handcrafted":
+            need(isinstance(self.n, int) and 3 <= self.n <= 64,
+                 f"--model handcrafted needs --n in [3, 64], got {self.n!r}")
+        else:
+            need(self.n is None, "--n is only for --model handcrafted (a checkpoint knows its own size)")
+        self.sigmas = sorted({float(s) for s in self.sigmas})
+
+
+# ---- the model and its data ------------------------------------------------------------------
+
+def load_target(cfg: SweepConfig):
+    """(model, data spec, description dict, default output directory)."""
+    if cfg.model == "handcrafted":
+        from handcrafted import build_model, model_size
+
+        sizes = dict(n_max=cfg.n, finetune_n_max=min(7, cfg.n), small_target=min(7, cfg.n))
+        spec = study_presets(**sizes)[cfg.data or "test-any-large"]
+        info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n), "data_sizes": sizes}
+        return build_model(cfg.n), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
+    from .checkpoint import CheckpointError, load_model
+
+    path = Path(cfg.model)
+    if not path.exists():
+        raise PerturbError(f"unknown model {cfg.model!r}: not 'handcrafted' and no such run directory or checkpoint")
+    try:
+        model, info = load_model(path)
+        spec = study_presets(**info["data"])[cfg.data or "pretrain"]
+    except (CheckpointError, TypeError, ValueError, KeyError) as error:
+        raise PerturbError(f"checkpoint {path}: {error}") from None
+    max_vertices = info["model_config"].get("max_vertices")
+    if max_vertices != spec.max_vertices:
+        raise PerturbError(f"checkpoint {path} was built for max_vertices={max_vertices} but its data "
+                           f"spec has max_vertices={spec.max_vertices}")
+    description = {"model": str(path), "step": info.get("step"), "stage": info.get("stage"),
+                   "model_config": info["model_config"], "data_sizes": info["data"]}
+    return model, spec, description, path if path.is_dir() else path.parent.parent
+
+
+# ---- perturbations ---------------------------------------------------------------------------
+
+def rms(tensor: torch.Tensor) -> float:
+    return tensor.detach().float().pow(2).mean().sqrt().item()
+
+
+def candidate_matrices(model: nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.dim() >= 2 and p.detach().abs().sum() > 0]
+
+
+@torch.no_grad()
+def perturb_(model: nn.Module, kind: str, sigma: float, seed: int, group: str | None = None) -> list[str]:
+    """Perturb `model` in place; returns the names of the parameters touched."""
+    generator = torch.Generator().manual_seed(seed)
+    params = dict(model.named_parameters())
+    if kind == "replace":
+        names = candidate_matrices(model)
+        if not names:
+            raise PerturbError("the model has no nonzero weight matrix to replace")
+        name = names[int(torch.randint(len(names), (1,), generator=generator))]
+        p = params[name]
+        noise = torch.randn(p.shape, generator=generator).to(p)
+        p.copy_(noise * sigma * rms(p))
+        return [name]
+    names = list(params) if kind == "all" else [n for n in params if fnmatch.fnmatchcase(n, group)]
+    if not names:
+        raise PerturbError(f"--group {group!r} matches no parameter (names look like {', '.join(list(params)[:4])}, ...)")
+    for name in names:
+        p = params[name]
+        p.add_(torch.randn(p.shape, generator=generator).to(p) * sigma * rms(p))
+    return names
+
+
+# ---- loss, recovery and the sweep ------------------------------------------------------------
+
+def batch_loss(model: nn.Module, batch) -> torch.Tensor:
+    return (model(batch).float() - batch.label.float()).pow(2).mean()
+
+
+@torch.no_grad()
+def held_out_loss(model: nn.Module, batch, chunk: int = 1024) -> float:
+    total = sum(batch_loss(model, batch[i:i + chunk]).item() * len(batch[i:i + chunk])
+                for i in range(0, len(batch), chunk))
+    loss = total / len(batch)
+    return loss if math.isfinite(loss) else float("inf")
+
+
+def make_optimizer(model: nn.Module, cfg: SweepConfig) -> torch.optim.Optimizer:
+    kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+    return kinds[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def recover(model, spec, eval_batch, cfg: SweepConfig, seed: int, device, bar=None) -> list[list[float]]:
+    """Gradient descent on fresh samples; returns the curve [[step, held-out loss], ...] from step 0."""
+    curve = [[0, held_out_loss(model, eval_batch)]]
+    optimizer = make_optimizer(model, cfg)
+    stream = StreamingSampler(spec, cfg.batch_size, seed=1_000_003 + seed)
+    for step in range(1, cfg.steps + 1):
+        loss = batch_loss(model, next(stream).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        if torch.isfinite(loss):
+            loss.backward()
+            optimizer.step()
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            curve.append([step, held_out_loss(model, eval_batch)])
+        if bar is not None:
+            bar.update(1)
+    return curve
+
+
+def basin_radius(runs: list[dict]) -> float | None:
+    """Largest sigma at which at least half of that sigma's seeds recovered (None: no such sigma)."""
+    rates = recovery_rates(runs)
+    good = [float(sigma) for sigma, rate in rates.items() if rate >= 0.5]
+    return max(good) if good else None
+
+
+def recovery_rates(runs: list[dict]) -> dict[str, float]:
+    by_sigma: dict[float, list[bool]] = {}
+    for run in runs:
+        by_sigma.setdefault(run["sigma"], []).append(run["recovered"])
+    return {repr(sigma): sum(v) / len(v) for sigma, v in sorted(by_sigma.items())}
+
+
+def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
+    torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    base, spec, description, _ = load_target(cfg)
+    base = base.to(device).eval()
+    eval_batch = sample(spec, cfg.eval_size, cfg.eval_seed).to(device)
+    loss_before = held_out_loss(base, eval_batch)
+    threshold = cfg.threshold if cfg.threshold is not None else max(0.1, 2 * loss_before)
+    runs = []
+    total = len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
+    with tqdm(total=total, desc=f"perturb {cfg.kind}", unit="step", disable=not progress) as bar:
+        for sigma in cfg.sigmas:
+            for seed in cfg.seeds:
+                started = time.perf_counter()
+                model = copy.deepcopy(base)
+                touched = perturb_(model, cfg.kind, sigma, seed, cfg.group)
+                curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
+                hit = [step for step, loss in curve if loss <= threshold]
+                runs.append({"sigma": sigma, "seed": seed, "parameters": touched, "loss_before": loss_before,
+                             "loss_after": curve[0][1], "loss_final": curve[-1][1],
+                             "loss_best": min(loss for _, loss in curve), "curve": curve,
+                             "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
+                             "seconds": round(time.perf_counter() - started, 3)})
+                bar.set_postfix(sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
+    return {"schema": SCHEMA_VERSION, "target": description, "data": spec.to_dict(),
+            "settings": {**asdict(cfg), "threshold": threshold}, "loss_before": loss_before,
+            "threshold": threshold, "runs": runs, "recovery_rate": recovery_rates(runs),
+            "basin_radius": basin_radius(runs)}
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def _numbers(kind):
+    def parse(text: str):
+        try:
+            return [kind(x) for x in text.replace(",", " ").split()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}s, got {text!r}")
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2 (via main), not argparse's usage block
+        raise PerturbError(message)
+
+
+def parse_args(argv) -> SweepConfig:
+    parser = _Parser(prog="python -m graphpath.perturb", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML file with a [perturb] table of these settings (flags override it)")
+    parser.add_argument("--model", help="'handcrafted' or a run directory / checkpoint path")
+    parser.add_argument("--n", type=int, help="handcrafted only: vertex count (3..64)")
+    parser.add_argument("--kind", help=f"perturbation kind: {', '.join(KINDS)} (default replace)")
+    parser.add_argument("--group", help="kind group: glob over parameter names, e.g. 'blocks.2.*'")
+    parser.add_argument("--sigmas", type=_numbers(float), help="relative noise scales, e.g. 0.1,0.3,1")
+    parser.add_argument("--seeds", type=_numbers(int), help="seeds, e.g. 0,1,2")
+    parser.add_argument("--steps", type=int, help="recovery step budget (default 150)")
+    parser.add_argument("--batch-size", dest="batch_size", type=int)
+    parser.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default adam)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--weight-decay", dest="weight_decay", type=float)
+    parser.add_argument("--eval-size", dest="eval_size", type=int)
+    parser.add_argument("--eval-every", dest="eval_every", type=int)
+    parser.add_argument("--eval-seed", dest="eval_seed", type=int)
+    parser.add_argument("--threshold", type=float, help="recovered at held-out MSE <= this")
+    parser.add_argument("--data", help=f"data set: {', '.join(PRESET_NAMES)}")
+    parser.add_argument("--out", help="output perturb.json path")
+    parser.add_argument("--device")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-figures", dest="figures", action="store_const", const=False)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = vars(parser.parse_args(argv))
+    quiet, config_path = args.pop("quiet"), args.pop("config")
+    values = {}
+    if config_path:
+        try:
+            table = tomllib.loads(Path(config_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise PerturbError(f"cannot read config {config_path}: {error}") from None
+        values = table.get("perturb", table)
+        known = {f.name for f in fields(SweepConfig)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PerturbError(f"{config_path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    values.update({k: v for k, v in args.items() if v is not None})
+    if values.get("model") is None:
+        raise PerturbError("--model is required ('handcrafted' or a run directory)")
+    try:
+        cfg = SweepConfig(**values)
+    except TypeError as error:
+        raise PerturbError(str(error)) from None
+    cfg._quiet = quiet
+    return cfg
+
+
+def default_out(cfg: SweepConfig) -> Path:
+    if cfg.model == "handcrafted":
+        return Path("runs") / f"handcrafted-n{cfg.n}" / "perturb.json"
+    path = Path(cfg.model)
+    return (path if path.is_dir() else path.parent.parent) / "perturb.json"
+
+
+def write_json(doc: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str))
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = parse_args(argv)
+        doc = run_sweep(cfg, progress=not cfg._quiet)
+        out = Path(cfg.out) if cfg.out else default_out(cfg)
+    except PerturbError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for run in doc["runs"]:  # JSON has no infinity; a diverged loss is written as null
+        for key in ("loss_after", "loss_final", "loss_best"):
+            run[key] = run[key] if math.isfinite(run[key]) else None
+        run["curve"] = [[s, v if math.isfinite(v) else None] for s, v in run["curve"]]
+    if cfg.figures:
+        from .perturb_plots import write_figures
+
+        doc["figures"] = write_figures(doc, out.parent / "figures")
+    write_json(doc, out)
+    print(f"wrote {out}: basin radius {doc['basin_radius']}, recovery rate by sigma {doc['recovery_rate']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
