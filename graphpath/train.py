@@ -43,7 +43,7 @@ class UsageError(Exception):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m graphpath.train", description=__doc__.split("\n\n")[0],
+        prog="python -m graphpath.train", description=__doc__,
         epilog="Overrides: --SECTION.KEY VALUE, e.g. --train.lr 1e-3 --train.steps 500 --model.n_layers 4 "
                "--data.n_max 6 --finetune.steps 50. Run directory: config.toml, metrics.jsonl, phases.json, "
                "checkpoints/, figures/, eval.json (see docs/contracts.md).",
@@ -72,16 +72,17 @@ def parse_args(argv):
         item = rest[i]
         if not item.startswith("--") or len(item) < 3:
             raise UsageError(f"unexpected argument {item!r} (overrides look like --train.lr 1e-3)")
+        key = item[2:].split("=", 1)[0]
+        if "." not in key:
+            raise UsageError(f"unknown option --{key} (overrides look like --SECTION.KEY VALUE)")
         if "=" in item:
-            key, value = item[2:].split("=", 1)
+            value = item[2:].split("=", 1)[1]
             i += 1
         else:
             if i + 1 >= len(rest):
                 raise UsageError(f"override {item} needs a value")
-            key, value = item[2:], rest[i + 1]
+            value = rest[i + 1]
             i += 2
-        if "." not in key:
-            raise UsageError(f"unknown option --{key} (overrides look like --SECTION.KEY VALUE)")
         overrides.append((key, value))
     if args.seed is not None:
         overrides.append(("seed", str(args.seed)))
@@ -184,6 +185,8 @@ def run(args, overrides) -> int:
             if runtime.main:
                 print(f"{name}: already finished ({resume_from}); skipped", file=sys.stderr)
             continue
+        if resume_from is None and runtime.main:  # lines left by an attempt that never checkpointed
+            MetricsLog(out / "metrics.jsonl", True).truncate(name, -1)
         model = new_model(config)
         finetune_losses = None
         if name == "finetune":
