@@ -109,11 +109,12 @@ def pool_runs(blocks: list[dict]) -> dict:
         return blocks[0]
     first = blocks[0]
     pooled = {key: first[key] for key in ("count", "mean_label", "label_variance")}
-    for metric in ("mse", "accuracy"):
+    for metric, top in (("mse", None), ("accuracy", 1.0)):
         values = [b[metric] for b in blocks]
         mean, low, high = mean_ci(values)
         pooled[metric] = mean
-        pooled[f"{metric}_ci95"] = None if low is None else [low, high]
+        # a t-interval from few runs can leave the metric's range: clip it there (MSE >= 0, accuracy <= 1)
+        pooled[f"{metric}_ci95"] = None if low is None else [max(low, 0.0), high if top is None else min(high, top)]
         pooled.setdefault("per_run", {})[metric] = values
     labels = sorted({k for b in blocks for k in b["per_label"]}, key=int)
     pooled["per_label"] = {}

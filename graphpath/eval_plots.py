@@ -151,7 +151,8 @@ def write_figures(doc: dict, out_dir: Path, models: list[str] | None = None) -> 
             written += confusion_figure(block, f"{label}: {name}", out_dir, f"confusion-{label}-{name}")
             if "cells" in block:
                 box = (data.get("finetune_n_max", 7), data.get("finetune_n_max", 7))
-                written += grid_figure(block["cells"], "n", "t", "target t", f"{label}: MSE by n and target",
+                written += grid_figure(block["cells"], "n", "t", "target t",
+                                       f"{label}: MSE by n and target (cyan: fine-tuning sizes)",
                                        out_dir, f"grid-nt-{label}", box)
                 written += grid_figure(block["by_distance"], "n", "d", "true distance d",
                                        f"{label}: MSE by n and true distance", out_dir, f"grid-nd-{label}")

@@ -189,7 +189,7 @@ def render_markdown(doc: dict) -> str:
                   "Single run: the CI is over the set's graphs (evaluation noise only). Several runs "
                   "(`--runs`): a t-interval across seeds." if runs == 1 else
                   f"Mean over {runs} runs with a 95% t-interval across seeds.", "",
-                  "| quantity | study | this run | 95% CI | source |", "|---|---|---|---|---|"]
+                  f"| quantity | study | {'this run' if runs == 1 else 'these runs (mean)'} | 95% CI | source |", "|---|---|---|---|---|"]
         for r in doc["reproduction"]:
             word = f" ({r['study_verdict']})" if r["study_verdict"] else ""
             lines.append(f"| {r['quantity']} | {_num(r['study_mse'])}{word} | {_num(r['mse'])} | "

@@ -137,7 +137,10 @@ def test_pool_runs_means_and_t_interval():
                "runs": 1, "ci_kind": "graphs"} for m, a in ((1.0, 0.5), (2.0, 0.6), (4.0, 0.7))]
     pooled = pool_runs(blocks)
     mean, low, high = mean_ci([1.0, 2.0, 4.0])
-    assert pooled["mse"] == pytest.approx(mean) and pooled["mse_ci95"] == pytest.approx([low, high])
+    assert low < 0  # three spread-out runs: the raw interval crosses zero, MSE cannot
+    assert pooled["mse"] == pytest.approx(mean) and pooled["mse_ci95"] == pytest.approx([0.0, high])
+    _, acc_low, acc_high = mean_ci([0.5, 0.6, 0.7])
+    assert pooled["accuracy_ci95"] == pytest.approx([acc_low, min(acc_high, 1.0)])
     assert pooled["accuracy"] == pytest.approx(0.6) and pooled["runs"] == 3 and pooled["ci_kind"] == "seeds"
     assert pooled["confusion"]["counts"] == [[3, 0], [0, 9]]
     assert pooled["per_run"]["mse"] == [1.0, 2.0, 4.0]
@@ -223,7 +226,7 @@ def test_cli_pools_runs_across_seeds(tmp_path, capsys):
     block = doc["sets"]["test-any-large"]
     assert block["runs"] == 3 and block["ci_kind"] == "seeds" and len(block["per_run"]["mse"]) == 3
     mean, low, high = mean_ci(block["per_run"]["mse"])
-    assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([low, high])
+    assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([max(low, 0.0), high])
     findings = {f["key"]: f for f in doc["findings"]}
     assert findings["phase-changes"]["runs_holding"] == "3/3" and findings["phase-changes"]["holds"] is True
 
