@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m blog",
         description="Render a graphpath run directory (config.toml, metrics.jsonl, phases.json, "
-                    "eval.json; perturb.json if present) as a self-contained "
+                    "eval.json; perturb*.json if present) as a self-contained "
                     "interactive page that opens offline: DIR/index.html plus DIR/assets/.")
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. runs/small")
     parser.add_argument("--out", metavar="DIR", default=None,

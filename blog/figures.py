@@ -10,7 +10,7 @@ renderer turns that into "missing placeholder" rather than a blank figure.
     fig_confusion      plotly  true label x rounded prediction, per set (drop-down), log colour
     fig_grid           plotly  MSE over (graph size n, target t), training range marked
     fig_per_label      mpld3   MSE per true distance, one line per set (matplotlib)
-    fig_perturb        plotly  recovery curves after perturbing the hand-built model
+(The perturbation figures live in blog/perturbation.py.)
 """
 from __future__ import annotations
 
@@ -225,31 +225,6 @@ def fig_per_label(run: Run) -> Html:
     fig.tight_layout()
     return mpld3_figure(fig, "per-label", "MSE per true distance on each of the study's sets "
                         "(matplotlib, via mpld3: drag to pan, use the buttons to zoom).")
-
-
-def fig_perturb(run: Run) -> Html:
-    if run.perturb is None:
-        raise LookupError("no perturb.json")
-    runs = run.perturb["runs"]
-    if not runs:
-        raise ValueError("perturb.json has no runs")
-    sigmas = sorted({r["sigma"] for r in runs})
-    fig = go.Figure()
-    for r in runs:
-        color = PALETTE[sigmas.index(r["sigma"]) % len(PALETTE)]
-        fig.add_trace(go.Scatter(
-            x=r["curve"]["step"], y=r["curve"]["loss"], mode="lines",
-            line=dict(color=color, dash="solid" if r["recovered"] else "dot"),
-            name=f"{escape(r.get('model', 'model'))} σ={r['sigma']:g} seed {r['seed']}",
-            legendgroup=str(r["sigma"]),
-            hovertemplate=f"σ={r['sigma']:g}, seed {r['seed']}<br>step %{{x}}: loss %{{y:.3g}}<extra></extra>"))
-    if run.perturb.get("threshold") is not None:
-        fig.add_hline(y=run.perturb["threshold"], line=dict(color="gray", dash="dash"),
-                      annotation_text="recovered below this")
-    fig.update_layout(template=TEMPLATE, height=420, yaxis_type="log", xaxis_title="gradient step",
-                      yaxis_title="loss (log)", margin=dict(t=30))
-    return plotly_figure(fig, "perturb", "Recovery after perturbation: loss during gradient "
-                         "descent, one line per (σ, seed); dotted lines did not recover.")
 
 
 FIGURES = {name: builder for name, builder in globals().items() if name.startswith("fig_")}

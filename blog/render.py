@@ -15,6 +15,7 @@ import mpld3.urls
 import plotly.offline
 
 from .figures import FIGURES
+from .perturbation import PERTURBATION
 from .html import Html, Text, escape
 from .markup import placeholders, select_sections, to_html
 from .rundir import BlogError, Run, load_run
@@ -22,7 +23,7 @@ from .values import VALUES
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES}
+PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION}
 
 
 class MissingValuesError(BlogError):
@@ -38,7 +39,7 @@ def conditions(run: Run) -> dict[str, bool]:
     handcrafted = run.eval.get("models", {}).get("handcrafted") or {}
     return {"handcrafted": bool(handcrafted.get("info")),
             "handcrafted_scored": bool(handcrafted.get("results")),
-            "perturb": run.perturb is not None, "grid": "grid" in run.eval,
+            "perturb": bool(run.perturb), "grid": "grid" in run.eval,
             # phases.json's `finetune` stays null until fine-tuning has finished
             "finetune": bool(run.stage_metrics("finetune")) and run.phases.get("finetune") is not None}
 

@@ -2,10 +2,11 @@
 
 The blog never trains and never imports the model code: everything it shows is read here from
 `runs/<name>/`. Required files make the run "complete enough to publish"; optional ones
-(`perturb.json`) switch sections of the post on or off.
+(`perturb.json` and any `perturb-*.json`, one per perturbed model) switch sections of the post
+on or off.
 
     required   config.toml, metrics.jsonl, phases.json, eval.json
-    optional   perturb.json
+    optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json)
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
-OPTIONAL_FILES = ("perturb.json",)
 
 
 class BlogError(Exception):
@@ -38,7 +38,7 @@ class Run:
     metrics: list[dict]  # one dict per line of metrics.jsonl, in file order
     phases: dict
     eval: dict
-    perturb: dict | None
+    perturb: list[dict]  # perturb.json first, then perturb-*.json by name; empty if none
 
     def stage_metrics(self, stage: str) -> list[dict]:
         return [row for row in self.metrics if row.get("stage") == stage]
@@ -99,11 +99,10 @@ def load_run(path: str | Path) -> Run:
         raise RunDirError(f"run directory {path} is incomplete: missing {', '.join(missing)} "
                           "(run `python -m graphpath.train` and `python -m graphpath.evaluate` first)")
     config = _read_toml(path / "config.toml")
-    optional = {name: _read_json(path / name) if (path / name).is_file() else None
-                for name in OPTIONAL_FILES}
+    perturb_files = sorted(path.glob("perturb*.json"), key=lambda p: (p.name != "perturb.json", p.name))
     name = config.get("name") if isinstance(config.get("name"), str) else path.resolve().name
     return Run(path=path, name=name, config=config,
                metrics=_read_jsonl(path / "metrics.jsonl"),
                phases=_read_json(path / "phases.json"),
                eval=_read_json(path / "eval.json"),
-               perturb=optional["perturb.json"])
+               perturb=[_read_json(file) for file in perturb_files])

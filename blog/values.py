@@ -166,21 +166,6 @@ def table_stream(run: Run) -> Html:
     return table(["section", "columns", "width", "what it holds"], rows)
 
 
-def perturb_summary(run: Run) -> Text:
-    if run.perturb is None:
-        raise LookupError("no perturb.json")
-    runs = run.perturb["runs"]
-    recovered = sum(bool(r["recovered"]) for r in runs)
-    sigmas = sorted({r["sigma"] for r in runs})
-    radius = run.perturb.get("basin_radius") or {}
-    radius_text = "; ".join(f"basin radius for {name}: σ = {fmt(value)}" if value is not None
-                            else f"{name} recovered at no σ tried"
-                            for name, value in radius.items())
-    return Text(f"{recovered} of {len(runs)} perturbed runs (σ from {fmt(sigmas[0])} to "
-                f"{fmt(sigmas[-1])}) recovered below a loss of {fmt(run.perturb['threshold'])} "
-                f"within {run.perturb['steps']} steps" + (f" ({radius_text})." if radius_text else "."))
-
-
 def phase_changes_found(run: Run) -> Text:
     """'no phase change', '1 phase change', '3 phase changes' (pre-training)."""
     found = sum(pc["stage"] == "pretrain" for pc in run.phases["phase_changes"])

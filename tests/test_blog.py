@@ -114,10 +114,23 @@ def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
     assert re.search(r'"name":\s*"phase change"', html)
 
 
+def test_perturbation_section_counts_every_model(run_copy, tmp_path):
+    edit_json(run_copy / "perturb-handcrafted.json", lambda d: (d["runs"][0].update(recovered=True),
+                                                                 d.update(basin_radius=0.125)))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    learned = json.loads((run_copy / "perturb.json").read_text())
+    done = sum(r["recovered"] for r in learned["runs"])
+    assert f"in {done} of {len(learned['runs'])} runs" in html
+    assert "hand-built (n = 8) model" in html and "in 1 of 4 runs" in html
+    assert "basin radius is σ = 0.125" in html
+    assert 'id="perturb"' in html and 'id="perturb-sigma"' in html
+
+
 def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 1  # the fixture's eval.json has no hand-built size
-    (run_copy / "perturb.json").unlink()
+    for path in run_copy.glob("perturb*.json"):
+        path.unlink()
     edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 3 and 'id="grid"' not in html

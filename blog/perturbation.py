@@ -1,0 +1,134 @@
+"""The perturbation section: every `perturb*.json` of the run (graphpath.perturb's schema).
+
+One document per perturbed model (`target.model` is "handcrafted" or the checkpoint path), each
+with `settings` (kind, steps, ...), `threshold`, `loss_before`, `runs` [{sigma, seed, curve
+[[step, held-out loss], ...], loss_after, recovered, parameters}], `recovery_rate` {repr(sigma):
+rate} and `basin_radius` (largest sigma at which half the seeds recover, or null).
+
+    perturb_method     Text    what was perturbed, in words
+    perturb_summary    Text    per model: runs recovered, threshold, budget, basin radius
+    fig_perturb        plotly  recovery curves, one panel per model, one colour per sigma
+    fig_perturb_sigma  plotly  loss right after perturbing, and recovery rate, against sigma
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .figures import FLOOR, PALETTE, TEMPLATE
+from .html import Html, Text, escape, plotly_figure
+from .rundir import Run
+from .values import fmt
+
+DASHES = ["solid", "dash", "dot", "dashdot"]
+
+
+def _documents(run: Run) -> list[dict]:
+    if not run.perturb:
+        raise LookupError("no perturb.json")
+    for doc in run.perturb:
+        if not doc["runs"]:
+            raise ValueError("a perturb.json has no runs")
+    return run.perturb
+
+
+def target_name(doc: dict) -> str:
+    target = doc["target"]
+    if target["model"] == "handcrafted":
+        return f"hand-built (n = {target['n']})"
+    return f"learned ({target.get('stage') or 'final'} checkpoint, step {target.get('step')})"
+
+
+def perturb_method(run: Run) -> Text:
+    kinds = {"replace": "replace one randomly chosen weight matrix by Gaussian noise of scale σ",
+             "all": "add Gaussian noise of scale σ to every parameter",
+             "group": "add Gaussian noise of scale σ to the parameters named {group}"}
+    methods = []
+    for doc in _documents(run):
+        settings = doc["settings"]
+        method = kinds[settings["kind"]].format(group=settings.get("group"))
+        methods.append(f"{method} ({settings.get('optimizer', 'gradient descent')}, "
+                       f"lr {fmt(settings['lr'])}, {settings['steps']} steps)")
+    unique = list(dict.fromkeys(methods))
+    return Text(unique[0] if len(unique) == 1 else "; ".join(
+        f"{target_name(doc)}: {m}" for doc, m in zip(_documents(run), methods)))
+
+
+def perturb_summary(run: Run) -> Text:
+    parts = []
+    for doc in _documents(run):
+        runs = doc["runs"]
+        recovered = sum(bool(r["recovered"]) for r in runs)
+        sigmas = sorted({r["sigma"] for r in runs})
+        radius = doc["basin_radius"]
+        parts.append(f"the {target_name(doc)} model (held-out loss {fmt(doc['loss_before'])} "
+                     f"before perturbing) recovered to a loss of {fmt(doc['threshold'])} or below "
+                     f"in {recovered} of {len(runs)} runs with σ from {fmt(sigmas[0])} to "
+                     f"{fmt(sigmas[-1])}; " + (f"its basin radius is σ = {fmt(radius)}"
+                                                if radius is not None else
+                                                "it recovered from no σ tried in at least half "
+                                                "the seeds"))
+    return Text("; ".join(parts) + ".")
+
+
+def _sigma_colours(docs: list[dict]) -> dict[float, str]:
+    sigmas = sorted({r["sigma"] for doc in docs for r in doc["runs"]})
+    return {sigma: PALETTE[i % len(PALETTE)] for i, sigma in enumerate(sigmas)}
+
+
+def fig_perturb(run: Run) -> Html:
+    docs = _documents(run)
+    colours = _sigma_colours(docs)
+    fig = make_subplots(rows=1, cols=len(docs), horizontal_spacing=0.12,  # own y range each
+                        subplot_titles=[escape(target_name(doc)) for doc in docs])
+    shown = set()
+    for col, doc in enumerate(docs, 1):
+        for r in doc["runs"]:
+            steps, losses = zip(*r["curve"])
+            first = r["sigma"] not in shown
+            shown.add(r["sigma"])
+            fig.add_trace(go.Scatter(
+                x=list(steps), y=[max(loss, FLOOR) for loss in losses], mode="lines",
+                line=dict(color=colours[r["sigma"]], dash="solid" if r["recovered"] else "dot"),
+                name=f"σ = {r['sigma']:g}", legendgroup=str(r["sigma"]), showlegend=first,
+                hovertemplate=(f"σ = {r['sigma']:g}, seed {r['seed']}, "
+                               f"{'recovered' if r['recovered'] else 'not recovered'}"
+                               "<br>step %{x}: loss %{y:.3g}<extra></extra>")), row=1, col=col)
+        fig.add_hline(y=max(doc["threshold"], FLOOR), line=dict(color="gray", dash="dash"),
+                      row=1, col=col)
+        fig.update_xaxes(title_text="recovery step", row=1, col=col)
+    fig.update_yaxes(type="log")
+    fig.update_yaxes(title_text="held-out MSE (log)", row=1, col=1)
+    fig.update_layout(template=TEMPLATE, height=420, margin=dict(t=50))
+    return plotly_figure(fig, "perturb", "Recovery after perturbation: held-out loss during "
+                         "gradient descent, one line per (σ, seed); dotted lines never reached "
+                         "the recovery threshold (gray dashes).")
+
+
+def fig_perturb_sigma(run: Run) -> Html:
+    docs = _documents(run)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["loss right after perturbing",
+                                                        "fraction of seeds that recovered"])
+    for i, doc in enumerate(docs):
+        sigmas = sorted({r["sigma"] for r in doc["runs"]})
+        after = [sum(r["loss_after"] for r in doc["runs"] if r["sigma"] == s)
+                 / sum(r["sigma"] == s for r in doc["runs"]) for s in sigmas]
+        rate = [sum(bool(r["recovered"]) for r in doc["runs"] if r["sigma"] == s)
+                / sum(r["sigma"] == s for r in doc["runs"]) for s in sigmas]
+        style = dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[i % len(DASHES)])
+        name = escape(target_name(doc))
+        fig.add_trace(go.Scatter(x=sigmas, y=[max(a, FLOOR) for a in after], mode="lines+markers",
+                                 line=style, name=name, legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=sigmas, y=rate, mode="lines+markers", line=style, name=name,
+                                 legendgroup=name, showlegend=False), row=1, col=2)
+    fig.update_xaxes(type="log", title_text="σ (relative noise scale)")
+    fig.update_yaxes(type="log", title_text="held-out MSE (log), mean over seeds", row=1, col=1)
+    fig.update_yaxes(range=[-0.05, 1.05], title_text="recovered", row=1, col=2)
+    fig.update_layout(template=TEMPLATE, height=380, margin=dict(t=50),
+                      legend=dict(orientation="h", y=-0.25))
+    return plotly_figure(fig, "perturb-sigma", "How hard each perturbation hits, and how often "
+                         "gradient descent climbs back: the basin's width in σ.")
+
+
+PERTURBATION = {"perturb_method": perturb_method, "perturb_summary": perturb_summary,
+                "fig_perturb": fig_perturb, "fig_perturb_sigma": fig_perturb_sigma}
