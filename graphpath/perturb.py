@@ -64,7 +64,8 @@ class SweepConfig:
     eval_size: int = 512  # held-out graphs (fixed, seed eval_seed)
     eval_every: int = 25  # steps between points of the recovery curve
     eval_seed: int = 20_000
-    threshold: float | None = None  # recovered at loss <= this; None = max(0.1, 2 * loss before)
+    threshold: float = 0.1  # a run has recovered once its held-out MSE is <= this
+    with_handcrafted: bool = False  # learned runs: also sweep build_model(max_vertices) on the same data
     data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
     out: str | None = None  # perturb.json path; None = RUN_DIR/perturb.json or runs/handcrafted-nN/
     device: str = "cpu"
@@ -87,7 +88,7 @@ class SweepConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        need(self.threshold is None or self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
         need(self.data is None or self.data in PRESET_NAMES,
              f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
         need(self.model == "handcrafted" or Path(self.model).exists(),
@@ -208,40 +209,57 @@ def basin_radius(runs: list[dict]) -> float | None:
 
 
 def recovery_rates(runs: list[dict]) -> dict[str, float]:
+    """{repr(sigma): fraction of that sigma's runs that recovered}, sigmas ascending."""
     by_sigma: dict[float, list[bool]] = {}
     for run in runs:
         by_sigma.setdefault(run["sigma"], []).append(run["recovered"])
     return {repr(sigma): sum(v) / len(v) for sigma, v in sorted(by_sigma.items())}
 
 
-def run_sweep(cfg: SweepConfig, progress: bool = True) -> dict:
+def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: SweepConfig, device, bar) -> dict:
+    """Every sigma x seed on one model: the summary fields and runs of its perturb.json."""
+    base = base.to(device).eval()
+    loss_before = held_out_loss(base, eval_batch)
+    runs = []
+    for sigma in cfg.sigmas:
+        for seed in cfg.seeds:
+            started = time.perf_counter()
+            model = copy.deepcopy(base)
+            touched = perturb_(model, cfg.kind, sigma, seed, cfg.group)
+            curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
+            hit = [step for step, loss in curve if loss <= cfg.threshold]
+            runs.append({"model": name, "sigma": sigma, "seed": seed, "parameters": touched,
+                         "loss_before": loss_before, "loss_after": curve[0][1], "loss_final": curve[-1][1],
+                         "loss_best": min(loss for _, loss in curve), "curve": curve,
+                         "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
+                         "seconds": round(time.perf_counter() - started, 3)})
+            bar.set_postfix(model=name, sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
+    return {"loss_before": loss_before, "parameter_count": sum(p.numel() for p in base.parameters()),
+            "runs": runs, "recovery_rate": recovery_rates(runs), "basin_radius": basin_radius(runs)}
+
+
+def run_sweep(cfg: SweepConfig, progress: bool = True) -> list[dict]:
+    """The whole sweep: one perturb.json document per model (the model asked for, then with
+    `with_handcrafted` the hand-built model on the same data)."""
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     base, spec, description, _ = load_target(cfg)
-    base = base.to(device).eval()
+    targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", base, description)]
+    if cfg.with_handcrafted and cfg.model != "handcrafted":
+        from handcrafted import build_model, model_size
+
+        n = spec.max_vertices
+        targets.append(("handcrafted", build_model(n), {"model": "handcrafted", "n": n, "size": model_size(n)}))
     eval_batch = sample(spec, cfg.eval_size, cfg.eval_seed).to(device)
-    loss_before = held_out_loss(base, eval_batch)
-    threshold = cfg.threshold if cfg.threshold is not None else max(0.1, 2 * loss_before)
-    runs = []
-    total = len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
+    docs = []
+    total = len(targets) * len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
     with tqdm(total=total, desc=f"perturb {cfg.kind}", unit="step", disable=not progress) as bar:
-        for sigma in cfg.sigmas:
-            for seed in cfg.seeds:
-                started = time.perf_counter()
-                model = copy.deepcopy(base)
-                touched = perturb_(model, cfg.kind, sigma, seed, cfg.group)
-                curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
-                hit = [step for step, loss in curve if loss <= threshold]
-                runs.append({"sigma": sigma, "seed": seed, "parameters": touched, "loss_before": loss_before,
-                             "loss_after": curve[0][1], "loss_final": curve[-1][1],
-                             "loss_best": min(loss for _, loss in curve), "curve": curve,
-                             "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
-                             "seconds": round(time.perf_counter() - started, 3)})
-                bar.set_postfix(sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
-    return {"schema": SCHEMA_VERSION, "target": description, "data": spec.to_dict(),
-            "settings": {**asdict(cfg), "threshold": threshold}, "loss_before": loss_before,
-            "threshold": threshold, "runs": runs, "recovery_rate": recovery_rates(runs),
-            "basin_radius": basin_radius(runs)}
+        for name, model, info in targets:
+            result = sweep_one(name, model, spec, eval_batch, cfg, device, bar)
+            docs.append({"schema": SCHEMA_VERSION, "name": name, "target": info, "data": spec.to_dict(),
+                         "settings": asdict(cfg), "kind": cfg.kind, "threshold": cfg.threshold,
+                         "steps": cfg.steps, **result})
+    return docs
 
 
 # ---- command line ----------------------------------------------------------------------------
@@ -283,6 +301,8 @@ def parse_args(argv) -> SweepConfig:
     parser.add_argument("--out", help="output perturb.json path")
     parser.add_argument("--device")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_const", const=True,
+                        help="learned runs: sweep the hand-built model on the same data too, for one plot")
     parser.add_argument("--no-figures", dest="figures", action="store_const", const=False)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))
@@ -323,24 +343,36 @@ def write_json(doc: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def clean_for_json(doc: dict) -> dict:
+    """JSON has no infinity: a diverged loss is written as null."""
+    finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
+    for run in doc["runs"]:
+        for key in ("loss_after", "loss_final", "loss_best"):
+            run[key] = finite(run[key])
+        run["curve"] = [[step, finite(loss)] for step, loss in run["curve"]]
+    doc["loss_before"] = finite(doc["loss_before"])
+    return doc
+
+
 def main(argv=None) -> int:
     try:
         cfg = parse_args(argv)
-        doc = run_sweep(cfg, progress=not cfg._quiet)
+        docs = [clean_for_json(doc) for doc in run_sweep(cfg, progress=not cfg._quiet)]
         out = Path(cfg.out) if cfg.out else default_out(cfg)
     except PerturbError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for run in doc["runs"]:  # JSON has no infinity; a diverged loss is written as null
-        for key in ("loss_after", "loss_final", "loss_best"):
-            run[key] = run[key] if math.isfinite(run[key]) else None
-        run["curve"] = [[s, v if math.isfinite(v) else None] for s, v in run["curve"]]
+    paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
     if cfg.figures:
         from .perturb_plots import write_figures
 
-        doc["figures"] = write_figures(doc, out.parent / "figures")
-    write_json(doc, out)
-    print(f"wrote {out}: basin radius {doc['basin_radius']}, recovery rate by sigma {doc['recovery_rate']}")
+        figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
+        for doc in docs:
+            doc["figures"] = figures
+    for doc, path in zip(docs, paths):
+        write_json(doc, path)
+        print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
+              f"recovery rate by sigma {doc['recovery_rate']}")
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Figures for `perturb.json`: recovery curves, loss right after perturbing vs sigma, recovery rate.
+"""Figures for perturb.json documents: recovery curves, loss right after perturbing vs sigma, and
+recovery rate vs sigma, with one or more models (e.g. learned and hand-built) on the same axes.
 
-Each figure is interactive plotly HTML (plotly.js written once beside them, so the pages work
-offline). Input is the perturb.json document itself, so the blog can redraw them from the file.
+Each figure is interactive plotly HTML with plotly.js written once beside them (offline). Input
+is the list of perturb.json documents themselves, so anything reading the files can redraw them.
 """
 from __future__ import annotations
 
@@ -11,69 +12,80 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
+DASHES = ("solid", "dash", "dot", "dashdot")
+
 
 def _colour(sigmas: list[float], sigma: float) -> str:
-    position = sigmas.index(sigma) / max(1, len(sigmas) - 1)
-    return sample_colorscale("Viridis", [0.9 * position])[0]
+    return sample_colorscale("Viridis", [0.9 * sigmas.index(sigma) / max(1, len(sigmas) - 1)])[0]
 
 
-def _title(doc: dict) -> str:
-    settings = doc["settings"]
-    return f"{doc['target']['model']} · {settings['kind']} perturbation"
+def _title(docs: list[dict]) -> str:
+    return f"{' vs '.join(doc['name'] for doc in docs)} · {docs[0]['kind']} perturbation"
 
 
-def curves_figure(doc: dict) -> go.Figure:
-    sigmas = sorted({run["sigma"] for run in doc["runs"]})
+def curves_figure(docs: list[dict]) -> go.Figure:
+    """One line per (model, sigma, seed): held-out loss during recovery; colour = sigma, dash = model."""
+    sigmas = sorted({run["sigma"] for doc in docs for run in doc["runs"]})
+    fig, shown = go.Figure(), set()
+    for index, doc in enumerate(docs):
+        for run in doc["runs"]:
+            points = [(s, max(v, 1e-12)) for s, v in run["curve"] if v is not None]
+            group = (doc["name"], run["sigma"])
+            fig.add_trace(go.Scatter(
+                x=[s for s, _ in points], y=[v for _, v in points], mode="lines+markers",
+                legendgroup=str(group), name=f"{doc['name']} σ = {run['sigma']:g}", showlegend=group not in shown,
+                line=dict(color=_colour(sigmas, run["sigma"]), dash=DASHES[index % len(DASHES)]),
+                hovertemplate=f"{doc['name']} σ {run['sigma']:g}, seed {run['seed']}<br>step %{{x}}: %{{y:.3g}}"
+                              f"<br>{', '.join(run['parameters'][:3])}<extra></extra>"))
+            shown.add(group)
+    fig.add_hline(y=docs[0]["threshold"], line_dash="dash", annotation_text="recovery threshold")
+    fig.update_layout(title=f"Recovery under gradient descent — {_title(docs)}", xaxis_title="step",
+                      yaxis_title="held-out MSE", yaxis_type="log", template="plotly_white")
+    return fig
+
+
+def after_figure(docs: list[dict]) -> go.Figure:
+    """Loss right after perturbing (and the best loss reached while recovering) against sigma."""
     fig = go.Figure()
-    shown = set()
-    for run in doc["runs"]:
-        steps = [s for s, v in run["curve"] if v is not None]
-        losses = [max(v, 1e-12) for s, v in run["curve"] if v is not None]
-        fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers", legendgroup=str(run["sigma"]),
-                                 name=f"σ = {run['sigma']:g}", showlegend=run["sigma"] not in shown,
-                                 line=dict(color=_colour(sigmas, run["sigma"])),
-                                 hovertemplate=f"σ {run['sigma']:g}, seed {run['seed']}<br>step %{{x}}: %{{y:.3g}}"
-                                               f"<br>{', '.join(run['parameters'][:3])}<extra></extra>"))
-        shown.add(run["sigma"])
-    fig.add_hline(y=doc["threshold"], line_dash="dash", annotation_text="recovery threshold")
-    fig.update_layout(title=f"Recovery under gradient descent — {_title(doc)}", xaxis_title="step",
+    for doc in docs:
+        runs = [r for r in doc["runs"] if r["loss_after"] is not None]
+        for key, label, symbol in (("loss_after", "right after", "circle"), ("loss_best", "best during recovery", "x")):
+            fig.add_trace(go.Scatter(x=[r["sigma"] for r in runs], y=[max(r[key] or 1e-12, 1e-12) for r in runs],
+                                     mode="markers", marker_symbol=symbol, name=f"{doc['name']}: {label}",
+                                     text=[f"seed {r['seed']}" for r in runs]))
+        if doc["loss_before"] is not None:
+            fig.add_hline(y=max(doc["loss_before"], 1e-12), line_dash="dot", annotation_text=f"{doc['name']} before")
+    fig.update_layout(title=f"Loss right after perturbing — {_title(docs)}", xaxis_title="σ (relative)",
                       yaxis_title="held-out MSE", yaxis_type="log", template="plotly_white")
     return fig
 
 
-def after_figure(doc: dict) -> go.Figure:
-    runs = [run for run in doc["runs"] if run["loss_after"] is not None]
-    fig = go.Figure(go.Scatter(x=[r["sigma"] for r in runs], y=[max(r["loss_after"], 1e-12) for r in runs],
-                               mode="markers", name="right after", text=[f"seed {r['seed']}" for r in runs]))
-    fig.add_trace(go.Scatter(x=[r["sigma"] for r in runs], y=[max(r["loss_best"], 1e-12) for r in runs],
-                             mode="markers", name="best after recovery", marker_symbol="x"))
-    fig.add_hline(y=max(doc["loss_before"], 1e-12), line_dash="dot", annotation_text="before")
-    fig.update_layout(title=f"Loss right after perturbing — {_title(doc)}", xaxis_title="σ (relative)",
-                      yaxis_title="held-out MSE", yaxis_type="log", template="plotly_white")
-    return fig
-
-
-def rate_figure(doc: dict) -> go.Figure:
-    rates = {float(sigma): rate for sigma, rate in doc["recovery_rate"].items()}
-    fig = go.Figure(go.Scatter(x=list(rates), y=list(rates.values()), mode="lines+markers", name="recovered"))
-    if doc["basin_radius"] is not None:
-        fig.add_vline(x=doc["basin_radius"], line_dash="dash", annotation_text=f"basin radius {doc['basin_radius']:g}")
-    fig.update_layout(title=f"Recovery rate within {doc['settings']['steps']} steps — {_title(doc)}",
+def rate_figure(docs: list[dict]) -> go.Figure:
+    """Fraction of seeds recovered against sigma, per model, with each basin radius marked."""
+    fig = go.Figure()
+    for index, doc in enumerate(docs):
+        rates = {float(sigma): rate for sigma, rate in doc["recovery_rate"].items()}
+        fig.add_trace(go.Scatter(x=list(rates), y=list(rates.values()), mode="lines+markers", name=doc["name"],
+                                 line=dict(dash=DASHES[index % len(DASHES)])))
+        if doc["basin_radius"] is not None:
+            fig.add_vline(x=doc["basin_radius"], line_dash="dash",
+                          annotation_text=f"{doc['name']} basin radius {doc['basin_radius']:g}")
+    fig.update_layout(title=f"Recovery rate within {docs[0]['steps']} steps — {_title(docs)}",
                       xaxis_title="σ (relative)", yaxis_title="fraction of seeds recovered",
                       yaxis_range=[-0.05, 1.05], template="plotly_white")
     return fig
 
 
-def write_figures(doc: dict, out_dir: Path) -> list[str]:
-    """Write the three figures; returns their paths."""
+def write_figures(docs: list[dict], out_dir: Path, prefix: str = "perturb") -> list[str]:
+    """Write `{prefix}_curves.html`, `{prefix}_after.html`, `{prefix}_rate.html`; returns their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    sigmas = {float(r["sigma"]) for doc in docs for r in doc["runs"]}
     paths = []
-    for stem, fig in (("perturb_curves", curves_figure(doc)), ("perturb_after", after_figure(doc)),
-                      ("perturb_rate", rate_figure(doc))):
-        if len({float(r["sigma"]) for r in doc["runs"]}) > 1 and stem != "perturb_curves":
-            fig.update_xaxes(type="log" if min(float(r["sigma"]) for r in doc["runs"]) > 0 else "linear")
-        path = out_dir / f"{stem}.html"
-        tmp = out_dir / f".{stem}.tmp{os.getpid()}.html"
+    for stem, fig in (("curves", curves_figure(docs)), ("after", after_figure(docs)), ("rate", rate_figure(docs))):
+        if stem != "curves" and len(sigmas) > 1 and min(sigmas) > 0:
+            fig.update_xaxes(type="log")
+        path = out_dir / f"{prefix}_{stem}.html"
+        tmp = out_dir / f".{prefix}_{stem}.tmp{os.getpid()}.html"
         fig.write_html(tmp, include_plotlyjs="directory", full_html=True)
         os.replace(tmp, path)
         paths.append(str(path))

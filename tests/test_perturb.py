@@ -146,19 +146,25 @@ def test_cli_end_to_end_handcrafted_and_learned(capsys, tmp_path):
                          "--quiet"], capsys)
     assert code == 0, err
     doc = json.loads(out.read_text())
-    assert doc["schema"] == 1 and doc["settings"]["steps"] == 6 and doc["loss_before"] < 1e-6
+    assert doc["schema"] == 1 and doc["steps"] == 6 and doc["loss_before"] < 1e-6
+    assert doc["target"]["model"] == "handcrafted" and doc["target"]["n"] == 5 and doc["settings"]["kind"] == "replace"
     assert [(r["sigma"], r["seed"]) for r in doc["runs"]] == [(0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
     for run in doc["runs"]:
         assert [step for step, _ in run["curve"]] == [0, 3, 6]
         assert run["loss_after"] == run["curve"][0][1] and run["recovered"] == (run["recovered_step"] is not None)
         assert run["recovered"] == any(v is not None and v <= doc["threshold"] for _, v in run["curve"])
     assert set(doc["recovery_rate"]) == {"0.0", "0.5"}
+    assert doc["basin_radius"] == P.basin_radius(doc["runs"])
     for path in doc["figures"]:
         assert (out.parent / "figures" / path.split("/")[-1]).stat().st_size > 1000
     run = _learned_run(tmp_path / "learned", max_vertices=6, data_n_max=6)
     code, err = run_cli(["--model", str(run), "--kind", "all", "--sigmas", "0,0.1", "--seeds", "0", "--steps", "2",
-                         "--eval-size", "32", "--batch-size", "16", "--no-figures", "--quiet"], capsys)
+                         "--eval-size", "32", "--batch-size", "16", "--with-handcrafted", "--quiet"], capsys)
     assert code == 0, err
     doc = json.loads((run / "perturb.json").read_text())
+    hand = json.loads((run / "perturb-handcrafted.json").read_text())
     assert doc["target"]["stage"] == "pretrain" and doc["data"]["target"] == "fixed"
-    assert doc["runs"][0]["loss_after"] == pytest.approx(doc["loss_before"], rel=1e-6)  # sigma 0, kind all
+    assert hand["target"]["n"] == 6 and hand["loss_before"] < 1e-6 and hand["data"] == doc["data"]
+    first = doc["runs"][0]
+    assert first["loss_after"] == pytest.approx(doc["loss_before"], rel=1e-6)  # sigma 0, kind all
+    assert len(doc["figures"]) == 3 and all((run / "figures" / p.split("/")[-1]).is_file() for p in doc["figures"])
