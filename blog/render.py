@@ -19,7 +19,7 @@ from .perturbation import PERTURBATION
 from .html import Html, Text, escape
 from .markup import placeholders, select_sections, to_html
 from .rundir import BlogError, Run, load_run
-from .values import VALUES
+from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
@@ -37,7 +37,8 @@ class OutputError(BlogError):
 def conditions(run: Run) -> dict[str, bool]:
     """Optional sections of the post and whether this run has what they show."""
     handcrafted = run.eval.get("models", {}).get("handcrafted") or {}
-    return {"handcrafted": bool(handcrafted.get("info")),
+    size = handcrafted_info(run)
+    return {"handcrafted": bool(size), "handcrafted_stream": bool(size.get("stream")),
             "handcrafted_scored": bool(handcrafted.get("results")),
             "perturb": bool(run.perturb), "grid": "grid" in run.eval,
             # phases.json's `finetune` stays null until fine-tuning has finished

@@ -98,13 +98,24 @@ def table_datasets(run: Run) -> Html:
     return table(["stage", "vertices n", "target"], rows)
 
 
+def handcrafted_info(run: Run) -> dict:
+    """The hand-built model's size (and stream map, if recorded): the evaluator's record of the
+    model it scored (eval.json models.handcrafted.info[0]), else the size graphpath.perturb
+    recorded for it (perturb-*.json target.size). {} when neither is in the run."""
+    info = (run.eval.get("models", {}).get("handcrafted") or {}).get("info") or []
+    if info and isinstance(info[0], dict) and "layers" in info[0]:
+        return info[0]
+    for doc in run.perturb:
+        if doc.get("target", {}).get("model") == "handcrafted" and "size" in doc["target"]:
+            return doc["target"]["size"]
+    return {}
+
+
 def _handcrafted(run: Run) -> dict:
-    """The hand-built model's size and stream map, as the evaluator recorded the hand-built model
-    it scored beside the learned one (eval.json models.handcrafted.info[0])."""
-    info = run.eval["models"]["handcrafted"]["info"]
+    info = handcrafted_info(run)
     if not info:
-        raise LookupError("eval.json records no size for the hand-built model")
-    return info[0]
+        raise LookupError("the run records no size for the hand-built model")
+    return info
 
 
 def handcrafted_scores(run: Run) -> dict[str, float]:
@@ -257,4 +268,5 @@ def _grid_findings(run: Run) -> list[str]:
 
 VALUES = {name: provider for name, provider in list(globals().items())
           if callable(provider) and getattr(provider, "__module__", None) == __name__
-          and not name.startswith("_") and name not in ("fmt", "count", "handcrafted_scores")}
+          and not name.startswith("_")
+          and name not in ("fmt", "count", "handcrafted_scores", "handcrafted_info")}

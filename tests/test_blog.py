@@ -124,6 +124,8 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
     assert "hand-built (n = 8) model" in html and "in 1 of 4 runs" in html
     assert "basin radius is σ = 0.125" in html
     assert 'id="perturb"' in html and 'id="perturb-sigma"' in html
+    size = json.loads((run_copy / "perturb-handcrafted.json").read_text())["target"]["size"]
+    assert f"{size['layers']} layers of" in html and f"{size['parameters']:,} parameters" in html
 
 
 def test_optional_sections_say_not_run(run_copy, tmp_path):
@@ -197,6 +199,10 @@ def test_sections_and_placeholders():
     source = "a\n<!-- if x -->\nb {{k1}}\n<!-- else -->\nc {{k2}}\n<!-- endif -->\nd\n"
     assert select_sections(source, {"x": True}) == "a\nb {{k1}}\nd\n"
     assert select_sections(source, {"x": False}) == "a\nc {{k2}}\nd\n"
+    nested = "<!-- if x -->\n<!-- if y -->\nxy\n<!-- else -->\nx-only\n<!-- endif -->\n<!-- else -->\nnone\n<!-- endif -->\n"
+    assert select_sections(nested, {"x": True, "y": True}) == "xy\n"
+    assert select_sections(nested, {"x": True, "y": False}) == "x-only\n"
+    assert select_sections(nested, {"x": False, "y": True}) == "none\n"
     assert placeholders("{{a}} {{ b }} {{a}}") == ["a", "b"]
     with pytest.raises(TemplateError, match="unknown condition"):
         select_sections("<!-- if y -->\n<!-- endif -->\n", {"x": True})
