@@ -15,7 +15,51 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return result
+
+
+def incomplete_beta(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b), 0 <= x <= 1."""
+    if x <= 0.0 or x >= 1.0:
+        return float(x >= 1.0)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(a, b, x) / a
+    return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The p-quantile (p in [0.5, 1)) of Student's t with `df` degrees of freedom, by bisection on
+    the CDF 1 - I_{df/(df+t^2)}(df/2, 1/2) / 2 (no scipy needed at run time)."""
+    if not 0.5 <= p < 1.0 or df < 1:
+        raise ValueError(f"t_quantile needs 0.5 <= p < 1 and df >= 1, got p={p}, df={df}")
+    cdf = lambda t: 1.0 - 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t))  # noqa: E731
+    low, high = 0.0, 1.0
+    while cdf(high) < p:
+        low, high = high, high * 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < p else (low, middle)
+        if high - low < 1e-13 * max(1.0, high):
+            break
+    return (low + high) / 2
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, float | None]:
@@ -28,7 +72,7 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, floa
     if values.size < 2:
         return mean, None, None
     sem = float(values.std(ddof=1)) / math.sqrt(values.size)
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=values.size - 1)) * sem
+    half = t_quantile(0.5 + confidence / 2, values.size - 1) * sem
     return mean, mean - half, mean + half
 
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from graphpath.metrics import cell_scores, mean_ci, rounded, score
+from graphpath.metrics import cell_scores, mean_ci, rounded, score, t_quantile
 
 MAX_VERTICES = 8
 
@@ -74,6 +74,21 @@ def test_mean_ci_on_a_known_sample():
     assert low == pytest.approx(3 - half, abs=1e-4) and high == pytest.approx(3 + half, abs=1e-4)
     # two values 0 and 1: t(0.975, 1) = 12.706, sem 0.5
     assert mean_ci([0.0, 1.0])[2] == pytest.approx(0.5 + 12.706 * 0.5, abs=1e-3)
+
+
+def test_t_quantiles_match_printed_tables_and_closed_forms():
+    # printed two-sided 95% critical values
+    for df, value in ((1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (9, 2.262), (29, 2.045), (120, 1.980)):
+        assert t_quantile(0.975, df) == pytest.approx(value, abs=1e-3)
+    # closed forms: df 1 is Cauchy, df 2 is t = (2p - 1) / sqrt(2p(1 - p))
+    for p in (0.6, 0.9, 0.99):
+        assert t_quantile(p, 1) == pytest.approx(math.tan(math.pi * (p - 0.5)), rel=1e-9)
+        assert t_quantile(p, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * (1 - p)), rel=1e-9)
+    assert 1.959964 < t_quantile(0.975, 10_000) < 1.9603  # just above the normal limit 1.959964
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 3, 7, 30, 500):
+        for p in (0.55, 0.975, 0.999):
+            assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-8)
 
 
 def test_mean_ci_with_one_value_has_no_interval():
