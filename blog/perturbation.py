@@ -71,6 +71,12 @@ def perturb_summary(run: Run) -> Text:
     return Text("; ".join(parts) + ".")
 
 
+def _mean(losses: list) -> float | None:
+    """Mean of the finite losses (perturb.json writes a diverged loss as null)."""
+    finite = [loss for loss in losses if loss is not None]
+    return sum(finite) / len(finite) if finite else None
+
+
 def _sigma_colours(docs: list[dict]) -> dict[float, str]:
     sigmas = sorted({r["sigma"] for doc in docs for r in doc["runs"]})
     return {sigma: PALETTE[i % len(PALETTE)] for i, sigma in enumerate(sigmas)}
@@ -88,7 +94,8 @@ def fig_perturb(run: Run) -> Html:
             first = r["sigma"] not in shown
             shown.add(r["sigma"])
             fig.add_trace(go.Scatter(
-                x=list(steps), y=[max(loss, FLOOR) for loss in losses], mode="lines",
+                x=list(steps), y=[None if loss is None else max(loss, FLOOR) for loss in losses],
+                mode="lines", connectgaps=False,  # null = diverged (non-finite) loss
                 line=dict(color=colours[r["sigma"]], dash="solid" if r["recovered"] else "dot"),
                 name=f"σ = {r['sigma']:g}", legendgroup=str(r["sigma"]), showlegend=first,
                 hovertemplate=(f"σ = {r['sigma']:g}, seed {r['seed']}, "
@@ -111,13 +118,13 @@ def fig_perturb_sigma(run: Run) -> Html:
                                                         "fraction of seeds that recovered"])
     for i, doc in enumerate(docs):
         sigmas = sorted({r["sigma"] for r in doc["runs"]})
-        after = [sum(r["loss_after"] for r in doc["runs"] if r["sigma"] == s)
-                 / sum(r["sigma"] == s for r in doc["runs"]) for s in sigmas]
+        after = [_mean([r["loss_after"] for r in doc["runs"] if r["sigma"] == s]) for s in sigmas]
         rate = [sum(bool(r["recovered"]) for r in doc["runs"] if r["sigma"] == s)
                 / sum(r["sigma"] == s for r in doc["runs"]) for s in sigmas]
         style = dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[i % len(DASHES)])
         name = escape(target_name(doc))
-        fig.add_trace(go.Scatter(x=sigmas, y=[max(a, FLOOR) for a in after], mode="lines+markers",
+        fig.add_trace(go.Scatter(x=sigmas, y=[None if a is None else max(a, FLOOR) for a in after],
+                                 mode="lines+markers",
                                  line=style, name=name, legendgroup=name), row=1, col=1)
         fig.add_trace(go.Scatter(x=sigmas, y=rate, mode="lines+markers", line=style, name=name,
                                  legendgroup=name, showlegend=False), row=1, col=2)

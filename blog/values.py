@@ -19,7 +19,10 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def fmt(x: float) -> str:
-    """A loss or rate with four significant figures, without exponent noise for everyday sizes."""
+    """A loss or rate with four significant figures, without exponent noise for everyday sizes;
+    None (a diverged loss written as null) reads as a dash."""
+    if x is None:
+        return "—"
     x = float(x)
     if not math.isfinite(x):
         return str(x)

@@ -115,16 +115,23 @@ def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
 
 
 def test_perturbation_section_counts_every_model(run_copy, tmp_path):
-    edit_json(run_copy / "perturb-handcrafted.json", lambda d: (d["runs"][0].update(recovered=True),
-                                                                 d.update(basin_radius=0.125)))
+    def change(doc):
+        doc["runs"][0].update(recovered=True)
+        doc["runs"][1]["curve"][1][1] = None  # a diverged loss is written as null
+        doc["runs"][1]["loss_after"] = None
+        doc["basin_radius"] = 0.125
+
+    edit_json(run_copy / "perturb-handcrafted.json", change)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     learned = json.loads((run_copy / "perturb.json").read_text())
     done = sum(r["recovered"] for r in learned["runs"])
     assert f"in {done} of {len(learned['runs'])} runs" in html
-    assert "hand-built (n = 8) model" in html and "in 1 of 4 runs" in html
-    assert "basin radius is σ = 0.125" in html
+    hand = json.loads((run_copy / "perturb-handcrafted.json").read_text())
+    done = sum(r["recovered"] for r in hand["runs"])
+    assert f"the hand-built (n = 8) model (held-out loss" in html
+    assert f"in {done} of {len(hand['runs'])} runs" in html and "basin radius is σ = 0.125" in html
     assert 'id="perturb"' in html and 'id="perturb-sigma"' in html
-    size = json.loads((run_copy / "perturb-handcrafted.json").read_text())["target"]["size"]
+    size = hand["target"]["size"]
     assert f"{size['layers']} layers of" in html and f"{size['parameters']:,} parameters" in html
 
 
