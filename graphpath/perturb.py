@@ -55,12 +55,14 @@ class SweepConfig:
     kind: str = "replace"  # replace | all | group
     group: str | None = None  # group only: glob over parameter names
     sigmas: list = field(default_factory=lambda: [0.1, 0.3, 1.0])  # relative noise scales
-    seeds: list = field(default_factory=lambda: [0, 1, 2])  # one run per sigma x seed
-    steps: int = 150  # gradient steps of recovery
+    seeds: list = field(default_factory=lambda: [0, 1, 2, 3])  # one run per sigma x seed
+    steps: int = 200  # gradient steps of recovery
     batch_size: int = 128  # fresh graphs per step
     optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 0.0
+    clip: float | None = 1.0  # gradient-norm clip per step (None = off): the hand-built model's
+    #                           large gains make unclipped steps overshoot
     eval_size: int = 512  # held-out graphs (fixed, seed eval_seed)
     eval_every: int = 25  # steps between points of the recovery curve
     eval_seed: int = 20_000
@@ -88,6 +90,7 @@ class SweepConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.clip is None or self.clip > 0, f"clip must be > 0 (or unset), got {self.clip}")
         need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
         need(self.data is None or self.data in PRESET_NAMES,
              f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
@@ -193,6 +196,8 @@ def recover(model, spec, eval_batch, cfg: SweepConfig, seed: int, device, bar=No
         optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(loss):
             loss.backward()
+            if cfg.clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
             optimizer.step()
         if step % cfg.eval_every == 0 or step == cfg.steps:
             curve.append([step, held_out_loss(model, eval_batch)])
@@ -288,11 +293,12 @@ def parse_args(argv) -> SweepConfig:
     parser.add_argument("--group", help="kind group: glob over parameter names, e.g. 'blocks.2.*'")
     parser.add_argument("--sigmas", type=_numbers(float), help="relative noise scales, e.g. 0.1,0.3,1")
     parser.add_argument("--seeds", type=_numbers(int), help="seeds, e.g. 0,1,2")
-    parser.add_argument("--steps", type=int, help="recovery step budget (default 150)")
+    parser.add_argument("--steps", type=int, help="recovery step budget (default 200)")
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default adam)")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--weight-decay", dest="weight_decay", type=float)
+    parser.add_argument("--clip", type=float, help="gradient-norm clip (default 1.0)")
     parser.add_argument("--eval-size", dest="eval_size", type=int)
     parser.add_argument("--eval-every", dest="eval_every", type=int)
     parser.add_argument("--eval-seed", dest="eval_seed", type=int)
