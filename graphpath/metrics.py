@@ -12,6 +12,7 @@ squared errors across the graphs of one set).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,6 +46,7 @@ def incomplete_beta(a: float, b: float, x: float) -> float:
     return 1.0 - front * _beta_fraction(b, a, 1.0 - x) / b
 
 
+@functools.lru_cache(maxsize=256)
 def t_quantile(p: float, df: int) -> float:
     """The p-quantile (p in [0.5, 1)) of Student's t with `df` degrees of freedom, by bisection on
     the CDF 1 - I_{df/(df+t^2)}(df/2, 1/2) / 2 (no scipy needed at run time)."""

@@ -273,3 +273,20 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     code, err = run_cli(capsys, *cache, *argv)
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    """`python -m graphpath.evaluate` end to end in a fresh process: output files, the timing line,
+    and a bad input that exits 2 with one line on stderr."""
+    import subprocess
+    import sys
+
+    run = make_run(tmp_path / "run")
+    command = [sys.executable, "-m", "graphpath.evaluate", "--quiet", "--cache", str(tmp_path / "cache"),
+               "--size", "16", "--grid-size", "1", "--no-handcrafted", "--threads", "1", "--no-figures"]
+    done = subprocess.run([*command, str(run)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("evaluated 14 set(s) x 2 model(s) in ")
+    assert (run / "eval.json").is_file() and (run / "report.md").is_file()
+    bad = subprocess.run([*command, str(run), "--sets", "grid", "nope"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
