@@ -167,6 +167,10 @@ def _ci(ci, kind) -> str:
     return f"[{_num(ci[0])}, {_num(ci[1])}] ({'across seeds' if kind == 'seeds' else 'over the set’s graphs'})"
 
 
+def _interval(ci) -> str:
+    return f"[{_num(ci[0])}, {_num(ci[1])}]" if ci else "—"
+
+
 def _verdict(holds) -> str:
     return {True: "holds", False: "does not hold", None: "unknown"}[holds]
 
@@ -204,8 +208,10 @@ def render_markdown(doc: dict) -> str:
         lines.append("")
     names = list(doc.get("set_data", {}))
     header = " | ".join(f"{m} MSE" for m in models)
+    kinds = {b.get("ci_kind") for b in models.get(primary, {}).get("results", {}).values()}
     lines += ["## Every set", "", "Constant-mean MSE is the label variance: what predicting the set's mean "
-              "label would score.", "", f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy "
+              "label would score. The CI is " + ("across seeds." if kinds == {"seeds"} else
+                                                 "over the set's graphs (evaluation noise only)."), "", f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy "
               "| constant-mean MSE |", "|---|---|" + "---|" * len(models) + "---|---|---|"]
     for name in names:
         blocks = [m.get("results", {}).get(name) for m in models.values()]
@@ -214,7 +220,7 @@ def render_markdown(doc: dict) -> str:
         if any_block is None:
             continue
         lines.append(f"| {name} | {any_block['count']} | " + " | ".join(_num(b and b['mse']) for b in blocks)
-                     + f" | {_ci(main and main.get('mse_ci95'), main and main.get('ci_kind'))} | "
+                     + f" | {_interval(main and main.get('mse_ci95'))} | "
                      f"{_num(main and main['accuracy'])} | {_num(any_block['label_variance'])} |")
     skipped = {f"{m}: {s}": why for m, model in models.items() for s, why in model.get("skipped", {}).items()}
     if skipped:
