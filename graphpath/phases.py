@@ -61,6 +61,9 @@ class PhaseDetector:
             below = np.nonzero(smooth[start - plateau // 2:start + drop_len + after] <= middle)[0]
             at = start - plateau // 2 + int(below[0]) if len(below) else start
             plateau_begin = _plateau_begin(y, start, before[best], self.flat_fraction * drop[best] + 0.05)
+            if changes and at <= changes[-1]["index"] + drop_len:  # the same fall seen again
+                i = j + 1 + drop_len
+                continue
             changes.append({"index": int(at), "step": int(steps[at]),
                             "loss_before": float(10 ** before[best]), "loss_after": float(10 ** later[best]),
                             "plateau_steps": int(steps[start] - steps[plateau_begin])})
