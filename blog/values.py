@@ -80,6 +80,14 @@ def model_parameters(run: Run) -> Text:
     raise LookupError("no checkpoints/<stage>-final.safetensors")
 
 
+def scale_note(run: Run) -> Text:
+    """This run's scale next to the study's (3.14e8 pre-training examples, graphs up to n = 15)."""
+    examples = _last(run.metrics, "pretrain")["examples"]
+    n_max = run.config["data"]["n_max"]
+    return Text(f"This run pre-trained on {count(examples)} examples of graphs with up to {n_max} "
+                f"vertices; the study used {fmt(3.14e8)} examples and up to 15 vertices.")
+
+
 def model_summary(run: Run) -> Text:
     model = run.config["model"]
     d_ff = model.get("d_ff") or 4 * model["d_model"]
