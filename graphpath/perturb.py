@@ -90,6 +90,11 @@ class SweepConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise PerturbError(f"unknown device {self.device!r}") from None
+        need(device.type != "cuda" or torch.cuda.is_available(), f"device {self.device!r}: CUDA is not available")
         need(self.clip is None or self.clip > 0, f"clip must be > 0 (or unset), got {self.clip}")
         need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
         need(self.data is None or self.data in PRESET_NAMES,
@@ -284,7 +289,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv) -> SweepConfig:
-    parser = _Parser(prog="python -m graphpath.perturb", description=__doc__.split("\n\n")[0],
+    parser = _Parser(prog="python -m graphpath.perturb", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML file with a [perturb] table of these settings (flags override it)")
     parser.add_argument("--model", help="'handcrafted' or a run directory / checkpoint path")

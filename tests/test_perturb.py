@@ -101,6 +101,7 @@ def run_cli(args, capsys):
     (["--model", "handcrafted", "--n", "5", "--kind", "group", "--group", "nope.*", "--steps", "1"], "matches no parameter"),
     (["--model", "handcrafted", "--n", "5", "--optimizer", "lbfgs"], "unknown optimizer"),
     (["--model", "handcrafted", "--n", "5", "--clip", "0"], "clip"),
+    (["--model", "handcrafted", "--n", "5", "--device", "gpu9"], "unknown device"),
     (["--model", "handcrafted", "--n", "5", "--threshold", "0"], "threshold"),
     (["--model", "handcrafted", "--n", "5", "--config", "/nonexistent.toml"], "cannot read config"),
     (["--model", "handcrafted", "--n", "5", "--data", "nope"], "unknown data set"),
