@@ -26,6 +26,7 @@ from .html import Html, escape, mpld3_figure, plotly_figure  # noqa: E402
 from .rundir import Run  # noqa: E402
 
 TEMPLATE = "plotly_white"
+FLOOR = 1e-6  # an exact 0 on a log axis is drawn here (and labelled as 0)
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -117,8 +118,6 @@ def _bar_values(scores: dict[str, dict], names: list[str]) -> tuple[list, list, 
     down = [m - c[0] if c and m is not None and m > 0 else 0 for c, m in zip(ci, mse)]
     return shown, text, up, down
 
-
-FLOOR = 1e-6
 
 
 def fig_sets(run: Run) -> Html:
