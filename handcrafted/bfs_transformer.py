@@ -44,6 +44,16 @@ What differs is the tokenization: the learned model reads one token per edge and
 token; this model reads one token per vertex, whose neighbour bits the front end sums from the
 edge list. The front end is a lookup plus a sum, not a learned-compatible embedding.
 
+Size (`model_size(n)`; one head per layer, MLP width 5, tokens n + 1):
+
+| n  | layers | width D | d_head | parameters |
+|----|--------|---------|--------|------------|
+| 5  | 6      | 20      | 5      | 4,071      |
+| 8  | 9      | 29      | 8      | 11,994     |
+| 15 | 16     | 50      | 15     | 59,181     |
+| 32 | 33     | 101     | 32     | 473,250    |
+| 64 | 65     | 197     | 64     | 3,457,282  |
+
 Sharpness constants (explicit arguments of `build_model`): `beta_hop` (attention sharpness of
 the hop layers; exactness needs e^beta_hop > 4 n^2) and `beta_copy` (the copy layer; its error is
 at most n^2 e^-beta_copy). The defaults (20, 30) leave errors below 1e-8 per distance for n <= 64
