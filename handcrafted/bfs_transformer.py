@@ -42,7 +42,12 @@ Learned-model compatibility: every block is the learned model's own `Transformer
 with biases, no LayerNorm, no attention biases) and the read-out is the same `Linear(D, 1)`.
 What differs is the tokenization: the learned model reads one token per edge and a target
 token; this model reads one token per vertex, whose neighbour bits the front end sums from the
-edge list. The front end is a lookup plus a sum, not a learned-compatible embedding.
+edge list. That front end is a lookup plus a sum, not a learned-compatible embedding;
+`build_model(n, edge_tokens=True)` replaces it with a pure embedding lookup of edge tokens (each
+edge one token, one-hot a + one-hot b, padding masked: the learned model's input format, plus
+vertex tokens) and one extra "gather" block that computes the neighbour bits inside the model
+(see handcrafted/edge_tokens.py; the stream gains `ends` and `gather`, n wide each: D = 5n + 5,
+n + 2 blocks, 22,705 parameters at n = 8, 831,697 at n = 32).
 
 Size (`model_size(n)`; one head per layer, MLP width 5, tokens n + 1):
 
@@ -71,14 +76,16 @@ from data_gen.spec import MAX_SUPPORTED_VERTICES
 from graphpath.model import TransformerBlock
 
 from .basis import Basis
+from .edge_tokens import EdgeTokenFrontEnd, edge_front_weights, gather_weights
 
 HIDDEN = 5  # MLP units per hop: ramp_low, ramp_high, reach_clear, scratch_clear, count_step
 MIN_VERTICES = 2
 
 
-def stream_basis(n: int) -> Basis:
-    return Basis([("is_vertex", 1), ("self_id", n), ("neighbours", n), ("reach", 1), ("count", 1),
-                  ("scratch", 1), ("query", n), ("answer", 1)])
+def stream_basis(n: int, edge_tokens: bool = False) -> Basis:
+    sections = [("is_vertex", 1), ("self_id", n), ("neighbours", n), ("reach", 1), ("count", 1),
+                ("scratch", 1), ("query", n), ("answer", 1)]
+    return Basis(sections + ([("ends", n), ("gather", n)] if edge_tokens else []))
 
 
 class FrontEnd(nn.Module):
@@ -102,54 +109,62 @@ class FrontEnd(nn.Module):
         flat.scatter_add_(1, b * (n + 1) + a, ones)
         return (flat.view(B, n + 1, n + 1)[:, 1:, 1:] > 0).to(self.vertex.dtype)
 
-    def forward(self, batch: GraphBatch) -> torch.Tensor:
+    def forward(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """((B, n + 1, D) stream, (B, n + 1) attend mask: all True, nothing is padding)."""
         adjacency = self.adjacency(batch)  # (B, n, n)
         vertices = self.vertex[None] + adjacency @ self.neighbour  # (B, n, D)
         answer = self.target[batch.target - 1][:, None]  # (B, 1, D)
-        return torch.cat([vertices, answer], dim=1)  # (B, n + 1, D)
+        x = torch.cat([vertices, answer], dim=1)  # (B, n + 1, D)
+        return x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
 
 
 class BFSTransformer(nn.Module):
     """`forward(batch) -> (B,)` float32 distances from vertex 1 to `batch.target`."""
 
-    def __init__(self, n: int, beta_hop: float = 20.0, beta_copy: float = 30.0):
+    def __init__(self, n: int, beta_hop: float = 20.0, beta_copy: float = 30.0, edge_tokens: bool = False,
+                 max_degree: int | None = None):
         super().__init__()
         check_size(n)
         self.n, self.beta_hop, self.beta_copy = n, float(beta_hop), float(beta_copy)
-        self.basis = stream_basis(n)
+        self.edge_tokens, self.max_degree = bool(edge_tokens), n if max_degree is None else int(max_degree)
+        self.basis = stream_basis(n, self.edge_tokens)
         D = self.basis.width
-        self.front = FrontEnd(n, D)
-        self.blocks = nn.ModuleList(TransformerBlock(D, 1, n, HIDDEN, norm="none") for _ in range(n + 1))
+        self.front = EdgeTokenFrontEnd(n, D) if self.edge_tokens else FrontEnd(n, D)
+        gather = [TransformerBlock(D, 1, n, 3 * n, norm="none")] if self.edge_tokens else []
+        self.blocks = nn.ModuleList(gather + [TransformerBlock(D, 1, n, HIDDEN, norm="none") for _ in range(n + 1)])
         self.readout = nn.Linear(D, 1)
         self.reset_weights()
 
     @torch.no_grad()
     def reset_weights(self) -> None:
         """Write every weight from its formula (also undoes any perturbation)."""
-        basis, n = self.basis, self.n
-        for name, value in front_end_weights(basis, n).items():
+        basis, n, first = self.basis, self.n, int(self.edge_tokens)
+        front = edge_front_weights(basis, n) if self.edge_tokens else front_end_weights(basis, n)
+        for name, value in front.items():
             getattr(self.front, name).copy_(value)
-        for block in self.blocks[:n]:
+        if self.edge_tokens:
+            load_block(self.blocks[0], gather_weights(basis, n, self.beta_hop, self.max_degree))
+        for block in self.blocks[first:first + n]:
             load_block(block, bfs_hop_weights(basis, n, self.beta_hop))
-        load_block(self.blocks[n], copy_weights(basis, n, self.beta_copy))
+        load_block(self.blocks[first + n], copy_weights(basis, n, self.beta_copy))
         self.readout.weight.zero_()
         self.readout.weight[0, basis.index("answer")] = 1.0
         self.readout.bias.zero_()
 
     def stream(self, batch: GraphBatch, upto: int | None = None) -> torch.Tensor:
-        """Residual stream (B, n + 1, D) after `upto` blocks (all by default); read it with `basis.read`."""
+        """Residual stream (B, T, D) after `upto` blocks (all by default); read it with `basis.read`.
+        Tokens 0..n-1 are vertices 1..n, token n the answer, then (edge_tokens) the edge slots."""
         if batch.max_vertices != self.n:
             raise ValueError(f"the hand-built model for n={self.n} scores data with max_vertices == {self.n}, "
                              f"got max_vertices={batch.max_vertices}; build_model({batch.max_vertices}) instead")
-        x = self.front(batch)  # (B, T, D)
-        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # (B, T): no padding
+        x, mask = self.front(batch)  # (B, T, D), (B, T)
         for block in self.blocks[:upto]:
             x = block(x, mask)
         return x
 
     def forward(self, batch: GraphBatch) -> torch.Tensor:
         x = self.stream(batch)
-        return self.readout(x[:, -1]).squeeze(-1)  # (B,)
+        return self.readout(x[:, self.n]).squeeze(-1)  # (B,) from the answer token
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -259,15 +274,21 @@ def load_block(block: nn.Module, weights: dict[str, torch.Tensor]) -> None:
 
 # ---- public entry points ------------------------------------------------------------------------
 
-def build_model(n: int, beta_hop: float = 20.0, beta_copy: float = 30.0) -> BFSTransformer:
-    """The exact BFS transformer for graphs with up to n vertices (targets 2..n), in eval mode."""
-    return BFSTransformer(n, beta_hop, beta_copy).eval()
+def build_model(n: int, beta_hop: float = 20.0, beta_copy: float = 30.0, edge_tokens: bool = False,
+                max_degree: int | None = None) -> BFSTransformer:
+    """The exact BFS transformer for graphs with up to n vertices (targets 2..n), in eval mode.
+    `edge_tokens=True`: neighbour sets computed in-model from edge tokens (handcrafted.edge_tokens);
+    exact while no vertex lies on more than `max_degree` (default n) edge tokens."""
+    return BFSTransformer(n, beta_hop, beta_copy, edge_tokens, max_degree).eval()
 
 
-def model_size(n: int) -> dict[str, int]:
-    """Layers, heads, widths and parameter count of `build_model(n)`, by formula."""
+def model_size(n: int, edge_tokens: bool = False) -> dict[str, int]:
+    """Layers, heads, widths and parameter count of `build_model(n, edge_tokens=...)`, by formula."""
     check_size(n)
-    D, E = 3 * n + 5, n
+    D, E = (5 if edge_tokens else 3) * n + 5, n
     block = 4 * D * E + (D * HIDDEN + HIDDEN) + (HIDDEN * D + D)
-    return {"n": n, "layers": n + 1, "heads_per_layer": 1, "width": D, "d_head": E, "d_mlp": HIDDEN,
-            "tokens": n + 1, "parameters": 3 * n * D + (n + 1) * block + (D + 1)}
+    front = 2 * n * D + (2 * (n + 1) * D if edge_tokens else n * D)
+    gather = 4 * D * E + (D * 3 * n + 3 * n) + (3 * n * D + D) if edge_tokens else 0
+    return {"n": n, "edge_tokens": bool(edge_tokens), "layers": n + 1 + int(edge_tokens), "heads_per_layer": 1,
+            "width": D, "d_head": E, "d_mlp": HIDDEN, "tokens": "n + 1 + M" if edge_tokens else n + 1,
+            "parameters": front + (n + 1) * block + gather + (D + 1)}

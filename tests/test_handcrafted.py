@@ -69,19 +69,21 @@ HAND_DRAWN = [
 ]
 
 
-def test_hand_drawn_table():
+@pytest.mark.parametrize("edge_tokens", [False, True])
+def test_hand_drawn_table(edge_tokens):
     batch = make_batch([(n, e, t) for n, e, t, _ in HAND_DRAWN], max_vertices=8)
     expected = torch.tensor([d for *_, d in HAND_DRAWN], dtype=torch.float32)
     assert torch.equal(batch.label.float(), expected)  # the table agrees with networkx
     with torch.no_grad():
-        out = build_model(8)(batch)
+        out = build_model(8, edge_tokens=edge_tokens)(batch)
     assert (out - expected).abs().max().item() < 1e-3
     assert (out - expected).pow(2).mean().item() < 1e-6
 
 
-@pytest.mark.parametrize("n,size", [(8, 2000), (15, 1200), (32, 400)])
-def test_exact_on_every_family_and_target_mode(n, size):
-    model = build_model(n)
+@pytest.mark.parametrize("n,size,edge_tokens", [(8, 2000, False), (15, 1200, False), (32, 400, False),
+                                                (8, 1000, True), (15, 500, True), (32, 150, True)])
+def test_exact_on_every_family_and_target_mode(n, size, edge_tokens):
+    model = build_model(n, edge_tokens=edge_tokens)
     for index, (family, mode) in enumerate(itertools.product(FAMILIES, TARGET_MODES)):
         spec = GraphSpec(family=family, n_min=3, n_max=n, target=mode)
         batch = sample(spec, size, 1000 * n + index)
@@ -97,19 +99,21 @@ def test_exact_on_every_family_and_target_mode(n, size):
         assert (batch.label == n).any() and (batch.target > batch.num_vertices).any()
 
 
-def test_every_graph_on_five_vertices():
+@pytest.mark.parametrize("edge_tokens", [False, True])
+def test_every_graph_on_five_vertices(edge_tokens):
     """All 2^10 simple graphs on 5 vertices, every target 2..5: 4096 cases."""
     pairs = list(itertools.combinations(range(1, 6), 2))
     graphs = [(5, [p for bit, p in enumerate(pairs) if mask >> bit & 1], t)
               for mask in range(1 << len(pairs)) for t in range(2, 6)]
     batch = make_batch(graphs, max_vertices=5)
     with torch.no_grad():
-        out = build_model(5)(batch)
+        out = build_model(5, edge_tokens=edge_tokens)(batch)
     assert torch.equal(out.round(), batch.label.float())
     assert (out - batch.label.float()).abs().max().item() < 1e-4
 
 
-def test_mixed_sizes_padding_repeats_and_edge_order():
+@pytest.mark.parametrize("edge_tokens", [False, True])
+def test_mixed_sizes_padding_repeats_and_edge_order(edge_tokens):
     spec = GraphSpec(family="reference", n_min=3, n_max=10, target="any")  # repeats and isolated vertices
     batch = sample(spec, 600, 11)
     wide = GraphBatch(torch.nn.functional.pad(batch.edges, (0, 0, 0, 5)), batch.num_vertices,
@@ -118,7 +122,7 @@ def test_mixed_sizes_padding_repeats_and_edge_order():
     order = torch.stack([torch.randperm(wide.edges.shape[1], generator=generator) for _ in range(len(wide))])
     shuffled = GraphBatch(torch.gather(wide.edges, 1, order[..., None].expand(-1, -1, 2)), batch.num_vertices,
                           batch.target, batch.label, batch.path_length, batch.max_vertices)
-    model = build_model(10)
+    model = build_model(10, edge_tokens=edge_tokens)
     with torch.no_grad():
         out, out_wide, out_shuffled = model(batch), model(wide), model(shuffled)
     assert len(set(batch.num_vertices.tolist())) > 5
@@ -139,14 +143,16 @@ def test_wrong_max_vertices_is_refused():
             build_model(bad)
 
 
-def test_size_table_and_named_parameters():
+@pytest.mark.parametrize("edge_tokens", [False, True])
+def test_size_table_and_named_parameters(edge_tokens):
     for n in (2, 5, 8, 15, 32):
-        model, size = build_model(n), model_size(n)
+        model, size = build_model(n, edge_tokens=edge_tokens), model_size(n, edge_tokens)
         assert model.num_parameters() == size["parameters"]
-        assert len(model.blocks) == size["layers"] == n + 1
-        assert model.basis.width == size["width"] == 3 * n + 5
+        assert len(model.blocks) == size["layers"] == n + 1 + edge_tokens
+        assert model.basis.width == size["width"] == (5 if edge_tokens else 3) * n + 5
         names = [name for name, _ in model.named_parameters()]
-        assert "blocks.0.attn.W_Q" in names and "front.neighbour" in names and "readout.weight" in names
+        front = "front.edge_a" if edge_tokens else "front.neighbour"
+        assert "blocks.0.attn.W_Q" in names and front in names and "readout.weight" in names
         assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
 
 
@@ -172,3 +178,14 @@ def test_perturbed_weights_break_and_reset_restores():
     assert mse(model, batch) > 1e-2  # the test can fail: the weights matter
     model.reset_weights()
     assert mse(model, batch) < 1e-6
+
+
+def test_edge_tokens_gather_block_writes_the_neighbour_sets():
+    """Block 0 of the edge-token model leaves exactly the lookup front end's neighbour bits."""
+    batch = sample(GraphSpec(family="reference", n_min=3, n_max=9, target="any"), 300, 4)
+    lookup, edge = build_model(9), build_model(9, edge_tokens=True)
+    with torch.no_grad():
+        want = lookup.basis.read(lookup.stream(batch, upto=0)[:, :9])["neighbours"]
+        got = edge.basis.read(edge.stream(batch, upto=1)[:, :9])
+    assert torch.allclose(got["neighbours"], want, atol=1e-4) and want.sum() > 0
+    assert got["gather"].abs().max() < 1e-6
