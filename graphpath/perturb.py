@@ -68,6 +68,7 @@ class SweepConfig:
     eval_seed: int = 20_000
     threshold: float = 0.1  # a run has recovered once its held-out MSE is <= this
     with_handcrafted: bool = False  # learned runs: also sweep build_model(max_vertices) on the same data
+    edge_tokens: bool = False  # hand-built model: the edge-token front end (handcrafted.edge_tokens)
     data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
     out: str | None = None  # perturb.json path; None = RUN_DIR/perturb.json or runs/handcrafted-nN/
     device: str = "cpu"
@@ -118,8 +119,8 @@ def load_target(cfg: SweepConfig):
 
         sizes = dict(n_max=cfg.n, finetune_n_max=min(7, cfg.n), small_target=min(7, cfg.n))
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
-        info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n), "data_sizes": sizes}
-        return build_model(cfg.n), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
+        info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
+        return build_model(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
     from .checkpoint import CheckpointError, load_model
 
     path = Path(cfg.model)
@@ -259,7 +260,8 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> list[dict]:
         from handcrafted import build_model, model_size
 
         n = spec.max_vertices
-        targets.append(("handcrafted", build_model(n), {"model": "handcrafted", "n": n, "size": model_size(n)}))
+        targets.append(("handcrafted", build_model(n, edge_tokens=cfg.edge_tokens),
+                        {"model": "handcrafted", "n": n, "size": model_size(n, cfg.edge_tokens)}))
     eval_batch = sample(spec, cfg.eval_size, cfg.eval_seed).to(device)
     docs = []
     total = len(targets) * len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
@@ -314,6 +316,8 @@ def parse_args(argv) -> SweepConfig:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_const", const=True,
                         help="learned runs: sweep the hand-built model on the same data too, for one plot")
+    parser.add_argument("--edge-tokens", dest="edge_tokens", action="store_const", const=True,
+                        help="hand-built model reads edge tokens (neighbour sets gathered in-model)")
     parser.add_argument("--no-figures", dest="figures", action="store_const", const=False)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = vars(parser.parse_args(argv))

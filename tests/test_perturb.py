@@ -147,11 +147,12 @@ def test_cli_end_to_end_handcrafted_and_learned(capsys, tmp_path):
     config.write_text('[perturb]\nkind = "replace"\nsigmas = [0.0, 0.5]\nseeds = [0, 1]\nsteps = 6\n'
                       'eval_every = 3\neval_size = 64\nbatch_size = 32\n')
     code, err = run_cli(["--config", str(config), "--model", "handcrafted", "--n", "5", "--out", str(out),
-                         "--quiet"], capsys)
+                         "--edge-tokens", "--quiet"], capsys)
     assert code == 0, err
     doc = json.loads(out.read_text())
     assert doc["schema"] == 1 and doc["steps"] == 6 and doc["loss_before"] < 1e-6
     assert doc["target"]["model"] == "handcrafted" and doc["target"]["n"] == 5 and doc["settings"]["kind"] == "replace"
+    assert doc["target"]["size"]["edge_tokens"] and doc["settings"]["edge_tokens"]
     assert [(r["sigma"], r["seed"]) for r in doc["runs"]] == [(0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1)]
     for run in doc["runs"]:
         assert [step for step, _ in run["curve"]] == [0, 3, 6]
