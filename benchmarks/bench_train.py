@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=None, help="graphs per step (default 4096 CPU, 32768 CUDA)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per model (default 5; --quick 3)")
-    parser.add_argument("--buckets", type=int, default=4, help="edge-count buckets for our model")
+    parser.add_argument("--buckets", type=int, default=8, help="edge-count buckets for our model")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 1024, 3 steps: about a minute on 2 cores")
