@@ -71,6 +71,27 @@ def build_handcrafted(n: int, device: str = "cpu"):
         raise EvalError(f"cannot build the hand-built model for n={n}: {error}") from None
 
 
+# What each residual section of the hand-built model holds (handcrafted/bfs_transformer.py's map).
+STREAM_MEANING = {
+    "is_vertex": "1 on vertex tokens, 0 on the answer token",
+    "self_id": "one-hot id of the vertex token",
+    "neighbours": "bit u set iff u is a neighbour of v",
+    "reach": "1 once the vertex is within l hops of vertex 1",
+    "count": "hops before the vertex was reached (its distance, or n)",
+    "scratch": "attention's mean reach over the closed neighbourhood, cleared by the MLP",
+    "query": "one-hot target t (answer token)",
+    "answer": "the copied count of vertex t: the output",
+}
+
+
+def handcrafted_description(n: int) -> dict:
+    """Size and residual-stream map of the hand-built model for n (eval.json models.handcrafted.info)."""
+    from handcrafted import model_size, stream_basis
+    stream = [{"section": name, "width": width, "meaning": STREAM_MEANING.get(name, "")}
+              for name, width in stream_basis(n).sections]
+    return {**model_size(n), "stream": stream}
+
+
 def handcrafted_available() -> bool:
     try:
         from handcrafted import build_model  # noqa: F401
@@ -166,6 +187,7 @@ def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, besid
     """The hand-built model's entry; as a comparison beside runs (`beside`) a failure only warns."""
     entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_model({n})"], n, [])
     try:
+        entry["info"] = [handcrafted_description(n)]
         score_entry(entry, [build_handcrafted(n, device)], prepared, device, "handcrafted", progress)
     except Exception as error:  # noqa: BLE001 - a comparison must not sink the run's own evaluation
         if not beside:
