@@ -42,7 +42,7 @@ class StageConfig:
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
-    compile: bool = False  # torch.compile the model (the unwrapped module is what is saved)
+    compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
 
     def validate(self, section: str) -> None:
         def need(ok: bool, message: str):

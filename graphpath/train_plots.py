@@ -21,17 +21,21 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 def loss_figure(metrics: list[dict]) -> go.Figure:
     fig = go.Figure()
+    offset = max((m["step"] for m in metrics if m["stage"] == "pretrain"), default=0)
     for stage in ("pretrain", "finetune"):
+        shift = offset if stage == "finetune" else 0  # fine-tuning continues the step axis
         rows = [m for m in metrics if m["stage"] == stage and m["step"] > 0]
         if rows:
-            fig.add_scatter(x=[m["step"] for m in rows], y=[m["loss"] for m in rows], mode="lines",
+            fig.add_scatter(x=[m["step"] + shift for m in rows], y=[m["loss"] for m in rows], mode="lines",
                             name=f"{stage} (train batches)")
         held = [m for m in metrics if m["stage"] == stage and "eval_loss" in m]
         if held:
-            fig.add_scatter(x=[m["step"] for m in held], y=[m["eval_loss"] for m in held], mode="lines+markers",
-                            name=f"{stage} (held-out)")
-    fig.update_layout(title="Mean squared error", xaxis_title="step (per stage)", yaxis_title="MSE",
-                      yaxis_type="log", template="plotly_white")
+            fig.add_scatter(x=[m["step"] + shift for m in held], y=[m["eval_loss"] for m in held],
+                            mode="lines+markers", name=f"{stage} (held-out {stage} set)")
+    if offset and any(m["stage"] == "finetune" for m in metrics):
+        fig.add_vline(x=offset, line_dash="dot", line_color="grey")
+    fig.update_layout(title="Mean squared error (dotted: fine-tuning starts)", xaxis_title="step",
+                      yaxis_title="MSE", yaxis_type="log", template="plotly_white")
     return fig
 
 

@@ -166,8 +166,8 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
         step, examples = _restore(resume_from, base, optimizer, scheduler, feed, runtime)
         metrics.truncate(stage_name, step)
     forward = model
-    if stage.compile:
-        forward = torch.compile(model, dynamic=True)
+    if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
+        base._forward = torch.compile(base._forward, dynamic=True)
     heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
     info = {"model_config": base.config.to_dict(), "data": dict(config.data), "seed": config.seed,
             "stage": stage_name}
