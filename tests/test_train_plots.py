@@ -1,0 +1,33 @@
+"""Training figures: confusion counts by hand, HTML + PNG written (kaleido or the matplotlib copy)."""
+import numpy as np
+
+from graphpath.train_plots import (_png_with_matplotlib, confusion_counts, confusion_figure, label_loss_figure,
+                                   loss_figure, write_figure)
+
+
+def test_confusion_counts_round_and_clip():
+    labels = np.array([1, 1, 2, 8, 8, 3])
+    predictions = np.array([0.6, 1.4, 2.5, 9.7, -3.0, 2.49])
+    counts = confusion_counts(labels, predictions, 8)
+    expected = np.zeros((9, 9), dtype=np.int64)
+    for label, predicted in [(1, 1), (1, 1), (2, 2), (8, 8), (8, 0), (3, 2)]:  # rint: 2.5 -> 2 (half to even)
+        expected[label, predicted] += 1
+    assert np.array_equal(counts, expected)
+    figure = confusion_figure(counts, "t")
+    rows = np.asarray(figure.data[0].z, dtype=float)
+    assert rows.shape == (4, 9)  # only labels that occur
+    assert np.allclose(np.nansum(10 ** rows, axis=1), 1.0)  # each row normalized
+
+
+def test_figures_are_written_as_html_and_png(tmp_path):
+    metrics = [{"stage": "pretrain", "step": s, "examples": 8 * s, "loss": 1.0 / s,
+                "label_loss": {"1": 1.0 / s, "2": 2.0 / s}, "eval_loss": 1.0 / s} for s in range(1, 30)]
+    phases = [{"stage": "pretrain", "label": "1", "step": 10, "examples": 80, "loss_before": 1.0,
+               "loss_after": 0.1, "plateau_steps": 5}]
+    write_figure(loss_figure(metrics), tmp_path / "figures" / "loss", png=False)
+    assert (tmp_path / "figures" / "loss.html").is_file()
+    assert (tmp_path / "figures" / "plotly.min.js").is_file()  # offline, shared by every figure
+    for name, figure in (("labels", label_loss_figure(metrics, phases, "pretrain")),
+                         ("confusion", confusion_figure(np.eye(3, dtype=np.int64) * 5, "t"))):
+        _png_with_matplotlib(figure, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
