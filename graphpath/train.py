@@ -49,7 +49,8 @@ def parse_args(argv):
                "checkpoints/, figures/, eval.json (see docs/contracts.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
-                        help="TOML preset (default: experiments/small.toml; with --resume: the run's config.toml)")
+                        help="TOML preset (default: experiments/small.toml; with --resume or --stage finetune "
+                             "on an existing run: the run's config.toml)")
     parser.add_argument("--stage", choices=STAGE_CHOICES, default="all", help="which stage(s) to run (default all)")
     parser.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -165,6 +166,8 @@ def run(args, overrides) -> int:
     else:
         config = load_config(args.config or DEFAULT_CONFIG, overrides)
         out = args.out or Path("runs") / config.name
+        if args.stage == "finetune" and args.config is None and (out / "config.toml").is_file():
+            config = load_config(out / "config.toml", overrides)  # fine-tune the run as it was configured
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     runtime = setup_runtime(args.device)

@@ -191,3 +191,10 @@ def test_a_dataset_of_another_size_is_refused(tmp_path, capsys):
     assert build(["--preset", "pretrain", "--size", "200", "--seed", "3", "--out", str(data), "--n-max", "6", "--finetune-n-max", "4", "--small-target", "4"]) == 0
     assert main(["--out", str(tmp_path / "run"), "--stage", "pretrain", *TINY, "--train.dataset", str(data)]) == 2
     assert "max_vertices" in capsys.readouterr().err
+
+
+def test_finetune_stage_uses_the_runs_own_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "3"]) == 0
+    assert main(["--out", str(out), "--stage", "finetune", "--finetune.steps", "2", "--no-eval", "--no-figures"]) == 0
+    assert [m["step"] for m in read_metrics(out) if m["stage"] == "finetune"][-1] == 2
