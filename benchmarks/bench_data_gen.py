@@ -20,30 +20,17 @@ import multiprocessing
 import random
 import sys
 import time
-from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_gen import PRESET_NAMES, GraphSpec, study_presets  # noqa: E402
 from data_gen.dataset import shard_key  # noqa: E402
+from data_gen.bfs import bfs_from, neighbour_lists  # noqa: E402
 from data_gen.fast import fast_arrays, study_keep_table, warm_up  # noqa: E402
 
 
 # ---- the baseline: one graph at a time, in plain Python ----------------------------------------
-
-def bfs(neighbours, source, n, unreachable):
-    distance = [unreachable] * (n + 1)
-    distance[source] = 0
-    queue = deque([source])
-    while queue:
-        vertex = queue.popleft()
-        for other in neighbours[vertex]:
-            if distance[other] == unreachable:
-                distance[other] = distance[vertex] + 1
-                queue.append(other)
-    return distance
-
 
 def python_graph(spec: GraphSpec, keep: list, rnd: random.Random):
     """One accepted graph of a reference-family spec: (edges, n, target, label, path_length)."""
@@ -55,11 +42,8 @@ def python_graph(spec: GraphSpec, keep: list, rnd: random.Random):
             a, b = rnd.randint(1, n), rnd.randint(1, n)
             if a != b:
                 edges.append((min(a, b), max(a, b)))
-        neighbours = [[] for _ in range(n + 1)]
-        for a, b in edges:
-            neighbours[a].append(b)
-            neighbours[b].append(a)
-        from_one = bfs(neighbours, 1, n, unreachable)
+        neighbours = neighbour_lists(n, edges)
+        from_one = bfs_from(neighbours, 1, unreachable)
         d = from_one[2]
         if spec.target == "any":
             t = rnd.randint(2, spec.target_max)
@@ -70,7 +54,7 @@ def python_graph(spec: GraphSpec, keep: list, rnd: random.Random):
             continue
         if spec.target == "fixed":
             return edges, n, 2, d, d
-        from_two = bfs(neighbours, 2, n, unreachable)
+        from_two = bfs_from(neighbours, 2, unreachable)
         cap = min(n, spec.t_max or n)
         by_position = {}
         for v in range(1, cap + 1):

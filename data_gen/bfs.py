@@ -12,11 +12,9 @@ from collections import deque
 import numpy as np
 
 
-def bfs_reference(num_vertices: int, edges, source: int, unreachable: int) -> list[int]:
-    """Distances from `source` to every vertex 0..num_vertices (index 0 unused = unreachable).
-
-    `edges` is any iterable of (a, b) pairs; (0, 0) padding rows and self-pairs are ignored.
-    """
+def neighbour_lists(num_vertices: int, edges) -> list[list[int]]:
+    """Adjacency lists for vertices 0..num_vertices from (a, b) pairs; (0, 0) padding rows and
+    self-pairs are ignored, a repeated edge appears repeatedly."""
     neighbours = [[] for _ in range(num_vertices + 1)]
     for a, b in edges:
         a, b = int(a), int(b)
@@ -24,7 +22,12 @@ def bfs_reference(num_vertices: int, edges, source: int, unreachable: int) -> li
             continue
         neighbours[a].append(b)
         neighbours[b].append(a)
-    distance = [unreachable] * (num_vertices + 1)
+    return neighbours
+
+
+def bfs_from(neighbours: list[list[int]], source: int, unreachable: int) -> list[int]:
+    """Distances from `source` over adjacency lists (index 0 unused = unreachable)."""
+    distance = [unreachable] * len(neighbours)
     distance[source] = 0
     queue = deque([source])
     while queue:
@@ -34,6 +37,14 @@ def bfs_reference(num_vertices: int, edges, source: int, unreachable: int) -> li
                 distance[other] = distance[vertex] + 1
                 queue.append(other)
     return distance
+
+
+def bfs_reference(num_vertices: int, edges, source: int, unreachable: int) -> list[int]:
+    """Distances from `source` to every vertex 0..num_vertices (index 0 unused = unreachable).
+
+    `edges` is any iterable of (a, b) pairs; (0, 0) padding rows and self-pairs are ignored.
+    """
+    return bfs_from(neighbour_lists(num_vertices, edges), source, unreachable)
 
 
 def adjacency_bitsets(edges: np.ndarray, max_vertices: int) -> np.ndarray:
