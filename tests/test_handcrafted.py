@@ -13,15 +13,6 @@ from data_gen.spec import FAMILIES, TARGET_MODES
 from handcrafted import build_model, model_size
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: intra-op threads only contend on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def networkx_distances(batch: GraphBatch) -> torch.Tensor:
     """The independent oracle: BFS distance 1 -> target per graph, unreachable = max_vertices."""
     out = []

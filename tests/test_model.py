@@ -11,15 +11,6 @@ from graphpath.model import ConfigError, GraphTransformer, ModelConfig, Transfor
 SPECS = study_presets(8, 5, 5, 4, 3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy shared machine punishes two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_model(seed=0, **changes) -> GraphTransformer:
     torch.manual_seed(seed)
     values = dict(max_vertices=8, d_model=32, n_layers=2, n_heads=2)

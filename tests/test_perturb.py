@@ -11,15 +11,6 @@ from graphpath import perturb as P
 from handcrafted import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: intra-op threads only contend on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def data(n: int, size: int, seed: int):
     spec = study_presets(n_max=n, finetune_n_max=min(7, n), small_target=min(7, n))["test-any-large"]
     return spec, sample(spec, size, seed)

@@ -20,14 +20,6 @@ TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target"
         "--finetune.eval_every", "3", "--finetune.eval_size", "256", "--no-eval", "--no-figures"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def read_metrics(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
