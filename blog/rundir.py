@@ -14,10 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from data_gen.toml import tomllib
 
 REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
 

@@ -34,15 +34,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 from .dataset import FORMAT, MANIFEST, SHARD_SIZE, DatasetError, make_shard, shard_counts
 from .fast import warm_up
 from .figures import label_distribution
 from .spec import PRESET_NAMES, GraphSpec, SpecError, preset, study_presets
+from .toml import tomllib
 
 SIZE_FLAGS = ("n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold")
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_gen import SpecError, study_presets
+from data_gen.toml import tomllib
 
 from .model import ConfigError, ModelConfig
 

@@ -37,10 +37,8 @@ BEFORE_AFTER_SETS = ("pretrain", "finetune")
 # ---- loading models and runs ----------------------------------------------------------------------
 
 def _toml(path: Path) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from data_gen.toml import tomllib
+
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)

@@ -29,7 +29,6 @@ import math
 import os
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
+from data_gen.toml import tomllib
 
 KINDS = ("replace", "all", "group")
 OPTIMIZERS = ("adam", "adamw", "sgd")

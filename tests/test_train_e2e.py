@@ -1,12 +1,12 @@
 """The default command end to end (pre-train, fine-tune, score, figures) at a reduced size."""
 import json
-import tomllib
 
 import pytest
 import torch
 
 import graphpath.train as train_cli
 from data_gen import study_presets
+from data_gen.toml import tomllib
 from graphpath.checkpoint import load_model
 
 
