@@ -23,6 +23,14 @@ class SpecError(ValueError):
     """A spec that cannot describe a dataset; the message names the offending field."""
 
 
+def reject_unknown_keys(config_class, values: dict, error: type[Exception], what: str) -> None:
+    """Raise `error` naming every key of `values` that is not a field of the dataclass."""
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise error(f"unknown {what} key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     family: str = "reference"  # reference | erdos_renyi | tree | path
@@ -104,10 +112,7 @@ class GraphSpec:
 
     @classmethod
     def from_dict(cls, values: dict) -> "GraphSpec":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise SpecError(f"unknown spec key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(cls, values, SpecError, "spec")
         try:
             return cls(**values)
         except TypeError as error:  # e.g. a string where a number belongs

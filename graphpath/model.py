@@ -35,6 +35,7 @@ from einops import rearrange
 from torch import nn
 
 from data_gen import GraphBatch
+from data_gen.spec import reject_unknown_keys
 
 NORMS = ("pre", "post", "none")
 
@@ -82,10 +83,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(cls, values, ConfigError, "model")
         return cls(**values)
 
 
