@@ -1,7 +1,9 @@
-"""A dataset's label-distribution figure: interactive plotly HTML, and a matplotlib PNG beside it.
+"""Figure files for every part of graphpath, and a dataset's label-distribution figure.
 
-The HTML embeds plotly.js (no network needed to view it); the PNG uses matplotlib's Agg
-backend, which needs no browser or download (kaleido is not used).
+`write_html` writes a plotly figure as interactive HTML that loads `plotly.min.js` from its own
+folder (plotly copies it there once): offline, and one copy of the 4.8 MB library per folder
+rather than one per figure. `write_png` writes a matplotlib figure (Agg backend: no browser or
+download; kaleido is not needed). Both write to a temporary name and rename.
 """
 from __future__ import annotations
 
@@ -9,10 +11,28 @@ import os
 from pathlib import Path
 
 
-def _atomic_write(path: Path, write) -> None:
-    temporary = path.with_name(f".tmp-{path.name}")
-    write(temporary)
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def write_html(figure, path) -> Path:
+    """The plotly `figure` as `path` (.html), atomically, beside a shared plotly.min.js."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    figure.write_html(temporary, include_plotlyjs="directory", full_html=True)
     os.replace(temporary, path)
+    return path
+
+
+def write_png(mpl_figure, path, dpi: int = 110) -> Path:
+    """The matplotlib `mpl_figure` as `path` (.png), atomically (the figure is not closed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary(path)
+    mpl_figure.savefig(temporary, dpi=dpi, format="png")
+    os.replace(temporary, path)
+    return path
 
 
 def label_distribution(label_counts: list[int], unreachable: int, title: str, folder) -> list[Path]:
@@ -31,8 +51,7 @@ def label_distribution(label_counts: list[int], unreachable: int, title: str, fo
                               hovertemplate="label %{x}: %{y} graphs (%{text})<extra></extra>"))
     figure.update_layout(title=title, xaxis_title="label (BFS distance 1 -> target)",
                          yaxis_title="graphs", xaxis_type="category", template="plotly_white")
-    html = folder / "label_distribution.html"
-    _atomic_write(html, lambda p: figure.write_html(p, include_plotlyjs=True, full_html=True))
+    html = write_html(figure, folder / "label_distribution.html")
 
     import matplotlib
 
@@ -45,7 +64,6 @@ def label_distribution(label_counts: list[int], unreachable: int, title: str, fo
     axis.set_ylabel("graphs")
     axis.set_title(title, fontsize=10)
     fig.tight_layout()
-    png = folder / "label_distribution.png"
-    _atomic_write(png, lambda p: fig.savefig(p, format="png"))
+    png = write_png(fig, folder / "label_distribution.png", dpi=100)
     plt.close(fig)
     return [html, png]

@@ -12,7 +12,6 @@ PNGs come from matplotlib because plotly's static export (kaleido >= 1) needs a 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -23,19 +22,16 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from data_gen.figures import write_html, write_png  # noqa: E402
+
 FLOOR = 1e-7  # MSE bars are drawn on a log axis; below this they are drawn at it
 
 
 def _save(fig: go.Figure, mpl_fig, out_dir: Path, stem: str) -> list[str]:
     """Write stem.html (plotly) and stem.png (matplotlib) atomically; return their names."""
-    html, png = out_dir / f"{stem}.html", out_dir / f"{stem}.png"
-    temporary = out_dir / f".tmp-{os.getpid()}-{stem}.html"
-    fig.write_html(temporary, include_plotlyjs="directory", full_html=True)
-    os.replace(temporary, html)
-    temporary = out_dir / f".tmp-{os.getpid()}-{stem}.png"
-    mpl_fig.savefig(temporary, dpi=110, format="png")  # no bbox "tight": it draws the figure twice
+    html = write_html(fig, out_dir / f"{stem}.html")
+    png = write_png(mpl_fig, out_dir / f"{stem}.png")  # no bbox "tight": it draws the figure twice
     plt.close(mpl_fig)
-    os.replace(temporary, png)
     return [html.name, png.name]
 
 

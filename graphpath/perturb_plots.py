@@ -6,11 +6,12 @@ is the list of perturb.json documents themselves, so anything reading the files 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
+
+from data_gen.figures import write_html
 
 DASHES = ("solid", "dash", "dot", "dashdot")
 
@@ -84,9 +85,5 @@ def write_figures(docs: list[dict], out_dir: Path, prefix: str = "perturb") -> l
     for stem, fig in (("curves", curves_figure(docs)), ("after", after_figure(docs)), ("rate", rate_figure(docs))):
         if stem != "curves" and len(sigmas) > 1 and min(sigmas) > 0:
             fig.update_xaxes(type="log")
-        path = out_dir / f"{prefix}_{stem}.html"
-        tmp = out_dir / f".{prefix}_{stem}.tmp{os.getpid()}.html"
-        fig.write_html(tmp, include_plotlyjs="directory", full_html=True)
-        os.replace(tmp, path)
-        paths.append(str(path))
+        paths.append(str(write_html(fig, out_dir / f"{prefix}_{stem}.html")))
     return paths

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from data_gen.figures import write_html
+
 from .trainer import MetricsLog, Runtime, evaluate, heldout_set
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -115,10 +117,7 @@ def _png_with_matplotlib(fig: go.Figure, path: Path) -> None:
 
 def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
     """`path`.html (atomic) and, if `png`, `path`.png beside it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.html")
-    fig.write_html(tmp, include_plotlyjs="directory", full_html=True)  # one shared plotly.min.js, offline
-    os.replace(tmp, path.with_suffix(".html"))
+    write_html(fig, path.with_suffix(".html"))
     if not png:
         return
     tmp_png = path.with_name(f".{path.name}.tmp{os.getpid()}.png")

@@ -128,7 +128,7 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
     assert f"in {done} of {len(learned['runs'])} runs" in html
     hand = json.loads((run_copy / "perturb-handcrafted.json").read_text())
     done = sum(r["recovered"] for r in hand["runs"])
-    assert f"the hand-built (n = 8) model (held-out loss" in html
+    assert "the hand-built (n = 8) model (held-out loss" in html
     assert f"in {done} of {len(hand['runs'])} runs" in html and "basin radius is σ = 0.125" in html
     assert 'id="perturb"' in html and 'id="perturb-sigma"' in html
     size = hand["target"]["size"]
