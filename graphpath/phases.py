@@ -60,7 +60,9 @@ class PhaseDetector:
             middle = (before[best] + later[best]) / 2
             below = np.nonzero(smooth[start - plateau // 2:start + drop_len + after] <= middle)[0]
             at = start - plateau // 2 + int(below[0]) if len(below) else start
-            plateau_begin = _plateau_begin(y, start, before[best], self.flat_fraction * drop[best] + 0.05)
+            # the P points before `start` passed the flatness test, so the plateau is at least that long
+            plateau_begin = min(start - plateau,
+                                _plateau_begin(y, start, before[best], self.flat_fraction * drop[best] + 0.05))
             if changes and at <= changes[-1]["index"] + drop_len:  # the same fall seen again
                 i = j + 1 + drop_len
                 continue
