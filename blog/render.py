@@ -6,13 +6,13 @@ and renamed; index.html is written last, so a page that exists is complete.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import mpld3.urls
 import plotly.offline
+
+from data_gen.files import atomic_write_bytes
 
 from .figures import FIGURES
 from .perturbation import PERTURBATION
@@ -62,20 +62,6 @@ def resolve(keys: list[str], run: Run) -> dict[str, Text | Html]:
         raise MissingValuesError(f"cannot build the page from {run.path}: {len(missing)} "
                                  f"placeholder(s) have no value: {'; '.join(missing)}")
     return values
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the page is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _assets() -> dict[str, bytes]:
@@ -133,9 +119,9 @@ def render(run_dir: str | Path, out_dir: str | Path, post: str | Path = POST) ->
     try:
         (out_dir / "assets").mkdir(parents=True, exist_ok=True)
         for name, data in _assets().items():
-            _atomic_write(out_dir / "assets" / name, data)
+            atomic_write_bytes(out_dir / "assets" / name, data)
         index = out_dir / "index.html"
-        _atomic_write(index, document.encode("utf-8"))
+        atomic_write_bytes(index, document.encode("utf-8"))
     except OSError as err:
         raise OutputError(f"cannot write the page to {out_dir}: {err.strerror or err}") from None
     return index

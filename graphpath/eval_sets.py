@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_gen import GraphBatch, GraphSpec, SpecError, sample_arrays, study_presets
+from data_gen.files import atomic_path
 from data_gen.spec import PRESET_NAMES
 
 CACHE_FORMAT = 1  # bump when the cached arrays' layout or the set definitions change
@@ -152,11 +153,9 @@ def _draw(evalset: EvalSet, size: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    with open(temporary, "wb") as handle:  # vertex ids and distances are <= 64: uint8 is exact
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        # vertex ids and distances are <= 64: uint8 is exact
         np.savez(handle, **{name: arrays[name].astype(np.uint8) for name in ARRAYS})
-    os.replace(temporary, path)
 
 
 def load_set(evalset: EvalSet, size: int, seed: int, cache_dir: Path | None) -> tuple[GraphBatch, str]:

@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+from data_gen.files import atomic_write_text
 
 from . import report
 from .eval_core import model_vocabulary, pool_runs, score_model
@@ -275,12 +276,6 @@ def default_data(n: int | None) -> dict:
     return {"n_max": n, "finetune_n_max": min(7, n), "small_target": min(7, n)}
 
 
-def _dump(path: Path, text: str) -> None:
-    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
     """eval.json, report.md and figures/ under out_dir (each written to a temporary name first)."""
     out_dir = Path(out_dir)
@@ -289,8 +284,8 @@ def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
     doc["figures"] = write_figures(doc, out_dir / "figures") if figures else []
     doc["eval"]["seconds"]["figures"] = round(time.perf_counter() - started, 3)
     doc["eval"]["seconds"]["total"] = round(sum(v for k, v in doc["eval"]["seconds"].items() if k != "total"), 3)
-    _dump(out_dir / "eval.json", json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
-    _dump(out_dir / "report.md", report.render_markdown(doc))
+    atomic_write_text(out_dir / "eval.json", json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    atomic_write_text(out_dir / "report.md", report.render_markdown(doc))
     return doc
 
 

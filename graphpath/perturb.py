@@ -26,7 +26,6 @@ import copy
 import fnmatch
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -37,6 +36,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
+from data_gen.files import atomic_write_text
 from data_gen.toml import tomllib
 
 KINDS = ("replace", "all", "group")
@@ -352,10 +352,7 @@ def default_out(cfg: SweepConfig) -> Path:
 
 
 def write_json(doc: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False, default=str))
 
 
 def clean_for_json(doc: dict) -> dict:

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from data_gen import study_presets
+from data_gen.files import atomic_write_text
 
-from .checkpoint import CheckpointError, atomic_write_text, find_checkpoint, load_weights_into, read_weights, unwrap
+from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, unwrap
 from .config import ConfigError, RunConfig, load_config, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer

@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from data_gen.figures import write_html
+from data_gen.files import atomic_path
 
 from .trainer import MetricsLog, Runtime, evaluate, heldout_set
 
@@ -111,7 +112,7 @@ def _png_with_matplotlib(fig: go.Figure, path: Path) -> None:
     if any(t.type == "scatter" for t in fig.data):
         axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     plt.close(figure)
 
 
@@ -120,12 +121,11 @@ def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
     write_html(fig, path.with_suffix(".html"))
     if not png:
         return
-    tmp_png = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    try:
-        fig.write_image(tmp_png, width=900, height=550)
-    except Exception:  # kaleido missing or unable to start a browser here: matplotlib instead
-        _png_with_matplotlib(fig, tmp_png)
-    os.replace(tmp_png, path.with_suffix(".png"))
+    with atomic_path(path.with_suffix(".png")) as tmp_png:
+        try:
+            fig.write_image(tmp_png, format="png", width=900, height=550)
+        except Exception:  # kaleido missing or unable to start a browser here: matplotlib instead
+            _png_with_matplotlib(fig, tmp_png)
 
 
 def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runtime) -> None:
