@@ -39,6 +39,8 @@ from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
 from data_gen.files import atomic_write_text
 from data_gen.toml import tomllib
 
+from .eval_core import predict
+
 KINDS = ("replace", "all", "group")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEMA_VERSION = 1
@@ -179,11 +181,10 @@ def batch_loss(model: nn.Module, batch) -> torch.Tensor:
     return (model(batch).float() - batch.label.float()).pow(2).mean()
 
 
-@torch.no_grad()
 def held_out_loss(model: nn.Module, batch, chunk: int = 1024) -> float:
-    total = sum(batch_loss(model, batch[i:i + chunk]).item() * len(batch[i:i + chunk])
-                for i in range(0, len(batch), chunk))
-    loss = total / len(batch)
+    """MSE on a fixed held-out batch, through the evaluator's batched inference."""
+    prediction = predict(model, batch, device=batch.device, chunk=chunk)  # (B,) float64
+    loss = float(((prediction - batch.label.cpu().numpy()) ** 2).mean())
     return loss if math.isfinite(loss) else float("inf")
 
 
