@@ -131,7 +131,19 @@ PRESET_NAMES = ("pretrain", "finetune", "test-onpath-small", "test-onpath-large"
 TEST_SET_NAMES = PRESET_NAMES[2:]
 
 
-def study_presets(n_max: int = 15, finetune_n_max: int = 7, small_target: int = 7,
+STUDY_FINETUNE_N_MAX = 7  # the study fine-tuned on graphs up to 7 vertices ...
+STUDY_SMALL_TARGET = 7  # ... and called targets <= 7 "small"
+
+
+def study_sizes_up_to(n_max: int) -> dict:
+    """`study_presets` keywords for graphs up to `n_max` with the study's other sizes capped at it
+    (the data a hand-built model for n = n_max is scored and perturbed on)."""
+    return {"n_max": n_max, "finetune_n_max": min(STUDY_FINETUNE_N_MAX, n_max),
+            "small_target": min(STUDY_SMALL_TARGET, n_max)}
+
+
+def study_presets(n_max: int = 15, finetune_n_max: int = STUDY_FINETUNE_N_MAX,
+                  small_target: int = STUDY_SMALL_TARGET,
                   pretrain_threshold: int | None = None,
                   finetune_threshold: int | None = None) -> dict[str, GraphSpec]:
     """The study's seven datasets (DESIGN.md's table) at any size.

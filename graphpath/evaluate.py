@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from data_gen.files import atomic_write_text
+from data_gen.spec import study_sizes_up_to
 
 from . import report
 from .eval_core import model_vocabulary, pool_runs, score_model
@@ -273,7 +274,7 @@ def default_data(n: int | None) -> dict:
     """Data spec for a hand-built model alone: the study's sizes, capped at n."""
     if n is None:
         raise EvalError("nothing to evaluate: give RUN_DIR, --runs, or --model handcrafted --n N")
-    return {"n_max": n, "finetune_n_max": min(7, n), "small_target": min(7, n)}
+    return study_sizes_up_to(n)
 
 
 def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:

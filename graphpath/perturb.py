@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
 from data_gen.files import atomic_write_text
+from data_gen.spec import study_sizes_up_to
 from data_gen.toml import tomllib
 
 from .eval_core import predict
@@ -119,7 +120,7 @@ def load_target(cfg: SweepConfig):
     if cfg.model == "handcrafted":
         from handcrafted import build_model, model_size
 
-        sizes = dict(n_max=cfg.n, finetune_n_max=min(7, cfg.n), small_target=min(7, cfg.n))
+        sizes = study_sizes_up_to(cfg.n)
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
         return build_model(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
