@@ -12,7 +12,7 @@ from pathlib import Path
 import mpld3.urls
 import plotly.offline
 
-from data_gen.files import atomic_write_bytes
+from graphpath_common.files import atomic_write_bytes
 
 from .figures import FIGURES
 from .perturbation import PERTURBATION

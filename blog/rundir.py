@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_gen.toml import tomllib
+from graphpath_common.toml import tomllib
 
 REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
 

@@ -39,7 +39,7 @@ from .dataset import FORMAT, MANIFEST, SHARD_SIZE, DatasetError, make_shard, sha
 from .fast import warm_up
 from .figures import label_distribution
 from .spec import PRESET_NAMES, GraphSpec, SpecError, preset, study_presets
-from .toml import tomllib
+from graphpath_common.toml import tomllib
 
 SIZE_FLAGS = ("n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold")
 

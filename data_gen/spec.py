@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from graphpath_common.keys import reject_unknown_keys
+
 FAMILIES = ("reference", "erdos_renyi", "tree", "path")
 TARGET_MODES = ("fixed", "on_path", "any")
 BALANCES = ("study", "uniform", "none")
@@ -21,14 +23,6 @@ STUDY_THRESHOLD = {"fixed": 6, "on_path": 4}
 
 class SpecError(ValueError):
     """A spec that cannot describe a dataset; the message names the offending field."""
-
-
-def reject_unknown_keys(config_class, values: dict, error: type[Exception], what: str) -> None:
-    """Raise `error` naming every key of `values` that is not a field of the dataclass."""
-    known = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise error(f"unknown {what} key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from data_gen.files import atomic_path, atomic_write_text
+from graphpath_common.files import atomic_path, atomic_write_text
 
 from .model import ConfigError, GraphTransformer, ModelConfig
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_gen import SpecError, study_presets
-from data_gen.toml import tomllib
+from graphpath_common.toml import tomllib
 
 from .model import ConfigError, ModelConfig
 

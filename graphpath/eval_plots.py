@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from data_gen.figures import write_html, write_png  # noqa: E402
+from graphpath_common.figures import write_html, write_png  # noqa: E402
 
 FLOOR = 1e-7  # MSE bars are drawn on a log axis; below this they are drawn at it
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_gen import GraphBatch, GraphSpec, SpecError, sample_arrays, study_presets
-from data_gen.files import atomic_path
+from graphpath_common.files import atomic_path
 from data_gen.spec import PRESET_NAMES
 
 CACHE_FORMAT = 1  # bump when the cached arrays' layout or the set definitions change

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_gen.files import atomic_write_text
+from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
 
 from . import report
@@ -39,7 +39,7 @@ BEFORE_AFTER_SETS = ("pretrain", "finetune")
 # ---- loading models and runs ----------------------------------------------------------------------
 
 def _toml(path: Path) -> dict:
-    from data_gen.toml import tomllib
+    from graphpath_common.toml import tomllib
 
     try:
         with open(path, "rb") as handle:

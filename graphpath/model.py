@@ -35,7 +35,7 @@ from einops import rearrange
 from torch import nn
 
 from data_gen import GraphBatch
-from data_gen.spec import reject_unknown_keys
+from graphpath_common.keys import reject_unknown_keys
 
 NORMS = ("pre", "post", "none")
 

@@ -36,9 +36,9 @@ from torch import nn
 from tqdm import tqdm
 
 from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
-from data_gen.files import atomic_write_text
+from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
-from data_gen.toml import tomllib
+from graphpath_common.toml import tomllib
 
 from .eval_core import predict
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
-from data_gen.figures import write_html
+from graphpath_common.figures import write_html
 
 DASHES = ("solid", "dash", "dot", "dashdot")
 

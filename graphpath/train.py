@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from data_gen import study_presets
-from data_gen.files import atomic_write_text
+from graphpath_common.files import atomic_write_text
 
 from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, unwrap
 from .config import ConfigError, RunConfig, load_config, to_toml

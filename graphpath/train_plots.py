@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from data_gen.figures import write_html
-from data_gen.files import atomic_path
+from graphpath_common.figures import write_html
+from graphpath_common.files import atomic_path
 
 from .trainer import MetricsLog, Runtime, evaluate, heldout_set
 

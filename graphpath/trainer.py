@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data_gen import GraphBatch, GraphSpec, sample
-from data_gen.files import atomic_write_text
+from graphpath_common.files import atomic_write_text
 
 from .checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)

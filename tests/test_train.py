@@ -128,7 +128,7 @@ def test_overrides_and_round_trip():
     assert (config.train.lr, config.model.n_layers, config.train.betas, config.seed) == (5e-4, 3, [0.9, 0.95], 7)
     assert config.train.dataset == "datasets/x"
     assert config.model.max_vertices == config.data["n_max"]
-    from data_gen.toml import tomllib
+    from graphpath_common.toml import tomllib
 
     assert from_dict(tomllib.loads(to_toml(config))) == config
     assert set(config.data) <= {"n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold"}

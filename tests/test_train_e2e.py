@@ -6,7 +6,7 @@ import torch
 
 import graphpath.train as train_cli
 from data_gen import study_presets
-from data_gen.toml import tomllib
+from graphpath_common.toml import tomllib
 from graphpath.checkpoint import load_model
 
 

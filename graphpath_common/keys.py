@@ -1,0 +1,21 @@
+"""The one unknown-key check for every config table (GraphSpec, ModelConfig, run configs, perturb
+and sweep settings): a misspelt key is an error naming it and listing the known ones."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+
+def reject_unknown_keys(known: type | Iterable[str], values, error: type[Exception], what: str) -> None:
+    """Raise `error` naming every key of `values` that is not known.
+
+    `known` is a dataclass (its field names) or the names themselves; `what` names the table in
+    the message ("spec", "[model]", ...).
+    """
+    if dataclasses.is_dataclass(known):
+        names = {f.name for f in dataclasses.fields(known)}
+    else:
+        names = set(known)
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise error(f"unknown {what} key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
