@@ -43,6 +43,10 @@ class StageConfig:
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
+    mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.partial)
+    lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
+    lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
+    body: str = "pretrained"  # fine-tuning only: "random" = the same mode on a fresh, untrained body
 
     def validate(self, section: str) -> None:
         def need(ok: bool, message: str):
@@ -73,6 +77,10 @@ class StageConfig:
              f"grad_clip must be > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        from .partial import validate_stage
+
+        validate_stage(self.mode, self.lora_rank, self.lora_alpha if self.lora_alpha is not None else 1.0,
+                       self.body, section)
 
 
 @dataclass

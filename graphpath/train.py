@@ -31,6 +31,7 @@ from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, rea
 from .config import ConfigError, RunConfig, load_config, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
+from .partial import prepare_finetune
 from .phases import detect_phase_changes
 from .trainer import MetricsLog, Runtime, TrainingDiverged, evaluate, heldout_set, latest_checkpoint, train_stage
 
@@ -194,8 +195,14 @@ def run(args, overrides) -> int:
         model = new_model(config)
         finetune_losses = None
         if name == "finetune":
-            source = find_checkpoint(checkpoints / "pretrain-final.json")
-            load_weights_into(model, read_weights(source), source)
+            if config.finetune.body == "pretrained":  # "random": Lu et al.'s untrained-body control
+                source = find_checkpoint(checkpoints / "pretrain-final.json")
+                load_weights_into(model, read_weights(source), source)
+            total = model.num_parameters()
+            trainable = prepare_finetune(model, config.finetune, config.seed, resume_from is not None)
+            if runtime.main and config.finetune.mode != "full":
+                print(f"finetune: mode {config.finetune.mode}, {trainable:,} trainable parameters "
+                      f"(the model has {total:,})", file=sys.stderr)
         model = wrap(model, runtime)
         if name == "finetune" and resume_from is None and runtime.main:
             heldout = heldout_set(config, presets["finetune"], "finetune", config.finetune)

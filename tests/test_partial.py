@@ -1,0 +1,140 @@
+"""graphpath.partial: frozen tensors stay bit-identical, trainable counts match the formula, LoRA
+starts as the identity and its merged checkpoint is an ordinary one; bad modes exit 2."""
+import pytest
+import torch
+from einops import rearrange
+
+from data_gen import sample, study_presets
+from graphpath import partial
+from graphpath.checkpoint import load_model
+from graphpath.config import ConfigError, from_dict
+from graphpath.model import GraphTransformer, ModelConfig
+from graphpath.train import main
+from graphpath.trainer import Runtime, compute_loss, make_optimizer
+from graphpath.config import StageConfig
+
+CONFIGS = [ModelConfig(max_vertices=6, d_model=16, n_layers=2, n_heads=2),
+           ModelConfig(max_vertices=7, d_model=12, n_layers=3, n_heads=3, d_head=5, d_ff=20, norm="post",
+                       attn_bias=True),
+           ModelConfig(max_vertices=5, d_model=8, n_layers=1, n_heads=1, norm="none")]
+
+
+def batch(seed=0, size=48):
+    return sample(study_presets(6, 4, 4)["pretrain"], size, seed)
+
+
+def fresh(config, seed=0):
+    torch.manual_seed(seed)
+    return GraphTransformer(config)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("mode,rank", [("full", None), ("norm-embed", None), ("readout", None), ("lora", 1),
+                                       ("lora", 3)])
+def test_trainable_count_matches_formula(config, mode, rank):
+    model = fresh(config)
+    assert partial.apply_mode(model, mode, rank, None, seed=1) == partial.expected_trainable(config, mode, rank)
+    if mode == "full":
+        assert partial.trainable_count(model) == model.num_parameters()
+
+
+@pytest.mark.parametrize("mode,rank", [("norm-embed", None), ("readout", None), ("lora", 2)])
+def test_frozen_tensors_bit_identical_after_training(mode, rank):
+    config = ModelConfig(max_vertices=6, d_model=16, n_layers=2, n_heads=2, attn_bias=True)
+    model = fresh(config)
+    partial.apply_mode(model, mode, rank, 4.0, seed=2)
+    frozen = partial.frozen_snapshot(model)
+    trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    assert frozen and trained
+    optimizer = make_optimizer(model, StageConfig(lr=1e-2, weight_decay=0.1))
+    for step in range(4):
+        loss, _ = compute_loss(model, batch(step), 2, Runtime(torch.device("cpu")))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = dict(model.named_parameters())
+    for name, before in frozen.items():
+        assert torch.equal(after[name], before), name
+    assert any(not torch.equal(after[n], t) for n, t in trained.items())
+
+
+def test_selection_is_by_module_type():
+    model = fresh(CONFIGS[0])
+    partial.apply_mode(model, "norm-embed")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    expected = {n for n, p in model.named_parameters()
+                if n.startswith(("vertex_embed", "readout", "ln_final")) or ".ln" in n}
+    assert trainable == expected
+
+
+def test_lora_at_init_leaves_output_unchanged():
+    config = CONFIGS[1]
+    model = fresh(config).eval()
+    data = batch(3)
+    before = model(data)
+    partial.apply_mode(model, "lora", 2, 8.0, seed=5)
+    assert torch.equal(model(data), before)
+
+
+def test_lora_delta_is_scaled_low_rank_product():
+    model = fresh(CONFIGS[0])
+    original = model.blocks[0].attn.W_Q.detach().clone()
+    partial.apply_mode(model, "lora", 2, 6.0, seed=0)
+    delta = model.blocks[0].attn.parametrizations.W_Q[0]
+    with torch.no_grad():
+        delta.B.normal_()
+    matrix = rearrange(model.blocks[0].attn.W_Q - original, "h d e -> d (h e)")  # (D, H*E)
+    torch.testing.assert_close(matrix, (6.0 / 2) * delta.A @ delta.B)
+    assert torch.linalg.matrix_rank(matrix) == 2
+
+
+def test_lora_state_dict_is_merged_and_loads_into_a_plain_model():
+    config = CONFIGS[1]
+    model = fresh(config)
+    partial.apply_mode(model, "lora", 2, 2.0, seed=0)
+    for delta in (m for m in model.modules() if isinstance(m, partial.LoRADelta)):
+        with torch.no_grad():
+            delta.B.normal_(std=0.1)
+    state = model.state_dict()
+    plain = GraphTransformer(config)
+    assert set(state) == set(plain.state_dict())
+    plain.load_state_dict(state)
+    data = batch(4)
+    model.eval(), plain.eval()
+    torch.testing.assert_close(plain(data), model(data))
+
+
+def test_finetune_lora_run_loads_with_load_model(tmp_path):
+    out = tmp_path / "run"
+    tiny = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
+            "--model.d_model", "16", "--model.n_layers", "1", "--train.steps", "4", "--train.batch_size", "32",
+            "--train.eval_size", "32", "--finetune.steps", "3", "--finetune.batch_size", "32",
+            "--finetune.eval_size", "32", "--finetune.lr", "1e-2", "--no-eval", "--no-figures"]
+    assert main(["--out", str(out), *tiny, "--finetune.mode", "lora", "--finetune.lora_rank", "2"]) == 0
+    model, info = load_model(out)
+    assert info["stage"] == "finetune"
+    pre, _ = load_model(out / "checkpoints" / "pretrain-final.json")
+    changed = [n for n, p in model.state_dict().items() if not torch.equal(p, pre.state_dict()[n])]
+    assert changed and all(n.endswith(("W_Q", "W_K", "W_V", "W_O", "fc_in.weight", "fc_out.weight", "readout.weight",
+                                       "readout.bias")) for n in changed)
+
+
+@pytest.mark.parametrize("override,needle", [
+    (["--finetune.mode", "adapters"], "mode must be one of"),
+    (["--finetune.mode", "lora"], "lora_rank must be a positive integer"),
+    (["--finetune.mode", "lora", "--finetune.lora_rank", "0"], "lora_rank must be a positive integer"),
+    (["--finetune.mode", "readout", "--finetune.lora_rank", "2"], "only used with mode"),
+    (["--finetune.body", "scrambled"], "body must be one of"),
+    (["--train.mode", "readout"], "fine-tuning stage only"),
+])
+def test_bad_mode_or_rank_is_one_line_exit_2(tmp_path, capsys, override, needle):
+    assert main(["--out", str(tmp_path / "run"), *override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_config_round_trips_mode_keys():
+    config = from_dict({"finetune": {"mode": "lora", "lora_rank": 4, "lora_alpha": 8.0, "body": "random"}})
+    assert (config.finetune.mode, config.finetune.lora_rank, config.finetune.body) == ("lora", 4, "random")
+    with pytest.raises(ConfigError):
+        from_dict({"finetune": {"mode": "lora", "lora_rank": 2, "lora_alpha": -1}})
