@@ -1,0 +1,61 @@
+"""experiments.scaling_fit: D_E interpolation and flags, and recovery of known k, alpha, beta."""
+import math
+
+import numpy as np
+import pytest
+
+from experiments import scaling_fit as sf
+
+
+def scratch_loss(d, n):
+    return 10.0 - 0.5 * math.log(d) - 0.1 * math.log(n)  # linear in log D: interpolation is exact
+
+
+def synthetic(k, alpha, beta, sizes=(1e4, 3e4, 1e5, 3e5), ladder=(10, 20, 40, 80, 160, 320, 640)):
+    scratch = {n: [(d, scratch_loss(d, n)) for d in np.geomspace(1, 1e9, 40)] for n in sizes}
+    finetuned = {n: [(d_f, scratch_loss(d_f + k * d_f ** alpha * n ** beta, n)) for d_f in ladder] for n in sizes}
+    return scratch, finetuned
+
+
+@pytest.mark.parametrize("k,alpha,beta", [(20.0, 0.18, 0.38), (3.0, 0.5, 0.2), (1e3, 0.05, 0.1)])
+def test_fit_recovers_known_power_law(k, alpha, beta):
+    rows = sf.transfer_points(*synthetic(k, alpha, beta))
+    result = sf.fit_transfer(rows, bootstrap=200, seed=0)
+    fit = result["fit"]
+    assert math.isclose(fit["k"]["value"], k, rel_tol=1e-6)
+    assert math.isclose(fit["alpha"]["value"], alpha, abs_tol=1e-8)
+    assert math.isclose(fit["beta"]["value"], beta, abs_tol=1e-8)
+    assert fit["alpha"]["ci95"][0] <= alpha <= fit["alpha"]["ci95"][1]
+    assert result["points"] == 4 * 4  # D_F <= median of the 7-rung ladder (80): 4 rungs x 4 sizes
+
+
+def test_fit_with_noise_is_close_with_a_ci():
+    rows = sf.transfer_points(*synthetic(20.0, 0.3, 0.4, ladder=tuple(np.geomspace(10, 1000, 12))))
+    rng = np.random.default_rng(1)
+    for row in rows:
+        row["D_T"] *= math.exp(rng.normal(0, 0.05))
+    fit = sf.fit_transfer(rows, bootstrap=500, seed=2)["fit"]
+    for name, truth in (("alpha", 0.3), ("beta", 0.4)):
+        low, high = fit[name]["ci95"]
+        assert low < fit[name]["value"] < high and 0 < high - low < 0.2
+        assert abs(fit[name]["value"] - truth) < 0.05
+
+
+def test_effective_data_flags_and_ossification():
+    d = [10, 100, 1000]
+    loss = [3.0, 2.0, 1.0]
+    assert sf.effective_data(d, loss, 1.5) == (pytest.approx(10 ** 2.5), "interpolated")
+    value, flag = sf.effective_data(d, loss, 0.5)
+    assert flag == "extrapolated-high" and value == pytest.approx(10 ** 3.5)
+    assert sf.effective_data(d, loss, 3.5)[1] == "extrapolated-low"
+    # a noisy bump is removed by the running minimum: 1000 -> 2.5 counts as 2.0
+    assert sf.monotone_curve(d, [3.0, 2.0, 2.5])[1].tolist() == [3.0, 2.0, 2.0]
+    rows = sf.transfer_points({1: list(zip(d, loss))}, {1: [(100, 2.5)]})
+    assert rows[0]["ossified"] and rows[0]["D_T"] == pytest.approx(10 ** 1.5 - 100)
+    assert rows[0]["multiplier"] == pytest.approx(10 ** 1.5 / 100)
+    assert sf.fit_transfer(rows)["fit"] is None  # negative D_T is kept but never fitted
+
+
+def test_fit_needs_both_n_and_d_f_to_vary():
+    scratch, finetuned = synthetic(20.0, 0.2, 0.3, sizes=(1e4,))
+    assert sf.fit_transfer(sf.transfer_points(scratch, finetuned))["fit"] is None
