@@ -99,7 +99,7 @@ def fast_arrays(spec: GraphSpec, size: int, key: int, first_index: int = 0,
     next_index = kernel.fill(
         np.uint64(key % 2**64), int(first_index), kernel.FAMILY_CODES[spec.family], spec.n_min,
         spec.n_max, kernel.TARGET_CODES[spec.target], t_hi, kernel.BALANCE_CODES[spec.balance],
-        bool(early_exit), er_threshold, keep, keep_bound, remaining,
+        bool(early_exit), spec.n_draw == "example", spec.t_max_rule == "redraw", er_threshold, keep, keep_bound, remaining,
         edges, columns["num_vertices"], columns["target"], columns["label"], columns["path_length"],
         raw, kept)
     if counts is not None:

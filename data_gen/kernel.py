@@ -22,6 +22,7 @@ Bitsets: vertex v is bit v - 1 of a uint64 (so n <= 64). Shapes in `fill`:
     keep float64 [V + 1]         study rule: keep probability by key (key V = unreachable)
     keep_bound float64 [V+1, V+1] keep_bound[n, k]: best keep probability of any key still
                                  possible for an n-vertex graph once BFS layer k lacks vertex 2
+    keep_bound[n] float64 [V+1]  the row fill passes to _bfs_from_one as its stop bound
     remaining int64 [V + 1]      uniform rule: graphs still wanted per label (decremented)
     raw_counts, kept_counts int64 [V + 1]  per key: raw draws (only with early_exit=False), kept
 """
@@ -215,10 +216,58 @@ def _on_path_target(state, n, d, t_cap, adjacency, layer1, layer2):
 
 
 @njit(cache=True, nogil=True)
+def _bfs_from_one(adjacency, t, need_t, unreachable, layer1, stop_bound, u):
+    """BFS from vertex 1, layer by layer into `layer1`, stopping once the 1-2 distance (and the
+    1-t distance if `need_t`) is known, or, when `stop_bound` is given, once u >= stop_bound[k]
+    with vertex 2 still unreached (no distance still possible would be kept).
+    Returns (d12, dt, rejected)."""
+    d12, dt = unreachable, unreachable
+    reach = _ONE
+    layer1[0] = reach
+    frontier = reach
+    k = 0
+    while frontier != _ZERO:
+        frontier = _expand(frontier, reach, adjacency)
+        k += 1
+        reach |= frontier
+        layer1[k] = frontier
+        if d12 == unreachable and frontier & (_ONE << _ONE):
+            d12 = k
+        if need_t and dt == unreachable and frontier & (_ONE << np.uint64(t - 1)):
+            dt = k
+        if d12 != unreachable and (not need_t or dt != unreachable):
+            break
+        if stop_bound.shape[0] > 0 and d12 == unreachable and u >= stop_bound[k]:
+            return d12, dt, True
+    return d12, dt, False
+
+
+@njit(cache=True, nogil=True)
+def _draw_graph(family, n, state, er_threshold, ea, eb, scratch, adjacency, stop_on_12):
+    """One graph of `family` on n vertices into ea/eb and its adjacency bitsets.
+    Returns (state, m); m = -1 if a reference graph was stopped at a (1, 2) pair."""
+    if family == 0:
+        return _draw_reference(n, state, ea, eb, adjacency, stop_on_12)
+    state, m = _draw_edges(family, n, state, er_threshold, ea, eb, scratch)
+    for v in range(1, n + 1):
+        adjacency[v] = _ZERO
+    for i in range(m):
+        adjacency[ea[i]] |= _ONE << np.uint64(eb[i] - 1)
+        adjacency[eb[i]] |= _ONE << np.uint64(ea[i] - 1)
+    return state, m
+
+
+@njit(cache=True, nogil=True)
 def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, early_exit,
-         er_threshold, keep, keep_bound, remaining,
+         hold_n, t_redraw, er_threshold, keep, keep_bound, remaining,
          edges_out, num_vertices_out, target_out, label_out, path_out, raw_counts, kept_counts):
-    """Fill every row of the outputs with accepted graphs; returns the next raw graph index."""
+    """Fill every row of the outputs with accepted graphs; returns the next raw graph index.
+
+    hold_n: n is drawn once per output row and a rejected graph is redrawn at the same n (the
+    study's rule); otherwise every raw graph draws its own n. t_redraw (on_path with t_hi < n):
+    an on-path target above t_hi rejects the graph (the study's rule); otherwise only ids <= t_hi
+    are candidates. Each raw graph draws its n bits either way, so graph i's stream is fixed.
+    """
     count, width = edges_out.shape[0], edges_out.shape[1]
     unreachable = keep.shape[0] - 1
     ea = np.zeros(width + 1, dtype=np.int64)
@@ -227,7 +276,9 @@ def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, ea
     adjacency = np.zeros(66, dtype=np.uint64)
     layer1 = np.zeros(66, dtype=np.uint64)
     layer2 = np.zeros(66, dtype=np.uint64)
-    filled, index = 0, first_index
+    no_bound = np.zeros(0)
+    study_exit = early_exit and balance == 1
+    filled, index, n = 0, first_index, -1
     while filled < count:
         state = _mix(base + np.uint64(index) * _GOLDEN)  # graph `index`'s own stream
         index += 1
@@ -236,54 +287,25 @@ def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, ea
             state, z = _next(state)
             u = (z >> _S11) * _UNIT
         state, z = _next(state)
-        n = n_min + _below(z & _LOW32, n_max - n_min + 1)
+        if n < 0 or not hold_n:
+            n = n_min + _below(z & _LOW32, n_max - n_min + 1)
         t = 2
         if target_mode == 2:
             t = 2 + _below(z >> _S32, t_hi - 1)
-        if early_exit and balance == 1 and u >= keep_bound[n, 0]:
+        if study_exit and u >= keep_bound[n, 0]:
             continue  # no distance an n-vertex graph can have would be kept
-        if family == 0:
-            # a (1, 2) edge settles the distance at 1: stop drawing if 1 would be rejected
-            state, m = _draw_reference(n, state, ea, eb, adjacency,
-                                       early_exit and balance == 1 and u >= keep[1])
-            if m < 0:
-                continue
-        else:
-            state, m = _draw_edges(family, n, state, er_threshold, ea, eb, scratch)
-            for v in range(1, n + 1):
-                adjacency[v] = _ZERO
-            for i in range(m):
-                adjacency[ea[i]] |= _ONE << np.uint64(eb[i] - 1)
-                adjacency[eb[i]] |= _ONE << np.uint64(ea[i] - 1)
-        # BFS from 1, stopping once the distances this graph needs are known
+        # a (1, 2) edge settles the distance at 1: stop drawing if 1 would be rejected
+        state, m = _draw_graph(family, n, state, er_threshold, ea, eb, scratch, adjacency,
+                               study_exit and u >= keep[1])
+        if m < 0:
+            continue
         need_t = target_mode == 2 and 2 < t <= n
-        d12, dt = unreachable, unreachable
-        reach = _ONE
-        layer1[0] = reach
-        k, rejected = 0, False
-        frontier = reach
-        while frontier != _ZERO:
-            frontier = _expand(frontier, reach, adjacency)
-            k += 1
-            reach |= frontier
-            layer1[k] = frontier
-            if d12 == unreachable and frontier & (_ONE << _ONE):
-                d12 = k
-            if need_t and dt == unreachable and frontier & (_ONE << np.uint64(t - 1)):
-                dt = k
-            if d12 != unreachable and (not need_t or dt != unreachable):
-                break
-            if early_exit and balance == 1 and d12 == unreachable and u >= keep_bound[n, k]:
-                rejected = True
-                break
+        d12, dt, rejected = _bfs_from_one(adjacency, t, need_t, unreachable, layer1,
+                                          keep_bound[n] if study_exit else no_bound, u)
         if rejected:
             continue
-        if target_mode == 2:
-            label = d12 if t == 2 else dt
-            key = label
-        else:
-            label = d12
-            key = d12
+        label = dt if (target_mode == 2 and t != 2) else d12
+        key = label  # the balancing key: the label, or the 1-2 distance for on_path
         if not early_exit:
             raw_counts[key] += 1
         if target_mode == 1 and d12 == unreachable:
@@ -291,7 +313,10 @@ def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, ea
         if balance == 1 and not u < keep[key]:
             continue
         if target_mode == 1:
-            state, t, label = _on_path_target(state, n, d12, t_hi, adjacency, layer1, layer2)
+            cap = n if t_redraw else t_hi
+            state, t, label = _on_path_target(state, n, d12, cap, adjacency, layer1, layer2)
+            if t > t_hi:
+                continue  # the study redraws the graph when its on-path target is too large
         if balance == 2:
             if remaining[label] <= 0:
                 continue
@@ -305,4 +330,5 @@ def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, ea
         label_out[filled] = label
         path_out[filled] = d12
         filled += 1
+        n = -1  # the next output row draws its own n
     return index

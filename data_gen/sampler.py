@@ -150,9 +150,16 @@ def study_keep_probability(spec: GraphSpec, label: np.ndarray, path_length: np.n
     return np.where(d == unreachable, 0.0, keep)
 
 
-def draw_raw(spec: GraphSpec, count: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """`count` unbalanced labelled graphs (on_path: only graphs where 2 is reachable survive)."""
-    num_vertices = rng.integers(spec.n_min, spec.n_max + 1, size=count)
+def draw_raw(spec: GraphSpec, count: int | np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Unbalanced labelled graphs: `count` of them with uniform n, or one per entry of an array of
+    vertex counts. on_path: only graphs where 2 is reachable (and, with t_max_rule 'redraw', whose
+    target is <= t_max) survive; `row` gives each survivor's position among the draws."""
+    if np.ndim(count) == 0:
+        num_vertices = rng.integers(spec.n_min, spec.n_max + 1, size=int(count))
+    else:
+        num_vertices = np.asarray(count, dtype=np.int64)
+    count = len(num_vertices)
+    row = np.arange(count)
     edges = draw_edges(spec, num_vertices, rng)
     adjacency = adjacency_bitsets(edges, spec.max_vertices)
     from_one = distances_from(adjacency, 1, spec.max_vertices)
@@ -163,15 +170,21 @@ def draw_raw(spec: GraphSpec, count: int, rng: np.random.Generator) -> dict[str,
         target = rng.integers(2, spec.target_max + 1, size=count)
     else:
         connected = path_length < spec.max_vertices
-        from_one, path_length, num_vertices, edges, adjacency = (
+        from_one, path_length, num_vertices, edges, adjacency, row = (
             from_one[connected], path_length[connected], num_vertices[connected], edges[connected],
-            adjacency[connected])
+            adjacency[connected], row[connected])
         from_two = distances_from(adjacency, 2, spec.max_vertices)
-        target = on_path_targets(from_one, from_two, num_vertices, spec.t_max, rng)
+        redraw = spec.t_max_rule == "redraw"
+        target = on_path_targets(from_one, from_two, num_vertices, None if redraw else spec.t_max, rng)
+        if redraw and spec.t_max is not None:  # the study redraws a graph whose target is too large
+            small = target <= spec.t_max
+            from_one, path_length, num_vertices, edges, target, row = (
+                from_one[small], path_length[small], num_vertices[small], edges[small], target[small],
+                row[small])
     # vertices beyond n do not exist: their column stays at the unreachable label
     label = np.take_along_axis(from_one, target[:, None], axis=1)[:, 0]
     return dict(edges=edges, num_vertices=num_vertices.astype(np.int64), target=target,
-                label=label, path_length=path_length)
+                label=label, path_length=path_length, row=row)
 
 
 def _select(arrays: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -217,6 +230,8 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
         raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
     if backend == "numba":
         return _sample_arrays_numba(spec, size, rng)
+    if spec.n_draw == "example":
+        return _sample_per_example(spec, size, rng, chunk)
     width = spec.max_edges if spec.family != "erdos_renyi" else 1
     if spec.balance == "uniform":
         labels = uniform_labels(spec, rng)
@@ -228,6 +243,7 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
     chunk = min(chunk, size if spec.balance == "none" else max(8 * size, 4096))
     while have < size:
         raw = draw_raw(spec, chunk, rng)
+        raw.pop("row")
         if spec.balance == "study":
             keep = rng.random(len(raw["label"])) < study_keep_probability(spec, raw["label"], raw["path_length"])
         elif spec.balance == "uniform":
@@ -248,6 +264,40 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
     if spec.balance == "uniform":  # interleave labels so any prefix is balanced too
         out = _select(out, rng.permutation(len(out["label"])))
     return {name: value[:size] for name, value in out.items()}
+
+
+def _accept(spec: GraphSpec, raw: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """(R,) bool: which raw graphs the spec's balance keeps (study or none)."""
+    if spec.balance != "study":
+        return np.ones(len(raw["label"]), dtype=bool)
+    return rng.random(len(raw["label"])) < study_keep_probability(spec, raw["label"], raw["path_length"])
+
+
+def _sample_per_example(spec: GraphSpec, size: int, rng: np.random.Generator,
+                        chunk: int) -> dict[str, np.ndarray]:
+    """The study's rule, vectorized: every example draws n once; each round tries `tries` graphs
+    at each pending example's n and keeps its first accepted one (attempts are independent, so
+    that is a draw from the accepted graphs at that n)."""
+    num_vertices = rng.integers(spec.n_min, spec.n_max + 1, size=size)
+    pending = np.arange(size)
+    found: list[tuple[np.ndarray, dict]] = []
+    tries, width = 2, spec.max_edges if spec.family != "erdos_renyi" else 1
+    while len(pending):
+        batch = pending[: max(chunk // tries, 1)]
+        owner = np.repeat(batch, tries)
+        raw = draw_raw(spec, num_vertices[owner], rng)
+        keep = _accept(spec, raw, rng)
+        accepted_rows = raw.pop("row")[keep]
+        kept = _select(raw, keep)
+        owners, first = np.unique(owner[accepted_rows], return_index=True)  # rows are in order
+        found.append((owners, _select(kept, first)))
+        width = max(width, kept["edges"].shape[1])
+        pending = np.setdiff1d(pending, owners, assume_unique=True)
+        rate = max(len(accepted_rows), 1) / len(owner)
+        tries = int(np.clip(np.ceil(2.0 / rate), 1, 64))
+    out = _concat([part for _, part in found], width)
+    order = np.argsort(np.concatenate([owners for owners, _ in found]), kind="stable")
+    return _select(out, order)
 
 
 def _sample_arrays_numba(spec: GraphSpec, size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -15,6 +15,8 @@ from graphpath_common.keys import reject_unknown_keys
 FAMILIES = ("reference", "erdos_renyi", "tree", "path")
 TARGET_MODES = ("fixed", "on_path", "any")
 BALANCES = ("study", "uniform", "none")
+N_DRAWS = ("example", "graph")
+T_MAX_RULES = ("redraw", "cap")
 MAX_SUPPORTED_VERTICES = 64  # labels use one uint64 bitset per vertex
 # The study's balancing thresholds: pre-training keeps every distance >= 6, fine-tuning keeps
 # every 1-2 distance >= 4 (DESIGN.md).
@@ -37,6 +39,13 @@ class GraphSpec:
     balance_threshold: int | None = None  # study rule's threshold; None = the study's (6 or 4)
     unreachable_keep: float | None = None  # study rule, fixed target: keep prob; None = 1/max_vertices
     avg_degree: float = 2.0  # erdos_renyi only: expected degree of a vertex
+    # example: n drawn once per example, a rejected graph redrawn at the same n (the study's rule,
+    # n stays uniform); graph: every raw graph draws its n. None = example, or graph for balance
+    # 'uniform' (whose per-label quotas could otherwise wait forever on an n that cannot fill them)
+    n_draw: str | None = None
+    # on_path with t_max: redraw the graph when the chosen on-path vertex is > t_max (the study's
+    # rule), or cap the candidates at t_max
+    t_max_rule: str = "redraw"
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -69,6 +78,13 @@ class GraphSpec:
             need(0.0 <= self.unreachable_keep <= 1.0,
                  f"unreachable_keep ({self.unreachable_keep}) must lie in [0, 1]")
         need(self.avg_degree > 0, f"avg_degree must be > 0, got {self.avg_degree}")
+        if self.n_draw is None:
+            object.__setattr__(self, "n_draw", "graph" if self.balance == "uniform" else "example")
+        need(self.n_draw in N_DRAWS, f"unknown n_draw {self.n_draw!r} (choose from {', '.join(N_DRAWS)})")
+        need(not (self.balance == "uniform" and self.n_draw == "example"),
+             "balance 'uniform' needs n_draw 'graph' (a per-label quota may be unreachable at a held n)")
+        need(self.t_max_rule in T_MAX_RULES,
+             f"unknown t_max_rule {self.t_max_rule!r} (choose from {', '.join(T_MAX_RULES)})")
 
     # ---- derived values -----------------------------------------------------------------------
     @property
@@ -116,6 +132,8 @@ class GraphSpec:
         values = self.to_dict()
         if "n_max" in changes and "max_vertices" not in changes and values["max_vertices"] == self.n_max:
             values["max_vertices"] = None  # follow the new n_max
+        if "balance" in changes and "n_draw" not in changes:
+            values["n_draw"] = None  # follow the new balance
         values.update(changes)
         return GraphSpec.from_dict(values)
 
@@ -155,10 +173,9 @@ def study_presets(n_max: int = 15, finetune_n_max: int = STUDY_FINETUNE_N_MAX,
         "pretrain": GraphSpec(**base, target="fixed", balance="study", balance_threshold=pretrain_threshold),
         "finetune": GraphSpec(**{**base, "n_max": finetune_n_max}, target="on_path", balance="study",
                               balance_threshold=finetune_threshold),
-        "test-onpath-small": GraphSpec(**base, target="on_path", t_max=small_target, balance="study",
-                                       balance_threshold=finetune_threshold),
-        "test-onpath-large": GraphSpec(**base, target="on_path", balance="study",
-                                       balance_threshold=finetune_threshold),
+        # the study balances on-path sets only on small graphs: its on-path test sets are not
+        "test-onpath-small": GraphSpec(**base, target="on_path", t_max=small_target, balance="none"),
+        "test-onpath-large": GraphSpec(**base, target="on_path", balance="none"),
         "test-any-small": GraphSpec(**{**base, "n_max": finetune_n_max}, target="any",
                                     t_max=max(2, min(small_target, n_max)), balance="none"),
         "test-any-large-smalltarget": GraphSpec(**base, target="any", t_max=small_target, balance="none"),
