@@ -59,3 +59,82 @@ def test_effective_data_flags_and_ossification():
 def test_fit_needs_both_n_and_d_f_to_vary():
     scratch, finetuned = synthetic(20.0, 0.2, 0.3, sizes=(1e4,))
     assert sf.fit_transfer(sf.transfer_points(scratch, finetuned))["fit"] is None
+
+
+TINY_STUDY = """
+name = "edt-tiny"
+seeds = [0, 1]
+data_sizes = [32, 64]
+scratch_extra = [128]
+bootstrap = 20
+[data]
+n_max = 5
+finetune_n_max = 4
+small_target = 4
+[[models]]
+d_model = 8
+n_layers = 1
+n_heads = 1
+[[models]]
+d_model = 16
+n_layers = 1
+n_heads = 2
+[pretrain]
+steps = 20
+batch_size = 32
+eval_every = 20
+eval_size = 64
+checkpoint_every = 1000
+[finetune]
+steps = 10
+batch_size = 32
+eval_every = 5
+eval_size = 64
+lr = 1e-3
+checkpoint_every = 1000
+"""
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (("data_sizes = [32, 64]", "data_sizes = [8, 64]"), "below the smallest sensible"),
+    (("seeds = [0, 1]", "seeds = []"), "seeds must be"),
+    (("bootstrap = 20", "bootstrap = 20\nwhatever = 1"), "unknown edt study key"),
+    (("lr = 1e-3", "lr = 1e-3\nmode = \"sideways\""), "mode must be one of"),
+])
+def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
+    from experiments.edt import main
+
+    path = tmp_path / "study.toml"
+    path.write_text(TINY_STUDY.replace(*edit))
+    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_edt_study_end_to_end(tmp_path):
+    import json
+
+    from experiments.edt import main
+    from experiments.study_jobs import best_eval_loss
+
+    path = tmp_path / "study.toml"
+    path.write_text(TINY_STUDY)
+    out = tmp_path / "out"
+    assert main(["--config", str(path), "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "edt.json").read_text())
+    assert len(doc["rows"]) == 2 * 2 * 2  # seeds x models x D_F rungs
+    row = doc["rows"][0]
+    job = out / "jobs" / f"seed{row['seed']}-model{row['model']}" / f"finetuned-D{row['D_F']}"
+    assert row["loss_ft"] == best_eval_loss(job, "finetune")
+    scratch = [(d, best_eval_loss(out / "jobs" / f"seed{row['seed']}-model{row['model']}" / f"scratch-D{d}", "finetune"))
+               for d in (32, 64, 128)]
+    from experiments.scaling_fit import effective_data
+
+    assert row["D_E"] == pytest.approx(effective_data(*zip(*scratch), row["loss_ft"])[0])
+    assert all((out / "figures" / f"edt-{kind}.html").is_file() for kind in ("loss", "transfer", "multiplier"))
+    before = (job / "metrics.jsonl").read_bytes()
+    assert main(["--config", str(path), "--out", str(out), "--quiet"]) == 0  # finished jobs are skipped
+    assert (job / "metrics.jsonl").read_bytes() == before
+    path.write_text(TINY_STUDY.replace("lr = 1e-3", "lr = 2e-3"))
+    assert main(["--config", str(path), "--out", str(out), "--quiet"]) == 2  # never mixes two configs
