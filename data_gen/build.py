@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from graphpath_common.cli import ArgumentParser, UsageError, run_cli
+from graphpath_common.keys import reject_unknown_keys
 
 from .dataset import FORMAT, MANIFEST, SHARD_SIZE, DatasetError, make_shard, shard_counts
 from .fast import warm_up
@@ -44,16 +46,13 @@ from graphpath_common.toml import tomllib
 SIZE_FLAGS = ("n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold")
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (and exit status 2)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+PROG = "python -m data_gen.build"
 
 
 def parse_args(argv):
-    parser = OneLineParser(prog="python -m data_gen.build", description=__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Parsed arguments; a usage error raises `UsageError` (one line via `run_cli`)."""
+    parser = ArgumentParser(prog=PROG, description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)}")
     which.add_argument("--spec", type=Path, help="TOML file: preset + [data] sizes, or a [spec] table")
@@ -83,9 +82,7 @@ def resolve_spec(args) -> tuple[GraphSpec, dict]:
         raise SpecError(f"spec file {args.spec} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise SpecError(f"spec file {args.spec} is malformed: {error}") from None
-    unknown = sorted(set(table) - {"preset", "data", "spec"})
-    if unknown:
-        raise SpecError(f"spec file {args.spec}: unknown key(s) {', '.join(unknown)} (use preset + [data], or [spec])")
+    reject_unknown_keys(("preset", "data", "spec"), table, SpecError, f"spec file {args.spec}")
     if "spec" in table:
         if "preset" in table or "data" in table:
             raise SpecError(f"spec file {args.spec}: give either [spec] or preset + [data], not both")
@@ -97,9 +94,10 @@ def resolve_spec(args) -> tuple[GraphSpec, dict]:
     data = table.get("data", {})
     if not isinstance(data, dict):
         raise SpecError(f"spec file {args.spec}: data must be a table")
+    reject_unknown_keys(SIZE_FLAGS, data, SpecError, f"spec file {args.spec} [data]")
     try:
         specs = study_presets(**data)
-    except TypeError as error:
+    except TypeError as error:  # e.g. a string where a size belongs
         raise SpecError(f"spec file {args.spec}: bad [data] table: {error}") from None
     if table["preset"] not in specs:
         raise SpecError(f"unknown preset {table['preset']!r} (choose from {', '.join(PRESET_NAMES)})")
@@ -111,10 +109,7 @@ def _shard_task(task):
     return index, make_shard(GraphSpec.from_dict(spec_dict), count, seed, index, Path(folder))
 
 
-def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, force: bool = False,
-                  shard_size: int = SHARD_SIZE, origin: dict | None = None, progress: bool = True) -> Path:
-    """Build the dataset at `out` (see the module docstring); returns its path."""
-    out = Path(out)
+def _check_build_args(size: int, seed: int, workers: int, shard_size: int, out: Path, force: bool):
     for name, value, low in (("size", size, 1), ("workers", workers, 1), ("shard size", shard_size, 1),
                              ("seed", seed, 0)):
         if value < low:
@@ -123,77 +118,107 @@ def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, 
         raise DatasetError(f"{out} already exists; pass --force to replace it")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out} exists and is not a directory")
+
+
+def _make_shards(spec: GraphSpec, size: int, seed: int, folder: Path, workers: int, shard_size: int,
+                 progress: bool, desc: str) -> list[dict]:
+    """Write every shard into `folder` (in worker processes if workers > 1); their manifest
+    entries in shard order, each still carrying its label and path-length counts."""
+    counts = shard_counts(size, shard_size)
+    tasks = [(spec.to_dict(), count, seed, index, str(folder)) for index, count in enumerate(counts)]
+    results = {}
+    warm_up()  # compile or load the kernel once, before any worker starts
+    with tqdm(total=size, unit="graph", unit_scale=True, desc=desc, disable=not progress) as bar:
+        if workers == 1:
+            outcomes, pool = map(_shard_task, tasks), None
+        else:
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+            outcomes = pool.imap_unordered(_shard_task, tasks)
+        try:
+            for index, entry in outcomes:
+                results[index] = entry
+                bar.update(entry["count"])
+        finally:
+            if pool is not None:
+                pool.terminate()
+    return [results[index] for index in range(len(counts))]
+
+
+def _manifest(spec: GraphSpec, size: int, seed: int, shard_size: int, origin: dict | None,
+              shards: list[dict]) -> tuple[dict, list[int]]:
+    """The manifest (see dataset.py) and the label counts; pops the shards' counts."""
+    top = spec.max_vertices + 1
+    label_counts = np.sum([s.pop("label_counts") for s in shards], axis=0).tolist()
+    path_counts = np.sum([s.pop("path_length_counts") for s in shards], axis=0).tolist()
+    manifest = {
+        "format": FORMAT, "spec": spec.to_dict(), **(origin or {"preset": None, "data": None}),
+        "seed": seed, "count": size, "shard_size": shard_size,
+        "layout": f"uint8 [count, {2 * spec.max_edges + 4}]: edges a0, b0, a1, b1, ... "
+                  "(padding 0, 0), then num_vertices, target, label, path_length",
+        "label_histogram": {str(d): label_counts[d] for d in range(top) if label_counts[d]},
+        "path_length_histogram": {str(d): path_counts[d] for d in range(top) if path_counts[d]},
+        "shards": shards,
+    }
+    return manifest, label_counts
+
+
+def _move_into_place(temporary: Path, out: Path) -> None:
+    """Rename the finished folder to `out`; an old one is moved aside first, so a crash never
+    leaves a mix of old and new shards."""
+    if out.exists():
+        old = out.parent / f".tmp-old-{out.name}-{os.getpid()}"
+        os.replace(out, old)
+        os.replace(temporary, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(temporary, out)
+
+
+def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, force: bool = False,
+                  shard_size: int = SHARD_SIZE, origin: dict | None = None, progress: bool = True) -> Path:
+    """Build the dataset at `out` (see the module docstring); returns its path."""
+    out = Path(out)
+    _check_build_args(size, seed, workers, shard_size, out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
     try:
-        counts = shard_counts(size, shard_size)
-        tasks = [(spec.to_dict(), count, seed, index, str(temporary)) for index, count in enumerate(counts)]
-        results = {}
-        warm_up()  # compile or load the kernel once, before any worker starts
-        with tqdm(total=size, unit="graph", unit_scale=True, desc=f"building {out.name}",
-                  disable=not progress) as bar:
-            if workers == 1:
-                outcomes = map(_shard_task, tasks)
-                pool = None
-            else:
-                method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-                pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
-                outcomes = pool.imap_unordered(_shard_task, tasks)
-            try:
-                for index, entry in outcomes:
-                    results[index] = entry
-                    bar.update(entry["count"])
-            finally:
-                if pool is not None:
-                    pool.terminate()
-        shards = [results[index] for index in range(len(counts))]
-        top = spec.max_vertices + 1
-        label_counts = np.sum([s.pop("label_counts") for s in shards], axis=0).tolist()
-        path_counts = np.sum([s.pop("path_length_counts") for s in shards], axis=0).tolist()
-        manifest = {
-            "format": FORMAT, "spec": spec.to_dict(), **(origin or {"preset": None, "data": None}),
-            "seed": seed, "count": size, "shard_size": shard_size,
-            "layout": f"uint8 [count, {2 * spec.max_edges + 4}]: edges a0, b0, a1, b1, ... "
-                      "(padding 0, 0), then num_vertices, target, label, path_length",
-            "label_histogram": {str(d): label_counts[d] for d in range(top) if label_counts[d]},
-            "path_length_histogram": {str(d): path_counts[d] for d in range(top) if path_counts[d]},
-            "shards": shards,
-        }
+        shards = _make_shards(spec, size, seed, temporary, workers, shard_size, progress,
+                              f"building {out.name}")
+        manifest, label_counts = _manifest(spec, size, seed, shard_size, origin, shards)
         title = f"{out.name}: {size} graphs, seed {seed} (label {spec.max_vertices} = unreachable)"
         label_distribution(label_counts, spec.max_vertices, title, temporary)
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():  # --force: move the old one aside first, so a crash never leaves a mix
-            old = out.parent / f".tmp-old-{out.name}-{os.getpid()}"
-            os.replace(out, old)
-            os.replace(temporary, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(temporary, out)
+        _move_into_place(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return out
 
 
-def main(argv=None) -> int:
+def _cannot_write(out: Path, error: OSError) -> UsageError:
+    return UsageError(f"cannot write {out}: {error.strerror or error}")
+
+
+def _main(argv) -> int:
     try:
         args = parse_args(argv)
-    except SystemExit as done:  # --help, or a usage error already reported on one line
+    except SystemExit as done:  # --help printed the help
         return int(done.code or 0)
+    spec, origin = resolve_spec(args)
     try:
-        spec, origin = resolve_spec(args)
         path = build_dataset(spec, args.size, args.seed, args.out, workers=args.workers, force=args.force,
                              shard_size=args.shard_size, origin=origin)
-    except (SpecError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except OSError as error:  # e.g. --out in a folder we may not write to, or a full disk
-        print(f"error: cannot write {args.out}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        raise _cannot_write(args.out, error) from None
     print(f"wrote {args.size} graphs to {path}")
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(PROG, _main, argv, SpecError, DatasetError)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .build import OneLineParser
+from graphpath_common.cli import ArgumentParser, run_cli
+
 from .dataset import DatasetError, load_dataset, read_manifest
 
 
@@ -24,20 +25,23 @@ def summary_line(folder: Path) -> str:
     return f"{folder.name}: {origin}, {len(batch)} graphs, seed {manifest['seed']}, labels {histogram}"
 
 
-def main(argv=None) -> int:
-    parser = OneLineParser(prog="python -m data_gen.summarize", description=__doc__.split("\n")[0])
+PROG = "python -m data_gen.summarize"
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("folders", nargs="+", type=Path, help="dataset directories")
     try:
         args = parser.parse_args(argv)
-    except SystemExit as done:
+    except SystemExit as done:  # --help printed the help
         return int(done.code or 0)
-    try:
-        for folder in args.folders:
-            print(summary_line(folder))
-    except (DatasetError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    for folder in args.folders:
+        print(summary_line(folder))
     return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(PROG, _main, argv, DatasetError, OSError)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ compares two independent implementations.
     distances(n, edges, source) -> {vertex: hops}         networkx BFS over vertices 1..n
     label_of(n, edges, target, unreachable) -> int         distance 1 -> target, or `unreachable`
     study_batch(name, size, seed, ...) -> list[(n, t, label)]  the notebook's rules, one graph at a time
+    check_against_networkx(spec, arrays) -> coverage       every sampled graph well formed and labelled right
     HAND_DRAWN                                             data_gen.examples' table, re-exported
 """
 from __future__ import annotations
@@ -33,6 +34,47 @@ def label_of(num_vertices: int, edges, target: int, unreachable: int, source: in
     if target > num_vertices:
         return unreachable
     return distances(num_vertices, edges, source).get(target, unreachable)
+
+
+def check_against_networkx(spec, arrays: dict) -> dict:
+    """Assert every graph of sampled `arrays` (numpy, as `sample_arrays` returns) is well formed for
+    `spec` (a GraphSpec) and labelled as networkx says; returns coverage facts."""
+    unreachable = spec.max_vertices
+    seen = dict(unreachable=0, repeated=0, beyond_n=0, sizes=set())
+    for i in range(len(arrays["label"])):
+        n, t = int(arrays["num_vertices"][i]), int(arrays["target"][i])
+        edges = arrays["edges"][i]
+        real = edges[:, 0] > 0
+        count = int(real.sum())
+        assert real[:count].all() and not edges[count:].any(), "padding must follow the real edges"
+        rows = edges[:count]
+        assert ((1 <= rows[:, 0]) & (rows[:, 0] < rows[:, 1]) & (rows[:, 1] <= n)).all()
+        assert spec.n_min <= n <= spec.n_max
+        if spec.family == "reference":
+            assert count <= n
+        if spec.family in ("tree", "path"):
+            assert count == n - 1 and nx.is_tree(nx.Graph([tuple(r) for r in rows.tolist()]))
+        if spec.family == "path":
+            assert max(np.bincount(rows.ravel(), minlength=n + 1)) <= 2
+        from_one = distances(n, rows, 1)
+        d12 = from_one.get(2, unreachable)
+        assert arrays["path_length"][i] == d12
+        expected = from_one.get(t, unreachable) if t <= n else unreachable
+        assert arrays["label"][i] == expected, f"graph {i}: label {arrays['label'][i]} != {expected}"
+        if spec.target == "fixed":
+            assert t == 2
+        elif spec.target == "on_path":
+            from_two = distances(n, rows, 2)
+            assert d12 < unreachable and t != 1
+            assert from_one[t] + from_two[t] == d12, "target must lie on a shortest 1-2 path"
+            assert t <= (spec.t_max or n)
+        else:
+            assert 2 <= t <= spec.target_max
+        seen["unreachable"] += int(expected == unreachable)
+        seen["repeated"] += int(len({tuple(r) for r in rows.tolist()}) < count)
+        seen["beyond_n"] += int(t > n)
+        seen["sizes"].add(n)
+    return seen
 
 
 # ---- the study's generator, per graph, in plain Python ------------------------------------------

@@ -121,7 +121,19 @@ def test_bad_spec_files(problem, tmp_path, capsys):
     spec_file = tmp_path / "bad.toml"
     spec_file.write_text(BAD_SPECS[problem])
     assert main(["--spec", str(spec_file), "--size", "10", "--seed", "1", "--out", str(tmp_path / "out")]) == 2
-    assert_one_line_and_nothing_left(capsys, tmp_path, {"bad.toml"})
+    assert_one_line_and_nothing_left(capsys, tmp_path, {"bad.toml"}, SPEC_MESSAGES[problem])
+
+
+# a fragment each message must contain: the error names the problem, not merely some problem
+SPEC_MESSAGES = {"unknown family": "unknown family 'lattice'", "n_min > n_max": "n_min (9) > n_max (5)",
+                 "n_min >= 3": "n_min must be >= 3", "t_max": "t_max (40)", "malformed": "malformed",
+                 "unknown key": "famliy", "bad data key": "n_maxx", "unknown preset": "'pretrian'"}
+ARG_MESSAGES = {"unknown preset": "'pretrian'", "zero size": "size must be >= 1",
+                "negative size": "size must be >= 1", "zero workers": "workers must be >= 1",
+                "negative seed": "seed must be >= 0", "n_max too small": "n_max=2",
+                "n_max too large": "max_vertices (65)", "small target": "small_target (99)",
+                "missing spec file": "does not exist", "not a number": "'ten'",
+                "preset and spec": "not allowed with"}
 
 
 BAD_ARGS = {
@@ -142,12 +154,13 @@ BAD_ARGS = {
 @pytest.mark.parametrize("problem", sorted(BAD_ARGS))
 def test_bad_arguments(problem, tmp_path, capsys):
     assert main([*BAD_ARGS[problem], "--out", str(tmp_path / "out")]) == 2
-    assert_one_line_and_nothing_left(capsys, tmp_path, set())
+    assert_one_line_and_nothing_left(capsys, tmp_path, set(), ARG_MESSAGES[problem])
 
 
-def assert_one_line_and_nothing_left(capsys, tmp_path, expected):
+def assert_one_line_and_nothing_left(capsys, tmp_path, expected, message=""):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("python -m data_gen.build: ") and message in err, err
     assert set(p.name for p in tmp_path.iterdir()) == expected
 
 
@@ -161,7 +174,7 @@ def test_unwritable_output_is_one_line(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert main(["--preset", "pretrain", "--size", "10", "--seed", "1", "--out", str(blocker / "ds")]) == 2
-    assert_one_line_and_nothing_left(capsys, tmp_path, {"file"})
+    assert_one_line_and_nothing_left(capsys, tmp_path, {"file"}, "cannot write")
 
 
 @pytest.mark.slow

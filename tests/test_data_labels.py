@@ -2,63 +2,16 @@
 
 Both backends are checked: the compiled kernel (the default) and the vectorized numpy code.
 """
-import networkx as nx
 import numpy as np
 import pytest
 
 from data_gen import GraphSpec, sample_arrays, study_presets
 from data_gen.bfs import adjacency_bitsets, bfs_reference, distances_from
-from data_gen.examples import HAND_DRAWN, hand_drawn_batch
+from data_gen.examples import hand_drawn_batch
+from oracle import HAND_DRAWN, check_against_networkx, distances
 
 FAMILIES = ("reference", "erdos_renyi", "tree", "path")
 TARGETS = ("fixed", "on_path", "any")
-
-
-def distances(num_vertices, edge_rows, source):
-    graph = nx.Graph()
-    graph.add_nodes_from(range(1, num_vertices + 1))
-    graph.add_edges_from((int(a), int(b)) for a, b in edge_rows)
-    return nx.single_source_shortest_path_length(graph, source)
-
-
-def check_against_networkx(spec: GraphSpec, arrays: dict) -> dict:
-    """Assert every graph is well formed and labelled as networkx says; returns coverage facts."""
-    unreachable = spec.max_vertices
-    seen = dict(unreachable=0, repeated=0, beyond_n=0, sizes=set())
-    for i in range(len(arrays["label"])):
-        n, t = int(arrays["num_vertices"][i]), int(arrays["target"][i])
-        edges = arrays["edges"][i]
-        real = edges[:, 0] > 0
-        count = int(real.sum())
-        assert real[:count].all() and not edges[count:].any(), "padding must follow the real edges"
-        rows = edges[:count]
-        assert ((1 <= rows[:, 0]) & (rows[:, 0] < rows[:, 1]) & (rows[:, 1] <= n)).all()
-        assert spec.n_min <= n <= spec.n_max
-        if spec.family == "reference":
-            assert count <= n
-        if spec.family in ("tree", "path"):
-            assert count == n - 1 and nx.is_tree(nx.Graph([tuple(r) for r in rows.tolist()]))
-        if spec.family == "path":
-            assert max(np.bincount(rows.ravel(), minlength=n + 1)) <= 2
-        from_one = distances(n, rows, 1)
-        d12 = from_one.get(2, unreachable)
-        assert arrays["path_length"][i] == d12
-        expected = from_one.get(t, unreachable) if t <= n else unreachable
-        assert arrays["label"][i] == expected, f"graph {i}: label {arrays['label'][i]} != {expected}"
-        if spec.target == "fixed":
-            assert t == 2
-        elif spec.target == "on_path":
-            from_two = distances(n, rows, 2)
-            assert d12 < unreachable and t != 1
-            assert from_one[t] + from_two[t] == d12, "target must lie on a shortest 1-2 path"
-            assert t <= (spec.t_max or n)
-        else:
-            assert 2 <= t <= spec.target_max
-        seen["unreachable"] += int(expected == unreachable)
-        seen["repeated"] += int(len({tuple(r) for r in rows.tolist()}) < count)
-        seen["beyond_n"] += int(t > n)
-        seen["sizes"].add(n)
-    return seen
 
 
 CASES = [
