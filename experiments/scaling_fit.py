@@ -7,7 +7,8 @@ Definitions, for one model size N:
                    monotone (running minimum of the loss over increasing D, so more data never
                    looks worse) and log D is interpolated linearly in the loss. A loss below the
                    best scratch loss (or above the worst) is extrapolated along the last (first)
-                   segment in log D and flagged "extrapolated-high" ("extrapolated-low"); a flat
+                   segment in log D and flagged "extrapolated-high" ("extrapolated-low"), at most
+                   10x beyond the ladder's ends ("out-of-range", D_E = None, beyond); a flat
                    curve that cannot be extrapolated gives D_E = None.
     D_T = D_E - D_F   data transferred. Kept when negative (pre-training hurt: the paper's
                    "ossification"), flagged `ossified`.
@@ -37,10 +38,12 @@ def monotone_curve(data_sizes, losses) -> tuple[np.ndarray, np.ndarray]:
     return unique, np.minimum.accumulate(mean)
 
 
-def effective_data(data_sizes, losses, target_loss: float) -> tuple[float | None, str]:
+def effective_data(data_sizes, losses, target_loss: float,
+                   max_extrapolation: float = 10.0) -> tuple[float | None, str]:
     """(D_E, flag) — the from-scratch data reaching `target_loss`; flag "interpolated",
-    "extrapolated-high" (beyond the largest D), "extrapolated-low" (below the smallest D), or
-    "undefined" (D_E None: fewer than two distinct points or a flat end segment)."""
+    "extrapolated-high" (beyond the largest D), "extrapolated-low" (below the smallest D),
+    "out-of-range" (D_E None: it would lie more than `max_extrapolation` times beyond the ladder's
+    ends) or "undefined" (D_E None: fewer than two distinct points or a flat end segment)."""
     d, loss = monotone_curve(data_sizes, losses)
     if len(d) < 2 or not math.isfinite(target_loss):
         return None, "undefined"
@@ -59,7 +62,9 @@ def effective_data(data_sizes, losses, target_loss: float) -> tuple[float | None
     if y1 == y0:
         return (None, "undefined") if flag != "interpolated" else (float(math.exp(x0)), flag)
     x = x0 + (target_loss - y0) * (x1 - x0) / (y1 - y0)
-    return float(math.exp(min(x, 700.0))), flag
+    if not (log_d[0] - math.log(max_extrapolation) <= x <= log_d[-1] + math.log(max_extrapolation)):
+        return None, "out-of-range"
+    return float(math.exp(x)), flag
 
 
 def transfer_points(scratch: dict, finetuned: dict) -> list[dict]:

@@ -48,6 +48,7 @@ def test_effective_data_flags_and_ossification():
     value, flag = sf.effective_data(d, loss, 0.5)
     assert flag == "extrapolated-high" and value == pytest.approx(10 ** 3.5)
     assert sf.effective_data(d, loss, 3.5)[1] == "extrapolated-low"
+    assert sf.effective_data(d, loss, -5.0) == (None, "out-of-range")  # 10^8: beyond 10x the ladder
     # a noisy bump is removed by the running minimum: 1000 -> 2.5 counts as 2.0
     assert sf.monotone_curve(d, [3.0, 2.0, 2.5])[1].tolist() == [3.0, 2.0, 2.0]
     rows = sf.transfer_points({1: list(zip(d, loss))}, {1: [(100, 2.5)]})

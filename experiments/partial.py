@@ -1,0 +1,191 @@
+"""python -m experiments.partial — partial fine-tuning (Lu et al. 2021; LoRA, Hu et al. 2021).
+
+For every seed: one pre-training run on the study's `pretrain` set, then one fine-tuning job per
+(mode, rank, body): modes full | norm-embed | readout | lora (one job per rank in `ranks`), each
+on the pre-trained body and, as Lu et al.'s control, on the run's untrained initialisation
+(`body = "random"`). Each fine-tuned model is scored on the fine-tuning set and every
+out-of-distribution set of graphpath.eval_sets (`sets`, default all), the same graphs for every
+job. Results: `partial.json` — per variant its trainable parameter count (formula of
+graphpath.partial) and, per set, MSE and accuracy with a 95% t-interval over seeds; figures
+`figures/partial-finetune.html` (fine-tune loss vs trainable parameters) and
+`figures/partial-sets.html` (every set per variant).
+
+    python -m experiments.partial                              # CPU default (experiments/partial.toml)
+    python -m experiments.partial --config experiments/partial-gpu.toml --out runs/partial-gpu
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data_gen import SpecError
+from graphpath.checkpoint import load_model
+from graphpath.eval_core import model_vocabulary, score_model
+from graphpath.eval_sets import EvalError, define_sets, load_set, resolve_names
+from graphpath.model import ModelConfig
+from graphpath.partial import BODIES, MODES, expected_trainable
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import atomic_write_text
+from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.toml import tomllib
+
+from .scaling_fit import mean_ci
+from .study_jobs import StudyError, best_eval_loss, config_text, finetune_job, pretrain_job
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
+KEYS = ("name", "seeds", "modes", "ranks", "lora_alpha", "bodies", "sets", "eval_size", "data", "model",
+        "pretrain", "finetune")
+
+
+def load_study(path: Path) -> dict:
+    try:
+        study = tomllib.loads(Path(path).read_text())
+    except OSError as error:
+        raise StudyError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path} is not valid TOML: {error}") from None
+    reject_unknown_keys(KEYS, study, StudyError, "partial study")
+    study = {"name": "partial", "seeds": [0], "modes": list(MODES), "ranks": [1, 4], "bodies": list(BODIES),
+             "sets": ["finetune", "tests", "shift"], "eval_size": 1024, "pretrain": {}, "finetune": {}, **study}
+    seeds = study["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise StudyError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    bad = [m for m in study["modes"] if m not in MODES]
+    if bad or not study["modes"]:
+        raise StudyError(f"unknown mode(s) {bad} (modes: {', '.join(MODES)})")
+    bad = [b for b in study["bodies"] if b not in BODIES]
+    if bad or not study["bodies"]:
+        raise StudyError(f"unknown body {bad} (bodies: {', '.join(BODIES)})")
+    if "lora" in study["modes"] and (not study["ranks"] or not all(
+            isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in study["ranks"])):
+        raise StudyError(f"ranks must be positive integers, got {study['ranks']!r}")
+    if not isinstance(study["eval_size"], int) or study["eval_size"] < 16:
+        raise StudyError(f"eval_size must be an integer >= 16, got {study['eval_size']!r}")
+    try:
+        study["sets"] = resolve_names(study["sets"])
+    except EvalError as error:
+        raise StudyError(str(error)) from None
+    for variant in variants(study):
+        config_text(run_config(study, seeds[0], variant))
+    return study
+
+
+def variants(study: dict) -> list[dict]:
+    """Every (mode, rank, body) fine-tuning job of one seed, in a fixed order."""
+    out = []
+    for body in study["bodies"]:
+        for mode in study["modes"]:
+            for rank in (study["ranks"] if mode == "lora" else [None]):
+                name = f"{mode}{'' if rank is None else f'-r{rank}'}-{body}"
+                out.append({"name": name, "mode": mode, "rank": rank, "body": body})
+    return out
+
+
+def run_config(study: dict, seed: int, variant: dict | None) -> dict:
+    finetune = dict(study["finetune"])
+    if variant is not None:
+        finetune.update(mode=variant["mode"], body=variant["body"])
+        if variant["rank"] is not None:
+            finetune["lora_rank"] = variant["rank"]
+            if "lora_alpha" in study:
+                finetune["lora_alpha"] = study["lora_alpha"]
+    return {"name": study["name"], "seed": seed, "data": dict(study.get("data", {})),
+            "model": dict(study.get("model", {})), "train": dict(study["pretrain"]), "finetune": finetune}
+
+
+def run_study(study: dict, out: Path, progress: bool = True) -> dict:
+    sets = define_sets(study.get("data", {}))
+    prepared = {}
+    for name in study["sets"]:
+        batch, digest = load_set(sets[name], study["eval_size"], 0, None)
+        prepared[name] = (sets[name], batch, digest)
+    jobs = [(seed, v) for seed in study["seeds"] for v in [None] + variants(study)]
+    results = {}
+    bar = tqdm(jobs, desc="partial jobs", unit="job", disable=not progress, dynamic_ncols=True)
+    for seed, variant in bar:
+        base = out / "jobs" / f"seed{seed}"
+        if variant is None:
+            pretrain_job(base / "pretrain", run_config(study, seed, None))
+            continue
+        job = finetune_job(base / variant["name"], base / "pretrain", run_config(study, seed, variant))
+        model, info = load_model(job)
+        scored, _ = score_model(model, prepared, model_vocabulary(model, info), progress=False)
+        results[(seed, variant["name"])] = {"best_finetune_eval": best_eval_loss(job, "finetune"),
+                                            "sets": {k: {"mse": v["mse"], "accuracy": v["accuracy"]}
+                                                     for k, v in scored.items()}}
+        bar.write(f"seed {seed} {variant['name']}: fine-tune held-out MSE "
+                  f"{results[(seed, variant['name'])]['best_finetune_eval']:.4g}")
+    model_config = ModelConfig.from_dict({**study.get("model", {}),
+                                          "max_vertices": sets["pretrain"].spec.max_vertices})
+    rows = []
+    for variant in variants(study):
+        per_seed = [results[(seed, variant["name"])] for seed in study["seeds"]]
+        rows.append({**variant, "trainable": expected_trainable(model_config, variant["mode"], variant["rank"]),
+                     "finetune_loss": mean_ci([r["best_finetune_eval"] for r in per_seed]),
+                     "sets": {name: {metric: mean_ci([r["sets"][name][metric] for r in per_seed if name in r["sets"]])
+                                     for metric in ("mse", "accuracy")} for name in study["sets"]},
+                     "per_seed": per_seed})
+    return {"schema": 1, "study": study, "total_parameters": expected_trainable(model_config, "full"),
+            "set_data": {name: {"description": p[0].description, "data_sha256": p[2]} for name, p in prepared.items()},
+            "variants": rows}
+
+
+def write_figures(doc: dict, folder: Path) -> list[str]:
+    import plotly.graph_objects as go
+
+    from graphpath_common.figures import write_html
+
+    def error(blocks):
+        means = [b["mean"] for b in blocks]
+        return dict(type="data", symmetric=False,
+                    array=[(b["ci95"] or [m, m])[1] - m for b, m in zip(blocks, means)],
+                    arrayminus=[m - (b["ci95"] or [m, m])[0] for b, m in zip(blocks, means)])
+
+    folder.mkdir(parents=True, exist_ok=True)
+    loss = go.Figure()
+    for body in doc["study"]["bodies"]:
+        rows = sorted((r for r in doc["variants"] if r["body"] == body), key=lambda r: r["trainable"])
+        loss.add_scatter(x=[r["trainable"] for r in rows], y=[r["finetune_loss"]["mean"] for r in rows],
+                         error_y=error([r["finetune_loss"] for r in rows]), mode="markers+text",
+                         text=[r["name"].rsplit("-", 1)[0] for r in rows], textposition="top center",
+                         name=f"{body} body")
+    loss.update_layout(title="Best fine-tune held-out MSE vs trainable parameters (95% CI over seeds)",
+                       xaxis=dict(type="log", title="trainable parameters"), yaxis=dict(type="log", title="MSE"))
+    sets = go.Figure()
+    for name in doc["study"]["sets"]:
+        blocks = [r["sets"][name]["mse"] for r in doc["variants"]]
+        sets.add_bar(x=[r["name"] for r in doc["variants"]], y=[b["mean"] for b in blocks], error_y=error(blocks),
+                     name=name)
+    sets.update_layout(barmode="group", title="MSE on every set per fine-tuning variant (95% CI over seeds)",
+                       yaxis=dict(type="log", title="MSE"))
+    return [str(write_html(loss, folder / "partial-finetune.html")), str(write_html(sets, folder / "partial-sets.html"))]
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog="python -m experiments.partial", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study TOML (default experiments/partial.toml)")
+    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    study = load_study(args.config)
+    out = args.out or Path("runs") / study["name"]
+    doc = run_study(study, out, progress=not args.quiet)
+    if not args.no_figures:
+        doc["figures"] = write_figures(doc, out / "figures")
+    atomic_write_text(out / "partial.json", json.dumps(doc, indent=1))
+    best = min(doc["variants"], key=lambda r: r["finetune_loss"]["mean"])
+    print(f"{out / 'partial.json'}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; best fine-tune "
+          f"MSE {best['finetune_loss']['mean']:.4g} ({best['name']}, {best['trainable']:,} trainable)", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli("python -m experiments.partial", _main, argv, StudyError, SpecError, EvalError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""python -m experiments.partial: bad input exits 2; a tiny study end to end (slow)."""
+import json
+
+import pytest
+
+from experiments.partial import main
+
+TINY = """
+name = "partial-tiny"
+seeds = [0, 1]
+modes = ["full", "readout", "lora"]
+ranks = [2]
+sets = ["finetune", "shift-tree"]
+eval_size = 64
+[data]
+n_max = 5
+finetune_n_max = 4
+small_target = 4
+[model]
+d_model = 16
+n_layers = 1
+n_heads = 2
+[pretrain]
+steps = 20
+batch_size = 32
+eval_every = 20
+eval_size = 64
+checkpoint_every = 1000
+[finetune]
+steps = 10
+batch_size = 32
+eval_every = 5
+eval_size = 64
+lr = 1e-3
+checkpoint_every = 1000
+"""
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (('modes = ["full", "readout", "lora"]', 'modes = ["full", "prefix"]'), "unknown mode"),
+    (("ranks = [2]", "ranks = [0]"), "ranks must be positive integers"),
+    (('sets = ["finetune", "shift-tree"]', 'sets = ["nowhere"]'), "unknown set"),
+    (("seeds = [0, 1]", "seeds = [0]\nbodies = [\"warm\"]"), "unknown body"),
+])
+def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
+    path = tmp_path / "study.toml"
+    path.write_text(TINY.replace(*edit))
+    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_partial_study_end_to_end(tmp_path):
+    from graphpath.checkpoint import load_model
+
+    path = tmp_path / "study.toml"
+    path.write_text(TINY)
+    out = tmp_path / "out"
+    assert main(["--config", str(path), "--out", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "partial.json").read_text())
+    names = [v["name"] for v in doc["variants"]]
+    assert names == [f"{m}-{b}" for b in ("pretrained", "random") for m in ("full", "readout", "lora-r2")]
+    full, readout = doc["variants"][0], doc["variants"][1]
+    assert full["trainable"] == doc["total_parameters"] and readout["trainable"] == 16 + 1
+    # the readout-only job changed nothing but the read-out
+    tuned, _ = load_model(out / "jobs" / "seed0" / "readout-pretrained")
+    pre, _ = load_model(out / "jobs" / "seed0" / "pretrain" / "checkpoints" / "pretrain-final.json")
+    changed = {n for n, t in tuned.state_dict().items() if not (t == pre.state_dict()[n]).all()}
+    assert changed == {"readout.weight", "readout.bias"}
+    for row in doc["variants"]:
+        assert set(row["sets"]) == {"finetune", "shift-tree"} and row["finetune_loss"]["n"] == 2
+    assert (out / "figures" / "partial-finetune.html").is_file()
