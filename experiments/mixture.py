@@ -1,0 +1,214 @@
+"""python -m experiments.mixture — pre-training mixture coverage (Yadlowsky et al. 2023).
+
+Each `[mixtures.NAME]` (data_gen.mixture: families, size ranges, distance ranges, weights summing
+to 1) becomes a fixed training dataset of `train_size` graphs per seed; every `[[models]]` size is
+pre-trained on it (the distance 1 -> t task, any t) and scored on every `[tests.NAME]`
+distribution: each mixture's components, families held out of it, blends, larger n and longer
+distances (a test is itself a mixture, sampled once from its name, the same graphs for every
+model). The question: does error track the test distribution's coverage by the mixture, rather
+than the model's size? Coverage (data_gen.mixture.coverage) = the fraction of test graphs whose
+(n, edge count, label) cell occurs in the very dataset the model trained on.
+
+Output (`--out`, default runs/<name>): `jobs/` (graphpath.train run directories), `data/`,
+`mixture.json` — per (mixture, test, model) MSE and accuracy with 95% CIs over seeds, coverage,
+whether the test's families are all in the mixture; and `analysis`: Spearman correlation of
+log MSE with coverage and with log N, and R^2 of log MSE ~ coverage, ~ log N, ~ both;
+figures `figures/mixture-coverage.html` (MSE vs coverage, per model size) and
+`figures/mixture-matrix.html` (mixtures x tests).
+
+    python -m experiments.mixture                          # CPU default (experiments/mixture.toml)
+    python -m experiments.mixture --config experiments/mixture-gpu.toml
+"""
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_gen import SpecError
+from data_gen.mixture import Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, sample_mixture
+from data_gen.dataset import load_dataset
+from graphpath.checkpoint import load_model
+from graphpath.eval_core import predict
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import atomic_write_text
+from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.toml import tomllib
+
+from .scaling_fit import mean_ci
+from .study_jobs import StudyError, config_text, non_embedding_parameters, pretrain_job
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
+KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "models", "pretrain", "mixtures", "tests")
+MIN_TRAIN, MIN_TEST = 256, 64
+
+
+def load_study(path: Path) -> dict:
+    try:
+        study = tomllib.loads(Path(path).read_text())
+    except OSError as error:
+        raise StudyError(f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise StudyError(f"{path} is not valid TOML: {error}") from None
+    reject_unknown_keys(KEYS, study, StudyError, "mixture study")
+    study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "test_size": 1024,
+             "pretrain": {}, **study}
+    seeds = study["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise StudyError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    for key, low in (("train_size", MIN_TRAIN), ("test_size", MIN_TEST)):
+        if not isinstance(study[key], int) or study[key] < low:
+            raise StudyError(f"{key} must be an integer >= {low} (the smallest sensible), got {study[key]!r}")
+    models = study.get("models")
+    if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+        raise StudyError("models must list at least one [[models]] table")
+    for key in ("mixtures", "tests"):
+        if not isinstance(study.get(key), dict) or not study[key]:
+            raise StudyError(f"the study needs at least one [{key}.NAME] table")
+    vocabulary = study["max_vertices"]
+    study["_mixtures"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["mixtures"].items()}
+    study["_tests"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["tests"].items()}
+    for model in models:
+        config_text(run_config(study, model, seeds[0], None))
+    return study
+
+
+def run_config(study: dict, model: dict, seed: int, dataset: Path | None) -> dict:
+    train = {**study["pretrain"], **({"dataset": str(dataset)} if dataset is not None else {})}
+    v = study["max_vertices"]
+    return {"name": study["name"], "seed": seed, "data": {"n_max": v, "finetune_n_max": min(5, v), "small_target": min(5, v)},
+            "model": dict(model), "train": train, "finetune": {"steps": 1}}
+
+
+def families(mixture: Mixture) -> set:
+    return {(c.family, c.avg_degree if c.family == "erdos_renyi" else None) for c in mixture.components}
+
+
+def run_study(study: dict, out: Path, progress: bool = True) -> dict:
+    vocabulary = study["max_vertices"]
+    tests = {name: sample_mixture(m, study["test_size"], np.random.default_rng(zlib.crc32(name.encode())))
+             for name, m in study["_tests"].items()}
+    jobs = [(seed, mix, m) for seed in study["seeds"] for mix in study["_mixtures"] for m in range(len(study["models"]))]
+    raw = []
+    bar = tqdm(jobs, desc="mixture jobs", unit="job", disable=not progress, dynamic_ncols=True)
+    for seed, mix, m in bar:
+        data_dir = out / "data" / f"{mix}-seed{seed}"
+        if not (data_dir / "manifest.json").is_file():
+            build_mixture_dataset(study["_mixtures"][mix], study["train_size"], seed, data_dir)
+        job = pretrain_job(out / "jobs" / f"{mix}-model{m}-seed{seed}",
+                           run_config(study, study["models"][m], seed, data_dir.resolve()))
+        model, _ = load_model(job)
+        train = load_dataset(data_dir, verify=False)
+        train_arrays = {"edges": train.edges.numpy(), "num_vertices": train.num_vertices.numpy(),
+                        "label": train.label.numpy()}
+        for test, arrays in tests.items():
+            prediction = predict(model, as_batch(arrays, vocabulary))
+            label = arrays["label"].astype(float)
+            raw.append({"mixture": mix, "test": test, "model": m, "seed": seed,
+                        "mse": float(np.mean((prediction - label) ** 2)),
+                        "accuracy": float(np.mean(np.round(prediction) == label)),
+                        "coverage": coverage(arrays, train_arrays)})
+        bar.write(f"{mix} model {m} seed {seed}: " + ", ".join(
+            f"{r['test']} {r['mse']:.3g}" for r in raw if (r["mixture"], r["model"], r["seed"]) == (mix, m, seed)))
+    n_of = [non_embedding_parameters(model, vocabulary) for model in study["models"]]
+    cells = []
+    for mix, mixture in study["_mixtures"].items():
+        for test, test_mixture in study["_tests"].items():
+            for m, n in enumerate(n_of):
+                mine = [r for r in raw if (r["mixture"], r["test"], r["model"]) == (mix, test, m)]
+                cells.append({"mixture": mix, "test": test, "model": m, "N": n,
+                              "families_in_mixture": families(test_mixture) <= families(mixture),
+                              "coverage": float(np.mean([r["coverage"] for r in mine])),
+                              "mse": mean_ci([r["mse"] for r in mine]), "accuracy": mean_ci([r["accuracy"] for r in mine])})
+    public = {k: v for k, v in study.items() if not k.startswith("_")}
+    return {"schema": 1, "study": public, "coverage_definition": "fraction of test graphs whose (n, edge count, "
+            "label) cell occurs in the model's own training dataset (data_gen.mixture.coverage)",
+            "models": [{"index": m, "config": study["models"][m], "N": n} for m, n in enumerate(n_of)],
+            "cells": cells, "raw": raw, "analysis": analyse(cells)}
+
+
+def analyse(cells: list[dict]) -> dict:
+    """Does log MSE follow coverage or model size? Rank correlations and R^2 of small linear fits."""
+    from scipy import stats
+
+    y = np.log(np.array([max(c["mse"]["mean"], 1e-12) for c in cells]))
+    cov = np.array([c["coverage"] for c in cells])
+    log_n = np.log(np.array([c["N"] for c in cells], dtype=float))
+
+    def r2(*columns):
+        design = np.column_stack([np.ones(len(y)), *columns])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        residual = y - design @ coef
+        total = float(((y - y.mean()) ** 2).sum())
+        return None if total == 0 else 1 - float((residual ** 2).sum()) / total
+
+    def spearman(x):
+        if len(set(x.tolist())) < 2 or len(set(y.tolist())) < 2:
+            return None
+        return float(stats.spearmanr(x, y).statistic)
+
+    return {"cells": len(cells), "spearman_log_mse_vs_coverage": spearman(cov),
+            "spearman_log_mse_vs_log_N": spearman(log_n),
+            "r2_coverage": r2(cov), "r2_log_N": r2(log_n), "r2_both": r2(cov, log_n)}
+
+
+def write_figures(doc: dict, folder: Path) -> list[str]:
+    import plotly.graph_objects as go
+
+    from graphpath_common.figures import write_html
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scatter = go.Figure()
+    for model in doc["models"]:
+        mine = [c for c in doc["cells"] if c["model"] == model["index"]]
+        scatter.add_scatter(x=[c["coverage"] for c in mine], y=[c["mse"]["mean"] for c in mine], mode="markers",
+                            name=f"N={model['N']:,}", text=[f"{c['mixture']} -> {c['test']}" for c in mine],
+                            error_y=dict(type="data", symmetric=False,
+                                         array=[(c["mse"]["ci95"] or [0, c["mse"]["mean"]])[1] - c["mse"]["mean"] for c in mine],
+                                         arrayminus=[c["mse"]["mean"] - (c["mse"]["ci95"] or [c["mse"]["mean"], 0])[0]
+                                                     for c in mine]))
+    a = doc["analysis"]
+    scatter.update_layout(title=f"Test MSE vs coverage (Spearman with coverage {a['spearman_log_mse_vs_coverage']}, "
+                                f"with log N {a['spearman_log_mse_vs_log_N']})",
+                          xaxis=dict(title="coverage of the test set by the training mixture"),
+                          yaxis=dict(type="log", title="MSE (mean, 95% CI over seeds)"))
+    largest = max(doc["models"], key=lambda m: m["N"])["index"]
+    mixtures = list(doc["study"]["mixtures"])
+    tests = list(doc["study"]["tests"])
+    z = [[next(c["mse"]["mean"] for c in doc["cells"] if (c["mixture"], c["test"], c["model"]) == (mix, t, largest))
+          for t in tests] for mix in mixtures]
+    matrix = go.Figure(go.Heatmap(z=np.log10(np.array(z)).tolist(), x=tests, y=mixtures, colorbar=dict(title="log10 MSE")))
+    matrix.update_layout(title="log10 test MSE, largest model (rows: pre-training mixture)")
+    return [str(write_html(scatter, folder / "mixture-coverage.html")), str(write_html(matrix, folder / "mixture-matrix.html"))]
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog="python -m experiments.mixture", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study TOML (default experiments/mixture.toml)")
+    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    study = load_study(args.config)
+    out = args.out or Path("runs") / study["name"]
+    doc = run_study(study, out, progress=not args.quiet)
+    if not args.no_figures:
+        doc["figures"] = write_figures(doc, out / "figures")
+    atomic_write_text(out / "mixture.json", json.dumps(doc, indent=1))
+    a = doc["analysis"]
+    print(f"{out / 'mixture.json'}: {a['cells']} cells; Spearman(log MSE, coverage) {a['spearman_log_mse_vs_coverage']}, "
+          f"Spearman(log MSE, log N) {a['spearman_log_mse_vs_log_N']}; R^2 coverage {a['r2_coverage']}, "
+          f"log N {a['r2_log_N']}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli("python -m experiments.mixture", _main, argv, StudyError, MixtureError, SpecError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
