@@ -22,6 +22,7 @@ import torch
 
 from .batch import TENSOR_FIELDS, GraphBatch
 from .fast import fast_arrays
+from .sampler import sample_arrays
 from .spec import GraphSpec, SpecError
 
 FORMAT = "graphpath-dataset/1"
@@ -65,7 +66,12 @@ def sha256_file(path: Path) -> str:
 
 def make_shard(spec: GraphSpec, count: int, seed: int, index: int, folder: Path) -> dict:
     """Draw shard `index`, write it into `folder`; returns its manifest entry and histograms."""
-    arrays, _ = fast_arrays(spec, count, shard_key(seed, index))
+    if spec.task == "distance":
+        arrays, _ = fast_arrays(spec, count, shard_key(seed, index))
+    else:  # a relabelled task (tasks.py): the same stream key seeds the sampler
+        arrays = sample_arrays(spec, count, np.random.default_rng(shard_key(seed, index)))
+        arrays["edges"] = np.pad(arrays["edges"], ((0, 0), (0, spec.max_edges - arrays["edges"].shape[1]), (0, 0)))
+        arrays = {name: value.astype(np.uint8) for name, value in arrays.items()}
     path = Path(folder) / shard_name(index)
     np.save(path, pack(arrays))
     top = spec.max_vertices + 1

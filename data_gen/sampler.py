@@ -14,6 +14,7 @@ from .batch import GraphBatch
 from .bfs import adjacency_bitsets, distances_from
 from .fast import fast_arrays
 from .spec import GraphSpec
+from .tasks import sample_task_arrays
 
 
 def as_generator(rng) -> np.random.Generator:
@@ -228,6 +229,9 @@ def sample_arrays(spec: GraphSpec, size: int, rng, chunk: int = 65_536,
         raise ValueError(f"size must be positive, got {size}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+    if spec.task != "distance":  # graphs of the same family, relabelled (tasks.py)
+        return sample_task_arrays(spec, size, lambda source, count: sample_arrays(
+            source, count, rng, chunk=chunk, backend=backend), rng)
     if backend == "numba":
         return _sample_arrays_numba(spec, size, rng)
     if spec.n_draw == "example":

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from graphpath_common.keys import reject_unknown_keys
 
 FAMILIES = ("reference", "erdos_renyi", "tree", "path")
-TARGET_MODES = ("fixed", "on_path", "any")
+TARGET_MODES = ("fixed", "on_path", "any", "source")
+# what the label means (data_gen/tasks.py): distance 1 -> t (the study's), or another question
+TASKS = ("distance", "reachable", "degree", "reach_count", "eccentricity")
+TASK_TARGETS = {"reachable": ("any",), "degree": ("any",), "reach_count": ("source",),
+                "eccentricity": ("source",), "distance": ("fixed", "on_path", "any")}
 BALANCES = ("study", "uniform", "none")
 N_DRAWS = ("example", "graph")
 T_MAX_RULES = ("redraw", "cap")
@@ -34,6 +38,7 @@ class GraphSpec:
     n_max: int = 15  # most vertices (uniform in [n_min, n_max])
     max_vertices: int | None = None  # vocabulary and unreachable label; None = n_max
     target: str = "fixed"  # fixed (t = 2) | on_path (t on a shortest 1-2 path) | any (t uniform)
+    #                        | source (t = 1, for tasks about vertex 1 itself)
     t_max: int | None = None  # on_path: cap on the target's id; any: upper bound (None = max_vertices)
     balance: str = "none"  # study | uniform | none
     balance_threshold: int | None = None  # study rule's threshold; None = the study's (6 or 4)
@@ -46,6 +51,7 @@ class GraphSpec:
     # on_path with t_max: redraw the graph when the chosen on-path vertex is > t_max (the study's
     # rule), or cap the candidates at t_max
     t_max_rule: str = "redraw"
+    task: str = "distance"  # the label's meaning: distance | reachable | degree | reach_count | eccentricity
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -68,7 +74,8 @@ class GraphSpec:
         if self.t_max is not None:
             need(isinstance(self.t_max, int) and 2 <= self.t_max <= self.max_vertices,
                  f"t_max ({self.t_max}) must lie in [2, max_vertices={self.max_vertices}]")
-            need(self.target != "fixed", "t_max has no meaning with target 'fixed' (t is always 2)")
+            need(self.target not in ("fixed", "source"),
+                 f"t_max has no meaning with target {self.target!r} (t is always {2 if self.target == 'fixed' else 1})")
         need(not (self.balance == "study" and self.target == "any"),
              "balance 'study' is defined for targets 'fixed' and 'on_path' only")
         if self.balance_threshold is not None:
@@ -83,6 +90,11 @@ class GraphSpec:
         need(self.n_draw in N_DRAWS, f"unknown n_draw {self.n_draw!r} (choose from {', '.join(N_DRAWS)})")
         need(not (self.balance == "uniform" and self.n_draw == "example"),
              "balance 'uniform' needs n_draw 'graph' (a per-label quota may be unreachable at a held n)")
+        need(self.task in TASKS, f"unknown task {self.task!r} (choose from {', '.join(TASKS)})")
+        need(self.target in TASK_TARGETS[self.task],
+             f"task {self.task!r} takes target {' or '.join(TASK_TARGETS[self.task])}, not {self.target!r}")
+        need(self.task == "distance" or self.balance != "study",
+             f"balance 'study' is defined for the distance task only, not {self.task!r}")
         need(self.t_max_rule in T_MAX_RULES,
              f"unknown t_max_rule {self.t_max_rule!r} (choose from {', '.join(T_MAX_RULES)})")
 
@@ -101,8 +113,8 @@ class GraphSpec:
     @property
     def target_max(self) -> int:
         """Largest target id this spec can produce."""
-        if self.target == "fixed":
-            return 2
+        if self.target in ("fixed", "source"):
+            return 2 if self.target == "fixed" else 1
         if self.target == "any":
             return self.t_max if self.t_max is not None else self.max_vertices
         return min(self.n_max, self.t_max if self.t_max is not None else self.n_max)

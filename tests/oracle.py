@@ -6,6 +6,7 @@ compares two independent implementations.
 
     distances(n, edges, source) -> {vertex: hops}         networkx BFS over vertices 1..n
     label_of(n, edges, target, unreachable) -> int         distance 1 -> target, or `unreachable`
+    task_label(task, n, edges, target, unreachable) -> int  the label of any data_gen task
     study_batch(name, size, seed, ...) -> list[(n, t, label)]  the notebook's rules, one graph at a time
     check_against_networkx(spec, arrays) -> coverage       every sampled graph well formed and labelled right
     HAND_DRAWN                                             data_gen.examples' table, re-exported
@@ -75,6 +76,25 @@ def check_against_networkx(spec, arrays: dict) -> dict:
         seen["beyond_n"] += int(t > n)
         seen["sizes"].add(n)
     return seen
+
+
+def task_label(task: str, num_vertices: int, edges, target: int, unreachable: int) -> int:
+    """networkx: the label of data_gen's task `task` (GraphSpec.task) for one graph."""
+    if task == "distance":
+        return label_of(num_vertices, edges, target, unreachable)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(1, num_vertices + 1))
+    graph.add_edges_from((int(a), int(b)) for a, b in edges if a > 0)
+    if task == "degree":
+        return graph.degree(target) if target <= num_vertices else 0
+    component = nx.node_connected_component(graph, 1)
+    if task == "reachable":
+        return int(target in component)
+    if task == "reach_count":
+        return len(component) - 1
+    if task == "eccentricity":
+        return nx.eccentricity(graph.subgraph(component), 1)
+    raise ValueError(f"no oracle for task {task!r}")
 
 
 # ---- the study's generator, per graph, in plain Python ------------------------------------------
