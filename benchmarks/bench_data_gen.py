@@ -33,10 +33,12 @@ from data_gen.fast import fast_arrays, study_keep_table, warm_up  # noqa: E402
 # ---- the baseline: one graph at a time, in plain Python ----------------------------------------
 
 def python_graph(spec: GraphSpec, keep: list, rnd: random.Random):
-    """One accepted graph of a reference-family spec: (edges, n, target, label, path_length)."""
+    """One accepted graph of a reference-family spec: (edges, n, target, label, path_length).
+    The study's rules: n drawn once, a rejected graph redrawn at that n; a small on-path target
+    above t_max redraws the graph."""
     unreachable = spec.max_vertices
+    n = rnd.randint(spec.n_min, spec.n_max)
     while True:
-        n = rnd.randint(spec.n_min, spec.n_max)
         edges = []
         for _ in range(n):
             a, b = rnd.randint(1, n), rnd.randint(1, n)
@@ -55,14 +57,15 @@ def python_graph(spec: GraphSpec, keep: list, rnd: random.Random):
         if spec.target == "fixed":
             return edges, n, 2, d, d
         from_two = bfs_from(neighbours, 2, unreachable)
-        cap = min(n, spec.t_max or n)
         by_position = {}
-        for v in range(1, cap + 1):
+        for v in range(1, n + 1):
             if from_one[v] >= 1 and from_one[v] + from_two[v] == d:
                 by_position.setdefault(from_one[v], []).append(v)
         positions = sorted(by_position)
         k = rnd.choices(positions, weights=positions)[0]
-        return edges, n, rnd.choice(by_position[k]), k, d
+        t = rnd.choice(by_position[k])
+        if t <= (spec.t_max or n):
+            return edges, n, t, k, d
 
 
 def python_rate(spec: GraphSpec, seconds: float) -> float:
