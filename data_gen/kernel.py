@@ -258,6 +258,18 @@ def _draw_graph(family, n, state, er_threshold, ea, eb, scratch, adjacency, stop
 
 
 @njit(cache=True, nogil=True)
+def _store(row, ea, eb, m, n, t, label, d12, edges_out, num_vertices_out, target_out, label_out, path_out):
+    """Write one accepted graph into output row `row`."""
+    for i in range(m):
+        edges_out[row, i, 0] = ea[i]
+        edges_out[row, i, 1] = eb[i]
+    num_vertices_out[row] = n
+    target_out[row] = t
+    label_out[row] = label
+    path_out[row] = d12
+
+
+@njit(cache=True, nogil=True)
 def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, early_exit,
          hold_n, t_redraw, er_threshold, keep, keep_bound, remaining,
          edges_out, num_vertices_out, target_out, label_out, path_out, raw_counts, kept_counts):
@@ -322,13 +334,8 @@ def fill(base, first_index, family, n_min, n_max, target_mode, t_hi, balance, ea
                 continue
             remaining[label] -= 1
         kept_counts[key] += 1
-        for i in range(m):
-            edges_out[filled, i, 0] = ea[i]
-            edges_out[filled, i, 1] = eb[i]
-        num_vertices_out[filled] = n
-        target_out[filled] = t
-        label_out[filled] = label
-        path_out[filled] = d12
+        _store(filled, ea, eb, m, n, t, label, d12, edges_out, num_vertices_out, target_out,
+               label_out, path_out)
         filled += 1
         n = -1  # the next output row draws its own n
     return index
