@@ -79,7 +79,7 @@ def run_config(study: dict, model: dict, seed: int, dataset: Path | None, body: 
     finetune = dict(study["finetune"])
     finetune.update(body=body, batch_size=min(finetune.get("batch_size", 64), size))
     if dataset is not None:
-        finetune["dataset"] = str(dataset)
+        finetune["dataset"] = str(Path(dataset).resolve())
     return {"name": study["name"], "seed": seed, "data": dict(study.get("data", {})), "model": dict(model),
             "train": dict(study["pretrain"]), "finetune": finetune}
 
