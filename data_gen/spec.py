@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from graphpath_common.keys import reject_unknown_keys
 
 FAMILIES = ("reference", "erdos_renyi", "tree", "path")
-TARGET_MODES = ("fixed", "on_path", "any", "source")
+TARGET_MODES = ("fixed", "on_path", "any")  # the distance task's; every sampler and model takes them
+ALL_TARGET_MODES = TARGET_MODES + ("source",)  # source (t = 1): tasks about vertex 1 itself
 # what the label means (data_gen/tasks.py): distance 1 -> t (the study's), or another question
 TASKS = ("distance", "reachable", "degree", "reach_count", "eccentricity")
 TASK_TARGETS = {"reachable": ("any",), "degree": ("any",), "reach_count": ("source",),
@@ -59,8 +60,8 @@ class GraphSpec:
                 raise SpecError(message)
 
         need(self.family in FAMILIES, f"unknown family {self.family!r} (choose from {', '.join(FAMILIES)})")
-        need(self.target in TARGET_MODES,
-             f"unknown target mode {self.target!r} (choose from {', '.join(TARGET_MODES)})")
+        need(self.target in ALL_TARGET_MODES,
+             f"unknown target mode {self.target!r} (choose from {', '.join(ALL_TARGET_MODES)})")
         need(self.balance in BALANCES, f"unknown balance {self.balance!r} (choose from {', '.join(BALANCES)})")
         for name in ("n_min", "n_max"):
             need(isinstance(getattr(self, name), int), f"{name} must be an integer")
