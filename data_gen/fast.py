@@ -88,6 +88,9 @@ def fast_arrays(spec: GraphSpec, size: int, key: int, first_index: int = 0,
     `counts`, if given, receives per-key `raw` (only with early_exit=False) and `kept` counts
     (key = label, or the 1-2 distance for study-balanced on-path sets).
     """
+    if spec.task != "distance":
+        raise ValueError(f"the kernel samples the distance task; task {spec.task!r} relabels its graphs "
+                         "(use sampler.sample_arrays or tasks.sample_task_arrays)")
     width, top = spec.max_edges, spec.max_vertices
     edges = np.zeros((size, width, 2), dtype=np.uint8)
     columns = {name: np.zeros(size, dtype=np.uint8) for name in FIELDS[1:]}

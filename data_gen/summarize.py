@@ -19,6 +19,8 @@ def summary_line(folder: Path) -> str:
     batch = load_dataset(folder)  # verifies checksums and shapes
     histogram = " ".join(f"{label}:{count}" for label, count in manifest["label_histogram"].items())
     origin = manifest.get("preset") or manifest["spec"]["family"]
+    if manifest["spec"].get("task", "distance") != "distance":
+        origin += f" task {manifest['spec']['task']}"
     sizes = manifest.get("data") or {}
     if sizes:
         origin += "(" + ", ".join(f"{k}={v}" for k, v in sizes.items()) + ")"
