@@ -8,7 +8,8 @@ Shapes (batch-first):
                                    padding rows are (0, 0) and come after every real row
     num_vertices  int64 [B]        n, the graph's vertices are 1..n
     target        int64 [B]        t, the vertex whose distance from vertex 1 is asked
-    label         int64 [B]        BFS distance 1 -> t; unreachable = `max_vertices`
+    label         int64 [B]        BFS distance 1 -> t; unreachable = `max_vertices` (the
+                                   distance task; other tasks' labels: data_gen/tasks.py)
     path_length   int64 [B]        BFS distance 1 -> 2; unreachable = `max_vertices`
 
 `max_vertices` (a plain int) is the spec's vertex vocabulary and its "infinity" label; batches
