@@ -53,10 +53,11 @@ def test_any_targets_beyond_n_are_unreachable(backend):
     check_against_networkx(spec, arrays)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("sizes", [{}, {"n_max": 8, "finetune_n_max": 5, "small_target": 5}])
-def test_every_preset_matches_networkx(sizes):
+def test_every_preset_matches_networkx(sizes, backend):
     for name, spec in study_presets(**sizes).items():
-        arrays = sample_arrays(spec, 1500, np.random.default_rng(7))
+        arrays = sample_arrays(spec, 1500, np.random.default_rng(7), backend=backend)
         check_against_networkx(spec, arrays)
 
 
