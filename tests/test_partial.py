@@ -138,3 +138,29 @@ def test_config_round_trips_mode_keys():
     assert (config.finetune.mode, config.finetune.lora_rank, config.finetune.body) == ("lora", 4, "random")
     with pytest.raises(ConfigError):
         from_dict({"finetune": {"mode": "lora", "lora_rank": 2, "lora_alpha": -1}})
+
+
+def test_lora_stage_refuses_resume_and_random_body_starts_from_init(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
+            "--model.d_model", "16", "--model.n_layers", "1", "--train.steps", "4", "--train.batch_size", "32",
+            "--train.eval_size", "32", "--finetune.steps", "6", "--finetune.batch_size", "32",
+            "--finetune.eval_size", "32", "--no-eval", "--no-figures", "--finetune.mode", "lora",
+            "--finetune.lora_rank", "1"]
+    assert main(["--out", str(out), "--stage", "pretrain", *tiny]) == 0
+    assert main(["--out", str(out), "--stage", "finetune", *tiny, "--stop-after", "2"]) == 0
+    capsys.readouterr()
+    assert main(["--out", str(out), "--stage", "finetune", "--resume", *tiny]) == 2
+    assert "cannot be resumed" in capsys.readouterr().err
+    control = tmp_path / "control"
+    body = tiny[:-4]  # without the LoRA keys
+    assert main(["--out", str(control), "--stage", "pretrain", *body]) == 0
+    assert main(["--out", str(control), "--stage", "finetune", *body, "--finetune.body", "random",
+                 "--finetune.mode", "readout"]) == 0
+    tuned, _ = load_model(control)
+    from graphpath.train import new_model
+    from graphpath.config import load_config
+
+    init = new_model(load_config(control / "config.toml"))
+    changed = {n for n, t in tuned.state_dict().items() if not torch.equal(t, init.state_dict()[n])}
+    assert changed == {"readout.weight", "readout.bias"}  # the untrained body, only the read-out trained
