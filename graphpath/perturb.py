@@ -6,7 +6,8 @@ right after), run gradient descent on fresh samples, recording the held-out loss
 or below within the step budget. The basin radius is the largest sigma at which at least half
 the seeds recover. Results go to `perturb.json` (schema in docs/contracts.md) and figures.
 
-Perturbation kinds (sigma is always relative to a tensor's own RMS, sqrt(mean(W^2))):
+Perturbation kinds (sigma is relative to a tensor's own RMS, sqrt(mean(W^2)), unless
+`scale = "absolute"`: then the noise is N(0, sigma^2) itself, the study's `randn_like` at sigma 1):
     replace  the study's experiment: one weight matrix (a parameter with >= 2 dims that is not all
              zero), chosen at random by the seed, is replaced by Gaussian noise N(0, (sigma*RMS)^2);
              sigma = 0 replaces it with zeros
@@ -28,7 +29,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,15 +37,22 @@ from torch import nn
 from tqdm import tqdm
 
 from data_gen import PRESET_NAMES, StreamingSampler, sample, study_presets
-from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import atomic_write_text
+from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
+from handcrafted import build_model, model_size
 
+from .checkpoint import CheckpointError, load_model
 from .eval_core import predict
+from .perturb_plots import write_figures
 
 KINDS = ("replace", "all", "group")
+SCALES = ("relative", "absolute")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEMA_VERSION = 1
+PROG = "python -m graphpath.perturb"
 
 
 class PerturbError(ValueError):
@@ -57,6 +65,7 @@ class SweepConfig:
     n: int | None = None  # handcrafted only: vertex count the model is built for
     kind: str = "replace"  # replace | all | group
     group: str | None = None  # group only: glob over parameter names
+    scale: str = "relative"  # relative (noise sigma * RMS(W)) | absolute (noise sigma, the study's)
     sigmas: list = field(default_factory=lambda: [0.1, 0.3, 1.0])  # relative noise scales
     seeds: list = field(default_factory=lambda: [0, 1, 2, 3])  # one run per sigma x seed
     steps: int = 200  # gradient steps of recovery
@@ -85,6 +94,7 @@ class SweepConfig:
 
         need(self.kind in KINDS, f"unknown perturbation kind {self.kind!r} (choose from {', '.join(KINDS)})")
         need(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+        need(self.scale in SCALES, f"unknown scale {self.scale!r} (choose from {', '.join(SCALES)})")
         need(self.kind != "group" or bool(self.group), "kind 'group' needs --group PATTERN (a glob over parameter names)")
         need(len(self.sigmas) > 0 and len(self.seeds) > 0, "empty sweep: give at least one sigma and one seed")
         need(all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.sigmas),
@@ -118,14 +128,10 @@ class SweepConfig:
 def load_target(cfg: SweepConfig):
     """(model, data spec, description dict, default output directory)."""
     if cfg.model == "handcrafted":
-        from handcrafted import build_model, model_size
-
         sizes = study_sizes_up_to(cfg.n)
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
         return build_model(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
-    from .checkpoint import CheckpointError, load_model
-
     path = Path(cfg.model)
     if not path.exists():
         raise PerturbError(f"unknown model {cfg.model!r}: not 'handcrafted' and no such run directory or checkpoint")
@@ -154,8 +160,11 @@ def candidate_matrices(model: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def perturb_(model: nn.Module, kind: str, sigma: float, seed: int, group: str | None = None) -> list[str]:
-    """Perturb `model` in place; returns the names of the parameters touched."""
+def perturb_(model: nn.Module, kind: str, sigma: float, seed: int, group: str | None = None,
+             scale: str = "relative") -> list[str]:
+    """Perturb `model` in place; returns the names of the parameters touched. The noise's standard
+    deviation is sigma * RMS(W) (`scale` "relative") or sigma ("absolute")."""
+    size = (lambda p: sigma * rms(p)) if scale == "relative" else (lambda p: sigma)
     generator = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
     if kind == "replace":
@@ -165,14 +174,14 @@ def perturb_(model: nn.Module, kind: str, sigma: float, seed: int, group: str | 
         name = names[int(torch.randint(len(names), (1,), generator=generator))]
         p = params[name]
         noise = torch.randn(p.shape, generator=generator).to(p)
-        p.copy_(noise * sigma * rms(p))
+        p.copy_(noise * size(p))
         return [name]
     names = list(params) if kind == "all" else [n for n in params if fnmatch.fnmatchcase(n, group)]
     if not names:
         raise PerturbError(f"--group {group!r} matches no parameter (names look like {', '.join(list(params)[:4])}, ...)")
     for name in names:
         p = params[name]
-        p.add_(torch.randn(p.shape, generator=generator).to(p) * sigma * rms(p))
+        p.add_(torch.randn(p.shape, generator=generator).to(p) * size(p))
     return names
 
 
@@ -189,7 +198,7 @@ def held_out_loss(model: nn.Module, batch, chunk: int = 1024) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def make_optimizer(model: nn.Module, cfg: SweepConfig) -> torch.optim.Optimizer:
+def recovery_optimizer(model: nn.Module, cfg: SweepConfig) -> torch.optim.Optimizer:
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     return kinds[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -197,7 +206,7 @@ def make_optimizer(model: nn.Module, cfg: SweepConfig) -> torch.optim.Optimizer:
 def recover(model, spec, eval_batch, cfg: SweepConfig, seed: int, device, bar=None) -> list[list[float]]:
     """Gradient descent on fresh samples; returns the curve [[step, held-out loss], ...] from step 0."""
     curve = [[0, held_out_loss(model, eval_batch)]]
-    optimizer = make_optimizer(model, cfg)
+    optimizer = recovery_optimizer(model, cfg)
     stream = StreamingSampler(spec, cfg.batch_size, seed=1_000_003 + seed)
     for step in range(1, cfg.steps + 1):
         loss = batch_loss(model, next(stream).to(device))
@@ -238,7 +247,7 @@ def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: SweepConfig, de
         for seed in cfg.seeds:
             started = time.perf_counter()
             model = copy.deepcopy(base)
-            touched = perturb_(model, cfg.kind, sigma, seed, cfg.group)
+            touched = perturb_(model, cfg.kind, sigma, seed, cfg.group, cfg.scale)
             curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
             hit = [step for step, loss in curve if loss <= cfg.threshold]
             runs.append({"model": name, "sigma": sigma, "seed": seed, "parameters": touched,
@@ -259,8 +268,6 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> list[dict]:
     base, spec, description, _ = load_target(cfg)
     targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", base, description)]
     if cfg.with_handcrafted and cfg.model != "handcrafted":
-        from handcrafted import build_model, model_size
-
         n = spec.max_vertices
         targets.append(("handcrafted", build_model(n, edge_tokens=cfg.edge_tokens),
                         {"model": "handcrafted", "n": n, "size": model_size(n, cfg.edge_tokens)}))
@@ -287,18 +294,13 @@ def _numbers(kind):
     return parse
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (via main), not argparse's usage block
-        raise PerturbError(message)
-
-
 def parse_args(argv) -> SweepConfig:
-    parser = _Parser(prog="python -m graphpath.perturb", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML file with a [perturb] table of these settings (flags override it)")
     parser.add_argument("--model", help="'handcrafted' or a run directory / checkpoint path")
     parser.add_argument("--n", type=int, help="handcrafted only: vertex count (3..64)")
     parser.add_argument("--kind", help=f"perturbation kind: {', '.join(KINDS)} (default replace)")
+    parser.add_argument("--scale", help="noise scale: relative (x RMS of the tensor, default) | absolute")
     parser.add_argument("--group", help="kind group: glob over parameter names, e.g. 'blocks.2.*'")
     parser.add_argument("--sigmas", type=_numbers(float), help="relative noise scales, e.g. 0.1,0.3,1")
     parser.add_argument("--seeds", type=_numbers(int), help="seeds, e.g. 0,1,2")
@@ -331,10 +333,7 @@ def parse_args(argv) -> SweepConfig:
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise PerturbError(f"cannot read config {config_path}: {error}") from None
         values = table.get("perturb", table)
-        known = {f.name for f in fields(SweepConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PerturbError(f"{config_path}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(SweepConfig, values, PerturbError, f"{config_path} [perturb]")
     values.update({k: v for k, v in args.items() if v is not None})
     if values.get("model") is None:
         raise PerturbError("--model is required ('handcrafted' or a run directory)")
@@ -369,17 +368,15 @@ def clean_for_json(doc: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        cfg = parse_args(argv)
-        docs = [clean_for_json(doc) for doc in run_sweep(cfg, progress=not cfg._quiet)]
-        out = Path(cfg.out) if cfg.out else default_out(cfg)
-    except PerturbError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(PROG, _main, argv, PerturbError)
+
+
+def _main(argv) -> int:
+    cfg = parse_args(argv)
+    docs = [clean_for_json(doc) for doc in run_sweep(cfg, progress=not cfg._quiet)]
+    out = Path(cfg.out) if cfg.out else default_out(cfg)
     paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
     if cfg.figures:
-        from .perturb_plots import write_figures
-
         figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
         for doc in docs:
             doc["figures"] = figures
