@@ -16,6 +16,7 @@ from graphpath_common.files import atomic_write_bytes
 
 from .figures import FIGURES
 from .perturbation import PERTURBATION
+from .studies import STUDIES
 from .html import Html, Text, escape
 from .markup import placeholders, select_sections, to_html
 from .rundir import BlogError, Run, load_run
@@ -23,7 +24,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION}
+PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES}
 
 
 class MissingValuesError(BlogError):
@@ -41,6 +42,7 @@ def conditions(run: Run) -> dict[str, bool]:
     return {"handcrafted": bool(size), "handcrafted_stream": bool(size.get("stream")),
             "handcrafted_scored": bool(handcrafted.get("results")),
             "perturb": bool(run.perturb), "grid": "grid" in run.eval,
+            "studies": bool(run.studies), "edt": "edt" in run.studies, "partial": "partial" in run.studies, "mixture": "mixture" in run.studies,
             # phases.json's `finetune` stays null until fine-tuning has finished
             "finetune": bool(run.stage_metrics("finetune")) and run.phases.get("finetune") is not None}
 

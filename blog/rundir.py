@@ -6,12 +6,13 @@ The blog never trains and never imports the model code: everything it shows is r
 on or off.
 
     required   config.toml, metrics.jsonl, phases.json, eval.json
-    optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json)
+    optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json),
+               studies/*/edt.json, partial.json, mixture.json (python -m experiments.* --out RUN_DIR/studies/NAME)
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphpath_common.toml import tomllib
@@ -36,6 +37,7 @@ class Run:
     phases: dict
     eval: dict
     perturb: list[dict]  # perturb.json first, then perturb-*.json by name; empty if none
+    studies: dict = field(default_factory=dict)  # {"edt"|"partial"|"mixture": studies/*/<kind>.json}
 
     def stage_metrics(self, stage: str) -> list[dict]:
         return [row for row in self.metrics if row.get("stage") == stage]
@@ -102,4 +104,18 @@ def load_run(path: str | Path) -> Run:
                metrics=_read_jsonl(path / "metrics.jsonl"),
                phases=_read_json(path / "phases.json"),
                eval=_read_json(path / "eval.json"),
-               perturb=[_read_json(file) for file in perturb_files])
+               perturb=[_read_json(file) for file in perturb_files],
+               studies=_read_studies(path))
+
+
+STUDY_KINDS = ("edt", "partial", "mixture")
+
+
+def _read_studies(path: Path) -> dict:
+    """The first `studies/*/<kind>.json` (by folder name) of each study kind in the run directory."""
+    found = {}
+    for kind in STUDY_KINDS:
+        files = sorted((path / "studies").glob(f"*/{kind}.json")) if (path / "studies").is_dir() else []
+        if files:
+            found[kind] = _read_json(files[0])
+    return found
