@@ -1,0 +1,240 @@
+"""`python -m graphpath.inspect RUN_DIR`: what the learned model's residual stream holds.
+
+On a fixed sample of the run's `pretrain` data (`--size` graphs, `--seed`; probes fit on the first
+3/4 and are scored on the rest), for the run's final checkpoint and for a randomly initialised
+model of the same shape (the baseline), per layer (`embed`, then each block's `resid_post`):
+    hops      target token: "v within k hops of vertex 1" for every v and k (one linear probe
+              per (v, k)); held-out accuracy per k (mean over v) and the majority-class accuracy
+    distance  target token: the 1 -> t distance, held-out R^2
+    endpoints edge tokens: which vertices the edge touches (one probe per vertex), accuracy
+    attention per head: attention mass of edge-token queries on edges that share a vertex with
+              theirs ("along graph edges"), what uniform attention would give, and on the target
+    patching  (trained model) the same graphs with another target are run, and the clean
+              activation at one layer and token kind (target | edges) is patched in: the share of
+              the output gap restored
+Reference: the hand-built model of the same size, its own stream — "v within k hops" read from
+vertex v's token after k hop blocks, and the distance from the answer token at the end (these
+should be 1; they are measured, not assumed).
+
+Output: `RUN_DIR/inspect.json` (schema in docs/contracts.md) and `RUN_DIR/figures/inspect_*.html`
+plus `inspect.png`. A few minutes on 2 cores for the CPU study's model (n <= 8, 6 layers).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from data_gen import GraphBatch, sample, study_presets
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.figures import write_html, write_png
+from graphpath_common.files import atomic_write_text
+from handcrafted import build_model as build_handcrafted
+
+from . import probes as P
+from .checkpoint import CheckpointError, find_checkpoint, load_model
+from .model import build_model, hooks
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+PROG = "python -m graphpath.inspect"
+SCHEMA_VERSION = 1
+RESID = re.compile(r"^(?:hook_)?embed$|^blocks\.(\d+)\.(?:hook_)?resid_post$")
+PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.(?:hook_)?pattern$")
+
+
+class InspectError(ValueError):
+    """Bad input (no checkpoint, unknown layer); one line, exit 2."""
+
+
+def stream_points(model) -> list[str]:
+    """Hook names of the residual stream in order: the embedding, then each block's output."""
+    names = [n for n in model.hook_names() if RESID.match(n)]
+    return sorted(names, key=lambda n: -1 if "embed" in n else int(RESID.match(n).group(1)))
+
+
+def probe_layers(model, batch: GraphBatch, hops: int, layers: list[str] | None = None) -> dict:
+    """Every probe and the attention statistics at each stream point of a learned-format model."""
+    points = stream_points(model)
+    if layers:
+        unknown = sorted(set(layers) - set(points))
+        if unknown:
+            raise InspectError(f"unknown layer(s) {', '.join(unknown)} (known: {', '.join(points)})")
+        points = [p for p in points if p in layers]
+    patterns = [n for n in model.hook_names() if PATTERN.match(n)]
+    _, cache = model.run_with_cache(batch, names=points + patterns)
+    n = batch.max_vertices
+    hop = P.hop_labels(batch, hops).reshape(len(batch), n * hops)  # (B, n*K)
+    ends, mask = P.endpoint_labels(batch)
+    out = {"layers": points, "hops": [], "hops_majority": [], "distance_r2": [], "endpoints": [],
+           "endpoints_majority": [], "attention": {}}
+    for point in points:
+        x = cache[point]  # (B, T, D)
+        h = P.binary_probe(x[:, 0], hop)
+        out["hops"].append(h["accuracy"].reshape(n, hops).mean(0).tolist())  # per k
+        out["hops_majority"].append(h["majority"].reshape(n, hops).mean(0).tolist())
+        out["distance_r2"].append(P.scalar_probe(x[:, 0], batch.label)["r2"])
+        e = P.binary_probe(x[:, 1:][mask], ends)
+        out["endpoints"].append(float(e["accuracy"].mean()))
+        out["endpoints_majority"].append(float(e["majority"].mean()))
+    for name in patterns:
+        stats = P.edge_attention(cache[name], batch)
+        out["attention"][name] = {k: v.tolist() for k, v in stats.items()}
+    return out
+
+
+def retarget(batch: GraphBatch, seed: int) -> GraphBatch:
+    """The same graphs asking for another target vertex (2..n, never the same one)."""
+    n = batch.max_vertices
+    shift = torch.randint(1, n - 1, (len(batch),), generator=torch.Generator().manual_seed(seed))
+    target = (batch.target.long() - 2 + shift) % (n - 1) + 2
+    return GraphBatch(edges=batch.edges, num_vertices=batch.num_vertices, target=target.to(batch.target.dtype),
+                      label=batch.label, path_length=batch.path_length, max_vertices=n)
+
+
+@torch.no_grad()
+def patching(model, batch: GraphBatch, seed: int) -> dict:
+    """{point: {"target": restored share, "edges": restored share}} patching clean into corrupt."""
+    corrupt = retarget(batch, seed)
+    points = stream_points(model)
+    clean_out, cache = model.run_with_cache(batch, names=points)
+    corrupt_out = model(corrupt)
+    result = {}
+    for point in points:
+        result[point] = {}
+        for kind, positions in (("target", slice(0, 1)), ("edges", slice(1, None))):
+            def patch(module, inputs, output, positions=positions, clean=cache[point]):
+                output = output.clone()
+                output[:, positions] = clean[:, positions]
+                return output
+            with hooks(model, {point: patch}):
+                patched = model(corrupt)
+            result[point][kind] = P.restored(clean_out, corrupt_out, patched)
+    return result
+
+
+@torch.no_grad()
+def handcrafted_reference(batch: GraphBatch, hops: int) -> dict:
+    """The hand-built model's own stream: within-k-hops from vertex v's token after k hop blocks
+    (one probe per k, pooled over vertices) and the distance from the answer token at the end."""
+    n = batch.max_vertices
+    model = build_handcrafted(n)
+    labels = P.hop_labels(batch, hops)  # (B, n, K)
+    accuracy = []
+    for k in range(hops):
+        x = model.stream(batch, upto=k)[:, :n]  # (B, n, D) after k hop blocks
+        accuracy.append(float(P.binary_probe(x.reshape(-1, x.shape[-1]), labels[..., k].reshape(-1, 1))["accuracy"][0]))
+    final = model.stream(batch)[:, n]
+    return {"hops": accuracy, "distance_r2": P.scalar_probe(final, batch.label)["r2"]}
+
+
+def figures(doc: dict, directory: Path) -> list[str]:
+    trained, random = doc["trained"], doc["random"]
+    layers = trained["layers"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("within k hops (mean over k)", "distance R²",
+                                                        "edge endpoints"))
+    mean = lambda rows: [sum(r) / len(r) for r in rows]  # noqa: E731
+    for name, res, dash in (("trained", trained, "solid"), ("random init", random, "dash")):
+        fig.add_scatter(x=layers, y=mean(res["hops"]), name=f"{name}", line_dash=dash, row=1, col=1)
+        fig.add_scatter(x=layers, y=res["distance_r2"], name=f"{name}", line_dash=dash, row=1, col=2, showlegend=False)
+        fig.add_scatter(x=layers, y=res["endpoints"], name=f"{name}", line_dash=dash, row=1, col=3, showlegend=False)
+    fig.add_scatter(x=layers, y=mean(trained["hops_majority"]), name="majority class", line_dash="dot", row=1, col=1)
+    fig.update_layout(title="Linear probes per layer (held-out)", height=380)
+    paths = [write_html(fig, directory / "inspect_probes.html")]
+    att = trained["attention"]
+    heads = [f"{name.split('.')[1]}.h{h}" for name in att for h in range(len(att[name]["along_edges"]))]
+    ratio = [a / u if u > 0 else 0 for name in att for a, u in zip(att[name]["along_edges"], att[name]["uniform"])]
+    bars = go.Figure(go.Bar(x=heads, y=ratio))
+    bars.update_layout(title="Attention along graph edges / uniform (edge-token queries), per layer.head",
+                       yaxis_title="ratio (1 = no preference)", height=340)
+    paths.append(write_html(bars, directory / "inspect_attention.html"))
+    patch = doc["patching"]
+    pfig = go.Figure([go.Bar(x=list(patch), y=[patch[p][kind] for p in patch], name=kind) for kind in ("target", "edges")])
+    pfig.update_layout(title="Activation patching: share of the output gap restored", barmode="group", height=340)
+    paths.append(write_html(pfig, directory / "inspect_patching.html"))
+    mfig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for name, res, style in (("trained", trained, "-"), ("random init", random, "--")):
+        axes[0].plot(mean(res["hops"]), style, label=name)
+        axes[1].plot(res["distance_r2"], style, label=name)
+        axes[2].plot(res["endpoints"], style, label=name)
+    for ax, title in zip(axes, ("within k hops", "distance R²", "edge endpoints")):
+        ax.set_title(title)
+        ax.set_xticks(range(len(layers)), [l.replace("blocks.", "").replace(".resid_post", "") for l in layers])
+    axes[0].legend()
+    paths.append(write_png(mfig, directory / "inspect.png"))
+    plt.close(mfig)
+    return [str(p) for p in paths]
+
+
+def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> dict:
+    if not run.is_dir():
+        raise InspectError(f"no run directory {run}")
+    try:
+        json_path = find_checkpoint(run)
+        model, info = load_model(json_path)
+    except CheckpointError as error:
+        raise InspectError(str(error)) from None
+    spec = study_presets(**info["data"])["pretrain"]
+    batch = sample(spec, size, seed).trim()
+    hops = spec.max_vertices
+    torch.manual_seed(seed)
+    random = build_model(info["model_config"]).eval()
+    return {"schema": SCHEMA_VERSION, "checkpoint": str(json_path), "data": spec.to_dict(), "size": size,
+            "seed": seed, "train_share": 0.75, "hops_k": list(range(hops)),
+            "trained": probe_layers(model.eval(), batch, hops, layers),
+            "random": probe_layers(random, batch, hops, layers),
+            "patching": patching(model, batch, seed), "handcrafted": handcrafted_reference(batch, hops)}
+
+
+def finite(value):
+    """JSON has no NaN: an undefined R^2 or restored share (zero variance or gap) becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("run", help="run directory with checkpoints")
+    parser.add_argument("--size", type=int, default=2048, help="graphs sampled (3/4 fit, 1/4 held out)")
+    parser.add_argument("--seed", type=int, default=40_000)
+    parser.add_argument("--layers", nargs="+", help="stream points to probe (default all)")
+    parser.add_argument("--out", help="default RUN_DIR/inspect.json")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-figures", dest="figures", action="store_false")
+    args = parser.parse_args(argv)
+    if args.size < 16:
+        raise InspectError(f"--size must be >= 16, got {args.size}")
+    torch.set_num_threads(max(1, args.threads))
+    run = Path(args.run)
+    doc = inspect_run(run, args.size, args.seed, args.layers)
+    if args.figures:
+        doc["figures"] = figures(doc, run / "figures")
+    out = Path(args.out) if args.out else run / "inspect.json"
+    atomic_write_text(out, json.dumps(finite(doc), indent=1, allow_nan=False))
+    hand = doc["handcrafted"]
+    print(f"hand-built reference: within-k-hops accuracy {min(hand['hops']):.3f}..{max(hand['hops']):.3f}, "
+          f"distance R2 {hand['distance_r2']:.4f}")
+    print(f"trained, last layer: distance R2 {doc['trained']['distance_r2'][-1]:.3f} "
+          f"(random init {doc['random']['distance_r2'][-1]:.3f}); wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(PROG, _main, argv, InspectError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
