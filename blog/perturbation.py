@@ -47,6 +47,8 @@ def perturb_method(run: Run) -> Text:
     for doc in _documents(run):
         settings = doc["settings"]
         method = kinds[settings["kind"]].format(group=settings.get("group"))
+        if settings.get("scale") == "absolute":
+            method += " (σ absolute, not relative to the tensor's RMS)"
         methods.append(f"{method} ({settings.get('optimizer', 'gradient descent')}, "
                        f"lr {fmt(settings['lr'])}, {settings['steps']} steps)")
     unique = list(dict.fromkeys(methods))

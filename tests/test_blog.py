@@ -137,13 +137,37 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
 
 def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 1  # the fixture's eval.json has no hand-built size
+    assert html.count('class="not-run"') == 2  # no hand-built size in eval.json, no inspect.json
     for path in run_copy.glob("perturb*.json"):
         path.unlink()
     edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 3 and 'id="grid"' not in html
+    assert html.count('class="not-run"') == 4 and 'id="grid"' not in html
     assert 'id="perturb"' not in html and "hand-built model was not scored" in html
+
+
+@pytest.mark.slow
+def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
+    import torch
+    from data_gen.spec import study_sizes_up_to
+    from graphpath import inspect as I
+    from graphpath.checkpoint import save_checkpoint
+    from graphpath.model import ModelConfig, build_model
+
+    config = ModelConfig(max_vertices=5, d_model=16, n_layers=2, n_heads=2)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "small" / "checkpoints", "pretrain-final", build_model(config),
+                    {"model_config": config.to_dict(), "data": study_sizes_up_to(5), "step": 0, "seed": 0,
+                     "stage": "pretrain"})
+    assert I.main([str(tmp_path / "small"), "--size", "128", "--no-figures", "--out", str(run_copy / "inspect.json")]) == 0
+    basin = {"models": {"learned": {"lo": 0.1, "hi": 0.15, "closed": True, "trials": [{}, {}], "llc": 7.5}}}
+    (run_copy / "basin.json").write_text(json.dumps(basin))
+    estimate = {"llc": 12.5, "llc_std": 1.0, "below_init": 0.01, "ok": True,
+                "settings": {"eps": 1e-5, "gamma": 1000.0, "chains": 4}}
+    (run_copy / "llc.json").write_text(json.dumps({"models": {"pretrain": {"parameter_count": 99, "estimate": estimate}}}))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert html.count('class="not-run"') == 1 and "probes-plot" in html
+    assert "12.5" in html and "[0.1, 0.15]" in html and "within k hops" in html
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):

@@ -1,0 +1,96 @@
+"""The "inside the models" section: `inspect.json`, `llc.json` and `basin.json` of the run
+(graphpath.inspect, graphpath.llc and graphpath.basin schemas, docs/contracts.md).
+
+    inspect_summary  Text    probes at the last layer against the random-init baseline and the
+                             hand-built reference; attention along edges; patching
+    fig_probes       plotly  probe accuracy / R^2 per layer, trained vs random init
+    llc_summary      Text    LLC per model with its calibration and diagnostics
+    basin_summary    Text    bracketed basin radius per model (with the LLC beside it)
+"""
+from __future__ import annotations
+
+import json
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .figures import TEMPLATE
+from .html import Html, Text, plotly_figure
+from .rundir import Run
+from .values import fmt
+
+
+def _read(run: Run, name: str) -> dict:
+    path = run.path / name
+    if not path.is_file():
+        raise LookupError(f"no {name}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def available(run: Run) -> dict[str, bool]:
+    return {key: (run.path / f"{key}.json").is_file() for key in ("inspect", "llc", "basin")}
+
+
+def _mean(values: list) -> float:
+    return sum(values) / len(values)
+
+
+def inspect_summary(run: Run) -> Text:
+    doc = _read(run, "inspect.json")
+    trained, random, hand = doc["trained"], doc["random"], doc["handcrafted"]
+    att = trained["attention"]
+    ratios = [a / u for name in att for a, u in zip(att[name]["along_edges"], att[name]["uniform"]) if u > 0]
+    patch = doc["patching"]
+    best = max(patch, key=lambda p: patch[p]["edges"] or 0)
+    return Text(
+        f"at the last layer a linear probe on the target token reads “v within k hops of vertex 1” "
+        f"with held-out accuracy {fmt(_mean(trained['hops'][-1]))} (random init "
+        f"{fmt(_mean(random['hops'][-1]))}, majority class {fmt(_mean(trained['hops_majority'][-1]))}) "
+        f"and the distance with R² {fmt(trained['distance_r2'][-1])} (random init "
+        f"{fmt(random['distance_r2'][-1])}); the hand-built model's own stream gives accuracy "
+        f"{fmt(min(hand['hops']))} and R² {fmt(hand['distance_r2'])}. Edge-token queries put "
+        f"{fmt(min(ratios))}–{fmt(max(ratios))} times the uniform share of attention on edges that "
+        f"share a vertex with theirs; patching clean edge tokens at {best} restores "
+        f"{fmt(patch[best]['edges'])} of the output gap")
+
+
+def fig_probes(run: Run) -> Html:
+    doc = _read(run, "inspect.json")
+    layers = doc["trained"]["layers"]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("within k hops", "distance R²", "edge endpoints"))
+    for name, key, dash in (("trained", "trained", "solid"), ("random init", "random", "dash")):
+        res = doc[key]
+        for col, ys in enumerate(([_mean(r) for r in res["hops"]], res["distance_r2"], res["endpoints"]), 1):
+            fig.add_trace(go.Scatter(x=layers, y=ys, name=name, legendgroup=name, showlegend=col == 1,
+                                     line=dict(dash=dash)), row=1, col=col)
+    fig.update_layout(template=TEMPLATE, height=360, margin=dict(t=40))
+    return plotly_figure(fig, "probes", "Linear probes per layer on held-out graphs: the trained model "
+                                        "(solid) against a randomly initialised one of the same shape (dashed).")
+
+
+def llc_summary(run: Run) -> Text:
+    doc = _read(run, "llc.json")
+    parts = []
+    for name, result in doc["models"].items():
+        est = result["estimate"]
+        s = est["settings"]
+        parts.append(f"{name}: {fmt(est['llc'])} ± {fmt(est['llc_std'])} ({result['parameter_count']} "
+                     f"parameters; ε {s['eps']:g}, γ {s['gamma']:g}, {s['chains']} chains; "
+                     f"{fmt(est['below_init'])} of steps below the starting loss"
+                     f"{'' if est['ok'] else '; calibration failed'})")
+    return Text("; ".join(parts))
+
+
+def basin_summary(run: Run) -> Text:
+    doc = _read(run, "basin.json")
+    parts = []
+    for name, r in doc["models"].items():
+        interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]"
+        parts.append(f"{name}: σ in {interval} after {len(r['trials'])} tries"
+                     + ("" if r["closed"] else " (bracket not closed)")
+                     + (f", LLC {fmt(r['llc'])}" if r.get("llc") is not None else ""))
+    return Text("; ".join(parts))
+
+
+INSIDE = {"inspect_summary": inspect_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
+          "basin_summary": basin_summary}
