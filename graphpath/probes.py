@@ -101,9 +101,9 @@ def edge_attention(pattern: torch.Tensor, batch: GraphBatch) -> dict[str, torch.
     real = 1 + mask.sum(-1, keepdim=True).float()  # (B, 1) real tokens incl. the target
     uniform = share.sum(-1).float() / real  # (B, M)
     weights = mask[:, None].float()
-    count = weights.sum().clamp(min=1) / 1.0
+    count = weights.sum().clamp(min=1)
     return {"along_edges": (mass * weights).sum((0, 2)) / count,
-            "uniform": (uniform[:, None] * weights).sum((0, 2)) / count,
+            "uniform": ((uniform[:, None] * weights).sum((0, 2)) / count).expand(pattern.shape[1]),
             "on_target": (pattern[:, :, 1:, 0] * weights).sum((0, 2)) / count}
 
 

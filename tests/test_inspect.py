@@ -72,8 +72,13 @@ def test_attention_and_patching_on_a_small_model(tmp_path):
     model = build_model(ModelConfig(max_vertices=5, d_model=16, n_layers=2, n_heads=2)).eval()
     batch = batch_for(5, 64, 2)
     _, cache = model.run_with_cache(batch)
-    stats = P.edge_attention(cache[[n for n in cache if I.PATTERN.match(n)][0]], batch)
+    pattern_name = [n for n in cache if I.PATTERN.match(n)][0]
+    stats = P.edge_attention(cache[pattern_name], batch)
+    assert all(len(v) == 2 for v in stats.values())  # one value per head
     assert all(0 <= a <= 1 for a in stats["along_edges"].tolist())
+    uniform = P.edge_attention(torch.ones_like(cache[pattern_name]) / (1 + batch.num_edges.float())[:, None, None, None]
+                               * torch.cat([torch.ones(len(batch), 1, dtype=torch.bool), batch.edge_mask], 1)[:, None, None, :], batch)
+    assert torch.allclose(uniform["along_edges"], uniform["uniform"].float(), atol=1e-5)  # uniform attention: ratio 1
     assert all(a + t <= 1 + 1e-5 for a, t in zip(stats["along_edges"].tolist(), stats["on_target"].tolist()))
     patched = I.patching(model, batch, seed=1)
     last = I.stream_points(model)[-1]
