@@ -73,6 +73,10 @@ def llc_summary(run: Run) -> Text:
     parts = []
     for name, result in doc["models"].items():
         est = result["estimate"]
+        if est is None:
+            parts.append(f"{name}: no calibrated estimate (every ε × γ setting tried diverged, went "
+                         f"negative or kept climbing)")
+            continue
         s = est["settings"]
         parts.append(f"{name}: {fmt(est['llc'])} ± {fmt(est['llc_std'])} ({result['parameter_count']} "
                      f"parameters; ε {s['eps']:g}, γ {s['gamma']:g}, {s['chains']} chains; "

@@ -147,7 +147,7 @@ def _main(argv) -> int:
                         args.budget, args.ratio)
         llc_name = {"learned": description.get("stage")}.get(name, name)
         results[name] = {"target": description, "loss_before": held_out_loss(model, eval_batch), **found,
-                         "llc": llc.get(llc_name, {}).get("estimate", {}).get("llc")}
+                         "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
     doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
            "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
     out = Path(args.out) if args.out else out_dir / "basin.json"

@@ -12,7 +12,8 @@ Diagnostics per chain: the loss trace, the fraction of recorded steps whose batc
 L_n(w*) (a chain that finds lower loss is not sampling around a minimum), and the estimate itself.
 A negative estimate or a non-finite loss is a failed calibration, not a result: the estimate is
 flagged `ok: false` (and a non-finite loss stops with `LLCError`, exit 2 on the command line).
-`calibrate` runs a small eps x gamma grid and keeps the largest eps whose chains stay finite,
+`calibrate` runs a small eps x gamma grid (the chosen setting's chains are the estimate) and
+keeps the largest eps whose chains stay finite,
 positive and settled (pooled over chains, the second half of the recorded traces is not above
 the first by more than 20 percent of the excess loss: the chains have stopped climbing).
 
@@ -131,10 +132,10 @@ def estimate_llc(model: nn.Module, loss_on: LossOn, n: int, cfg: LLCConfig, prog
 
 
 def calibrate(model: nn.Module, loss_on: LossOn, n: int, base: LLCConfig, eps_grid, gamma_grid,
-              progress: bool = False) -> tuple[LLCConfig, list[dict]]:
+              progress: bool = False) -> tuple[dict | None, list[dict]]:
     """The eps x gamma sweep: rows {eps, gamma, llc, llc_std, below_init, settled, ok, diverged};
-    returns the chosen setting (largest eps that is finite, positive and settled; ties: smallest
-    gamma) and the rows. Raises LLCError when no setting qualifies."""
+    returns the chosen setting's estimate (largest eps that is finite, positive and settled; ties:
+    smallest gamma), or None when no setting qualifies, and the rows."""
     rows, good = [], []
     for eps in eps_grid:
         for gamma in gamma_grid:
@@ -148,11 +149,10 @@ def calibrate(model: nn.Module, loss_on: LossOn, n: int, base: LLCConfig, eps_gr
                        "diverged": True}
             rows.append({"eps": float(eps), "gamma": float(gamma), **row})
             if row["ok"] and row["settled"]:
-                good.append(cfg)
+                good.append((cfg, est))
     if not good:
-        raise LLCError("no eps x gamma setting gave a finite, positive, settled estimate; widen the grid")
-    chosen = max(good, key=lambda c: (c.eps, -c.gamma))
-    return chosen, rows
+        return None, rows
+    return max(good, key=lambda pair: (pair[0].eps, -pair[0].gamma))[1], rows
 
 
 # ---- the study's models ----------------------------------------------------------------------
@@ -217,10 +217,10 @@ def run(request: Request, base: LLCConfig, progress: bool = True) -> dict:
     results = {}
     for name, model, description in models:
         model.eval()
-        chosen, rows = calibrate(model, loss_on, request.data_size, base, request.eps_grid, request.gamma_grid)
-        estimate = estimate_llc(model, loss_on, request.data_size, chosen, progress)
+        estimate, rows = calibrate(model, loss_on, request.data_size, base, request.eps_grid,
+                                   request.gamma_grid, progress)
         results[name] = {"target": description, "parameter_count": sum(p.numel() for p in model.parameters()),
-                         "calibration": rows, "estimate": estimate}
+                         "calibration": rows, "estimate": estimate}  # None: no setting qualified
     return {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "data_size": request.data_size,
             "data_seed": request.data_seed, "models": results, "out_dir": str(out_dir)}
 
@@ -255,6 +255,10 @@ def _main(argv) -> int:
     atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
     for name, result in doc["models"].items():
         est = result["estimate"]
+        if est is None:
+            print(f"{name}: no eps x gamma setting gave a finite, positive, settled estimate (calibration "
+                  f"failed; see its calibration rows)")
+            continue
         print(f"{name}: LLC {est['llc']:.3g} +- {est['llc_std']:.2g} (eps {est['settings']['eps']:g}, "
               f"gamma {est['settings']['gamma']:g}, below start {est['below_init']:.2f}, ok {est['ok']})")
     print(f"wrote {out}")

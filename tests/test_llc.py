@@ -42,8 +42,9 @@ def test_diverging_setting_raises_and_calibration_skips_it():
         L.estimate_llc(model, loss_on, n, L.LLCConfig(eps=10.0, gamma=1.0, chains=1, steps=200, burn_in=10))
     base = L.LLCConfig(chains=2, steps=600, burn_in=200, batch_size=n, seed=0)
     chosen, rows = L.calibrate(model, loss_on, n, base, [10.0, 1e-3], [1.0])
-    assert [r["diverged"] for r in rows] == [True, False] and chosen.eps == 1e-3
-    assert rows[1]["llc"] == pytest.approx(1.5, rel=0.3)
+    assert [r["diverged"] for r in rows] == [True, False] and chosen["settings"]["eps"] == 1e-3
+    assert rows[1]["llc"] == pytest.approx(1.5, rel=0.3) and chosen["llc"] == rows[1]["llc"]
+    assert L.calibrate(model, loss_on, n, base, [10.0], [1.0]) == (None, [{**rows[0]}])
 
 
 @pytest.mark.parametrize("args,needle", [
