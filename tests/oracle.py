@@ -6,6 +6,7 @@ compares two independent implementations.
 
     distances(n, edges, source) -> {vertex: hops}         networkx BFS over vertices 1..n
     label_of(n, edges, target, unreachable) -> int         distance 1 -> target, or `unreachable`
+    batch_labels(batch) -> list[int]                       label_of for every graph of a GraphBatch
     task_label(task, n, edges, target, unreachable) -> int  the label of any data_gen task
     study_batch(name, size, seed, ...) -> list[(n, t, label)]  the notebook's rules, one graph at a time
     check_against_networkx(spec, arrays) -> coverage       every sampled graph well formed and labelled right
@@ -35,6 +36,12 @@ def label_of(num_vertices: int, edges, target: int, unreachable: int, source: in
     if target > num_vertices:
         return unreachable
     return distances(num_vertices, edges, source).get(target, unreachable)
+
+
+def batch_labels(batch) -> list[int]:
+    """networkx: `label_of` for every graph of a GraphBatch (unreachable = its max_vertices)."""
+    return [label_of(n, edges, t, batch.max_vertices)
+            for edges, n, t in zip(batch.edges.tolist(), batch.num_vertices.tolist(), batch.target.tolist())]
 
 
 def check_against_networkx(spec, arrays: dict) -> dict:

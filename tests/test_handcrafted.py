@@ -3,27 +3,19 @@ from __future__ import annotations
 
 import itertools
 
-import networkx as nx
 import pytest
 import torch
 
 from data_gen import GraphBatch, GraphSpec, sample
+from data_gen.examples import hand_drawn_batch
 from data_gen.spec import FAMILIES, TARGET_MODES
 from handcrafted import build_model, model_size
+from oracle import batch_labels
 
 
 def networkx_distances(batch: GraphBatch) -> torch.Tensor:
-    """The independent oracle: BFS distance 1 -> target per graph, unreachable = max_vertices."""
-    out = []
-    for edges, n, t in zip(batch.edges.tolist(), batch.num_vertices.tolist(), batch.target.tolist()):
-        graph = nx.Graph()
-        graph.add_nodes_from(range(1, n + 1))
-        graph.add_edges_from((a, b) for a, b in edges if a > 0 and a != b)
-        if t in graph and nx.has_path(graph, 1, t):
-            out.append(nx.shortest_path_length(graph, 1, t))
-        else:
-            out.append(batch.max_vertices)
-    return torch.tensor(out, dtype=torch.float32)
+    """The independent oracle (tests/oracle.py): BFS distance 1 -> target, unreachable = max_vertices."""
+    return torch.tensor(batch_labels(batch), dtype=torch.float32)
 
 
 def make_batch(graphs, max_vertices: int) -> GraphBatch:
@@ -46,24 +38,13 @@ def mse(model, batch) -> float:
         return (model(batch) - networkx_distances(batch)).pow(2).mean().item()
 
 
-# A hand-drawn table: (n, edges, target, distance) with the answer worked out on paper.
-HAND_DRAWN = [
-    (4, [(1, 3), (2, 3), (3, 4)], 4, 2),
-    (4, [(1, 3), (2, 3), (3, 4)], 2, 2),
-    (5, [(1, 2), (2, 3), (3, 4), (4, 5)], 5, 4),
-    (5, [(1, 2), (1, 2), (1, 2)], 2, 1),  # repeated edges
-    (5, [(2, 3), (3, 4)], 4, 8),  # vertex 1 isolated: unreachable = max_vertices
-    (3, [(1, 2)], 3, 8),  # isolated target
-    (3, [(1, 2), (2, 3)], 7, 8),  # target beyond the graph's own vertices
-    (8, [(1, 8), (8, 7), (7, 6), (6, 5), (5, 4), (4, 3), (3, 2)], 2, 7),  # longest path
-]
-
-
 @pytest.mark.parametrize("edge_tokens", [False, True])
 def test_hand_drawn_table(edge_tokens):
-    batch = make_batch([(n, e, t) for n, e, t, _ in HAND_DRAWN], max_vertices=8)
-    expected = torch.tensor([d for *_, d in HAND_DRAWN], dtype=torch.float32)
-    assert torch.equal(batch.label.float(), expected)  # the table agrees with networkx
+    """The shared hand-drawn table (answers worked out on paper), with the cases a BFS gets wrong
+    first: repeated edges, isolated vertex 1, a target beyond n, the longest path n = 8 allows."""
+    batch = hand_drawn_batch(8)
+    expected = batch.label.float()
+    assert torch.equal(networkx_distances(batch), expected)  # the table agrees with networkx
     with torch.no_grad():
         out = build_model(8, edge_tokens=edge_tokens)(batch)
     assert (out - expected).abs().max().item() < 1e-3
