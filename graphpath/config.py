@@ -1,7 +1,9 @@
 """Run configuration: TOML presets in `experiments/`, dotted command-line overrides, validation.
 
 A config file has top-level `name` and `seed` and four tables:
-    [data]      keyword arguments of `data_gen.study_presets` (n_max, finetune_n_max, ...)
+    [data]      keyword arguments of `data_gen.study_presets` (n_max, finetune_n_max, ...), and
+                each stage's task: `pretrain_task`, `finetune_task` (names in data_gen.tasks.SUITE;
+                defaults distance-12 and distance-onpath, the study's sets)
     [model]     `graphpath.model.ModelConfig` (max_vertices comes from data.n_max)
     [train]     the pre-training stage: `StageConfig`
     [finetune]  the fine-tuning stage: `StageConfig`
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_gen import SpecError, study_presets
+from data_gen.tasks import SUITE, task_spec
 from graphpath_common.toml import tomllib
 
 from .model import ConfigError, ModelConfig
@@ -92,16 +95,22 @@ class RunConfig:
     train: StageConfig = field(default_factory=StageConfig)
     finetune: StageConfig = field(default_factory=lambda: StageConfig(
         steps=100, lr=1e-5, weight_decay=1e-5, decay="constant"))
+    tasks: dict = field(default_factory=lambda: dict(STAGE_TASKS))  # [data] pretrain_task / finetune_task
 
     def to_dict(self) -> dict:
-        """The fully resolved config, TOML-ready (None values are left out)."""
-        out = {"name": self.name, "seed": self.seed, "data": dict(self.data)}
+        """The fully resolved config, TOML-ready (None values and default stage tasks are left out)."""
+        tasks = {key: task for key, task in self.tasks.items() if task != STAGE_TASKS[key]}
+        out = {"name": self.name, "seed": self.seed, "data": {**self.data, **tasks}}
         for section in ("model", "train", "finetune"):
             out[section] = {k: v for k, v in dataclasses.asdict(getattr(self, section)).items() if v is not None}
         return out
 
 
 PRESET_KWARGS = list(inspect.signature(study_presets).parameters)
+# [data] keys beyond the presets: each stage's task (the study's distance tasks by default). They
+# live in RunConfig.tasks, so `config.data` stays study_presets' keyword arguments.
+STAGE_TASKS = {"pretrain_task": "distance-12", "finetune_task": "distance-onpath"}
+DATA_KEYS = PRESET_KWARGS + list(STAGE_TASKS)
 SECTIONS = {"model": ModelConfig, "train": StageConfig, "finetune": StageConfig}
 
 
@@ -133,7 +142,7 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, str]]) -> dict:
             raise ConfigError(f"unknown override --{dotted} (use --SECTION.KEY with SECTION one of "
                               f"data, {', '.join(SECTIONS)})")
         section, key = parts
-        known = PRESET_KWARGS if section == "data" else [f.name for f in dataclasses.fields(SECTIONS[section])]
+        known = DATA_KEYS if section == "data" else [f.name for f in dataclasses.fields(SECTIONS[section])]
         _check_keys(section, {key: 0}, known)
         value = parse_value(text)
         raw.setdefault(section, {})[key] = None if value == "none" else value
@@ -149,7 +158,11 @@ def from_dict(raw: dict) -> RunConfig:
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     data = dict(raw.get("data", {}))
-    _check_keys("data", data, PRESET_KWARGS)
+    _check_keys("data", data, DATA_KEYS)
+    tasks = {key: data.pop(key, default) for key, default in STAGE_TASKS.items()}
+    for key, task in tasks.items():
+        if task not in SUITE:
+            raise ConfigError(f"data.{key}: unknown task {task!r} (choose from {', '.join(SUITE)})")
     defaults_data = {k: p.default for k, p in inspect.signature(study_presets).parameters.items()}
     data = {k: v for k, v in {**defaults_data, **data}.items() if v is not None}  # fully resolved
     try:
@@ -175,7 +188,22 @@ def from_dict(raw: dict) -> RunConfig:
         stage = StageConfig(**{**base, **values})
         stage.validate(section)
         stages[section] = stage
-    return RunConfig(name=name, seed=seed, data=data, model=model, **stages)
+    return RunConfig(name=name, seed=seed, data=data, model=model, tasks=tasks, **stages)
+
+
+def stage_specs(config: RunConfig) -> dict:
+    """study_presets(**config.data) with the `pretrain` and `finetune` sets replaced by the stage's
+    task where it is not the study's: the task on that stage's graph sizes (n_max, finetune_n_max),
+    every set keeping max_vertices = n_max."""
+    presets = study_presets(**config.data)
+    sizes = {"pretrain": presets["pretrain"], "finetune": presets["finetune"]}
+    for stage, spec in sizes.items():
+        task = config.tasks[f"{stage}_task"]
+        if task != STAGE_TASKS[f"{stage}_task"]:
+            fields = {"balance_threshold": spec.balance_threshold} if task.startswith("distance-") else {}
+            presets[stage] = task_spec(task, n_max=spec.n_max, n_min=spec.n_min, max_vertices=spec.max_vertices,
+                                       **fields)
+    return presets
 
 
 def load_config(path, overrides: list[tuple[str, str]] = ()) -> RunConfig:

@@ -24,11 +24,10 @@ from pathlib import Path
 
 import torch
 
-from data_gen import study_presets
 from graphpath_common.files import atomic_write_text
 
 from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, unwrap
-from .config import ConfigError, RunConfig, load_config, to_toml
+from .config import ConfigError, RunConfig, load_config, stage_specs, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .partial import prepare_finetune
@@ -174,7 +173,7 @@ def run(args, overrides) -> int:
         torch.set_num_threads(args.threads)
     runtime = setup_runtime(args.device)
     stages = ["pretrain", "finetune"] if args.stage == "all" else [args.stage]
-    presets = study_presets(**config.data)
+    presets = stage_specs(config)  # each stage's task (data.pretrain_task / finetune_task)
     checkpoints = out / "checkpoints"
     for name in stages:
         if not args.resume and latest_checkpoint(out, name) is not None:

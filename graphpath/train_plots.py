@@ -130,7 +130,7 @@ def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
 
 def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runtime) -> None:
     """All figures a finished stage contributes, from metrics.jsonl, phases.json and its held-out set."""
-    from data_gen import study_presets
+    from .config import stage_specs
 
     png = os.environ.get("GRAPHPATH_NO_PNG") is None
     figures = run_dir / "figures"
@@ -138,7 +138,7 @@ def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runti
     phases = json.loads((run_dir / "phases.json").read_text())["phase_changes"]
     write_figure(loss_figure(metrics), figures / "loss", png)
     write_figure(label_loss_figure(metrics, phases, stage), figures / f"label_loss-{stage}", png)
-    spec = study_presets(**config.data)[stage]
+    spec = stage_specs(config)[stage]
     stage_config = config.train if stage == "pretrain" else config.finetune
     heldout = heldout_set(config, spec, stage, stage_config)
     _, _, pred = evaluate(model, heldout, stage_config.buckets, runtime)
