@@ -6,7 +6,9 @@ A checkpoint `checkpoints/<stage>-<step>` (or `<stage>-final`) is three files:
     <name>.json               model_config, data (study_presets kwargs), step, examples, seed, stage,
                               plus `train_state` (optimizer param groups, scheduler, sampler RNG)
 Each is written to a temporary name and renamed; the JSON goes last, so a checkpoint whose JSON
-exists is complete.
+exists is complete. The JSON records `sha256`: {file name: hex digest} of both safetensors files,
+and every read verifies it, so weights altered after writing (bytes flipped inside the tensor
+data, a truncated file) are a one-line `CheckpointError` naming the file, never a silent load.
 
 `load_model(path, device)` rebuilds a model from a checkpoint alone: `path` is a run directory
 (its final checkpoint: `finetune-final` if present, else `pretrain-final`, else the newest
@@ -14,15 +16,16 @@ numbered one) or any of a checkpoint's files or their common stem.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensor_bytes, save as tensor_bytes
 from torch import nn
 
-from graphpath_common.files import atomic_path, atomic_write_text
+from graphpath_common.files import atomic_write_bytes, atomic_write_text
 
 from .model import ConfigError, GraphTransformer, ModelConfig
 
@@ -30,8 +33,9 @@ STAGES = ("pretrain", "finetune")
 _NAME = re.compile(r"^(pretrain|finetune)-(\d+|final)\.json$")
 
 
-class CheckpointError(Exception):
-    """A checkpoint that is missing, incomplete or does not fit the model; one line, for exit 2."""
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete, altered or does not fit the model; one line, for
+    exit 2 (every command line lists it among its user errors)."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -45,9 +49,11 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata=None) -> None:
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata=None) -> str:
+    """Write a safetensors file atomically; returns the sha256 hex digest of its bytes."""
+    data = tensor_bytes({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 # ---- optimizer state <-> (tensors, JSON) ------------------------------------------------------
@@ -84,19 +90,33 @@ def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
-    _atomic_save_tensors(model.state_dict(), directory / f"{name}.safetensors", {"format": "pt"})
+    digests = {f"{name}.safetensors": _atomic_save_tensors(model.state_dict(), directory / f"{name}.safetensors",
+                                                           {"format": "pt"})}
     train_state = dict(extra_state or {})
     if optimizer is not None:
         tensors, meta = optimizer_to_parts(optimizer)
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        _atomic_save_tensors(tensors, directory / f"{name}.state.safetensors")
+        digests[f"{name}.state.safetensors"] = _atomic_save_tensors(tensors, directory / f"{name}.state.safetensors")
         train_state["optimizer"] = meta
         train_state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
+    _test_pause_before_json()
     json_path = directory / f"{name}.json"
-    atomic_write_text(json_path, json.dumps({**info, "train_state": train_state}, indent=1))
+    atomic_write_text(json_path, json.dumps({**info, "sha256": digests, "train_state": train_state}, indent=1))
     return json_path
+
+
+def _test_pause_before_json() -> None:
+    """Test hook: GRAPHPATH_TEST_CHECKPOINT_PAUSE=<seconds> sleeps between writing a checkpoint's
+    tensors and its JSON, so a test can kill the process while a checkpoint is half-written."""
+    import os
+
+    pause = os.environ.get("GRAPHPATH_TEST_CHECKPOINT_PAUSE")
+    if pause:
+        import time
+
+        time.sleep(float(pause))
 
 
 # ---- find and read ----------------------------------------------------------------------------
@@ -132,10 +152,33 @@ def read_info(json_path: Path) -> dict:
         info = json.loads(Path(json_path).read_text())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"unreadable checkpoint metadata {json_path}: {error}") from None
-    for key in ("model_config", "data", "step", "seed", "stage"):
+    if not isinstance(info, dict):
+        raise CheckpointError(f"unreadable checkpoint metadata {json_path}: not a JSON object")
+    for key in ("model_config", "data", "step", "seed", "stage", "sha256"):
         if key not in info:
             raise CheckpointError(f"checkpoint metadata {json_path} lacks {key!r}")
     return info
+
+
+def _read_verified(json_path: Path, suffix: str, info: dict | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of `<stem><suffix>` after checking its bytes against the sha256 in the JSON."""
+    json_path = Path(json_path)
+    path = json_path.with_name(json_path.name[: -len(".json")] + suffix)
+    info = read_info(json_path) if info is None else info
+    expected = info["sha256"].get(path.name) if isinstance(info["sha256"], dict) else None
+    if expected is None:
+        raise CheckpointError(f"checkpoint metadata {json_path} records no sha256 for {path.name}")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"unreadable checkpoint file {path}: {error.strerror or error}") from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"checkpoint file {path} does not match the sha256 recorded in {json_path.name} "
+                              f"(altered or truncated after writing)")
+    try:
+        return load_tensor_bytes(data)
+    except Exception as error:  # safetensors raises several types for a damaged file
+        raise CheckpointError(f"unreadable checkpoint file {path}: {error}") from None
 
 
 def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source) -> None:
@@ -154,19 +197,59 @@ def load_weights_into(model: nn.Module, weights: dict[str, torch.Tensor], source
     model.load_state_dict(weights)
 
 
-def read_weights(json_path: Path) -> dict[str, torch.Tensor]:
-    weights_path = json_path.with_name(json_path.name[: -len(".json")] + ".safetensors")
-    try:
-        return load_file(str(weights_path))
-    except Exception as error:  # safetensors raises several types for a damaged file
-        raise CheckpointError(f"unreadable weights {weights_path}: {error}") from None
+def read_weights(json_path: Path, info: dict | None = None) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint, verified against the sha256 its JSON records."""
+    return _read_verified(json_path, ".safetensors", info)
 
 
-def read_train_tensors(json_path: Path) -> dict[str, torch.Tensor]:
+def read_train_tensors(json_path: Path, info: dict | None = None) -> dict[str, torch.Tensor]:
+    """Optimizer moments and RNG state of a checkpoint, verified like the weights."""
+    json_path = Path(json_path)
     state_path = json_path.with_name(json_path.name[: -len(".json")] + ".state.safetensors")
     if not state_path.is_file():
         raise CheckpointError(f"checkpoint {json_path.name} has no training state ({state_path.name})")
-    return load_file(str(state_path))
+    return _read_verified(json_path, ".state.safetensors", info)
+
+
+def verify_checkpoint(json_path: Path) -> dict:
+    """Read a checkpoint's JSON and check every tensor file it records; returns the JSON."""
+    info = read_info(json_path)
+    read_weights(json_path, info)
+    if isinstance(info.get("train_state"), dict) and "optimizer" in info["train_state"]:
+        read_train_tensors(json_path, info)
+    return info
+
+
+def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
+    """The checkpoint `--resume` continues `stage` from (None when the stage has none yet).
+
+    Only the newest checkpoint is a candidate: if it is damaged, this does not fall back silently
+    but raises one line naming the files to delete and the previous checkpoint that verifies.
+    """
+    directory = Path(run_dir) / "checkpoints"
+    if not directory.is_dir():
+        return None
+    found = sorted((p for p in directory.glob(f"{stage}-*.json") if _NAME.match(p.name)), key=_sort_key)
+    if not found:
+        return None
+    latest = found[-1]
+    try:
+        verify_checkpoint(latest)
+        return latest
+    except CheckpointError as error:
+        problem = str(error)
+    stem = latest.name[: -len(".json")]
+    previous = None
+    for candidate in reversed(found[:-1]):
+        try:
+            verify_checkpoint(candidate)
+        except CheckpointError:
+            continue
+        previous = candidate.name[: -len(".json")]
+        break
+    then = (f"resume from the previous good checkpoint {previous}" if previous
+            else f"no earlier {stage} checkpoint verifies, so {stage} restarts from step 0")
+    raise CheckpointError(f"cannot resume: {problem}; delete {directory / stem}.* and rerun --resume to {then}")
 
 
 def load_model(path, device="cpu") -> tuple[GraphTransformer, dict]:
@@ -178,7 +261,7 @@ def load_model(path, device="cpu") -> tuple[GraphTransformer, dict]:
     except (ConfigError, TypeError) as error:
         raise CheckpointError(f"checkpoint {json_path}: bad model_config: {error}") from None
     model = GraphTransformer(config)
-    load_weights_into(model, read_weights(json_path), json_path)
+    load_weights_into(model, read_weights(json_path, info), json_path)
     info = {key: value for key, value in info.items() if key != "train_state"}
     info["path"] = str(json_path)
     return model.to(device).eval(), info

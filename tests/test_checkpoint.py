@@ -1,12 +1,18 @@
-"""Checkpoints: rebuilt from files alone, clean names, one-line errors for missing or misfit ones."""
+"""Checkpoints: rebuilt from files alone, clean names, one-line errors for missing, misfit or
+altered ones (sha256 recorded at save, verified by every loader)."""
+import hashlib
 import json
+import struct
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from data_gen import sample, study_presets
+from data_gen.spec import study_sizes_up_to
 from graphpath.checkpoint import CheckpointError, find_checkpoint, load_model, save_checkpoint
+from graphpath import evaluate, inspect, llc, perturb
+from graphpath.checkpoint import read_weights
 from graphpath.model import ModelConfig, build_model
 from graphpath.train import main
 
@@ -89,3 +95,65 @@ def test_finetuning_a_differently_shaped_model_exits_2(tmp_path, capsys):
         torch.set_num_threads(before)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("graphpath.train: checkpoint") and "shape" in err
+
+
+def flip_tensor_bytes(path, count=4):
+    """Flip bytes in the middle of a safetensors file's tensor data; the JSON header stays intact."""
+    data = bytearray(path.read_bytes())
+    start = 8 + struct.unpack("<Q", data[:8])[0]  # 8-byte header length, then the header, then data
+    middle = (start + len(data)) // 2
+    for i in range(middle, middle + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    json.loads(data[8:start])  # still a readable header: only the tensor values changed
+
+
+def test_save_records_the_sha256_of_each_tensor_file(tmp_path):
+    model = tiny(0)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(sample(SPECS["pretrain"], 4, 0)).sum().backward()
+    optimizer.step()
+    save_checkpoint(tmp_path, "pretrain-3", model, info(model), optimizer)
+    recorded = json.loads((tmp_path / "pretrain-3.json").read_text())["sha256"]
+    assert set(recorded) == {"pretrain-3.safetensors", "pretrain-3.state.safetensors"}
+    for name, digest in recorded.items():
+        assert digest == hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+
+
+def test_flipped_weight_bytes_are_refused_by_load_model(tmp_path):
+    model = tiny(0)
+    save_checkpoint(tmp_path, "pretrain-final", model, info(model))
+    before = read_weights(tmp_path / "pretrain-final.json")
+    flip_tensor_bytes(tmp_path / "pretrain-final.safetensors")
+    # the damaged file still parses as safetensors, with other values: without the digest it would load
+    from safetensors.torch import load_file as unchecked
+    changed = unchecked(str(tmp_path / "pretrain-final.safetensors"))
+    assert any(not torch.equal(before[k], changed[k]) for k in before)
+    with pytest.raises(CheckpointError, match="pretrain-final.safetensors") as error:
+        load_model(tmp_path)
+    assert "\n" not in str(error.value) and "sha256" in str(error.value)
+
+
+def tiny_run(directory, n=5):
+    config = ModelConfig(max_vertices=n, d_model=16, n_layers=1, n_heads=2)
+    torch.manual_seed(0)
+    save_checkpoint(directory / "checkpoints", "pretrain-final", build_model(config),
+                    {"model_config": config.to_dict(), "data": study_sizes_up_to(n), "step": 0, "seed": 0,
+                     "stage": "pretrain"})
+    flip_tensor_bytes(directory / "checkpoints" / "pretrain-final.safetensors")
+    return directory
+
+
+@pytest.mark.parametrize("command", ["evaluate", "perturb", "inspect", "llc"])
+def test_every_loader_cli_refuses_altered_weights_in_one_line(tmp_path, capsys, command):
+    run = str(tiny_run(tmp_path / "run"))
+    argv = {"evaluate": (evaluate.main, [run, "--no-cache", "--size", "16", "--grid-size", "1", "--quiet",
+                                         "--no-figures", "--no-handcrafted", "--threads", "1"]),
+            "perturb": (perturb.main, ["--model", run, "--quiet", "--no-figures", "--threads", "1"]),
+            "inspect": (inspect.main, [run, "--no-figures"]),
+            "llc": (llc.main, [run, "--quiet"])}
+    main_function, args = argv[command]
+    assert main_function(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pretrain-final.safetensors" in err[0] and "sha256" in err[0]
+    assert not (tmp_path / "run" / f"{command}.json").exists()
