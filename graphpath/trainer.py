@@ -221,7 +221,7 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
             loss_value = float(sums[0].sum() / sums[1].sum())
             record = {"stage": stage_name, "step": step, "examples": examples, "loss": loss_value,
                       "label_loss": per_label(sums), "label_count": label_counts(sums), "lr": lr,
-                      "examples_per_s": round(speed, 1)}
+                      "examples_per_s": round(speed, 1), "elapsed_s": round(now - started, 1)}
             if is_eval and runtime.main:
                 eval_loss, eval_labels, _ = evaluate(base, heldout, stage.buckets, runtime)
                 record.update(eval_loss=eval_loss, eval_label_loss=eval_labels)
