@@ -12,6 +12,9 @@ model of the same shape (the baseline), per layer (`embed`, then each block's `r
     patching  (trained model) the same graphs with another target are run, and the clean
               activation at one layer and token kind (target | edges) is patched in: the share of
               the output gap restored
+    offpath   (the inspected checkpoint: the fine-tuned one when the run has it) the probes again on
+              graphs whose target is on a shortest 1 -> 2 path and on graphs whose target is not,
+              the model's MSE on each, and a `verdict` on why off-path targets fail (`offpath`)
 Reference: the hand-built model of the same size, its own stream — "v within k hops" read from
 vertex v's token after k hop blocks, and the distance from the answer token at the end (these
 should be 1; they are measured, not assumed).
@@ -91,6 +94,53 @@ def probe_layers(model, batch: GraphBatch, hops: int, layers: list[str] | None =
     return out
 
 
+@torch.no_grad()
+def offpath(model, presets: dict, size: int, seed: int, hops: int) -> dict:
+    """Why do off-path targets fail? The same probes on graphs whose target is on a shortest 1 -> 2
+    path (`test-onpath-large`) and on graphs whose target is not (`test-any-large`, off-path rows
+    only), per stream point: within-k-hops accuracy (mean over v and k) and distance R^2 of a probe
+    fitted within each group, the R^2 off path of the distance probe fitted on path ("transfer"),
+    and the model's own MSE per group; `verdict` names which explanation the numbers support."""
+    on = sample(presets["test-onpath-large"], size, seed + 1).trim()
+    anyt = sample(presets["test-any-large"], 3 * size, seed + 2)
+    off = anyt[(~P.on_path_targets(anyt)).nonzero().flatten()[:size]].trim()
+    if len(off) < 16:
+        return {"verdict": "too-few", "off_count": len(off)}
+    points = stream_points(model)
+    out = {"on_count": len(on), "off_count": len(off), "layers": points}
+    caches = {}
+    for name, group in (("on", on), ("off", off)):
+        prediction, caches[name] = model.run_with_cache(group, names=points)
+        out[f"mse_{name}"] = float((prediction.double() - group.label.double()).pow(2).mean())
+        hop = P.hop_labels(group, hops).reshape(len(group), -1)
+        out[f"hops_{name}"] = [float(P.binary_probe(caches[name][p][:, 0], hop)["accuracy"].mean()) for p in points]
+        out[f"distance_r2_{name}"] = [P.scalar_probe(caches[name][p][:, 0], group.label)["r2"] for p in points]
+    transfer = []
+    for p in points:
+        w = P.ridge_fit(caches["on"][p][:, 0], on.label[:, None].float())
+        predicted, truth = P.ridge_predict(w, caches["off"][p][:, 0])[:, 0], off.label.double()
+        variance = float(truth.var(unbiased=False))
+        transfer.append(1 - float((predicted - truth).pow(2).mean()) / variance if variance > 0 else float("nan"))
+    out["distance_r2_transfer"] = transfer
+    out["verdict"] = offpath_verdict(out)
+    return out
+
+
+def offpath_verdict(block: dict) -> str:
+    """no-failure: off-path MSE within 2x of on-path; readout: a linear probe fitted off path reads
+    the distance (best R^2 >= 0.8) that the model's own answer misses; reach-not-distance: the
+    within-k-hops probes read reach as well off path as on it (within 0.05) but the distance is not
+    readable; reach-missing: reach itself is less readable off path."""
+    if block["mse_off"] <= 2 * block["mse_on"]:
+        return "no-failure"
+    r2_off = max((v for v in block["distance_r2_off"] if v is not None and math.isfinite(v)), default=float("nan"))
+    if r2_off >= 0.8:
+        return "readout"
+    if max(block["hops_off"]) >= max(block["hops_on"]) - 0.05:
+        return "reach-not-distance"
+    return "reach-missing"
+
+
 def retarget(batch: GraphBatch, seed: int) -> GraphBatch:
     """The same graphs asking for another target vertex (2..n, never the same one)."""
     n = batch.max_vertices
@@ -160,6 +210,18 @@ def figures(doc: dict, directory: Path) -> list[str]:
     pfig = go.Figure([go.Bar(x=list(patch), y=[patch[p][kind] for p in patch], name=kind) for kind in ("target", "edges")])
     pfig.update_layout(title="Activation patching: share of the output gap restored", barmode="group", height=340)
     paths.append(write_html(pfig, directory / "inspect_patching.html"))
+    off = doc.get("offpath") or {}
+    if "layers" in off:
+        ofig = go.Figure()
+        for key, name in (("distance_r2_on", "distance R², on-path targets"),
+                          ("distance_r2_off", "distance R², off-path targets"),
+                          ("distance_r2_transfer", "distance R², probe fitted on path, scored off path"),
+                          ("hops_on", "within-k-hops accuracy, on path"), ("hops_off", "within-k-hops accuracy, off path")):
+            ofig.add_scatter(x=off["layers"], y=off[key], name=name, line_dash="dot" if "hops" in key else "solid")
+        ofig.update_layout(title=f"Why off-path targets fail: model MSE {off['mse_on']:.3g} on path, "
+                                 f"{off['mse_off']:.3g} off path (verdict: {off['verdict']})",
+                           yaxis=dict(range=[-0.2, 1.05]), height=360)
+        paths.append(write_html(ofig, directory / "inspect_offpath.html"))
     mfig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for name, res, style in (("trained", trained, "-"), ("random init", random, "--")):
         axes[0].plot(mean(res["hops"]), style, label=name)
@@ -167,7 +229,7 @@ def figures(doc: dict, directory: Path) -> list[str]:
         axes[2].plot(res["endpoints"], style, label=name)
     for ax, title in zip(axes, ("within k hops", "distance R²", "edge endpoints")):
         ax.set_title(title)
-        ax.set_xticks(range(len(layers)), [l.replace("blocks.", "").replace(".resid_post", "") for l in layers])
+        ax.set_xticks(range(len(layers)), [RESID.sub(lambda m: m.group(1) or "embed", l) for l in layers])
     axes[0].legend()
     paths.append(write_png(mfig, directory / "inspect.png"))
     plt.close(mfig)
@@ -182,16 +244,21 @@ def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> di
         model, info = load_model(json_path)
     except CheckpointError as error:
         raise InspectError(str(error)) from None
-    spec = study_presets(**info["data"])["pretrain"]
+    if not stream_points(model) or not any(PATTERN.match(n) for n in model.hook_names()):
+        raise InspectError(f"the model in {json_path} has no residual-stream or attention-pattern hook points "
+                           "to probe")
+    presets = study_presets(**info["data"])
+    spec = presets["pretrain"]
     batch = sample(spec, size, seed).trim()
     hops = spec.max_vertices
     torch.manual_seed(seed)
     random = build_model(info["model_config"]).eval()
-    return {"schema": SCHEMA_VERSION, "checkpoint": str(json_path), "data": spec.to_dict(), "size": size,
-            "seed": seed, "train_share": 0.75, "hops_k": list(range(hops)),
+    return {"schema": SCHEMA_VERSION, "checkpoint": str(json_path), "stage": info.get("stage"),
+            "data": spec.to_dict(), "size": size, "seed": seed, "train_share": 0.75, "hops_k": list(range(hops)),
             "trained": probe_layers(model.eval(), batch, hops, layers),
             "random": probe_layers(random, batch, hops, layers),
-            "patching": patching(model, batch, seed), "handcrafted": handcrafted_reference(batch, hops)}
+            "patching": patching(model, batch, seed), "handcrafted": handcrafted_reference(batch, hops),
+            "offpath": offpath(model, presets, size, seed, hops)}
 
 
 def finite(value):
@@ -229,6 +296,10 @@ def _main(argv) -> int:
           f"distance R2 {hand['distance_r2']:.4f}")
     print(f"trained, last layer: distance R2 {doc['trained']['distance_r2'][-1]:.3f} "
           f"(random init {doc['random']['distance_r2'][-1]:.3f}); wrote {out}")
+    off = doc["offpath"]
+    if "layers" in off:
+        print(f"{doc['stage']} model: MSE on-path {off['mse_on']:.4g}, off-path {off['mse_off']:.4g}; best distance R2 "
+              f"on {max(off['distance_r2_on']):.3f}, off {max(off['distance_r2_off']):.3f}; verdict {off['verdict']}")
     return 0
 
 

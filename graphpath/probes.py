@@ -40,6 +40,28 @@ def hop_labels(batch: GraphBatch, hops: int) -> torch.Tensor:
     return torch.stack(out, dim=-1)
 
 
+def distances_from(batch: GraphBatch, source: int) -> torch.Tensor:
+    """(B, n) int64 breadth-first distance from vertex `source` (1-based) to every vertex; -1 where
+    unreachable."""
+    adj = adjacency(batch).float()
+    reach = torch.zeros(len(batch), batch.max_vertices)
+    reach[:, source - 1] = 1.0
+    dist = torch.where(reach.bool(), 0, -1).long()
+    for step in range(1, batch.max_vertices):
+        grown = ((reach + torch.einsum("buv,bv->bu", adj, reach)) > 0).float()
+        dist[(grown > reach)] = step
+        reach = grown
+    return dist
+
+
+def on_path_targets(batch: GraphBatch) -> torch.Tensor:
+    """(B,) bool: the target lies on a shortest 1 -> 2 path (2 reachable and d(1,t) + d(t,2) = d(1,2))."""
+    rows, t = torch.arange(len(batch)), batch.target.long() - 1
+    from_1, from_2 = distances_from(batch, 1), distances_from(batch, 2)
+    d1t, d2t, d12 = from_1[rows, t], from_2[rows, t], from_1[:, 1]
+    return (d12 >= 0) & (d1t >= 0) & (d2t >= 0) & (d1t + d2t == d12)
+
+
 def endpoint_labels(batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """For every real edge token: (E, n) 0/1 which vertices it touches, and (B, M) the real mask."""
     mask = batch.edge_mask

@@ -38,6 +38,29 @@ def test_hop_and_endpoint_labels_match_networkx():
     assert row == int(mask.sum())
 
 
+def test_on_path_targets_match_networkx():
+    batch = sample(study_presets(**study_sizes_up_to(7))["test-any-large"], 200, 5)
+    on = P.on_path_targets(batch)
+    for b in range(len(batch)):
+        graph = nx.Graph()
+        graph.add_nodes_from(range(1, 8))
+        graph.add_edges_from((u, v) for u, v in batch.edges[b].tolist() if u > 0 and u != v)
+        t = int(batch.target[b])
+        truth = nx.has_path(graph, 1, 2) and any(t in p for p in nx.all_shortest_paths(graph, 1, 2))
+        assert bool(on[b]) == truth, b
+    assert 0 < int(on.sum()) < len(batch)  # both kinds occur, so the check means something
+
+
+@pytest.mark.parametrize("numbers,verdict", [
+    (dict(mse_on=0.1, mse_off=0.15, distance_r2_off=[0.1], hops_on=[0.9], hops_off=[0.5]), "no-failure"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2, 0.9], hops_on=[0.9], hops_off=[0.9]), "readout"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2, None], hops_on=[0.9], hops_off=[0.88]), "reach-not-distance"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2], hops_on=[0.9], hops_off=[0.7]), "reach-missing"),
+])
+def test_offpath_verdict_follows_the_numbers(numbers, verdict):
+    assert I.offpath_verdict(numbers) == verdict
+
+
 def test_ridge_probe_recovers_a_linear_rule_and_fails_on_noise():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(800, 10, generator=g)
@@ -95,6 +118,21 @@ def test_cli_writes_inspect_json(tmp_path, capsys):
     assert len(doc["trained"]["hops"][0]) == 5 and all(a == 1.0 for a in doc["handcrafted"]["hops"])
     assert doc["trained"]["endpoints"][0] > 0.95  # the embedding holds the edge's own vertices
     assert all((run / "figures" / name).is_file() for name in ("inspect_probes.html", "inspect.png"))
+    off = doc["offpath"]
+    assert off["verdict"] in {"no-failure", "readout", "reach-not-distance", "reach-missing"}
+    assert off["on_count"] == 256 and 16 <= off["off_count"] <= 256 and len(off["distance_r2_transfer"]) == 3
+    assert off["verdict"] == I.offpath_verdict(off)
+
+
+def test_model_without_hook_points_exits_2(tmp_path, capsys, monkeypatch):
+    from graphpath.model import GraphTransformer
+
+    run = _run(tmp_path / "run")
+    monkeypatch.setattr(GraphTransformer, "hook_names", lambda self: [])
+    code = I.main([str(run), "--size", "64", "--no-figures"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no residual-stream" in err and err.count("\n") == 1, err
+    assert not (run / "inspect.json").exists()
 
 
 @pytest.mark.parametrize("args,needle", [(["nowhere"], "no run directory"), (["EMPTY"], "no checkpoint"),
