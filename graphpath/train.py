@@ -24,27 +24,26 @@ from pathlib import Path
 
 import torch
 
+from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 
-from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, unwrap
+from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, resume_checkpoint, unwrap
 from .config import ConfigError, RunConfig, load_config, stage_specs, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .partial import prepare_finetune
+from .evaluate import EvalError, evaluate_run
 from .phases import detect_phase_changes
 from .trainer import MetricsLog, Runtime, TrainingDiverged, evaluate, heldout_set, latest_checkpoint, train_stage
 
+PROG = "python -m graphpath.train"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "small.toml"
 STAGE_CHOICES = ("pretrain", "finetune", "all")
 
 
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
-
-
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m graphpath.train", description=__doc__,
+    parser = ArgumentParser(
+        prog=PROG, description=__doc__,
         epilog="Overrides: --SECTION.KEY VALUE, e.g. --train.lr 1e-3 --train.steps 500 --model.n_layers 4 "
                "--data.n_max 6 --finetune.steps 50. Run directory: config.toml, metrics.jsonl, phases.json, "
                "checkpoints/, figures/, eval.json (see docs/contracts.md).",
@@ -184,7 +183,7 @@ def run(args, overrides) -> int:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", to_toml(config))
     for name in stages:
-        resume_from = latest_checkpoint(out, name) if args.resume else None
+        resume_from = resume_checkpoint(out, name) if args.resume else None  # damaged newest: one line, exit 2
         if resume_from is not None and resume_from.name == f"{name}-final.json":
             if runtime.main:
                 print(f"{name}: already finished ({resume_from}); skipped", file=sys.stderr)
@@ -236,15 +235,16 @@ def run(args, overrides) -> int:
 
 def score(out: Path, device: torch.device) -> None:
     """Score every test set with graphpath.evaluate (eval.json, report.md, figures)."""
-    try:
-        from .evaluate import evaluate_run
-    except ImportError:
-        print("graphpath.evaluate is not available; test sets not scored", file=sys.stderr)
-        return
     evaluate_run(out, device=str(device))
 
 
 def main(argv=None) -> int:
+    """Bad input, configuration, data or checkpoints: one line, exit 2 (graphpath_common.cli);
+    a diverged loss: one line, exit 1; Ctrl-C: exit 130 with how to resume."""
+    return run_cli(PROG, _main, argv, ConfigError, CheckpointError, DataError, EvalError)
+
+
+def _main(argv) -> int:
     try:
         args, overrides = parse_args(argv)
         try:
@@ -254,14 +254,11 @@ def main(argv=None) -> int:
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
-    except (UsageError, ConfigError, CheckpointError, DataError) as error:
-        print(f"graphpath.train: {error}", file=sys.stderr)
-        return 2
     except TrainingDiverged as error:
-        print(f"graphpath.train: {error}", file=sys.stderr)
+        print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("graphpath.train: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
+        print(f"{PROG}: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
         return 130
 
 

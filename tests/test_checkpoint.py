@@ -94,7 +94,7 @@ def test_finetuning_a_differently_shaped_model_exits_2(tmp_path, capsys):
     finally:
         torch.set_num_threads(before)
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("graphpath.train: checkpoint") and "shape" in err
+    assert err.startswith("python -m graphpath.train: checkpoint") and "shape" in err
 
 
 def flip_tensor_bytes(path, count=4):

@@ -112,7 +112,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, fragment):
     assert main(["--out", str(tmp_path / "run"), *argv]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("graphpath.train:") and fragment in err
+    assert len(err.splitlines()) == 1 and err.startswith("python -m graphpath.train:") and fragment in err
 
 
 def test_existing_run_needs_resume(tmp_path, capsys):
