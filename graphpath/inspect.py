@@ -2,7 +2,7 @@
 
 On a fixed sample of the run's `pretrain` data (`--size` graphs, `--seed`; probes fit on the first
 3/4 and are scored on the rest), for the run's final checkpoint and for a randomly initialised
-model of the same shape (the baseline), per layer (`embed`, then each block's `resid_post`):
+model of the same shape (the baseline), per layer (`hook_embed`, then each block's `hook_resid_post`):
     hops      target token: "v within k hops of vertex 1" for every v and k (one linear probe
               per (v, k)); held-out accuracy per k (mean over v) and the majority-class accuracy
     distance  target token: the 1 -> t distance, held-out R^2
@@ -50,8 +50,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 PROG = "python -m graphpath.inspect"
 SCHEMA_VERSION = 1
-RESID = re.compile(r"^(?:hook_)?embed$|^blocks\.(\d+)\.(?:hook_)?resid_post$")
-PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.(?:hook_)?pattern$")
+RESID = re.compile(r"^hook_embed$|^blocks\.(\d+)\.hook_resid_post$")
+PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
 
 
 class InspectError(ValueError):

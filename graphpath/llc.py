@@ -15,10 +15,14 @@ flagged `ok: false` (and a non-finite loss stops with `LLCError`, exit 2 on the 
 `calibrate` runs a small eps x gamma grid (the chosen setting's chains are the estimate) and
 keeps the largest eps whose chains stay finite,
 positive and settled (pooled over chains, the second half of the recorded traces is not above
-the first by more than 20 percent of the excess loss: the chains have stopped climbing).
+the first by more than 20 percent of the excess loss: the chains have stopped climbing); the rule
+and every row of the sweep are recorded in llc.json. A model whose every setting diverged is bad
+input (exit 2, nothing written); one whose settings stay finite but none qualifies gets estimate
+null beside its rows (a failed calibration, reported).
 
 Models: `RUN_DIR` (every final checkpoint, pre-train and fine-tuned, plus the hand-built model of
-the same size on the same data) or `handcrafted --n N`. Output: `RUN_DIR/llc.json` (schema in
+the same size and the same with its sharpness lowered, `--soft-betas` as graphpath.basin, on the
+same data) or `handcrafted --n N` (the two hand-built ones). Output: `RUN_DIR/llc.json` (schema in
 docs/contracts.md).
 """
 from __future__ import annotations
@@ -45,6 +49,9 @@ from .checkpoint import CheckpointError, find_checkpoint, load_model
 
 PROG = "python -m graphpath.llc"
 SCHEMA_VERSION = 1
+SOFT_BETAS = (5.0, 8.0)  # graphpath.basin's default --soft-betas
+CALIBRATION_RULE = ("of the eps x gamma grid, the largest eps whose chains stay finite, every chain's estimate "
+                    "positive and the pooled trace settled; ties: the smallest gamma")
 
 
 class LLCError(ValueError):
@@ -165,14 +172,22 @@ def graph_loss_on(batch) -> LossOn:
     return loss_on
 
 
-def targets(model_arg: str, n_vertices: int | None) -> tuple[list[tuple[str, nn.Module, dict]], object, Path]:
+def handcrafted_models(n: int, soft_betas: tuple[float, float]) -> list[tuple[str, nn.Module, dict]]:
+    """The hand-built model and the same with its attention sharpness lowered (graphpath.basin's
+    "handcrafted-soft"), so the LLC sits beside the bracketed basin radius for both."""
+    return [("handcrafted", build_handcrafted(n), {"model": "handcrafted", "n": n}),
+            ("handcrafted-soft", build_handcrafted(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
+             {"model": "handcrafted", "n": n, "beta_hop": soft_betas[0], "beta_copy": soft_betas[1]})]
+
+
+def targets(model_arg: str, n_vertices: int | None, soft_betas: tuple[float, float] = SOFT_BETAS
+            ) -> tuple[list[tuple[str, nn.Module, dict]], object, Path]:
     """[(name, model, description)], the data spec, and the output directory."""
     if model_arg == "handcrafted":
         if not (isinstance(n_vertices, int) and 3 <= n_vertices <= 64):
             raise LLCError(f"handcrafted needs --n in [3, 64], got {n_vertices!r}")
         spec = study_presets(**study_sizes_up_to(n_vertices))["test-any-large"]
-        return ([("handcrafted", build_handcrafted(n_vertices), {"model": "handcrafted", "n": n_vertices})],
-                spec, Path("runs") / f"handcrafted-n{n_vertices}")
+        return handcrafted_models(n_vertices, soft_betas), spec, Path("runs") / f"handcrafted-n{n_vertices}"
     path = Path(model_arg)
     if not path.is_dir():
         raise LLCError(f"unknown model {model_arg!r}: not 'handcrafted' and no such run directory")
@@ -195,8 +210,7 @@ def targets(model_arg: str, n_vertices: int | None) -> tuple[list[tuple[str, nn.
     spec = study_presets(**info["data"])["pretrain"]
     n = spec.max_vertices
     out = [(name, model, desc) for name, model, desc, _ in found]
-    out.append(("handcrafted", build_handcrafted(n), {"model": "handcrafted", "n": n}))
-    return out, spec, path
+    return out + handcrafted_models(n, soft_betas), spec, path
 
 
 @dataclass
@@ -208,10 +222,11 @@ class Request:
     calibrate_on: str | None = None  # model name whose sweep picks the setting; None = each its own
     eps_grid: list = field(default_factory=lambda: [1e-6, 1e-5, 1e-4])
     gamma_grid: list = field(default_factory=lambda: [100.0, 1000.0])
+    soft_betas: tuple = SOFT_BETAS
 
 
 def run(request: Request, base: LLCConfig, progress: bool = True) -> dict:
-    models, spec, out_dir = targets(request.model, request.n)
+    models, spec, out_dir = targets(request.model, request.n, tuple(request.soft_betas))
     batch = sample(spec, request.data_size, request.data_seed)
     loss_on = graph_loss_on(batch)
     results = {}
@@ -219,9 +234,14 @@ def run(request: Request, base: LLCConfig, progress: bool = True) -> dict:
         model.eval()
         estimate, rows = calibrate(model, loss_on, request.data_size, base, request.eps_grid,
                                    request.gamma_grid, progress)
+        if all(row["diverged"] for row in rows):
+            raise LLCError(f"SGLD diverged (non-finite loss) for {name} at every setting tried (eps "
+                           f"{', '.join(f'{e:g}' for e in request.eps_grid)} x gamma "
+                           f"{', '.join(f'{g:g}' for g in request.gamma_grid)}): lower eps or raise gamma")
         results[name] = {"target": description, "parameter_count": sum(p.numel() for p in model.parameters()),
                          "calibration": rows, "estimate": estimate}  # None: no setting qualified
-    return {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "data_size": request.data_size,
+    return {"schema": SCHEMA_VERSION, "calibration_rule": CALIBRATION_RULE, "data": spec.to_dict(),
+            "data_size": request.data_size,
             "data_seed": request.data_seed, "models": results, "out_dir": str(out_dir)}
 
 
@@ -236,6 +256,8 @@ def _main(argv) -> int:
     parser.add_argument("--data-size", dest="data_size", type=int, default=2048)
     parser.add_argument("--eps", type=float, nargs="+", default=[1e-6, 1e-5, 1e-4], help="SGLD step sizes to try")
     parser.add_argument("--gamma", type=float, nargs="+", default=[100.0, 1000.0], help="localisations to try")
+    parser.add_argument("--soft-betas", dest="soft_betas", type=float, nargs=2, default=list(SOFT_BETAS),
+                        help="beta_hop beta_copy of the softened hand-built model (as graphpath.basin)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", help="output path (default RUN_DIR/llc.json)")
@@ -248,7 +270,10 @@ def _main(argv) -> int:
                      burn_in=args.burn_in, batch_size=args.batch_size, seed=args.seed)
     for value in args.eps + args.gamma:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
-    doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma),
+    if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
+        raise LLCError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
+    doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma,
+                      soft_betas=tuple(args.soft_betas)),
               base, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(doc.pop("out_dir")) / "llc.json"
     doc.pop("out_dir", None)

@@ -19,8 +19,10 @@ of the target token's final residual regresses the distance (float32, whatever a
 TransformerLens-style per-head parameters `W_Q, W_K, W_V: [H, D, E]`, `W_O: [H, E, D]`, optional
 attention biases, an MLP `Linear(D, F) -> ReLU -> Linear(F, D)`, and `norm` "pre" | "post" |
 "none". Every intermediate passes through an identity `HookPoint`, whose module name is its hook
-name (`blocks.{l}.attn.pattern`, `blocks.{l}.resid_post`, ...): read activations with
-`run_with_cache`, patch them with ordinary forward hooks that return a replacement.
+name, TransformerLens-style (`hook_embed`, `blocks.{l}.attn.hook_pattern`, `blocks.{l}.hook_resid_post`,
+...): the last part of every hook name starts with `hook_`, so hooks never share a namespace with
+parameters. Read activations with `run_with_cache`, patch them with ordinary forward hooks that
+return a replacement.
 """
 from __future__ import annotations
 
@@ -128,9 +130,9 @@ class Attention(nn.Module):
             self.b_O = nn.Parameter(torch.zeros(d_model))  # (D,)
         else:
             self.b_Q = self.b_K = self.b_V = self.b_O = None
-        self.q, self.k, self.v = HookPoint(), HookPoint(), HookPoint()  # (B, H, T, E)
-        self.pattern = HookPoint()  # (B, H, T_query, T_key), only computed when hooked
-        self.z = HookPoint()  # (B, H, T, E) per-head mixed values, before W_O
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, H, T, E)
+        self.hook_pattern = HookPoint()  # (B, H, T_query, T_key), only computed when hooked
+        self.hook_z = HookPoint()  # (B, H, T, E) per-head mixed values, before W_O
         for weight in (self.W_Q, self.W_K, self.W_V):
             nn.init.normal_(weight, std=d_model ** -0.5)
         nn.init.normal_(self.W_O, std=(n_heads * d_head) ** -0.5)
@@ -143,16 +145,16 @@ class Attention(nn.Module):
         b_qkv = None if self.b_Q is None else torch.cat([self.b_Q, self.b_K, self.b_V]).flatten()
         qkv = F.linear(x, w_qkv.t(), b_qkv)  # (B, T, 3*H*E)
         q, k, v = rearrange(qkv, "b t (s h e) -> s b h t e", s=3, h=H, e=E)
-        q, k, v = self.q(q), self.k(k), self.v(v)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         attn_mask = key_mask_to_attn_mask(mask)
-        if self.pattern.active:  # explicit softmax so the pattern can be read or patched
+        if self.hook_pattern.active:  # explicit softmax so the pattern can be read or patched
             scores = torch.einsum("bhqe,bhke->bhqk", q, k) / math.sqrt(E)  # (B, H, T, T)
             scores = scores.masked_fill(~attn_mask, float("-inf"))
-            pattern = self.pattern(torch.softmax(scores, dim=-1))
+            pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
             z = torch.einsum("bhqk,bhke->bhqe", pattern, v)
         else:
             z = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, H, T, E)
-        z = self.z(z)
+        z = self.hook_z(z)
         out = F.linear(rearrange(z, "b h t e -> b t (h e)"),
                        rearrange(self.W_O, "h e d -> d (h e)"), self.b_O)  # (B, T, D)
         return out
@@ -163,17 +165,17 @@ class MLP(nn.Module):
         super().__init__()
         self.fc_in = nn.Linear(d_model, d_ff)
         self.fc_out = nn.Linear(d_ff, d_model)
-        self.pre, self.post = HookPoint(), HookPoint()  # (B, T, F) before / after ReLU
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, F) before / after ReLU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc_out(self.post(F.relu(self.pre(self.fc_in(x)))))  # (B, T, D)
+        return self.fc_out(self.hook_post(F.relu(self.hook_pre(self.fc_in(x)))))  # (B, T, D)
 
 
 class TransformerBlock(nn.Module):
     """Attention then MLP, each added to the residual stream, with pre-, post- or no LayerNorm.
 
-    Hook names inside block l: resid_pre, attn.{q,k,v,pattern,z}, attn_out, resid_mid,
-    mlp.{pre,post}, mlp_out, resid_post.
+    Hook names inside block l: hook_resid_pre, attn.hook_{q,k,v,pattern,z}, hook_attn_out,
+    hook_resid_mid, mlp.hook_{pre,post}, hook_mlp_out, hook_resid_post.
     """
 
     def __init__(self, d_model: int, n_heads: int, d_head: int, d_ff: int, norm: str = "pre",
@@ -186,19 +188,19 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(d_model, d_ff)
         self.ln1 = nn.LayerNorm(d_model) if norm != "none" else nn.Identity()
         self.ln2 = nn.LayerNorm(d_model) if norm != "none" else nn.Identity()
-        self.resid_pre, self.resid_mid, self.resid_post = HookPoint(), HookPoint(), HookPoint()
-        self.attn_out, self.mlp_out = HookPoint(), HookPoint()
+        self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_out, self.hook_mlp_out = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), mask (B, T) True = real token -> (B, T, D)."""
-        x = self.resid_pre(x)
+        x = self.hook_resid_pre(x)
         if self.norm == "pre":
-            x = self.resid_mid(x + self.attn_out(self.attn(self.ln1(x), mask)))
-            x = x + self.mlp_out(self.mlp(self.ln2(x)))
+            x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(self.ln1(x), mask)))
+            x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
         else:  # post-norm, or none (ln = identity)
-            x = self.resid_mid(self.ln1(x + self.attn_out(self.attn(x, mask))))
-            x = self.ln2(x + self.mlp_out(self.mlp(x)))
-        return self.resid_post(x)
+            x = self.hook_resid_mid(self.ln1(x + self.hook_attn_out(self.attn(x, mask))))
+            x = self.ln2(x + self.hook_mlp_out(self.mlp(x)))
+        return self.hook_resid_post(x)
 
 
 class GraphTransformer(nn.Module):
@@ -211,12 +213,12 @@ class GraphTransformer(nn.Module):
         self.target_id = c.max_vertices + 1
         self.vertex_embed = nn.Embedding(c.max_vertices + 2, c.d_model // 2)  # (V, D/2)
         nn.init.normal_(self.vertex_embed.weight, std=1.0)
-        self.embed = HookPoint()  # (B, T, D) tokens before block 0
+        self.hook_embed = HookPoint()  # (B, T, D) tokens before block 0
         self.blocks = nn.ModuleList(
             TransformerBlock(c.d_model, c.n_heads, c.d_head, c.d_ff, c.norm, c.attn_bias)
             for _ in range(c.n_layers))
         self.ln_final = nn.LayerNorm(c.d_model) if c.norm == "pre" else nn.Identity()
-        self.final = HookPoint()  # (B, D) the target token's residual fed to the read-out
+        self.hook_final = HookPoint()  # (B, D) the target token's residual fed to the read-out
         self.readout = nn.Linear(c.d_model, 1)
 
     def tokens(self, batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -237,11 +239,11 @@ class GraphTransformer(nn.Module):
 
     def _forward(self, batch: GraphBatch) -> torch.Tensor:
         ids, mask = self.tokens(batch)
-        x = self.embed(rearrange(self.vertex_embed(ids), "b t s h -> b t (s h)"))  # (B, T, D)
+        x = self.hook_embed(rearrange(self.vertex_embed(ids), "b t s h -> b t (s h)"))  # (B, T, D)
         for block in self.blocks:
             x = block(x, mask)
         with torch.autocast(x.device.type, enabled=False):  # the read-out and loss stay float32
-            out = self.readout(self.final(self.ln_final(x[:, 0].float())))  # (B, 1)
+            out = self.readout(self.hook_final(self.ln_final(x[:, 0].float())))  # (B, 1)
         return out.squeeze(-1)
 
     def hook_names(self) -> list[str]:

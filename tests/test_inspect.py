@@ -114,7 +114,7 @@ def test_cli_writes_inspect_json(tmp_path, capsys):
     run = _run(tmp_path / "run")
     assert I.main([str(run), "--size", "256"]) == 0, capsys.readouterr().err
     doc = json.loads((run / "inspect.json").read_text())
-    assert doc["trained"]["layers"] == ["embed", "blocks.0.resid_post", "blocks.1.resid_post"]
+    assert doc["trained"]["layers"] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert len(doc["trained"]["hops"][0]) == 5 and all(a == 1.0 for a in doc["handcrafted"]["hops"])
     assert doc["trained"]["endpoints"][0] > 0.95  # the embedding holds the edge's own vertices
     assert all((run / "figures" / name).is_file() for name in ("inspect_probes.html", "inspect.png"))
@@ -136,7 +136,7 @@ def test_model_without_hook_points_exits_2(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("args,needle", [(["nowhere"], "no run directory"), (["EMPTY"], "no checkpoint"),
-                                         (["RUN", "--layers", "blocks.9.resid_post"], "unknown layer")])
+                                         (["RUN", "--layers", "blocks.9.hook_resid_post"], "unknown layer")])
 def test_bad_input_exits_2(args, needle, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     run = _run(tmp_path / "run")

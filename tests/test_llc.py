@@ -65,3 +65,29 @@ def test_run_dir_without_checkpoints_exits_2(capsys, tmp_path):
     (tmp_path / "run").mkdir()
     code = L.main([str(tmp_path / "run"), "--quiet"])
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
+
+
+def test_diverging_setting_on_the_command_line_exits_2(capsys, tmp_path):
+    out = tmp_path / "llc.json"
+    code = L.main(["handcrafted", "--n", "4", "--eps", "10", "--gamma", "1", "--chains", "1", "--steps", "5",
+                   "--burn-in", "1", "--data-size", "64", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "diverged" in err and err.count("\n") == 1, err
+    assert not out.exists() and not list(tmp_path.iterdir())  # no temporary left either
+
+
+@pytest.mark.slow
+def test_cli_handcrafted_records_both_hand_built_models_and_the_rule(capsys, tmp_path):
+    import json
+
+    out = tmp_path / "llc.json"
+    code = L.main(["handcrafted", "--n", "4", "--eps", "1e-5", "10", "--gamma", "100", "--chains", "2",
+                   "--steps", "6", "--burn-in", "2", "--data-size", "64", "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert set(doc["models"]) == {"handcrafted", "handcrafted-soft"} and doc["calibration_rule"] == L.CALIBRATION_RULE
+    soft = doc["models"]["handcrafted-soft"]
+    assert soft["target"]["beta_hop"] == 5.0 and [r["diverged"] for r in soft["calibration"]] == [False, True]
+    for result in doc["models"].values():
+        est = result["estimate"]
+        assert est is None or (est["settings"]["eps"] == 1e-5 and len(est["chains"]) == 2)

@@ -85,36 +85,52 @@ def test_block_matches_the_attention_formula_written_out():
     expected = mid + block.mlp.fc_out(torch.relu(block.mlp.fc_in(mid)))
     with torch.no_grad():
         torch.testing.assert_close(block(x, mask), expected, rtol=1e-4, atol=1e-4)
-        with hooks(block, {"attn.pattern": lambda m, i, o: None}):  # explicit-softmax path
+        with hooks(block, {"attn.hook_pattern": lambda m, i, o: None}):  # explicit-softmax path
             torch.testing.assert_close(block(x, mask), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_hooks_read_and_patch_activations():
     model, data = tiny_model(), batch(16, seed=4)
     names = model.hook_names()
-    for name in ("embed", "blocks.0.attn.pattern", "blocks.1.resid_post", "blocks.0.mlp.post", "final"):
+    for name in ("hook_embed", "blocks.0.attn.hook_pattern", "blocks.1.hook_resid_post", "blocks.0.mlp.hook_post",
+                 "hook_final"):
         assert name in names
     out, cache = model.run_with_cache(data)
     tokens = 1 + data.trim().edges.shape[1]
-    pattern = cache["blocks.0.attn.pattern"]
+    pattern = cache["blocks.0.attn.hook_pattern"]
     assert pattern.shape == (16, 2, tokens, tokens)
     torch.testing.assert_close(pattern.sum(-1), torch.ones(16, 2, tokens))
     _, real = model.tokens(data.trim())
     assert torch.all(pattern.masked_select(~real[:, None, None, :]) == 0)  # padding keys get no weight
-    assert cache["blocks.1.resid_post"].shape == (16, tokens, 32)
+    assert cache["blocks.1.hook_resid_post"].shape == (16, tokens, 32)
     torch.testing.assert_close(out, model(data))
-    with torch.no_grad(), hooks(model, {"blocks.1.resid_post": lambda m, i, o: torch.zeros_like(o)}):
+    with torch.no_grad(), hooks(model, {"blocks.1.hook_resid_post": lambda m, i, o: torch.zeros_like(o)}):
         patched = model(data)
     assert torch.allclose(patched, patched[0].expand_as(patched))  # the input no longer reaches the read-out
     with pytest.raises(KeyError):
-        model.run_with_cache(data, names=["blocks.9.resid_post"])
+        model.run_with_cache(data, names=["blocks.9.hook_resid_post"])
+
+
+def test_hook_names_never_share_a_namespace_with_parameters():
+    """Every hook point's own name starts with `hook_`; no parameter or submodule path starts with one."""
+    model = build_model(ModelConfig(max_vertices=6, d_model=16, n_layers=2, n_heads=2, attn_bias=True))
+    names = model.hook_names()
+    per_block = 12  # resid_pre/mid/post, attn q/k/v/pattern/z, attn_out, mlp pre/post, mlp_out
+    assert len(names) == 2 + 2 * per_block
+    assert all(name.rsplit(".", 1)[-1].startswith("hook_") for name in names)
+    for name, _ in model.named_parameters():
+        assert not any(part.startswith("hook_") for part in name.split(".")), name
+    others = {name for name, module in model.named_modules() if name and name not in names}
+    assert not any(part.startswith("hook_") for name in others for part in name.split("."))
+    assert "blocks.0.hook_resid_post" in names and "blocks.0.attn.hook_pattern" in names
+    assert not hasattr(model.blocks[0].attn, "pattern") and not hasattr(model.blocks[0], "resid_post")
 
 
 def test_output_is_float32_under_bf16_autocast():
     model, data = tiny_model(), batch(16)
     seen = {}
     with torch.autocast("cpu", dtype=torch.bfloat16), \
-            hooks(model, {"blocks.0.mlp.pre": lambda m, i, o: seen.update(dtype=o.dtype)}):
+            hooks(model, {"blocks.0.mlp.hook_pre": lambda m, i, o: seen.update(dtype=o.dtype)}):
         out = model(data)
     assert seen["dtype"] == torch.bfloat16  # the blocks really ran in bf16
     assert out.dtype == torch.float32
