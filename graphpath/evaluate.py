@@ -5,10 +5,10 @@
     python -m graphpath.evaluate --model handcrafted --n 8 --out DIR
 
 Writes `eval.json` (schema: docs/contracts.md), `report.md` and `figures/` into the run dir (or
---out). Every model is scored on the same cached graphs (graphpath.eval_sets); a run's learned
-model is shown next to the hand-built model for the same n when `handcrafted` is importable, and
-the pre-training checkpoint is scored on the pre-train and fine-tune sets for the study's
-before/after numbers. `graphpath.train` calls `evaluate_run(run_dir)` at the end of a study.
+--out). Every model is scored on the same cached graphs (graphpath.eval_sets, drawn from the split
+table in data_gen.splits); a run's learned model is shown next to the hand-built model for the
+same n, and the pre-training checkpoint is scored on the pre-train and fine-tune sets for the
+study's before/after numbers. `graphpath.train` calls `evaluate_run(run_dir)` at the end of a study.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ from tqdm import tqdm
 from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
 
+from handcrafted import build_model, model_size, stream_basis
+
 from . import report
+from .checkpoint import CheckpointError, load_model
 from .eval_core import model_vocabulary, pool_runs, score_model
 from .eval_plots import write_figures
 from .eval_sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
@@ -51,20 +54,12 @@ def _toml(path: Path) -> dict:
 def load_learned(path: Path, device: str):
     """(model, info) through graphpath.checkpoint, with its failures as one-line EvalErrors."""
     try:
-        from .checkpoint import CheckpointError, load_model
-    except ImportError as error:
-        raise EvalError(f"graphpath.checkpoint is not available, cannot load {path}: {error}") from None
-    try:
         return load_model(path, device)
     except (CheckpointError, OSError, ValueError, KeyError, RuntimeError) as error:
         raise EvalError(f"cannot load a model from {path}: {error}".splitlines()[0]) from None
 
 
 def build_handcrafted(n: int, device: str = "cpu"):
-    try:
-        from handcrafted import build_model
-    except ImportError as error:
-        raise EvalError(f"handcrafted.build_model is not available: {error}") from None
     try:
         return build_model(n).to(device)
     except (ValueError, TypeError) as error:
@@ -86,18 +81,9 @@ STREAM_MEANING = {
 
 def handcrafted_description(n: int) -> dict:
     """Size and residual-stream map of the hand-built model for n (eval.json models.handcrafted.info)."""
-    from handcrafted import model_size, stream_basis
     stream = [{"section": name, "width": width, "meaning": STREAM_MEANING.get(name, "")}
               for name, width in stream_basis(n).sections]
     return {**model_size(n), "stream": stream}
-
-
-def handcrafted_available() -> bool:
-    try:
-        from handcrafted import build_model  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def read_run(run_dir: Path, device: str) -> dict:
@@ -202,7 +188,7 @@ def document(models: dict, prepared: dict, loaded: list[dict], data: dict, setti
     primary = "learned" if "learned" in models else "handcrafted"
     results = models[primary]["results"]
     set_data = {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
-                       "seed": [settings["seed"], name],
+                       "seed": s.seed, "draw": settings["seed"],
                        "size": settings["grid_size"] if s.kind == "grid" else settings["size"],
                        "count": len(batch), "data_sha256": digest}
                 for name, (s, batch, digest) in prepared.items()}
@@ -237,6 +223,8 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     for value, what in ((size, "--size"), (grid_size, "--grid-size")):
         if value <= 0:
             raise EvalError(f"{what} must be positive, got {value}")
+    if seed < 0:
+        raise EvalError(f"--seed (the evaluation draw) must be >= 0, got {seed}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EvalError(f"device {device} requested but CUDA is not available")
     loaded = [read_run(r, device) for r in runs]
@@ -253,7 +241,7 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     prepared = prepare(data, names, size, grid_size, seed, cache, progress)
     data_seconds = time.perf_counter() - started
     models = score_runs(loaded, prepared, device, progress) if loaded else {}
-    beside = bool(loaded) and handcrafted_n is None and compare_handcrafted and handcrafted_available()
+    beside = bool(loaded) and handcrafted_n is None and compare_handcrafted
     if beside:
         handcrafted_n = data.get("n_max", 15)
     if handcrafted_n is not None:
@@ -314,7 +302,8 @@ def parse_args(argv):
                         "shift, all (default all)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="graphs per set")
     parser.add_argument("--grid-size", type=int, default=DEFAULT_GRID_SIZE, help="graphs per grid cell")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation data")
+    parser.add_argument("--seed", type=int, default=0, help="draw of the evaluation data: 0 = the split "
+                        "table's sets (data_gen.splits), another value redraws every set from its row")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's); 1 is fastest "
                         "on a machine busy with other work")

@@ -45,8 +45,11 @@ def test_bracket_rejects_bad_bounds():
     (["handcrafted"], "--n in [3, 64]"),
     (["handcrafted", "--n", "4", "--lo", "2", "--hi", "1"], "0 < lo < hi"),
     (["handcrafted", "--n", "4", "--budget", "x"], "invalid int"),
+    (["EMPTY"], "no checkpoint"),
 ])
 def test_bad_input_exits_2(args, needle, capsys, tmp_path):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
     code = B.main(args + ["--out", str(tmp_path / "basin.json"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1, err

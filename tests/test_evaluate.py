@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from data_gen.splits import SPLITS
 from graphpath.checkpoint import save_checkpoint
 from graphpath.eval_core import pool_runs, predict, score_model
 from graphpath.eval_sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
@@ -16,6 +17,7 @@ from graphpath.eval_sets import (EvalError, define_sets, grid_cells, load_set, r
 from graphpath.evaluate import evaluate_run, main, prepare
 from graphpath.metrics import mean_ci
 from graphpath.model import GraphTransformer, ModelConfig
+from handcrafted import build_model
 from oracle import label_of
 
 DATA = dict(n_max=6, finetune_n_max=4, small_target=4, pretrain_threshold=3, finetune_threshold=2)
@@ -166,8 +168,10 @@ def test_evaluate_run_writes_a_stable_schema(tmp_path):
         assert set(model) == MODEL_KEYS
     for name, block in stored["sets"].items():
         assert set(block) - {"kind", "description", "cells", "by_distance"} == BLOCK_KEYS, name
-    assert set(stored["set_data"]["pretrain"]) == {"kind", "description", "spec", "seed", "size", "count",
+    assert set(stored["set_data"]["pretrain"]) == {"kind", "description", "spec", "seed", "draw", "size", "count",
                                                    "data_sha256"}
+    for name, block in stored["set_data"].items():  # the split table's seed, the table's own draw
+        assert block["seed"] == SPLITS[name].seed and block["draw"] == 0, name
     assert set(stored["grid"]) == {"n", "t", "mse", "accuracy", "count", "train_n_max", "by_distance"}
     assert sum(map(sum, stored["grid"]["count"])) == GRID_SIZE * len(grid_cells(6))
     assert [r["key"] for r in stored["reproduction"]][:3] == ["pretrain", "finetune-before", "finetune-after"]
@@ -193,11 +197,8 @@ def test_a_run_that_never_fine_tuned(tmp_path):
 
 
 def test_handcrafted_model_is_exact(tmp_path):
-    handcrafted = pytest.importorskip("handcrafted")
-    if not hasattr(handcrafted, "build_model"):
-        pytest.skip("handcrafted.build_model has not landed")
     prepared = prepare(DATA, list(SET_NAMES), 32, 2, 0, tmp_path, progress=False)
-    results, skipped = score_model(handcrafted.build_model(6), prepared, 6, progress=False)
+    results, skipped = score_model(build_model(6), prepared, 6, progress=False)
     assert not skipped
     for name, block in results.items():
         assert block["mse"] < 1e-6 and block["accuracy"] == 1.0, name
