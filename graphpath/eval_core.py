@@ -3,12 +3,16 @@
 Shapes
     B  graphs in a set, C  graphs in one inference chunk, M  edge slots
 
-`predict` runs batched inference under `torch.no_grad()` (chunks sorted by edge count so each
-chunk trims its padding; never a Python loop per graph). `score_model` returns one result block
+`predict` is the one inference loop of the package (evaluation, training's held-out sets and
+figures): batched under `torch.no_grad()`, chunks sorted by edge count so each chunk trims its
+padding (never a Python loop per graph), optionally under the caller's autocast and with the
+learned model's edge-count buckets inside each chunk. `score_model` returns one result block
 per set (metrics.score, plus per-cell tables for the grid); `pool_runs` turns several runs'
 blocks into means with t-intervals across seeds.
 """
 from __future__ import annotations
+
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -30,8 +34,13 @@ def model_vocabulary(model, info: dict | None = None) -> int | None:
     return None
 
 
-def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096) -> np.ndarray:
-    """(B,) float64 predictions of `model` on every graph of `batch`, in the batch's order."""
+def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096, autocast=None,
+            buckets: int = 1) -> np.ndarray:
+    """(B,) float64 predictions of `model` on every graph of `batch`, in the batch's order.
+
+    autocast: None, or a callable returning a context manager the model runs under (training's
+    `Runtime.autocast`); the outputs are read as float32 first. buckets > 1 is passed on as
+    `model(part, buckets=buckets)` (the learned model's edge-count bucketing within a chunk)."""
     training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -42,11 +51,12 @@ def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096) -> np.nda
             for start in range(0, len(batch), chunk):
                 index = order[start:start + chunk]
                 part = batch[index].trim().to(device)
-                value = model(part)  # (C,)
+                with autocast() if autocast is not None else nullcontext():
+                    value = model(part, buckets=buckets) if buckets > 1 else model(part)  # (C,)
                 if not isinstance(value, torch.Tensor) or value.shape != (len(index),):
                     shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
                     raise EvalError(f"model returned {shape}, expected distances of shape ({len(index)},)")
-                out[index] = value.detach().to("cpu", torch.float64)
+                out[index] = value.detach().float().to("cpu", torch.float64)
     finally:
         if training and hasattr(model, "train"):
             model.train()

@@ -6,7 +6,9 @@ Shapes
 
 `score(prediction, label, max_vertices)` turns a model's float distances and the true labels into
 the numbers eval.json stores: MSE, accuracy after rounding, per-label MSE and count, and
-confusion counts (true label x rounded prediction clipped to 1..max_vertices).
+confusion counts from `confusion_matrix` — the one confusion routine (eval.json and the training
+figures): true label x prediction rounded to the nearest integer (halves up) and clipped to the
+label range 1..max_vertices.
 `mean_ci(values)` is a t-distribution confidence interval for a mean (seeds across runs, or
 squared errors across the graphs of one set).
 """
@@ -79,8 +81,27 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, floa
 
 
 def rounded(prediction: np.ndarray) -> np.ndarray:
-    """Nearest integer, halves away from zero (np.rint would send 2.5 to 2)."""
+    """Nearest integer, halves up: floor(x + 0.5), so 2.5 -> 3 and -0.5 -> 0 (np.rint would send
+    2.5 to 2)."""
     return np.floor(np.asarray(prediction, dtype=np.float64) + 0.5).astype(np.int64)
+
+
+def confusion_matrix(prediction, label, max_vertices: int) -> np.ndarray:
+    """(L, L) int64 counts[true label - 1, predicted label - 1], L = max_vertices.
+
+    The predicted label is the prediction rounded to the nearest integer (`rounded`: halves up),
+    then clipped to the label range 1..max_vertices; NaN counts as below the range (-> 1), +inf as
+    above it (-> max_vertices). label (B,) int in 1..max_vertices.
+    """
+    prediction = np.asarray(prediction, dtype=np.float64).ravel()
+    label = np.asarray(label, dtype=np.int64).ravel()
+    if label.size and (label.min() < 1 or label.max() > max_vertices):
+        raise ValueError(f"labels must lie in [1, {max_vertices}], got [{label.min()}, {label.max()}]")
+    guess = rounded(np.nan_to_num(prediction, nan=-1.0, posinf=max_vertices + 1, neginf=-1.0))
+    clipped = np.clip(guess, 1, max_vertices)
+    counts = np.zeros((max_vertices, max_vertices), dtype=np.int64)  # (L true, L predicted)
+    np.add.at(counts, (label - 1, clipped - 1), 1)
+    return counts
 
 
 def score(prediction, label, max_vertices: int, confidence: float = 0.95) -> dict:
@@ -105,9 +126,7 @@ def score(prediction, label, max_vertices: int, confidence: float = 0.95) -> dic
     labels = np.arange(1, max_vertices + 1)  # (L,)
     counts = np.bincount(label, minlength=max_vertices + 1)[1:]  # (L,)
     sums = np.bincount(label, weights=squared, minlength=max_vertices + 1)[1:]
-    clipped = np.clip(guess, 1, max_vertices)
-    confusion = np.zeros((max_vertices, max_vertices), dtype=np.int64)  # (L true, L predicted)
-    np.add.at(confusion, (label - 1, clipped - 1), 1)
+    confusion = confusion_matrix(prediction, label, max_vertices)  # (L true, L predicted)
     return {
         "count": int(label.size),
         "mse": mse,

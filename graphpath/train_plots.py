@@ -16,7 +16,9 @@ import plotly.graph_objects as go
 from graphpath_common.figures import write_html
 from graphpath_common.files import atomic_path
 
-from .trainer import MetricsLog, Runtime, evaluate, heldout_set
+from .eval_core import predict
+from .metrics import confusion_matrix
+from .trainer import MetricsLog, Runtime, heldout_set
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
@@ -66,25 +68,18 @@ def label_loss_figure(metrics: list[dict], phase_changes: list[dict], stage: str
     return fig
 
 
-def confusion_counts(labels: np.ndarray, predictions: np.ndarray, max_vertices: int) -> np.ndarray:
-    """(max_vertices + 1, max_vertices + 1) counts[label, rounded prediction clipped to 0..max]."""
-    rounded = np.clip(np.rint(predictions), 0, max_vertices).astype(np.int64)
-    counts = np.zeros((max_vertices + 1, max_vertices + 1), dtype=np.int64)
-    np.add.at(counts, (labels.astype(np.int64), rounded), 1)
-    return counts
-
-
 def confusion_figure(counts: np.ndarray, title: str) -> go.Figure:
+    """Heatmap of `metrics.confusion_matrix` counts (L, L): rows are labels 1..L that occur."""
     present = np.nonzero(counts.sum(axis=1))[0]
     rows = counts[present] / counts[present].sum(axis=1, keepdims=True)  # normalized per label
     with np.errstate(divide="ignore"):
         z = np.where(rows > 0, np.log10(rows), np.nan)
     ticks = [0, -1, -2, -3, -4]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[str(c) for c in range(counts.shape[1])], y=[str(r) for r in present], colorscale="Viridis",
+        z=z, x=[str(c + 1) for c in range(counts.shape[1])], y=[str(r + 1) for r in present], colorscale="Viridis",
         zmin=-4, zmax=0, colorbar={"title": "fraction", "tickvals": ticks, "ticktext": [f"{10 ** t:g}" for t in ticks]},
         customdata=counts[present], hovertemplate="label %{y}, predicted %{x}: %{customdata} graphs<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title="rounded prediction", yaxis_title="label", template="plotly_white")
+    fig.update_layout(title=title, xaxis_title="prediction, rounded and clipped to the labels", yaxis_title="label", template="plotly_white")
     return fig
 
 
@@ -141,7 +136,7 @@ def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runti
     spec = stage_specs(config)[stage]
     stage_config = config.train if stage == "pretrain" else config.finetune
     heldout = heldout_set(config, spec, stage, stage_config)
-    _, _, pred = evaluate(model, heldout, stage_config.buckets, runtime)
-    counts = confusion_counts(heldout.label.numpy(), pred.numpy(), spec.max_vertices)
+    pred = predict(model, heldout, runtime.device, autocast=runtime.autocast, buckets=stage_config.buckets)
+    counts = confusion_matrix(pred, heldout.label.numpy(), spec.max_vertices)
     write_figure(confusion_figure(counts, f"{stage}: held-out labels vs predictions (row-normalized, log colour)"),
                  figures / f"confusion-{stage}", png)

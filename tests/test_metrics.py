@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from graphpath.metrics import cell_scores, mean_ci, rounded, score, t_quantile
+from graphpath.metrics import cell_scores, confusion_matrix, mean_ci, rounded, score, t_quantile
 
 MAX_VERTICES = 8
 
@@ -59,6 +59,28 @@ def test_rounding_clipping_and_confusion_by_hand():
     assert block["per_label"]["8"] == {"count": 2, "mse": pytest.approx((12.0 ** 2 + 0.4 ** 2) / 2)}
     assert "3" not in block["per_label"]
     assert rounded(np.array([-0.5, 0.49, 1.5, 2.5])).tolist() == [0, 0, 2, 3]
+
+
+def test_confusion_matrix_by_hand():
+    """Nearest integer with halves up, then clipped to the label range 1..max_vertices."""
+    label = np.array([1, 1, 2, 8, 8, 3, 3, 4, 5])
+    prediction = np.array([0.6, 1.4, 2.5, 9.7, -3.0, 2.49, np.nan, np.inf, 4.5])
+    expected = np.array([  # rows: true label 1..8; columns: predicted label 1..8
+        [2, 0, 0, 0, 0, 0, 0, 0],  # 0.6 -> 1, 1.4 -> 1
+        [0, 0, 1, 0, 0, 0, 0, 0],  # 2.5 -> 3 (np.rint would give 2)
+        [1, 1, 0, 0, 0, 0, 0, 0],  # 2.49 -> 2, NaN -> below the range -> 1
+        [0, 0, 0, 0, 0, 0, 0, 1],  # inf -> above the range -> 8
+        [0, 0, 0, 0, 1, 0, 0, 0],  # 4.5 -> 5
+        [0, 0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 0, 0],
+        [1, 0, 0, 0, 0, 0, 0, 1],  # 9.7 -> 10 -> 8, -3.0 -> -3 -> 1
+    ])
+    assert np.array_equal(confusion_matrix(prediction, label, 8), expected)
+    finite = ~np.isnan(prediction) & np.isfinite(prediction)
+    assert np.array_equal(np.array(score(prediction[finite], label[finite], 8)["confusion"]["counts"]),
+                          confusion_matrix(prediction[finite], label[finite], 8))  # eval.json uses the same routine
+    with pytest.raises(ValueError, match="labels must lie"):
+        confusion_matrix(np.zeros(1), np.array([0]), 8)
 
 
 def test_score_rejects_labels_outside_the_vocabulary():

@@ -1,22 +1,22 @@
-"""Training figures: confusion counts by hand, HTML + PNG written (kaleido or the matplotlib copy)."""
+"""Training figures: the confusion heatmap from metrics.confusion_matrix, HTML + PNG written
+(kaleido or the matplotlib copy)."""
 import numpy as np
 
-from graphpath.train_plots import (_png_with_matplotlib, confusion_counts, confusion_figure, label_loss_figure,
-                                   loss_figure, write_figure)
+from graphpath.metrics import confusion_matrix
+from graphpath.train_plots import _png_with_matplotlib, confusion_figure, label_loss_figure, loss_figure, write_figure
 
 
-def test_confusion_counts_round_and_clip():
+def test_confusion_figure_shows_labels_that_occur_row_normalized():
     labels = np.array([1, 1, 2, 8, 8, 3])
     predictions = np.array([0.6, 1.4, 2.5, 9.7, -3.0, 2.49])
-    counts = confusion_counts(labels, predictions, 8)
-    expected = np.zeros((9, 9), dtype=np.int64)
-    for label, predicted in [(1, 1), (1, 1), (2, 2), (8, 8), (8, 0), (3, 2)]:  # rint: 2.5 -> 2 (half to even)
-        expected[label, predicted] += 1
-    assert np.array_equal(counts, expected)
+    counts = confusion_matrix(predictions, labels, 8)
     figure = confusion_figure(counts, "t")
+    assert list(figure.data[0].y) == ["1", "2", "3", "8"]  # only labels that occur, named 1-based
+    assert list(figure.data[0].x) == [str(v) for v in range(1, 9)]
     rows = np.asarray(figure.data[0].z, dtype=float)
-    assert rows.shape == (4, 9)  # only labels that occur
+    assert rows.shape == (4, 8)
     assert np.allclose(np.nansum(10 ** rows, axis=1), 1.0)  # each row normalized
+    assert rows[1, 2] == 0.0  # label 2: its one prediction 2.5 rounds up to 3 (a fraction of 1)
 
 
 def test_figures_are_written_as_html_and_png(tmp_path):
