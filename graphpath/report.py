@@ -53,6 +53,7 @@ def study_rows(doc: dict) -> list[dict]:
                      "mse_ci95": None if block is None else block.get("mse_ci95"),
                      "ci_kind": None if block is None else block.get("ci_kind"),
                      "runs": None if block is None else block.get("runs"),
+                     "per_run": None if block is None else (block.get("per_run") or {}).get("mse"),
                      "source": source if block is not None else "not evaluated",
                      "finding": FINDING_OF[key], "holds": None})
     return rows
@@ -147,6 +148,7 @@ def findings(doc: dict, phases_per_run: list[dict | None]) -> list[dict]:
             votes = [r[index]["holds"] for r in per_run]
             known = [v for v in votes if v is not None]
             row["runs_holding"] = f"{sum(known)}/{len(known)}" if known else None
+            row["per_run"] = [{"holds": r[index]["holds"], "evidence": r[index]["evidence"]} for r in per_run]
             if row["holds"] is None and known:  # fine-tuning and phases are judged per run only
                 row["holds"] = sum(known) * 2 > len(known)
                 row["evidence"] = "; ".join(f"run {i}: {r[index]['evidence']}" for i, r in enumerate(per_run))
@@ -175,45 +177,110 @@ def _verdict(holds) -> str:
     return {True: "holds", False: "does not hold", None: "unknown"}[holds]
 
 
-def render_markdown(doc: dict) -> str:
-    primary = doc.get("primary")
-    models = doc.get("models", {})
+def _section_header(doc: dict) -> list[str]:
+    primary, models = doc.get("primary"), doc.get("models", {})
     lines = [f"# Evaluation report: {doc.get('title', primary)}", ""]
     for name, model in models.items():
         lines.append(f"- model `{name}`: {model.get('description', model.get('kind'))}"
                      f" ({model.get('runs', 1)} run(s), vocabulary {model.get('vocabulary')})")
     ev = doc.get("eval", {})
-    lines += [f"- data (`study_presets` keywords): `{doc.get('data')}`",
-              f"- evaluation data: seed {ev.get('seed')}, {ev.get('size')} graphs per set, "
-              f"{ev.get('grid_size')} per grid cell; identical for every model (hashes in eval.json)",
-              f"- evaluated in {_num(ev.get('seconds', {}).get('total'))} s on {ev.get('device')}", ""]
-    if doc.get("reproduction"):
-        runs = max((r["runs"] or 1) for r in doc["reproduction"])
-        lines += ["## The study's numbers (MSE)", "",
-                  "Single run: the CI is over the set's graphs (evaluation noise only). Several runs "
-                  "(`--runs`): a t-interval across seeds." if runs == 1 else
-                  f"Mean over {runs} runs with a 95% t-interval across seeds.", "",
-                  f"| quantity | study | {'this run' if runs == 1 else 'these runs (mean)'} | 95% CI | source |", "|---|---|---|---|---|"]
-        for r in doc["reproduction"]:
-            word = f" ({r['study_verdict']})" if r["study_verdict"] else ""
-            lines.append(f"| {r['quantity']} | {_num(r['study_mse'])}{word} | {_num(r['mse'])} | "
-                         f"{_ci(r['mse_ci95'], r['ci_kind'])} | {r['source']} |")
-        lines.append("")
-    if doc.get("findings"):
-        lines += ["## The study's findings here", "", "| finding | criterion | here | evidence |",
-                  "|---|---|---|---|"]
-        for f in doc["findings"]:
-            runs = f" ({f['runs_holding']} runs)" if f.get("runs_holding") else ""
-            lines.append(f"| {f['finding']} | {f['criterion']} | **{_verdict(f['holds'])}**{runs} | {f['evidence']} |")
-        lines.append("")
-    names = list(doc.get("set_data", {}))
+    return lines + [f"- data (`study_presets` keywords): `{doc.get('data')}`",
+                    f"- evaluation data: seed {ev.get('seed')}, {ev.get('size')} graphs per set, "
+                    f"{ev.get('grid_size')} per grid cell; identical for every model (hashes in eval.json)",
+                    f"- evaluated in {_num(ev.get('seconds', {}).get('total'))} s on {ev.get('device')}", ""]
+
+
+def _section_reproduction(doc: dict) -> list[str]:
+    rows = doc.get("reproduction")
+    if not rows:
+        return []
+    runs = max((r["runs"] or 1) for r in rows)
+    lines = ["## The study's numbers (MSE)", "",
+             "Single run: the CI is over the set's graphs (evaluation noise only). Several runs "
+             "(`--runs`): a t-interval across seeds." if runs == 1 else
+             f"Mean over {runs} runs with a 95% t-interval across seeds.",
+             "The pre-train row is the run's pre-training checkpoint (before fine-tuning) on the pre-train "
+             "set, as the study's number is.", "",
+             f"| quantity | study | {'this run' if runs == 1 else 'these runs (mean)'} | 95% CI | source |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        word = f" ({r['study_verdict']})" if r["study_verdict"] else ""
+        lines.append(f"| {r['quantity']} | {_num(r['study_mse'])}{word} | {_num(r['mse'])} | "
+                     f"{_ci(r['mse_ci95'], r['ci_kind'])} | {r['source']} |")
+    return lines + [""]
+
+
+def _section_findings(doc: dict) -> list[str]:
+    if not doc.get("findings"):
+        return []
+    lines = ["## The study's findings here", "", "| finding | criterion | here | evidence |", "|---|---|---|---|"]
+    for f in doc["findings"]:
+        runs = f" ({f['runs_holding']} runs)" if f.get("runs_holding") else ""
+        lines.append(f"| {f['finding']} | {f['criterion']} | **{_verdict(f['holds'])}**{runs} | {f['evidence']} |")
+    return lines + [""]
+
+
+def seed_names(doc: dict) -> list[str]:
+    """'seed S' for each pooled run (from the learned model's checkpoints), else 'run i'."""
+    info = doc.get("models", {}).get(doc.get("primary"), {}).get("info") or []
+    seeds = [i.get("seed") for i in info]
+    if seeds and all(s is not None for s in seeds) and len(set(seeds)) == len(seeds):
+        return [f"seed {s}" for s in seeds]
+    return [f"run {i}" for i in range(len(info))]
+
+
+def seed_agreement(finding: dict) -> str:
+    """Whether a pooled finding holds in every seed: "every seed", "on average only", "in some
+    seeds only", "in no seed", or "not judged per seed"."""
+    votes = [r["holds"] for r in finding.get("per_run") or []]
+    if not votes or any(v is None for v in votes):
+        return "not judged per seed"
+    if all(votes):
+        return "every seed"
+    if finding["holds"]:
+        return "on average only"
+    return "in some seeds only" if any(votes) else "in no seed"
+
+
+def _section_seeds(doc: dict) -> list[str]:
+    pooled = [f for f in doc.get("findings", []) if f.get("per_run")]
+    if not pooled:
+        return []
+    names = seed_names(doc)
+    groups = {}
+    for f in pooled:
+        groups.setdefault(seed_agreement(f), []).append(f["finding"])
+    lines = ["## Across seeds", "",
+             f"{len(names)} runs pooled ({', '.join(names)}). A finding that holds on the pooled numbers "
+             "may still fail in a single seed; each was judged again on every seed's own numbers.", ""]
+    for group, title in (("every seed", "Holds in every seed"), ("on average only", "Holds on average only"),
+                         ("in some seeds only", "Fails on average, holds in some seeds"),
+                         ("in no seed", "Holds in no seed"), ("not judged per seed", "Not judged per seed")):
+        if group in groups:
+            lines.append(f"- **{title}:** " + "; ".join(groups[group]))
+    lines += ["", "| finding | pooled | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for f in pooled:
+        cells = [f"{_verdict(r['holds'])}: {r['evidence']}" for r in f["per_run"]]
+        lines.append(f"| {f['finding']} | {_verdict(f['holds'])} | " + " | ".join(cells) + " |")
+    rows = [r for r in doc.get("reproduction", []) if r.get("per_run")]
+    if rows:
+        lines += ["", "Per-seed MSE:", "", "| quantity | mean | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for r in rows:
+            lines.append(f"| {r['quantity']} | {_num(r['mse'])} | " + " | ".join(map(_num, r["per_run"])) + " |")
+    return lines + [""]
+
+
+def _section_sets(doc: dict) -> list[str]:
+    primary, models = doc.get("primary"), doc.get("models", {})
     header = " | ".join(f"{m} MSE" for m in models)
     kinds = {b.get("ci_kind") for b in models.get(primary, {}).get("results", {}).values()}
-    lines += ["## Every set", "", "Constant-mean MSE is the label variance: what predicting the set's mean "
-              "label would score. The CI is " + ("across seeds." if kinds == {"seeds"} else
-                                                 "over the set's graphs (evaluation noise only)."), "", f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy "
-              "| constant-mean MSE |", "|---|---|" + "---|" * len(models) + "---|---|---|"]
-    for name in names:
+    lines = ["## Every set", "", "Constant-mean MSE is the label variance: what predicting the set's mean "
+             "label would score. The CI is " + ("across seeds." if kinds == {"seeds"} else
+                                                "over the set's graphs (evaluation noise only)."), "",
+             f"| set | graphs | {header} | {primary} 95% CI | {primary} accuracy | constant-mean MSE |",
+             "|---|---|" + "---|" * len(models) + "---|---|---|"]
+    for name in doc.get("set_data", {}):
         blocks = [m.get("results", {}).get(name) for m in models.values()]
         main = models.get(primary, {}).get("results", {}).get(name)
         any_block = next((b for b in blocks if b), None)
@@ -222,21 +289,102 @@ def render_markdown(doc: dict) -> str:
         lines.append(f"| {name} | {any_block['count']} | " + " | ".join(_num(b and b['mse']) for b in blocks)
                      + f" | {_interval(main and main.get('mse_ci95'))} | "
                      f"{_num(main and main['accuracy'])} | {_num(any_block['label_variance'])} |")
-    skipped = {f"{m}: {s}": why for m, model in models.items() for s, why in model.get("skipped", {}).items()}
-    if skipped:
-        lines += ["", "## Skipped", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
-    grid = models.get(primary, {}).get("results", {}).get("grid")
-    if grid:
-        cells = grid["cells"]
-        lines += ["", f"## Grid: MSE of `{primary}` by graph size n (rows) and target t (columns)", "",
-                  "| n \\ t | " + " | ".join(map(str, cells["t"])) + " |", "|---|" + "---|" * len(cells["t"])]
-        for n, row in zip(cells["n"], cells["mse"]):
-            lines.append(f"| {n} | " + " | ".join(_num(v) if v is not None else "" for v in row) + " |")
-    if doc.get("figures"):
-        stems = {}
-        for path in doc["figures"]:
-            stem, _, suffix = path.rpartition(".")
-            stems.setdefault(stem, []).append(f"[{suffix}]({path})")
-        lines += ["", "## Figures", ""] + [f"- `{stem.split('/')[-1]}`: {' · '.join(links)}"
-                                           for stem, links in stems.items()]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _section_skipped(doc: dict) -> list[str]:
+    skipped = {f"{m}: {s}": why for m, model in doc.get("models", {}).items()
+               for s, why in model.get("skipped", {}).items()}
+    return ["", "## Skipped", ""] + [f"- {k}: {v}" for k, v in skipped.items()] if skipped else []
+
+
+def _section_grid(doc: dict) -> list[str]:
+    primary = doc.get("primary")
+    grid = doc.get("models", {}).get(primary, {}).get("results", {}).get("grid")
+    if not grid:
+        return []
+    cells = grid["cells"]
+    lines = ["", f"## Grid: MSE of `{primary}` by graph size n (rows) and target t (columns)", "",
+             "| n \\ t | " + " | ".join(map(str, cells["t"])) + " |", "|---|" + "---|" * len(cells["t"])]
+    for n, row in zip(cells["n"], cells["mse"]):
+        lines.append(f"| {n} | " + " | ".join(_num(v) if v is not None else "" for v in row) + " |")
+    return lines
+
+
+def near_integer_share(histogram: dict) -> float | None:
+    """Share of all graphs whose raw output lies in an integer-centred bin (within 1/(2 per_hop)
+    of an integer), counting each label by its graphs: 1 means the model "guesses integers"."""
+    total = sum(histogram["count"])
+    if not total:
+        return None
+    on_integer = [abs(c - round(c)) < 1e-9 for c in histogram["bins"]["centres"]]
+    share = sum(n * sum(f for f, keep in zip(row, on_integer) if keep)
+                for n, row in zip(histogram["count"], histogram["fraction"]))
+    return share / total
+
+
+def diagonal_share(histogram: dict) -> float | None:
+    """Share of all graphs whose raw output lies in the bin centred on their own label."""
+    total = sum(histogram["count"])
+    if not total:
+        return None
+    column = {round(c, 6): k for k, c in enumerate(histogram["bins"]["centres"])}
+    return sum(n * row[column[float(label)]] for label, n, row in
+               zip(histogram["labels"], histogram["count"], histogram["fraction"])) / total
+
+
+def _section_raw_outputs(doc: dict) -> list[str]:
+    rows = []
+    for label, model in doc.get("models", {}).items():
+        for name, block in model.get("results", {}).items():
+            histogram = block.get("raw_histogram")
+            if histogram:
+                rows.append(f"| {label} | {name} | {_num(diagonal_share(histogram))} | "
+                            f"{_num(near_integer_share(histogram))} | {_num(block.get('accuracy'))} |")
+    if not rows:
+        return []
+    per_hop = next(b["raw_histogram"]["bins"]["per_hop"] for m in doc["models"].values()
+                   for b in m.get("results", {}).values() if b.get("raw_histogram"))
+    return ["", "## Raw outputs", "",
+            f"eval.json keeps, for every model and set, a histogram of the raw (unrounded) output per true "
+            f"label (`raw_histogram`: {per_hop} bins per hop centred on multiples of 1/{per_hop}, each label's "
+            "row sums to 1; figures `raw-<model>-<set>`). *On its label*: share of graphs whose output is in "
+            "the bin centred on their label. *Near an integer*: share in any integer-centred bin, whether or "
+            "not it is the right one (the study's un-fine-tuned model \"just guesses integers\").", "",
+            "| model | set | on its label | near an integer | rounded accuracy |", "|---|---|---|---|---|", *rows]
+
+
+def _section_line_probe(doc: dict) -> list[str]:
+    probe = doc.get("line_probe")
+    if not probe or not probe.get("models"):
+        return []
+    names = list(probe["models"])
+    lines = ["", "## Line-graph probe", "",
+             "The study's probe: the path 1 - (L+1) - L - ... - 3 - 2 of L hops (vertex 1 at one end, vertex 2 at "
+             "the other, target 2), for every L the vocabulary allows. The answer should equal L.", "",
+             "| length L | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for index, length in enumerate(probe["lengths"]):
+        lines.append(f"| {length} | " + " | ".join(_num(probe["models"][m]["answers"][index]) for m in names) + " |")
+    lines.append("| rounds to L | " + " | ".join(f"{probe['models'][m]['rounded_exact']}/{len(probe['lengths'])}"
+                                                  for m in names) + " |")
+    return lines
+
+
+def _section_figures(doc: dict) -> list[str]:
+    if not doc.get("figures"):
+        return []
+    stems = {}
+    for path in doc["figures"]:
+        stem, _, suffix = path.rpartition(".")
+        stems.setdefault(stem, []).append(f"[{suffix}]({path})")
+    return ["", "## Figures", ""] + [f"- `{stem.split('/')[-1]}`: {' · '.join(links)}" for stem, links in stems.items()]
+
+
+SECTIONS = (_section_header, _section_reproduction, _section_findings, _section_seeds, _section_sets,
+            _section_skipped, _section_grid, _section_raw_outputs, _section_line_probe, _section_figures)
+
+
+def render_markdown(doc: dict) -> str:
+    """report.md from an eval.json document: each section of SECTIONS in turn (empty when the
+    document lacks what it shows)."""
+    return "\n".join(line for section in SECTIONS for line in section(doc)) + "\n"
