@@ -4,8 +4,11 @@
     inspect_summary  Text    probes at the last layer against the random-init baseline and the
                              hand-built reference; attention along edges; patching
     fig_probes       plotly  probe accuracy / R^2 per layer, trained vs random init
+    offpath_summary  Text    the fine-tuned model's probes on on-path vs off-path targets and what
+                             they say about why off-path targets fail
     llc_summary      Text    LLC per model with its calibration and diagnostics
     basin_summary    Text    bracketed basin radius per model (with the LLC beside it)
+    table_basin_llc  Html    per model: the bracketed radius beside the LLC and its chosen setting
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .figures import TEMPLATE
-from .html import Html, Text, plotly_figure
+from .html import Html, Text, plotly_figure, table
 from .rundir import Run
 from .values import fmt
 
@@ -68,6 +71,36 @@ def fig_probes(run: Run) -> Html:
                                         "(solid) against a randomly initialised one of the same shape (dashed).")
 
 
+VERDICTS = {
+    "no-failure": "so off-path targets do not fail for this model, and there is nothing for the probes to explain",
+    "readout": "so the stream does hold the distance to an off-path target — a linear probe fitted on those "
+               "graphs reads it — but the model's own read-out, tuned on on-path targets, does not use it: the "
+               "failure is in the read-out, not in the search",
+    "reach-not-distance": "so reachability from vertex 1 is as readable off path as on it, but the distance to "
+                          "the target is not: the model computes the search yet does not tie its result to an "
+                          "off-path target",
+    "reach-missing": "so reachability itself is less readable when the target is off the path: the search is "
+                     "already missing what the answer needs",
+}
+
+
+def offpath_summary(run: Run) -> Text:
+    doc = _read(run, "inspect.json")
+    off = doc.get("offpath")
+    if not off or "layers" not in off:
+        return Text("the off-path comparison was not measured (too few off-path graphs, or an inspect.json "
+                    "from before it existed: rerun python -m graphpath.inspect)")
+    best = lambda values: max((v for v in values if v is not None), default=None)  # noqa: E731
+    return Text(
+        f"The {doc.get('stage') or 'inspected'} model has MSE {fmt(off['mse_on'])} when the target is on a "
+        f"shortest 1–2 path and {fmt(off['mse_off'])} when it is not ({off['on_count']} and {off['off_count']} "
+        f"held-out graphs). Probes fitted on each kind read the distance with best R² {fmt(best(off['distance_r2_on']))} "
+        f"on path and {fmt(best(off['distance_r2_off']))} off path (a probe fitted on path reaches "
+        f"{fmt(best(off['distance_r2_transfer']))} off path), and within-k-hops reachability with accuracy "
+        f"{fmt(best(off['hops_on']))} and {fmt(best(off['hops_off']))}; "
+        + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
+
+
 def llc_summary(run: Run) -> Text:
     doc = _read(run, "llc.json")
     parts = []
@@ -82,7 +115,8 @@ def llc_summary(run: Run) -> Text:
                      f"parameters; ε {s['eps']:g}, γ {s['gamma']:g}, {s['chains']} chains; "
                      f"{fmt(est['below_init'])} of steps below the starting loss"
                      f"{'' if est['ok'] else '; calibration failed'})")
-    return Text("; ".join(parts))
+    rule = doc.get("calibration_rule")
+    return Text("; ".join(parts) + (f". The setting is chosen by rule: {rule}" if rule else ""))
 
 
 def basin_summary(run: Run) -> Text:
@@ -96,5 +130,28 @@ def basin_summary(run: Run) -> Text:
     return Text("; ".join(parts))
 
 
+def table_basin_llc(run: Run) -> Html:
+    basin = _read(run, "basin.json")["models"]
+    llc = _read(run, "llc.json")["models"] if available(run)["llc"] else {}
+    rows = []
+    for name, r in basin.items():
+        target = r.get("target") or {}
+        key = target.get("stage", "finetune") if name == "learned" else name
+        est = (llc.get(key) or {}).get("estimate")
+        interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]" + ("" if r["closed"] else " (open)")
+        if est is not None:
+            value = f"{fmt(est['llc'])} ± {fmt(est['llc_std'])}"
+            setting = f"ε {est['settings']['eps']:g}, γ {est['settings']['gamma']:g}"
+        else:
+            value = fmt(r["llc"]) if r.get("llc") is not None else ("calibration failed" if key in llc else "—")
+            setting = "—"
+        label = {"learned": f"learned ({key})", "handcrafted": "hand-built",
+                 "handcrafted-soft": f"hand-built, sharpness lowered (β_hop {target.get('beta_hop')}, "
+                                     f"β_copy {target.get('beta_copy')})"}.get(name, name)
+        rows.append([label, interval, len(r["trials"]), fmt(r.get("loss_before")), value, setting])
+    return table(["model", "basin radius σ (recovers, fails)", "σ tried", "loss before", "LLC", "LLC setting"], rows,
+                 "The bracketed basin radius beside the local learning coefficient, per model")
+
+
 INSIDE = {"inspect_summary": inspect_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
-          "basin_summary": basin_summary}
+          "basin_summary": basin_summary, "offpath_summary": offpath_summary, "table_basin_llc": table_basin_llc}

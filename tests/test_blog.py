@@ -160,7 +160,8 @@ def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
                     {"model_config": config.to_dict(), "data": study_sizes_up_to(5), "step": 0, "seed": 0,
                      "stage": "pretrain"})
     assert I.main([str(tmp_path / "small"), "--size", "128", "--no-figures", "--out", str(run_copy / "inspect.json")]) == 0
-    basin = {"models": {"learned": {"lo": 0.1, "hi": 0.15, "closed": True, "trials": [{}, {}], "llc": 7.5}}}
+    basin = {"models": {"learned": {"lo": 0.1, "hi": 0.15, "closed": True, "trials": [{}, {}], "llc": 7.5,
+                                    "target": {"stage": "pretrain"}}}}
     (run_copy / "basin.json").write_text(json.dumps(basin))
     estimate = {"llc": 12.5, "llc_std": 1.0, "below_init": 0.01, "ok": True,
                 "settings": {"eps": 1e-5, "gamma": 1000.0, "chains": 4}}
@@ -168,6 +169,9 @@ def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 1 and "probes-plot" in html
     assert "12.5" in html and "[0.1, 0.15]" in html and "within k hops" in html
+    assert "<td>learned (pretrain)</td><td>[0.1, 0.15]</td><td>2</td><td>—</td><td>12.5 ± 1</td>" in html
+    off = json.loads((run_copy / "inspect.json").read_text())["offpath"]
+    assert f"{blog.values.fmt(off['mse_off'])} when it is not" in html
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):
