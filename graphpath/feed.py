@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+import data_gen
 from data_gen import GraphBatch, GraphSpec, StreamingSampler
 
 
@@ -70,10 +71,6 @@ class DatasetFeed:
 
 def load_dataset(path: str | Path, max_vertices: int) -> GraphBatch:
     """A pre-built dataset via `data_gen.load_dataset`, checked against the run's vocabulary."""
-    import data_gen
-
-    if not hasattr(data_gen, "load_dataset"):
-        raise DataError("this data_gen has no load_dataset; stream instead (leave dataset out)")
     if not Path(path).exists():
         raise DataError(f"dataset {path} does not exist (build one with python -m data_gen.build)")
     try:
