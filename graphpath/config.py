@@ -1,20 +1,22 @@
 """Run configuration: TOML presets in `experiments/`, dotted command-line overrides, validation.
 
 A config file has top-level `name` and `seed` and four tables:
-    [data]      keyword arguments of `data_gen.study_presets` (n_max, finetune_n_max, ...), and
-                each stage's task: `pretrain_task`, `finetune_task` (names in data_gen.tasks.SUITE;
-                defaults distance-12 and distance-onpath, the study's sets)
+    [data]      `DataConfig`: the graph sizes of `data_gen.study_presets` (n_max, finetune_n_max,
+                ...) and each stage's task: `pretrain_task`, `finetune_task` (names in
+                data_gen.tasks.SUITE; defaults distance-12 and distance-onpath, the study's sets)
     [model]     `graphpath.model.ModelConfig` (max_vertices comes from data.n_max)
     [train]     the pre-training stage: `StageConfig`
     [finetune]  the fine-tuning stage: `StageConfig`
 Overrides name a key with dots: `--train.lr 1e-3`, `--model.n_layers 4`, `--data.n_max 6`;
-values are parsed as TOML literals (so `true`, `[0.9, 0.95]`, `"path"` work) and unknown keys
-are rejected with the list of known ones.
+each value is parsed by its field's type (`int`, `float`, `true`/`false`, a TOML list such as
+`[0.9, 0.95]`; a string field takes the text as it is). A field that may be unset (`grad_clip`,
+`decay_step`, a threshold) is unset by leaving it out of the file, not by a magic word. Unknown
+keys are rejected with the list of known ones.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,63 @@ from graphpath_common.toml import tomllib
 from .model import ConfigError, ModelConfig
 
 DECAYS = ("cosine", "linear", "constant", "step")
+PRECISIONS = ("fp32", "tf32", "bf16")  # fp32 everywhere; tf32: TF32 matmuls on CUDA; bf16: CUDA autocast
+OPTIMIZERS = ("fresh", "continue")  # fine-tuning: a new AdamW, or keep stepping the pre-training one
+# [data] keys beyond the presets: each stage's task (the study's distance tasks by default).
+STAGE_TASKS = {"pretrain_task": "distance-12", "finetune_task": "distance-onpath"}
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass
+class DataConfig:
+    """[data]: the graph sizes (keyword arguments of `data_gen.study_presets`) and each stage's task."""
+    n_max: int = 15  # largest pre-training / test graph; also the model's vertex vocabulary
+    finetune_n_max: int = 7  # largest fine-tuning graph
+    small_target: int = 7  # "small" targets are <= this
+    pretrain_threshold: int | None = None  # pre-training keeps every distance >= this; None = data_gen's default
+    finetune_threshold: int | None = None  # fine-tuning keeps every 1-2 distance >= this; None = default
+    pretrain_task: str = STAGE_TASKS["pretrain_task"]  # data_gen.tasks.SUITE name
+    finetune_task: str = STAGE_TASKS["finetune_task"]
+
+    def __post_init__(self):
+        for name in ("n_max", "finetune_n_max", "small_target"):
+            _need(_is_int(getattr(self, name)), f"data: {name} must be an integer, got {getattr(self, name)!r}")
+        for name in ("pretrain_threshold", "finetune_threshold"):
+            value = getattr(self, name)
+            _need(value is None or _is_int(value), f"data: {name} must be an integer or left out, got {value!r}")
+        for key in STAGE_TASKS:
+            task = getattr(self, key)
+            _need(task in SUITE, f"data.{key}: unknown task {task!r} (choose from {', '.join(SUITE)})")
+        try:
+            study_presets(**self.preset_kwargs())
+        except (SpecError, TypeError) as error:
+            raise ConfigError(f"data: {error}") from None
+
+    def preset_kwargs(self) -> dict:
+        """`study_presets` keyword arguments (unset thresholds left out): what checkpoints record as `data`."""
+        values = {k: getattr(self, k) for k in ("n_max", "finetune_n_max", "small_target",
+                                               "pretrain_threshold", "finetune_threshold")}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def presets(self) -> dict:
+        return study_presets(**self.preset_kwargs())
+
+    def to_dict(self) -> dict:
+        """TOML-ready: unset thresholds and the study's default tasks are left out."""
+        tasks = {k: getattr(self, k) for k, default in STAGE_TASKS.items() if getattr(self, k) != default}
+        return {**self.preset_kwargs(), **tasks}
 
 
 @dataclass
@@ -50,12 +109,12 @@ class StageConfig:
     lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
     lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
     body: str = "pretrained"  # fine-tuning only: "random" = the same mode on a fresh, untrained body
+    precision: str = "fp32"  # fp32 | tf32 (CUDA: TF32 matmuls; CPU: fp32) | bf16 (CUDA autocast only)
+    optimizer: str = "fresh"  # fine-tuning only: fresh = new AdamW | continue = the pre-training optimizer, moments kept
 
-    def validate(self, section: str) -> None:
-        def need(ok: bool, message: str):
-            if not ok:
-                raise ConfigError(f"{section}: {message}")
-
+    def __post_init__(self):
+        """Checks that hold in any stage (messages without the section; `check_section` adds it)."""
+        need = _need
         for name in ("steps", "batch_size", "log_every", "eval_every", "eval_size", "checkpoint_every", "buckets"):
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
@@ -80,38 +139,56 @@ class StageConfig:
              f"grad_clip must be > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def check_section(self, section: str) -> None:
+        """Checks that depend on the stage: mode, body and optimizer belong to fine-tuning."""
         from .partial import validate_stage
 
         validate_stage(self.mode, self.lora_rank, self.lora_alpha if self.lora_alpha is not None else 1.0,
                        self.body, section)
+        if self.optimizer == "continue":
+            _need(section == "finetune", f"{section}: optimizer \"continue\" applies to the fine-tuning stage only")
+            _need(self.mode == "full" and self.body == "pretrained",
+                  f"{section}: optimizer \"continue\" needs mode \"full\" and body \"pretrained\" "
+                  f"(the pre-training optimizer's moments belong to those weights)")
 
 
 @dataclass
 class RunConfig:
     name: str = "small"  # run directory name under runs/ (unless --out is given)
     seed: int = 0  # every generator derives from this
-    data: dict = field(default_factory=dict)  # study_presets keyword arguments
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)  # graph sizes and stage tasks
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(max_vertices=DataConfig().n_max))
     train: StageConfig = field(default_factory=StageConfig)
     finetune: StageConfig = field(default_factory=lambda: StageConfig(
         steps=100, lr=1e-5, weight_decay=1e-5, decay="constant"))
-    tasks: dict = field(default_factory=lambda: dict(STAGE_TASKS))  # [data] pretrain_task / finetune_task
+
+    def __post_init__(self):
+        _need(isinstance(self.name, str) and self.name and "/" not in self.name,
+              f"name must be a plain directory name, got {self.name!r}")
+        _need(_is_int(self.seed) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}")
+        _need(self.model.max_vertices == self.data.n_max,
+              f"model.max_vertices ({self.model.max_vertices}) must equal the data's max_vertices "
+              f"({self.data.n_max}); leave it out")
+        for section in ("train", "finetune"):
+            getattr(self, section).check_section(section)
+
+    @property
+    def tasks(self) -> dict:
+        return {key: getattr(self.data, key) for key in STAGE_TASKS}
 
     def to_dict(self) -> dict:
         """The fully resolved config, TOML-ready (None values and default stage tasks are left out)."""
-        tasks = {key: task for key, task in self.tasks.items() if task != STAGE_TASKS[key]}
-        out = {"name": self.name, "seed": self.seed, "data": {**self.data, **tasks}}
+        out = {"name": self.name, "seed": self.seed, "data": self.data.to_dict()}
         for section in ("model", "train", "finetune"):
             out[section] = {k: v for k, v in dataclasses.asdict(getattr(self, section)).items() if v is not None}
         return out
 
 
-PRESET_KWARGS = list(inspect.signature(study_presets).parameters)
-# [data] keys beyond the presets: each stage's task (the study's distance tasks by default). They
-# live in RunConfig.tasks, so `config.data` stays study_presets' keyword arguments.
-STAGE_TASKS = {"pretrain_task": "distance-12", "finetune_task": "distance-onpath"}
-DATA_KEYS = PRESET_KWARGS + list(STAGE_TASKS)
-SECTIONS = {"model": ModelConfig, "train": StageConfig, "finetune": StageConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": StageConfig, "finetune": StageConfig}
+TOP_LEVEL = {"name": str, "seed": int}
 
 
 def _check_keys(section: str, values: dict, known) -> None:
@@ -121,12 +198,36 @@ def _check_keys(section: str, values: dict, known) -> None:
                           f"(known in [{section}]: {', '.join(sorted(known))})")
 
 
-def parse_value(text: str):
-    """A TOML literal (number, bool, string, list); bare words are taken as strings."""
+def _field_types(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def parse_typed(dotted: str, text: str, kind):
+    """The override text as the field's type: int, float, bool (true/false), list (a TOML list) or
+    str (the text itself; a TOML-quoted string is unquoted). Optional fields parse as their type."""
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    kind = args[0] if args else kind
+    kind = typing.get_origin(kind) or kind
     try:
+        if kind is bool:
+            if text not in ("true", "false"):
+                raise ValueError
+            return text == "true"
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind is list:
+            value = tomllib.loads(f"v = {text}")["v"]
+            if not isinstance(value, list):
+                raise ValueError
+            return value
+    except (ValueError, tomllib.TOMLDecodeError):
+        what = {bool: "true or false", int: "an integer", float: "a number", list: "a list such as [0.9, 0.95]"}[kind]
+        raise ConfigError(f"--{dotted} must be {what}, got {text!r}") from None
+    if len(text) >= 2 and text[0] == text[-1] == '"':
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    return text
 
 
 def apply_overrides(raw: dict, overrides: list[tuple[str, str]]) -> dict:
@@ -135,67 +236,50 @@ def apply_overrides(raw: dict, overrides: list[tuple[str, str]]) -> dict:
     for dotted, text in overrides:
         parts = dotted.split(".")
         if len(parts) == 1:
-            _check_keys("top level", {parts[0]: 0}, ("name", "seed"))
-            raw[parts[0]] = parse_value(text)
+            _check_keys("top level", {parts[0]: 0}, TOP_LEVEL)
+            raw[parts[0]] = parse_typed(dotted, text, TOP_LEVEL[parts[0]])
             continue
-        if len(parts) != 2 or parts[0] not in ("data",) + tuple(SECTIONS):
+        if len(parts) != 2 or parts[0] not in SECTIONS:
             raise ConfigError(f"unknown override --{dotted} (use --SECTION.KEY with SECTION one of "
-                              f"data, {', '.join(SECTIONS)})")
+                              f"{', '.join(SECTIONS)})")
         section, key = parts
-        known = DATA_KEYS if section == "data" else [f.name for f in dataclasses.fields(SECTIONS[section])]
-        _check_keys(section, {key: 0}, known)
-        value = parse_value(text)
-        raw.setdefault(section, {})[key] = None if value == "none" else value
+        types = _field_types(SECTIONS[section])
+        _check_keys(section, {key: 0}, types)
+        raw.setdefault(section, {})[key] = parse_typed(dotted, text, types[key])
     return raw
+
+
+def _section(section: str, cls, values: dict, defaults=None):
+    """One table as its dataclass; a failed check is one line starting with the section."""
+    _check_keys(section, values, [f.name for f in dataclasses.fields(cls)])
+    base = {} if defaults is None else dataclasses.asdict(defaults)
+    try:
+        return cls(**{**base, **values})
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if message.startswith(section) else f"{section}: {message}") from None
+    except TypeError as error:
+        raise ConfigError(f"{section}: {error}") from None
 
 
 def from_dict(raw: dict) -> RunConfig:
     """Validate a raw (TOML-shaped) dict into a RunConfig; raises ConfigError with one line."""
-    _check_keys("top level", raw, ("name", "seed", "data", *SECTIONS))
-    name, seed = raw.get("name", "small"), raw.get("seed", 0)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"name must be a plain directory name, got {name!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    data = dict(raw.get("data", {}))
-    _check_keys("data", data, DATA_KEYS)
-    tasks = {key: data.pop(key, default) for key, default in STAGE_TASKS.items()}
-    for key, task in tasks.items():
-        if task not in SUITE:
-            raise ConfigError(f"data.{key}: unknown task {task!r} (choose from {', '.join(SUITE)})")
-    defaults_data = {k: p.default for k, p in inspect.signature(study_presets).parameters.items()}
-    data = {k: v for k, v in {**defaults_data, **data}.items() if v is not None}  # fully resolved
-    try:
-        presets = study_presets(**data)
-    except (SpecError, TypeError) as error:
-        raise ConfigError(f"data: {error}") from None
-    max_vertices = presets["pretrain"].max_vertices
+    _check_keys("top level", raw, (*TOP_LEVEL, *SECTIONS))
+    data = _section("data", DataConfig, dict(raw.get("data", {})))
     model_values = dict(raw.get("model", {}))
-    _check_keys("model", model_values, [f.name for f in dataclasses.fields(ModelConfig)])
-    if model_values.setdefault("max_vertices", max_vertices) != max_vertices:
-        raise ConfigError(f"model.max_vertices ({model_values['max_vertices']}) must equal the data's "
-                          f"max_vertices ({max_vertices}); leave it out")
-    try:
-        model = ModelConfig(**model_values)
-    except TypeError as error:
-        raise ConfigError(f"model: {error}") from None
-    stages = {}
+    model_values.setdefault("max_vertices", data.presets()["pretrain"].max_vertices)
+    model = _section("model", ModelConfig, model_values)
     defaults = RunConfig()
-    for section in ("train", "finetune"):
-        values = dict(raw.get(section, {}))
-        _check_keys(section, values, [f.name for f in dataclasses.fields(StageConfig)])
-        base = dataclasses.asdict(getattr(defaults, section))
-        stage = StageConfig(**{**base, **values})
-        stage.validate(section)
-        stages[section] = stage
-    return RunConfig(name=name, seed=seed, data=data, model=model, tasks=tasks, **stages)
+    stages = {section: _section(section, StageConfig, dict(raw.get(section, {})), getattr(defaults, section))
+              for section in ("train", "finetune")}
+    return RunConfig(name=raw.get("name", "small"), seed=raw.get("seed", 0), data=data, model=model, **stages)
 
 
 def stage_specs(config: RunConfig) -> dict:
     """study_presets(**config.data) with the `pretrain` and `finetune` sets replaced by the stage's
     task where it is not the study's: the task on that stage's graph sizes (n_max, finetune_n_max),
     every set keeping max_vertices = n_max."""
-    presets = study_presets(**config.data)
+    presets = config.data.presets()
     sizes = {"pretrain": presets["pretrain"], "finetune": presets["finetune"]}
     for stage, spec in sizes.items():
         task = config.tasks[f"{stage}_task"]

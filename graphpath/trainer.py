@@ -1,11 +1,14 @@
 """One training stage (pre-train or fine-tune): the optimizer loop, held-out evaluation, metrics,
 checkpoints and exact resume. `graphpath.train` is the command line around it.
 
-Loss: mean squared error of the predicted distance, always reduced in float32 (under CUDA the
-model runs in bf16 autocast; its read-out and everything after it stay float32).
+Loss: mean squared error of the predicted distance, always reduced in float32. A stage's
+`precision` says how the model runs: fp32 (the default everywhere), tf32 (CUDA: float32 matmuls
+may use TF32; CPU: plain fp32) or bf16 (CUDA only: the blocks under bf16 autocast, the read-out
+and the loss in float32). The study trained in float32 after bf16 broke training at its batch size.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -18,12 +21,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data_gen import GraphBatch, GraphSpec, sample
+from data_gen import GraphBatch, GraphSpec
+from data_gen.splits import split_batch
 from graphpath_common.files import atomic_write_text
 
 from .checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
-from .config import RunConfig, StageConfig
+from .config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from .feed import DataError, make_feed, stage_seed
 from .model import GraphTransformer
 
@@ -32,20 +36,52 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
+@dataclass(frozen=True)
+class Precision:
+    """What a stage's `precision` means on one device."""
+    name: str = "fp32"
+    autocast_dtype: torch.dtype | None = None  # None: no autocast, the model runs in float32
+    allow_tf32: bool = False  # CUDA float32 matmuls may use TF32 tensor cores
+
+
+def choose_precision(device_type: str, precision: str) -> Precision:
+    """The autocast dtype and TF32 flag for `precision` on a device type ("cpu", "cuda");
+    ConfigError for bf16 off CUDA (bf16 matmuls on the CPUs we measured run at ~1 GFLOP/s)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if device_type != "cuda":
+        if precision == "bf16":
+            raise ConfigError("precision \"bf16\" needs CUDA; on CPU use fp32 (bf16 matmuls there are "
+                              "~100x slower than fp32)")
+        return Precision(precision)  # TF32 is a CUDA matmul mode: on CPU "tf32" is plain fp32
+    if precision == "bf16":
+        return Precision("bf16", torch.bfloat16, False)
+    return Precision(precision, None, precision == "tf32")
+
+
 @dataclass
 class Runtime:
     """Where and how this process runs."""
     device: torch.device
     rank: int = 0
     world: int = 1
+    precision: Precision = Precision()
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
-    def autocast(self):
+    def with_precision(self, name: str) -> "Runtime":
+        """This runtime for a stage of precision `name`; sets the CUDA TF32 flags process-wide."""
+        precision = choose_precision(self.device.type, name)
         if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            torch.backends.cuda.matmul.allow_tf32 = precision.allow_tf32
+            torch.backends.cudnn.allow_tf32 = precision.allow_tf32
+        return dataclasses.replace(self, precision=precision)
+
+    def autocast(self):
+        if self.precision.autocast_dtype is not None:
+            return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
         return nullcontext()
 
 
@@ -62,6 +98,21 @@ def lr_factor(step: int, stage: StageConfig) -> float:
     if stage.decay == "linear":
         return 1 - (1 - floor) * progress
     return 1.0
+
+
+def continue_optimizer(optimizer: torch.optim.Optimizer, pretrain_json: Path, stage: StageConfig) -> None:
+    """Load the pre-training optimizer's state (moments and step counts) into `optimizer`, keeping
+    this stage's lr, weight decay and betas: the study's notebook fine-tunes by stepping on."""
+    wanted = [(group["lr"], group["weight_decay"], group["betas"]) for group in optimizer.param_groups]
+    info = read_info(pretrain_json)
+    try:
+        optimizer.load_state_dict(optimizer_from_parts(read_train_tensors(pretrain_json, info),
+                                                       info["train_state"]["optimizer"]))
+    except (KeyError, ValueError) as error:
+        raise CheckpointError(f"optimizer \"continue\": the optimizer state in {pretrain_json} does not fit "
+                              f"this model: {error}") from None
+    for group, (lr, weight_decay, betas) in zip(optimizer.param_groups, wanted):
+        group.update(lr=lr, initial_lr=lr, weight_decay=weight_decay, betas=betas)
 
 
 def make_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
@@ -139,7 +190,7 @@ class MetricsLog:
 
 
 def heldout_set(config: RunConfig, spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch:
-    return sample(spec, stage.eval_size, stage_seed(config.seed, stage_name, "eval"))
+    return split_batch(f"heldout-{stage_name}", spec=spec, size=stage.eval_size)  # every run seed: one set
 
 
 def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spec: GraphSpec, run_dir: Path,
@@ -149,99 +200,126 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
 
     Writes metrics lines, checkpoints every `checkpoint_every` steps and `<stage>-final` at the end.
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
-    would (resume continues bit-identically on CPU).
+    would (resume continues bit-identically on CPU). Fine-tuning with `optimizer = "continue"`
+    starts from the pre-training optimizer in `run_dir/checkpoints/pretrain-final`.
     """
-    stage: StageConfig = getattr(config, "train" if stage_name == "pretrain" else "finetune")
-    if stage.batch_size % runtime.world:
-        raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
-    local_batch = stage.batch_size // runtime.world
-    ckpt_dir = run_dir / "checkpoints"
-    metrics = MetricsLog(run_dir / "metrics.jsonl", runtime.main)
-    base = unwrap(model)
-    optimizer = make_optimizer(base, stage)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, stage))
-    feed = make_feed(spec, local_batch, stage_seed(config.seed, stage_name, "train", runtime.rank),
-                     stage.dataset, runtime.rank, runtime.world)
-    step, examples = 0, 0
-    if resume_from is not None:
-        step, examples = _restore(resume_from, base, optimizer, scheduler, feed, runtime)
-        metrics.truncate(stage_name, step)
-    forward = model
-    if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
-        base._forward = torch.compile(base._forward, dynamic=True)
-    heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
-    info = {"model_config": base.config.to_dict(), "data": dict(config.data), "seed": config.seed,
-            "stage": stage_name}
+    return StageLoop(model, config, stage_name, spec, run_dir, runtime, resume_from).run(stop_after, show_progress)
 
-    def checkpoint(name: str):
-        states = [feed.state()]
-        if runtime.world > 1:
-            states = [None] * runtime.world
-            dist.all_gather_object(states, feed.state())
-        if runtime.main:
-            save_checkpoint(ckpt_dir, name, base, {**info, "step": step, "examples": examples}, optimizer, scheduler,
-                            {"feed": states})
 
-    sums = torch.zeros(2, spec.max_vertices + 1, dtype=torch.float64, device=runtime.device)
-    last_good = f"{stage_name}-{step}" if resume_from is not None else None
-    tick, tick_examples = time.perf_counter(), examples
-    started, start_examples = tick, examples
-    bar = tqdm(total=stage.steps, initial=step, desc=stage_name, unit="step", mininterval=1.0,
-               disable=not (show_progress and runtime.main), dynamic_ncols=True)
-    forward.train()
-    loss_value = eval_loss = float("nan")
-    stop_at = None if stop_after is None else step + stop_after
-    while step < stage.steps:
-        batch = feed.next()
-        if runtime.device.type == "cuda":
-            batch = batch.pin_memory().to(runtime.device, non_blocking=True)
-        loss, pred = compute_loss(forward, batch, stage.buckets, runtime)
+class StageLoop:
+    """One stage's state (optimizer, schedule, feed, counters) and its steps: set up, train a batch,
+    log (and evaluate), checkpoint, run."""
+
+    def __init__(self, model, config: RunConfig, stage_name: str, spec: GraphSpec, run_dir: Path,
+                 runtime: Runtime, resume_from: Path | None):
+        self.stage: StageConfig = getattr(config, "train" if stage_name == "pretrain" else "finetune")
+        stage = self.stage
+        if stage.batch_size % runtime.world:
+            raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
+        self.model, self.base, self.spec, self.stage_name = model, unwrap(model), spec, stage_name
+        self.runtime = runtime.with_precision(stage.precision)
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", runtime.main)
+        self.optimizer = make_optimizer(self.base, stage)
+        if stage_name == "finetune" and stage.optimizer == "continue" and resume_from is None:
+            continue_optimizer(self.optimizer, find_checkpoint(self.ckpt_dir / "pretrain-final.json"), stage)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage))
+        self.feed = make_feed(spec, stage.batch_size // runtime.world,
+                              stage_seed(config.seed, stage_name, "train", runtime.rank),
+                              stage.dataset, runtime.rank, runtime.world)
+        self.step, self.examples = 0, 0
+        if resume_from is not None:
+            self.step, self.examples = _restore(resume_from, self.base, self.optimizer, self.scheduler, self.feed,
+                                                runtime)
+            self.metrics.truncate(stage_name, self.step)
+        if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
+            self.base._forward = torch.compile(self.base._forward, dynamic=True)
+        self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
+        self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
+                     "seed": config.seed, "stage": stage_name, "precision": stage.precision}
+        if stage_name == "finetune":
+            self.info["finetune_optimizer"] = stage.optimizer
+        self.last_good = f"{stage_name}-{self.step}" if resume_from is not None else None
+        self.sums = torch.zeros(2, spec.max_vertices + 1, dtype=torch.float64, device=runtime.device)
+        self.loss_value = self.eval_loss = float("nan")
+
+    def checkpoint(self, name: str) -> None:
+        states = [self.feed.state()]
+        if self.runtime.world > 1:
+            states = [None] * self.runtime.world
+            dist.all_gather_object(states, self.feed.state())
+        if self.runtime.main:
+            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples},
+                            self.optimizer, self.scheduler, {"feed": states})
+
+    def train_batch(self) -> float:
+        """One optimizer step on the next batch; returns the lr it used."""
+        batch = self.feed.next()
+        if self.runtime.device.type == "cuda":
+            batch = batch.pin_memory().to(self.runtime.device, non_blocking=True)
+        loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime)
         if not torch.isfinite(loss):
-            where = f"checkpoints/{last_good}" if last_good else "none written yet"
-            bar.close()
-            raise TrainingDiverged(f"{stage_name} loss became {loss.item()} at step {step + 1}; stopped. "
+            where = f"checkpoints/{self.last_good}" if self.last_good else "none written yet"
+            raise TrainingDiverged(f"{self.stage_name} loss became {loss.item()} at step {self.step + 1}; stopped. "
                                    f"Last good checkpoint: {where} (try a lower lr, then --resume)")
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if stage.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(base.parameters(), stage.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        examples += stage.batch_size
-        sums += label_sums(pred, batch.label, spec.max_vertices)
-        bar.update(1)
-        is_eval = step % stage.eval_every == 0 or step == stage.steps
-        if step % stage.log_every == 0 or is_eval:
-            if runtime.world > 1:
-                dist.all_reduce(sums)
-            now = time.perf_counter()
-            speed = (examples - tick_examples) / max(now - tick, 1e-9)
-            loss_value = float(sums[0].sum() / sums[1].sum())
-            record = {"stage": stage_name, "step": step, "examples": examples, "loss": loss_value,
-                      "label_loss": per_label(sums), "label_count": label_counts(sums), "lr": lr,
-                      "examples_per_s": round(speed, 1), "elapsed_s": round(now - started, 1)}
-            if is_eval and runtime.main:
-                eval_loss, eval_labels, _ = evaluate(base, heldout, stage.buckets, runtime)
-                record.update(eval_loss=eval_loss, eval_label_loss=eval_labels)
-            metrics.write(record)
-            bar.set_postfix_str(f"loss {loss_value:.4g} | {speed:,.0f} ex/s", refresh=False)
-            sums.zero_()
-            tick, tick_examples = time.perf_counter(), examples
-        if step % stage.checkpoint_every == 0 and step < stage.steps:
-            checkpoint(f"{stage_name}-{step}")
-            last_good = f"{stage_name}-{step}"
-        if stop_at is not None and step >= stop_at and step < stage.steps:
-            checkpoint(f"{stage_name}-{step}")
+        if self.stage.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.base.parameters(), self.stage.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.examples += self.stage.batch_size
+        self.sums += label_sums(pred, batch.label, self.spec.max_vertices)
+        return lr
+
+    def log(self, lr: float, speed: float, elapsed: float, with_eval: bool) -> None:
+        """One metrics.jsonl line from the batches since the last one (and the held-out set)."""
+        if self.runtime.world > 1:
+            dist.all_reduce(self.sums)
+        self.loss_value = float(self.sums[0].sum() / self.sums[1].sum())
+        record = {"stage": self.stage_name, "step": self.step, "examples": self.examples, "loss": self.loss_value,
+                  "label_loss": per_label(self.sums), "label_count": label_counts(self.sums), "lr": lr,
+                  "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
+        if with_eval and self.runtime.main:
+            self.eval_loss, eval_labels, _ = evaluate(self.base, self.heldout, self.stage.buckets, self.runtime)
+            record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+        self.metrics.write(record)
+        self.sums.zero_()
+
+    def run(self, stop_after: int | None, show_progress: bool) -> dict:
+        stage, name = self.stage, self.stage_name
+        tick, tick_examples = time.perf_counter(), self.examples
+        started, start_examples = tick, self.examples
+        bar = tqdm(total=stage.steps, initial=self.step, desc=name, unit="step", mininterval=1.0,
+                   disable=not (show_progress and self.runtime.main), dynamic_ncols=True)
+        self.model.train()
+        stop_at = None if stop_after is None else self.step + stop_after
+        try:
+            while self.step < stage.steps:
+                lr = self.train_batch()
+                bar.update(1)
+                is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
+                if self.step % stage.log_every == 0 or is_eval:
+                    now = time.perf_counter()
+                    speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
+                    self.log(lr, speed, now - started, is_eval)
+                    bar.set_postfix_str(f"loss {self.loss_value:.4g} | {speed:,.0f} ex/s", refresh=False)
+                    tick, tick_examples = time.perf_counter(), self.examples
+                if self.step % stage.checkpoint_every == 0 and self.step < stage.steps:
+                    self.checkpoint(f"{name}-{self.step}")
+                    self.last_good = f"{name}-{self.step}"
+                if stop_at is not None and self.step >= stop_at and self.step < stage.steps:
+                    self.checkpoint(f"{name}-{self.step}")
+                    return {"stage": name, "stopped": True, "step": self.step}
+        finally:
             bar.close()
-            return {"stage": stage_name, "stopped": True, "step": step}
-    bar.close()
-    checkpoint(f"{stage_name}-final")
-    seconds = time.perf_counter() - started
-    return {"stage": stage_name, "stopped": False, "step": step, "examples": examples, "loss": loss_value,
-            "eval_loss": eval_loss, "seconds": seconds,
-            "examples_per_s": (examples - start_examples) / max(seconds, 1e-9)}
+        self.checkpoint(f"{name}-final")
+        seconds = time.perf_counter() - started
+        return {"stage": name, "stopped": False, "step": self.step, "examples": self.examples,
+                "loss": self.loss_value, "eval_loss": self.eval_loss, "seconds": seconds,
+                "examples_per_s": (self.examples - start_examples) / max(seconds, 1e-9)}
 
 
 def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtime) -> tuple[int, int]:

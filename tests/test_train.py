@@ -127,11 +127,12 @@ def test_overrides_and_round_trip():
                                           ("seed", "7"), ("train.dataset", "datasets/x")])
     assert (config.train.lr, config.model.n_layers, config.train.betas, config.seed) == (5e-4, 3, [0.9, 0.95], 7)
     assert config.train.dataset == "datasets/x"
-    assert config.model.max_vertices == config.data["n_max"]
+    assert config.model.max_vertices == config.data.n_max
     from graphpath_common.toml import tomllib
 
     assert from_dict(tomllib.loads(to_toml(config))) == config
-    assert set(config.data) <= {"n_max", "finetune_n_max", "small_target", "pretrain_threshold", "finetune_threshold"}
+    assert set(config.data.to_dict()) <= {"n_max", "finetune_n_max", "small_target", "pretrain_threshold",
+                                          "finetune_threshold"}
     with pytest.raises(ConfigError, match="known in"):
         apply_overrides({}, [("finetune.learning_rate", "1")])
 
