@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from data_gen import GraphBatch
 
+from .eval_probes import pool_histograms, raw_histogram
 from .eval_sets import EvalError, EvalSet, grid_axes
 from .metrics import cell_scores, mean_ci, score
 
@@ -74,6 +75,7 @@ def expressible(evalset: EvalSet, vocabulary: int | None) -> str | None:
 def score_set(evalset: EvalSet, batch: GraphBatch, prediction: np.ndarray) -> dict:
     label = batch.label.numpy()
     block = score(prediction, label, batch.max_vertices)
+    block["raw_histogram"] = raw_histogram(prediction, label, batch.max_vertices)
     if evalset.kind == "grid":
         n_values, t_values = grid_axes(batch.max_vertices)
         n, t = batch.num_vertices.numpy(), batch.target.numpy()
@@ -134,6 +136,8 @@ def pool_runs(blocks: list[dict]) -> dict:
                                     "mse": float(np.mean(values))}
     pooled["confusion"] = {"labels": first["confusion"]["labels"],
                            "counts": np.sum([b["confusion"]["counts"] for b in blocks], axis=0).tolist()}
+    if "raw_histogram" in first:
+        pooled["raw_histogram"] = pool_histograms([b["raw_histogram"] for b in blocks])
     for table in ("cells", "by_distance"):
         if table in first:
             axes = {k: v for k, v in first[table].items() if k not in ("mse", "accuracy", "count")}

@@ -9,6 +9,8 @@ PNGs come from matplotlib because plotly's static export (kaleido >= 1) needs a 
 | confusion-<model>-<set> | true label x rounded prediction, each row normalized, log colour |
 | grid-nt-<model>, grid-nd-<model> | MSE per (graph size n, target t) and per (n, true distance d), log colour |
 | mse-by-set | MSE per set, one bar per model, 95% CI error bars, the study's values as markers |
+| raw-<model>-<set> | raw (unrounded) output x true label, each label's column normalized, log colour |
+| line-probe | answer on the path graph of every length vs the length, one line per model, y = x |
 """
 from __future__ import annotations
 
@@ -66,6 +68,60 @@ def confusion_figure(block: dict, title: str, out_dir: Path, stem: str) -> list[
     return _save(fig, mpl, out_dir, stem)
 
 
+def raw_histogram_figure(histogram: dict, title: str, out_dir: Path, stem: str) -> list[str]:
+    """The study's `mkhist`: label on x, raw output on y, each label's column sums to 1, log colour."""
+    labels, centres = histogram["labels"], histogram["bins"]["centres"]
+    fraction = np.asarray(histogram["fraction"], dtype=np.float64).T  # (K bins, L labels)
+    present = np.asarray(histogram["count"]) > 0
+    fraction, shown = fraction[:, present], [lab for lab, keep in zip(labels, present) if keep]
+    counts = [c for c in histogram["count"] if c]
+    exponent = np.log10(np.where(fraction > 0, fraction, np.nan))
+    text = [[f"label {lab} ({n} graphs): output in [{y - 0.5 / histogram['bins']['per_hop']:.3g}, "
+             f"{y + 0.5 / histogram['bins']['per_hop']:.3g}) for {f:.3g} of them" for lab, n, f in zip(shown, counts, row)]
+            for y, row in zip(centres, fraction)]
+    ticks = list(range(-4, 1))
+    fig = go.Figure(go.Heatmap(z=exponent, x=shown, y=centres, zmin=-4, zmax=0, colorscale="Viridis",
+                               hoverinfo="text", text=text,
+                               colorbar=dict(title="fraction of label", tickvals=ticks,
+                                             ticktext=[f"1e{k}" for k in ticks])))
+    fig.add_scatter(x=shown, y=shown, mode="lines", line=dict(color="white", dash="dot", width=1),
+                    name="output = label", hoverinfo="skip", showlegend=False)
+    fig.update_layout(title=title, xaxis_title="true distance (label)", yaxis_title="raw model output",
+                      xaxis=dict(dtick=1), width=620, height=540)
+    mpl, ax = plt.subplots(figsize=(5.6, 4.8))
+    step = 1 / histogram["bins"]["per_hop"]
+    image = ax.imshow(np.where(fraction > 0, fraction, np.nan), norm=LogNorm(1e-4, 1), cmap="viridis",
+                      origin="lower", aspect="auto", interpolation="nearest",
+                      extent=(-0.5, len(shown) - 0.5, centres[0] - step / 2, centres[-1] + step / 2))
+    ax.set_xticks(range(len(shown)), shown)
+    ax.set(xlabel="true distance (label)", ylabel="raw model output", title=title)
+    mpl.colorbar(image, ax=ax, label="fraction of label").minorticks_off()
+    mpl.subplots_adjust(left=0.12, right=0.98, bottom=0.11, top=0.93)
+    return _save(fig, mpl, out_dir, stem)
+
+
+def line_probe_figure(probe: dict, out_dir: Path) -> list[str]:
+    """Answer on the path graph of each length, one line per model, and the line y = x."""
+    lengths = probe["lengths"]
+    fig = go.Figure()
+    fig.add_scatter(x=lengths, y=lengths, mode="lines", name="true length (y = x)",
+                    line=dict(color="gray", dash="dash"))
+    mpl, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(lengths, lengths, "--", color="gray", label="true length (y = x)")
+    for name, entry in probe["models"].items():
+        fig.add_scatter(x=lengths, y=entry["answers"], mode="lines+markers", name=name,
+                        hovertemplate="path of %{x} hops: answer %{y:.4g}<extra>" + name + "</extra>")
+        ax.plot(lengths, entry["answers"], marker="o", label=name)
+    title = "Line-graph probe: the path 1 - ... - 2 of every length (target 2)"
+    fig.update_layout(title=title, xaxis_title="path length (hops)", yaxis_title="model's answer",
+                      xaxis=dict(dtick=1), width=640, height=480)
+    ax.set(xlabel="path length (hops)", ylabel="model's answer", title=title)
+    ax.set_xticks(lengths)
+    ax.legend(fontsize=8)
+    mpl.subplots_adjust(left=0.11, right=0.98, bottom=0.11, top=0.92)
+    return _save(fig, mpl, out_dir, "line-probe")
+
+
 def grid_figure(table: dict, row_key: str, col_key: str, col_title: str, title: str, out_dir: Path, stem: str,
                 box: tuple[int, int] | None = None) -> list[str]:
     """MSE heatmap over (n, col); `box` = (n_max, col_max) outlines the fine-tuning range."""
@@ -101,8 +157,9 @@ def grid_figure(table: dict, row_key: str, col_key: str, col_title: str, title: 
 def mse_bars(doc: dict, out_dir: Path) -> list[str]:
     models = doc["models"]
     names = [n for n in doc["set_data"] if any(n in m.get("results", {}) for m in models.values())]
-    study = {r["set"]: r["study_mse"] for r in doc.get("reproduction", [])
-             if r["key"] not in ("finetune-before", "pretrain")}
+    pretrain_drawn = "pretrain" in models.get("learned-pretrain", {}).get("results", {})
+    study = {r["set"]: r["study_mse"] for r in doc.get("reproduction", [])  # pretrain: beside learned-pretrain's bar
+             if r["key"] != "finetune-before" and (r["key"] != "pretrain" or pretrain_drawn)}
     fig = go.Figure()
     mpl, ax = plt.subplots(figsize=(max(7, 0.7 * len(names)), 5.5))
     width = 0.8 / max(len(models), 1)
@@ -142,6 +199,14 @@ def write_figures(doc: dict, out_dir: Path, models: list[str] | None = None) -> 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = mse_bars(doc, out_dir)
     data = doc.get("data") or {}
+    if doc.get("line_probe", {}).get("models"):
+        written += line_probe_figure(doc["line_probe"], out_dir)
+    raw = [label for label in models or [doc["primary"], "learned-pretrain"] if label in doc["models"]]
+    for label in raw:  # the pre-trained model's raw outputs are the study's "just guesses integers"
+        for name, block in doc["models"][label].get("results", {}).items():
+            if "raw_histogram" in block:
+                written += raw_histogram_figure(block["raw_histogram"], f"{label}: {name}, raw outputs",
+                                                out_dir, f"raw-{label}-{name}")
     for label in models or [doc["primary"]]:  # the others appear beside it in mse-by-set
         for name, block in doc["models"][label].get("results", {}).items():
             written += confusion_figure(block, f"{label}: {name}", out_dir, f"confusion-{label}-{name}")

@@ -25,12 +25,13 @@ from tqdm import tqdm
 from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
 
-from handcrafted import build_model, model_size, stream_basis
+from handcrafted import build_bfs_transformer, model_size, stream_basis
 
 from . import report
 from .checkpoint import CheckpointError, load_model
 from .eval_core import model_vocabulary, pool_runs, score_model
 from .eval_plots import write_figures
+from .eval_probes import line_probe
 from .eval_sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
 
 SCHEMA_VERSION = 1
@@ -61,7 +62,7 @@ def load_learned(path: Path, device: str):
 
 def build_handcrafted(n: int, device: str = "cpu"):
     try:
-        return build_model(n).to(device)
+        return build_bfs_transformer(n).to(device)
     except (ValueError, TypeError) as error:
         raise EvalError(f"cannot build the hand-built model for n={n}: {error}") from None
 
@@ -107,9 +108,21 @@ def read_run(run_dir: Path, device: str) -> dict:
             phases = json.loads((run_dir / "phases.json").read_text())
         except (OSError, ValueError) as error:
             raise EvalError(f"cannot read {run_dir / 'phases.json'}: {error}") from None
-    pretrain = run_dir / "checkpoints" / "pretrain-final.json"  # its JSON is written last
     return {"dir": run_dir, "model": model, "info": info, "data": dict(data), "phases": phases,
-            "pretrain": pretrain if info.get("stage") != "pretrain" and pretrain.exists() else None}
+            "pretrain": last_pretrain_checkpoint(run_dir) if info.get("stage") != "pretrain" else None}
+
+
+def last_pretrain_checkpoint(run_dir: Path) -> Path | None:
+    """The JSON of the run's last pre-training checkpoint (`pretrain-final`, else the highest
+    `pretrain-<step>`), or None when the run kept none."""
+    from .checkpoint import CheckpointError, find_checkpoint
+
+    if not (Path(run_dir) / "checkpoints").is_dir():
+        return None
+    try:
+        return find_checkpoint(Path(run_dir) / "checkpoints", stage="pretrain")
+    except CheckpointError:
+        return None
 
 
 # ---- the work ------------------------------------------------------------------------------------
@@ -164,6 +177,8 @@ def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) 
         pretrain["results"] = {n: learned["results"][n] for n in before if n in learned["results"]}
     else:
         pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
+        for run, pre_model in zip(loaded, pre_models):
+            run["pretrain_model"] = pre_model  # the line-graph probe asks it too
         score_entry(pretrain, pre_models, prepared, device, "learned-pretrain", progress, before)
     models["learned-pretrain"] = pretrain
     return models
@@ -171,7 +186,7 @@ def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) 
 
 def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, beside: bool) -> dict | None:
     """The hand-built model's entry; as a comparison beside runs (`beside`) a failure only warns."""
-    entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_model({n})"], n, [])
+    entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_bfs_transformer({n})"], n, [])
     try:
         entry["info"] = [handcrafted_description(n)]
         score_entry(entry, [build_handcrafted(n, device)], prepared, device, "handcrafted", progress)
@@ -251,11 +266,28 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     if not any(m["results"] for m in models.values()):
         reasons = [why for m in models.values() for why in m["skipped"].values()]
         raise EvalError("no requested set can be scored" + (f": {reasons[0]}" if reasons else ""))
+    probe = line_probe(probe_models(loaded, models, handcrafted_n, data.get("n_max", 15), device),
+                       data.get("n_max", 15), device)
     settings = {"seed": seed, "size": size, "grid_size": grid_size, "device": device,
                 "cache_dir": None if cache is None else str(cache),
                 "seconds": {"data": round(data_seconds, 3),
                             "scoring": round(time.perf_counter() - started - data_seconds, 3)}}
-    return document(models, prepared, loaded, data, settings, title)
+    doc = document(models, prepared, loaded, data, settings, title)
+    doc["line_probe"] = probe
+    return doc
+
+
+def probe_models(loaded: list[dict], models: dict, handcrafted_n: int | None, n_max: int, device: str) -> dict:
+    """{entry label: [one model per run]} for the line-graph probe: the learned runs' final and
+    pre-training checkpoints and the hand-built model, where each was scored."""
+    out = {}
+    if loaded:
+        out["learned"] = [r["model"] for r in loaded]
+        if "learned-pretrain" in models:
+            out["learned-pretrain"] = [r.get("pretrain_model", r["model"]) for r in loaded]
+    if "handcrafted" in models and handcrafted_n == n_max:  # the probe's graphs speak n_max's vocabulary
+        out["handcrafted"] = [build_handcrafted(handcrafted_n, device)]
+    return out
 
 
 def default_data(n: int | None) -> dict:

@@ -10,14 +10,14 @@ import pytest
 import torch
 
 from data_gen.splits import SPLITS
-from graphpath.checkpoint import save_checkpoint
+from graphpath.checkpoint import load_model, save_checkpoint
 from graphpath.eval_core import pool_runs, predict, score_model
 from graphpath.eval_sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
                                  SET_NAMES, SHIFT_NAMES)
 from graphpath.evaluate import evaluate_run, main, prepare
 from graphpath.metrics import mean_ci
 from graphpath.model import GraphTransformer, ModelConfig
-from handcrafted import build_model
+from handcrafted import build_bfs_transformer
 from oracle import label_of
 
 DATA = dict(n_max=6, finetune_n_max=4, small_target=4, pretrain_threshold=3, finetune_threshold=2)
@@ -146,12 +146,12 @@ def test_pool_runs_means_and_t_interval():
 # ---- eval.json and report.md ------------------------------------------------------------------
 
 TOP_KEYS = {"schema_version", "title", "created_utc", "model", "primary", "max_vertices", "data", "eval", "sets",
-            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures"}
+            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures", "line_probe"}
 BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "mean_label", "label_variance", "per_label", "confusion",
-              "runs", "ci_kind"}
+              "runs", "ci_kind", "raw_histogram"}
 MODEL_KEYS = {"kind", "description", "sources", "vocabulary", "runs", "info", "results", "skipped"}
 ROW_KEYS = {"key", "set", "quantity", "study_mse", "study_verdict", "mse", "mse_ci95", "ci_kind", "runs", "source",
-            "finding", "holds"}
+            "finding", "holds", "per_run"}
 FINDING_KEYS = {"key", "finding", "criterion", "holds", "evidence"}
 
 
@@ -198,7 +198,7 @@ def test_a_run_that_never_fine_tuned(tmp_path):
 
 def test_handcrafted_model_is_exact(tmp_path):
     prepared = prepare(DATA, list(SET_NAMES), 32, 2, 0, tmp_path, progress=False)
-    results, skipped = score_model(build_model(6), prepared, 6, progress=False)
+    results, skipped = score_model(build_bfs_transformer(6), prepared, 6, progress=False)
     assert not skipped
     for name, block in results.items():
         assert block["mse"] < 1e-6 and block["accuracy"] == 1.0, name
@@ -285,3 +285,123 @@ def test_python_dash_m_entry_point(tmp_path):
     assert (run / "eval.json").is_file() and (run / "report.md").is_file()
     bad = subprocess.run([*command, str(run), "--sets", "grid", "nope"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+# ---- raw-output histograms, the line-graph probe, the pre-training checkpoint ----------------
+
+def test_raw_histogram_is_normalised_per_label_and_matches_numpy():
+    from graphpath.eval_probes import histogram_bins, raw_histogram
+
+    rng = np.random.default_rng(0)
+    label = rng.integers(1, 7, size=500)
+    label[label == 4] = 5  # a label with no graphs: a row of zeros
+    prediction = label + rng.normal(0, 1.5, size=500)
+    hist = raw_histogram(prediction, label, 6)
+    fraction = np.array(hist["fraction"])
+    assert fraction.shape == (6, len(histogram_bins(6)) - 1)
+    assert hist["count"] == [int((label == k).sum()) for k in range(1, 7)]
+    for k, row in zip(range(1, 7), fraction):
+        expected = 0.0 if k == 4 else 1.0
+        assert row.sum() == pytest.approx(expected, abs=1e-5)
+        if k != 4:  # numpy's own histogram of this label's outputs, clipped into the outer bins
+            edges = np.array(hist["bins"]["edges"])
+            clipped = np.clip(prediction[label == k], edges[0] + 1e-9, edges[-1] - 1e-9)
+            counts, _ = np.histogram(clipped, bins=edges)
+            assert row == pytest.approx(counts / counts.sum(), abs=1e-6)
+
+
+def test_a_model_that_outputs_the_labels_puts_all_mass_on_the_diagonal(prepared):
+    from graphpath.report import diagonal_share
+
+    results, _ = score_model(Oracle(), prepared, 6, progress=False)
+    for name, block in results.items():
+        hist = block["raw_histogram"]
+        centres = hist["bins"]["centres"]
+        for label, count, row in zip(hist["labels"], hist["count"], hist["fraction"]):
+            if count:
+                assert row[centres.index(float(label))] == 1.0, (name, label)
+        assert diagonal_share(hist) == pytest.approx(1.0)
+    off, _ = score_model(Constant(2.5), prepared, 6, progress=False)  # between two bins' centres of integers
+    assert diagonal_share(off["finetune"]["raw_histogram"]) == 0.0
+
+
+def test_pooled_histograms_are_the_mean_of_the_runs():
+    from graphpath.eval_probes import raw_histogram
+
+    label = np.array([1, 1, 2, 2])
+    runs = [raw_histogram(np.array(p, dtype=float), label, 3) for p in ([1, 1, 2, 2], [1, 2, 2, 3])]
+    base = {"count": 4, "mean_label": 1.5, "label_variance": 0.25, "per_label": {}, "confusion":
+            {"labels": [1, 2, 3], "counts": [[0] * 3] * 3}, "runs": 1, "ci_kind": "graphs"}
+    pooled = pool_runs([{**base, "mse": 0.0, "accuracy": 1.0, "raw_histogram": runs[0]},
+                        {**base, "mse": 0.5, "accuracy": 0.5, "raw_histogram": runs[1]}])
+    fraction = np.array(pooled["raw_histogram"]["fraction"])
+    centres = pooled["raw_histogram"]["bins"]["centres"]
+    assert fraction[0][centres.index(1.0)] == 0.75 and fraction[0][centres.index(2.0)] == 0.25
+    assert fraction[1][centres.index(2.0)] == 0.75 and fraction[1][centres.index(3.0)] == 0.25
+
+
+@pytest.mark.parametrize("max_vertices", [4, 8, 15])
+def test_path_graph_labels_are_networkx_lengths(max_vertices):
+    from graphpath.eval_probes import path_graphs
+
+    batch = path_graphs(max_vertices)
+    assert batch.label.tolist() == list(range(1, max_vertices))
+    for edges, n, t, label in zip(batch.edges.tolist(), batch.num_vertices.tolist(), batch.target.tolist(),
+                                  batch.label.tolist()):
+        real = [e for e in edges if e[0] > 0]
+        assert all(a < b for a, b in real)
+        graph = nx.Graph(real)
+        assert sorted(graph.nodes) == list(range(1, n + 1)) and nx.is_isomorphic(graph, nx.path_graph(n))
+        assert graph.degree[1] == 1 and graph.degree[2] == 1  # vertex 1 and 2 are the two ends
+        assert label == label_of(n, real, t, max_vertices) == n - 1
+
+
+def test_handcrafted_model_answers_every_path_length_exactly():
+    from graphpath.eval_probes import line_probe
+    from handcrafted import build_bfs_transformer
+
+    for n in (6, 15):
+        probe = line_probe({"handcrafted": [build_bfs_transformer(n)]}, n)
+        entry = probe["models"]["handcrafted"]
+        assert probe["lengths"] == list(range(1, n))
+        assert np.abs(np.array(entry["answers"]) - np.array(probe["lengths"])).max() < 1e-4
+        assert entry["rounded_exact"] == n - 1
+
+
+def test_evaluate_probes_the_final_pretrain_and_handcrafted_models(tmp_path):
+    from graphpath.eval_probes import path_graphs
+
+    run = make_run(tmp_path / "run")
+    doc = evaluate_run(run, size=16, grid_size=1, cache_dir=tmp_path / "cache", progress=False,
+                       figures=False, sets=["pretrain"])
+    probe = doc["line_probe"]
+    assert set(probe["models"]) == {"learned", "learned-pretrain", "handcrafted"}
+    batch = path_graphs(DATA["n_max"])
+    for label, stage in (("learned", "finetune"), ("learned-pretrain", "pretrain")):
+        model = load_model(run / "checkpoints" / f"{stage}-final.json")[0]
+        assert probe["models"][label]["answers"] == pytest.approx(predict(model, batch).tolist())
+    assert probe["models"]["learned"]["answers"] != pytest.approx(probe["models"]["learned-pretrain"]["answers"])
+    assert "## Line-graph probe" in (run / "report.md").read_text()
+
+
+@pytest.mark.parametrize("names", [("pretrain-final", "finetune-final"), ("pretrain-5", "pretrain-10", "finetune-final")])
+def test_the_pretrain_row_scores_the_last_pretrain_checkpoint(tmp_path, names):
+    (tmp_path / "run").mkdir()
+    run = make_run(tmp_path / "run", stages=())
+    torch.manual_seed(0)
+    config = ModelConfig(max_vertices=DATA["n_max"], d_model=8, n_layers=1, n_heads=2)
+    for name in names:
+        stage, step = name.split("-")
+        info = dict(model_config=config.to_dict(), data=DATA, step=1 if step == "final" else int(step), seed=0,
+                    stage=stage)
+        save_checkpoint(run / "checkpoints", name, GraphTransformer(config), info)
+    doc = evaluate_run(run, size=64, grid_size=1, cache_dir=tmp_path / "cache", progress=False,
+                       compare_handcrafted=False, figures=False, sets=["pretrain"])
+    last = run / "checkpoints" / f"{names[-2]}.json"
+    assert doc["models"]["learned-pretrain"]["sources"] == [str(last)]
+    batch = load_set(define_sets(DATA)["pretrain"], 64, 0, tmp_path / "cache")[0]
+    expected = float(np.mean((predict(load_model(last)[0], batch) - batch.label.numpy()) ** 2))
+    row = next(r for r in doc["reproduction"] if r["key"] == "pretrain")
+    assert row["mse"] == pytest.approx(expected) and row["source"] == "learned-pretrain model on set pretrain"
+    assert row["mse"] != pytest.approx(doc["models"]["learned"]["results"]["pretrain"]["mse"])
+    assert "pre-training checkpoint (before fine-tuning) on the pre-train set" in (run / "report.md").read_text()
