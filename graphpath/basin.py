@@ -34,7 +34,7 @@ from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
-from handcrafted import build_model as build_handcrafted
+from handcrafted import build_bfs_transformer
 
 from .perturb import PerturbError, SweepConfig, held_out_loss, load_target, perturb_, recover
 
@@ -98,8 +98,8 @@ def models_for(cfg: SweepConfig, soft_betas: tuple[float, float]):
     base, spec, description, out_dir = load_target(cfg)
     n = spec.max_vertices
     found = [] if cfg.model == "handcrafted" else [("learned", base, description)]
-    found.append(("handcrafted", build_handcrafted(n), {"model": "handcrafted", "n": n}))
-    found.append(("handcrafted-soft", build_handcrafted(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
+    found.append(("handcrafted", build_bfs_transformer(n), {"model": "handcrafted", "n": n}))
+    found.append(("handcrafted-soft", build_bfs_transformer(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
                   {"model": "handcrafted", "n": n, "beta_hop": soft_betas[0], "beta_copy": soft_betas[1]}))
     return found, spec, out_dir
 

@@ -39,7 +39,7 @@ from data_gen import GraphBatch, sample, study_presets
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
 from graphpath_common.files import atomic_write_text
-from handcrafted import build_model as build_handcrafted
+from handcrafted import build_bfs_transformer
 
 from . import probes as P
 from .checkpoint import CheckpointError, find_checkpoint, load_model
@@ -176,7 +176,7 @@ def handcrafted_reference(batch: GraphBatch, hops: int) -> dict:
     """The hand-built model's own stream: within-k-hops from vertex v's token after k hop blocks
     (one probe per k, pooled over vertices) and the distance from the answer token at the end."""
     n = batch.max_vertices
-    model = build_handcrafted(n)
+    model = build_bfs_transformer(n)
     labels = P.hop_labels(batch, hops)  # (B, n, K)
     accuracy = []
     for k in range(hops):

@@ -43,7 +43,7 @@ from data_gen import sample, study_presets
 from data_gen.spec import study_sizes_up_to
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
-from handcrafted import build_model as build_handcrafted
+from handcrafted import build_bfs_transformer
 
 from .checkpoint import CheckpointError, find_checkpoint, load_model
 
@@ -175,8 +175,8 @@ def graph_loss_on(batch) -> LossOn:
 def handcrafted_models(n: int, soft_betas: tuple[float, float]) -> list[tuple[str, nn.Module, dict]]:
     """The hand-built model and the same with its attention sharpness lowered (graphpath.basin's
     "handcrafted-soft"), so the LLC sits beside the bracketed basin radius for both."""
-    return [("handcrafted", build_handcrafted(n), {"model": "handcrafted", "n": n}),
-            ("handcrafted-soft", build_handcrafted(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
+    return [("handcrafted", build_bfs_transformer(n), {"model": "handcrafted", "n": n}),
+            ("handcrafted-soft", build_bfs_transformer(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
              {"model": "handcrafted", "n": n, "beta_hop": soft_betas[0], "beta_copy": soft_betas[1]})]
 
 

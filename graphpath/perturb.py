@@ -42,7 +42,7 @@ from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
-from handcrafted import build_model, model_size
+from handcrafted import build_bfs_transformer, model_size
 
 from .checkpoint import CheckpointError, load_model
 from .eval_core import predict
@@ -79,7 +79,7 @@ class SweepConfig:
     eval_every: int = 25  # steps between points of the recovery curve
     eval_seed: int = 20_000
     threshold: float = 0.1  # a run has recovered once its held-out MSE is <= this
-    with_handcrafted: bool = False  # learned runs: also sweep build_model(max_vertices) on the same data
+    with_handcrafted: bool = False  # learned runs: also sweep build_bfs_transformer(max_vertices) on the same data
     edge_tokens: bool = False  # hand-built model: the edge-token front end (handcrafted.edge_tokens)
     data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
     out: str | None = None  # perturb.json path; None = RUN_DIR/perturb.json or runs/handcrafted-nN/
@@ -131,7 +131,7 @@ def load_target(cfg: SweepConfig):
         sizes = study_sizes_up_to(cfg.n)
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
-        return build_model(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
+        return build_bfs_transformer(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
     path = Path(cfg.model)
     if not path.exists():
         raise PerturbError(f"unknown model {cfg.model!r}: not 'handcrafted' and no such run directory or checkpoint")
@@ -269,7 +269,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> list[dict]:
     targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", base, description)]
     if cfg.with_handcrafted and cfg.model != "handcrafted":
         n = spec.max_vertices
-        targets.append(("handcrafted", build_model(n, edge_tokens=cfg.edge_tokens),
+        targets.append(("handcrafted", build_bfs_transformer(n, edge_tokens=cfg.edge_tokens),
                         {"model": "handcrafted", "n": n, "size": model_size(n, cfg.edge_tokens)}))
     eval_batch = sample(spec, cfg.eval_size, cfg.eval_seed).to(device)
     docs = []

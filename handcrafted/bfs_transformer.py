@@ -43,7 +43,7 @@ with biases, no LayerNorm, no attention biases) and the read-out is the same `Li
 What differs is the tokenization: the learned model reads one token per edge and a target
 token; this model reads one token per vertex, whose neighbour bits the front end sums from the
 edge list. That front end is a lookup plus a sum, not a learned-compatible embedding;
-`build_model(n, edge_tokens=True)` replaces it with a pure embedding lookup of edge tokens (each
+`build_bfs_transformer(n, edge_tokens=True)` replaces it with a pure embedding lookup of edge tokens (each
 edge one token, one-hot a + one-hot b, padding masked: the learned model's input format, plus
 vertex tokens) and one extra "gather" block that computes the neighbour bits inside the model
 (see handcrafted/edge_tokens.py; the stream gains `ends` and `gather`, n wide each: D = 5n + 5,
@@ -59,7 +59,7 @@ Size (`model_size(n)`; one head per layer, MLP width 5, tokens n + 1):
 | 32 | 33     | 101     | 32     | 473,250    |
 | 64 | 65     | 197     | 64     | 3,457,282  |
 
-Sharpness constants (explicit arguments of `build_model`): `beta_hop` (attention sharpness of
+Sharpness constants (explicit arguments of `build_bfs_transformer`): `beta_hop` (attention sharpness of
 the hop layers; exactness needs e^beta_hop > 4 n^2) and `beta_copy` (the copy layer; its error is
 at most n^2 e^-beta_copy). The defaults (20, 30) leave errors below 1e-8 per distance for n <= 64
 and in practice distances come out as exact integers in float32.
@@ -156,7 +156,7 @@ class BFSTransformer(nn.Module):
         Tokens 0..n-1 are vertices 1..n, token n the answer, then (edge_tokens) the edge slots."""
         if batch.max_vertices != self.n:
             raise ValueError(f"the hand-built model for n={self.n} scores data with max_vertices == {self.n}, "
-                             f"got max_vertices={batch.max_vertices}; build_model({batch.max_vertices}) instead")
+                             f"got max_vertices={batch.max_vertices}; build_bfs_transformer({batch.max_vertices}) instead")
         x, mask = self.front(batch)  # (B, T, D), (B, T)
         for block in self.blocks[:upto]:
             x = block(x, mask)
@@ -274,7 +274,7 @@ def load_block(block: nn.Module, weights: dict[str, torch.Tensor]) -> None:
 
 # ---- public entry points ------------------------------------------------------------------------
 
-def build_model(n: int, beta_hop: float = 20.0, beta_copy: float = 30.0, edge_tokens: bool = False,
+def build_bfs_transformer(n: int, beta_hop: float = 20.0, beta_copy: float = 30.0, edge_tokens: bool = False,
                 max_degree: int | None = None) -> BFSTransformer:
     """The exact BFS transformer for graphs with up to n vertices (targets 2..n), in eval mode.
     `edge_tokens=True`: neighbour sets computed in-model from edge tokens (handcrafted.edge_tokens);
@@ -283,7 +283,7 @@ def build_model(n: int, beta_hop: float = 20.0, beta_copy: float = 30.0, edge_to
 
 
 def model_size(n: int, edge_tokens: bool = False) -> dict[str, int]:
-    """Layers, heads, widths and parameter count of `build_model(n, edge_tokens=...)`, by formula."""
+    """Layers, heads, widths and parameter count of `build_bfs_transformer(n, edge_tokens=...)`, by formula."""
     check_size(n)
     D, E = (5 if edge_tokens else 3) * n + 5, n
     block = 4 * D * E + (D * HIDDEN + HIDDEN) + (HIDDEN * D + D)

@@ -1,6 +1,6 @@
 """Edge-token front end: the neighbour sets computed inside the model from edge tokens.
 
-With `build_model(n, edge_tokens=True)` the input is a pure embedding lookup, as in the learned
+With `build_bfs_transformer(n, edge_tokens=True)` the input is a pure embedding lookup, as in the learned
 model: each edge (a, b) is one token `edge_a[a] + edge_b[b]` (one-hot a and one-hot b, both in
 the `ends` section; padding rows (0, 0) and self-pairs are masked out of attention), each vertex
 id 1..n one token `vertex[v]`, plus the answer token `target[t]`. Tokens: n vertex tokens, the

@@ -9,7 +9,7 @@ import torch
 from data_gen import GraphBatch, GraphSpec, sample
 from data_gen.examples import hand_drawn_batch
 from data_gen.spec import FAMILIES, TARGET_MODES
-from handcrafted import build_model, model_size
+from handcrafted import build_bfs_transformer, model_size
 from oracle import batch_labels
 
 
@@ -46,7 +46,7 @@ def test_hand_drawn_table(edge_tokens):
     expected = batch.label.float()
     assert torch.equal(networkx_distances(batch), expected)  # the table agrees with networkx
     with torch.no_grad():
-        out = build_model(8, edge_tokens=edge_tokens)(batch)
+        out = build_bfs_transformer(8, edge_tokens=edge_tokens)(batch)
     assert (out - expected).abs().max().item() < 1e-3
     assert (out - expected).pow(2).mean().item() < 1e-6
 
@@ -54,7 +54,7 @@ def test_hand_drawn_table(edge_tokens):
 @pytest.mark.parametrize("n,size,edge_tokens", [(8, 2000, False), (15, 1200, False), (32, 400, False),
                                                 (8, 1000, True), (15, 500, True), (32, 150, True)])
 def test_exact_on_every_family_and_target_mode(n, size, edge_tokens):
-    model = build_model(n, edge_tokens=edge_tokens)
+    model = build_bfs_transformer(n, edge_tokens=edge_tokens)
     for index, (family, mode) in enumerate(itertools.product(FAMILIES, TARGET_MODES)):
         spec = GraphSpec(family=family, n_min=3, n_max=n, target=mode)
         batch = sample(spec, size, 1000 * n + index)
@@ -78,7 +78,7 @@ def test_every_graph_on_five_vertices(edge_tokens):
               for mask in range(1 << len(pairs)) for t in range(2, 6)]
     batch = make_batch(graphs, max_vertices=5)
     with torch.no_grad():
-        out = build_model(5, edge_tokens=edge_tokens)(batch)
+        out = build_bfs_transformer(5, edge_tokens=edge_tokens)(batch)
     assert torch.equal(out.round(), batch.label.float())
     assert (out - batch.label.float()).abs().max().item() < 1e-4
 
@@ -93,7 +93,7 @@ def test_mixed_sizes_padding_repeats_and_edge_order(edge_tokens):
     order = torch.stack([torch.randperm(wide.edges.shape[1], generator=generator) for _ in range(len(wide))])
     shuffled = GraphBatch(torch.gather(wide.edges, 1, order[..., None].expand(-1, -1, 2)), batch.num_vertices,
                           batch.target, batch.label, batch.path_length, batch.max_vertices)
-    model = build_model(10, edge_tokens=edge_tokens)
+    model = build_bfs_transformer(10, edge_tokens=edge_tokens)
     with torch.no_grad():
         out, out_wide, out_shuffled = model(batch), model(wide), model(shuffled)
     assert len(set(batch.num_vertices.tolist())) > 5
@@ -108,16 +108,16 @@ def test_mixed_sizes_padding_repeats_and_edge_order(edge_tokens):
 def test_wrong_max_vertices_is_refused():
     batch = sample(GraphSpec(n_min=3, n_max=6), 4, 0)
     with pytest.raises(ValueError, match="max_vertices"):
-        build_model(8)(batch)
+        build_bfs_transformer(8)(batch)
     for bad in (1, 65, 8.0, True):
         with pytest.raises(ValueError, match="n must be an integer"):
-            build_model(bad)
+            build_bfs_transformer(bad)
 
 
 @pytest.mark.parametrize("edge_tokens", [False, True])
 def test_size_table_and_named_parameters(edge_tokens):
     for n in (2, 5, 8, 15, 32):
-        model, size = build_model(n, edge_tokens=edge_tokens), model_size(n, edge_tokens)
+        model, size = build_bfs_transformer(n, edge_tokens=edge_tokens), model_size(n, edge_tokens)
         assert model.num_parameters() == size["parameters"]
         assert len(model.blocks) == size["layers"] == n + 1 + edge_tokens
         assert model.basis.width == size["width"] == (5 if edge_tokens else 3) * n + 5
@@ -130,7 +130,7 @@ def test_size_table_and_named_parameters(edge_tokens):
 def test_stream_reads_back_as_bfs():
     """After block l the count section holds min(dist, l) on every vertex token."""
     batch = sample(GraphSpec(n_min=3, n_max=7, target="any"), 200, 5)
-    model = build_model(7)
+    model = build_bfs_transformer(7)
     from data_gen.bfs import adjacency_bitsets, distances_from
     dist = torch.as_tensor(distances_from(adjacency_bitsets(batch.edges.numpy(), 7), 1, 7)[:, 1:])
     for layer in (0, 2, 7):
@@ -142,7 +142,7 @@ def test_stream_reads_back_as_bfs():
 
 
 def test_perturbed_weights_break_and_reset_restores():
-    model = build_model(6)
+    model = build_bfs_transformer(6)
     batch = sample(GraphSpec(n_min=3, n_max=6, target="any"), 300, 9)
     with torch.no_grad():
         model.blocks[2].attn.W_Q.zero_()
@@ -154,7 +154,7 @@ def test_perturbed_weights_break_and_reset_restores():
 def test_edge_tokens_gather_block_writes_the_neighbour_sets():
     """Block 0 of the edge-token model leaves exactly the lookup front end's neighbour bits."""
     batch = sample(GraphSpec(family="reference", n_min=3, n_max=9, target="any"), 300, 4)
-    lookup, edge = build_model(9), build_model(9, edge_tokens=True)
+    lookup, edge = build_bfs_transformer(9), build_bfs_transformer(9, edge_tokens=True)
     with torch.no_grad():
         want = lookup.basis.read(lookup.stream(batch, upto=0)[:, :9])["neighbours"]
         got = edge.basis.read(edge.stream(batch, upto=1)[:, :9])

@@ -8,7 +8,7 @@ import torch
 
 from data_gen import sample, study_presets
 from graphpath import perturb as P
-from handcrafted import build_model
+from handcrafted import build_bfs_transformer
 
 
 def data(n: int, size: int, seed: int):
@@ -18,7 +18,7 @@ def data(n: int, size: int, seed: int):
 
 @pytest.mark.parametrize("kind,group", [("all", None), ("group", "blocks.2.*")])
 def test_sigma_zero_changes_nothing(kind, group):
-    model = build_model(5)
+    model = build_bfs_transformer(5)
     _, batch = data(5, 400, 1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     loss_before = P.held_out_loss(model, batch)
@@ -29,7 +29,7 @@ def test_sigma_zero_changes_nothing(kind, group):
 
 
 def test_group_touches_only_its_parameters():
-    model = build_model(5)
+    model = build_bfs_transformer(5)
     before = {k: v.clone() for k, v in model.named_parameters()}
     touched = P.perturb_(model, "group", 0.5, seed=0, group="blocks.2.attn.*")
     assert set(touched) == {"blocks.2.attn.W_Q", "blocks.2.attn.W_K", "blocks.2.attn.W_V", "blocks.2.attn.W_O"}
@@ -41,22 +41,22 @@ def test_replace_raises_loss_and_is_seeded():
     _, batch = data(5, 400, 2)
     chosen = []
     for seed in range(4):
-        model = build_model(5)
+        model = build_bfs_transformer(5)
         (name,) = P.perturb_(model, "replace", 1.0, seed=seed)
         chosen.append(name)
         assert P.held_out_loss(model, batch) > 1e-2, name  # the study's perturbation hurts
-        twin = build_model(5)
+        twin = build_bfs_transformer(5)
         P.perturb_(twin, "replace", 1.0, seed=seed)
         assert torch.equal(dict(twin.named_parameters())[name], dict(model.named_parameters())[name])
     assert len(set(chosen)) > 1  # the seed picks the matrix
 
 
 def test_absolute_scale_draws_noise_of_that_size():
-    model = build_model(6)
+    model = build_bfs_transformer(6)
     (name,) = P.perturb_(model, "replace", 1.0, seed=5, scale="absolute")
     weight = dict(model.named_parameters())[name].detach()
     assert abs(weight.std().item() - 1.0) < 0.15 and abs(weight.mean().item()) < 0.15, name
-    twin = build_model(6)
+    twin = build_bfs_transformer(6)
     (same,) = P.perturb_(twin, "replace", 2.0, seed=5, scale="absolute")
     assert same == name and torch.allclose(dict(twin.named_parameters())[name].detach(), 2 * weight)
 
@@ -64,7 +64,7 @@ def test_absolute_scale_draws_noise_of_that_size():
 def test_recovery_brings_loss_down_on_handcrafted_n5():
     spec, eval_batch = data(5, 512, 20_000)
     cfg = P.SweepConfig(model="handcrafted", n=5, steps=60, eval_every=20, lr=3e-3, batch_size=128)
-    model = build_model(5)
+    model = build_bfs_transformer(5)
     P.perturb_(model, "replace", 0.3, seed=2)
     curve = P.recover(model, spec, eval_batch, cfg, seed=2, device=torch.device("cpu"))
     after, best = curve[0][1], min(loss for _, loss in curve[1:])
