@@ -39,9 +39,9 @@ from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
 from graphpath.metrics import mean_ci, rounded
-from graphpath.sweep import (Job, SweepError, SweepFailed, add_executor_options, config_text, executor_options,
-                             job_dir, require_complete, run_sweep)
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath.sweep import (Job, SweepError, add_executor_options, config_text, executor_options, job_dir,
+                             require_complete, run_study_cli, run_sweep)
+from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
@@ -418,14 +418,7 @@ def _main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    def body(args):
-        try:
-            return _main(args)
-        except SweepFailed as error:
-            print(f"python -m experiments.transfer: {error}", file=sys.stderr)
-            return 1
-
-    return run_cli("python -m experiments.transfer", body, argv, SweepError, SpecError)
+    return run_study_cli("python -m experiments.transfer", _main, argv, SpecError)
 
 
 if __name__ == "__main__":

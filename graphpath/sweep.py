@@ -426,17 +426,21 @@ def executor_options(args) -> dict:
                       "gpus_per_task": args.gpus_per_task}}
 
 
+def run_study_cli(prog: str, body, argv, *user_errors) -> int:
+    """graphpath_common.cli.run_cli for a command that runs a sweep: bad input exit 2 (one line),
+    failed jobs exit 1 (one line naming their logs), else body's status."""
+    def guarded(args):
+        try:
+            return body(args)
+        except SweepFailed as error:
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 1
+
+    return run_cli(prog, guarded, argv, SweepError, *user_errors)
+
+
 def main(argv=None) -> int:
-    code = run_cli("python -m graphpath.sweep", _sweep_main, argv, SweepError)
-    return code
-
-
-def _sweep_main(argv) -> int:
-    try:
-        return _main(argv)
-    except SweepFailed as error:
-        print(f"python -m graphpath.sweep: {error}", file=sys.stderr)
-        return 1
+    return run_study_cli("python -m graphpath.sweep", _main, argv)
 
 
 if __name__ == "__main__":
