@@ -87,7 +87,9 @@ TABLE: tuple[Split, ...] = (
     Split("heldout-perturb", "caller", 512, 20000,
           "graphpath.perturb / graphpath.basin: recovery curves (the sweep's data set, eval_size)"),
     Split("sample-llc", "caller", 2048, 30000, "graphpath.llc: the loss the SGLD chains sample (data_size)"),
-    Split("sample-inspect", "caller", 2048, 40000, "graphpath.inspect: probes, attention and patching (--size)"),
+    Split("sample-inspect", "caller", 2048, 40000,
+          "graphpath.inspect: probes, attention and patching (key 0, --size); on-path and any-target "
+          "graphs of the off-path analysis (keys 1 and 2)"),
     Split("mixture-tests", "caller", 1024, 50000,
           "experiments.mixture: the study's named test mixtures (key = crc32 of the test's name, test_size)"),
 )
@@ -177,7 +179,7 @@ def sample_grid(vocabulary: int, cell_size: int, rng: np.random.Generator) -> di
 
 
 def split_arrays(name: str, data: dict | None = None, *, spec: GraphSpec | None = None, size: int | None = None,
-                 draw: int = 0, seed: int | None = None) -> dict[str, np.ndarray]:
+                 draw: int = 0, key: int = 0, seed: int | None = None) -> dict[str, np.ndarray]:
     """The split's graphs as numpy arrays (`sample_arrays`' layout).
 
     `spec` is required for `caller` rows and must not be given for the others (their spec is the
@@ -189,24 +191,25 @@ def split_arrays(name: str, data: dict | None = None, *, spec: GraphSpec | None 
     if row.spec != "caller" and spec is not None:
         raise SpecError(f"split {name!r} has the table's spec ({row.spec}); give data sizes, not spec=")
     spec = spec if spec is not None else split_spec(name, data)
-    return draw_split(name, spec, row.size if size is None else size, draw, seed)
+    return draw_split(name, spec, row.size if size is None else size, draw, key, seed)
 
 
-def draw_split(name: str, spec: GraphSpec, size: int, draw: int = 0, seed: int | None = None) -> dict[str, np.ndarray]:
+def draw_split(name: str, spec: GraphSpec, size: int, draw: int = 0, key: int = 0,
+               seed: int | None = None) -> dict[str, np.ndarray]:
     """Draw the row's graphs for a spec already resolved (`split_spec`, or the caller's)."""
     if int(size) <= 0:
         raise SpecError(f"split {name!r}: size must be positive, got {size}")
-    rng = split_rng(name, draw, seed=seed)
+    rng = split_rng(name, draw, key, seed)
     if get_split(name).spec == "grid":
         return sample_grid(spec.max_vertices, int(size), rng)
     return sample_arrays(spec, int(size), rng)
 
 
 def split_batch(name: str, data: dict | None = None, *, spec: GraphSpec | None = None, size: int | None = None,
-                draw: int = 0, seed: int | None = None) -> GraphBatch:
+                draw: int = 0, key: int = 0, seed: int | None = None) -> GraphBatch:
     """The split's graphs as a GraphBatch (see `split_arrays`)."""
     spec_used = spec if spec is not None else split_spec(name, data)
-    return GraphBatch.from_numpy(split_arrays(name, data, spec=spec, size=size, draw=draw, seed=seed),
+    return GraphBatch.from_numpy(split_arrays(name, data, spec=spec, size=size, draw=draw, key=key, seed=seed),
                                  spec_used.max_vertices)
 
 

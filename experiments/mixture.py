@@ -32,6 +32,7 @@ from tqdm import tqdm
 from data_gen import SpecError
 from data_gen.mixture import Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, sample_mixture
 from data_gen.dataset import load_dataset
+from data_gen.splits import split_rng
 from graphpath.checkpoint import load_model
 from graphpath.eval_core import predict
 from graphpath_common.cli import ArgumentParser, run_cli
@@ -90,7 +91,7 @@ def families(mixture: Mixture) -> set:
 
 def run_study(study: dict, out: Path, progress: bool = True) -> dict:
     vocabulary = study["max_vertices"]
-    tests = {name: sample_mixture(m, study["test_size"], np.random.default_rng(zlib.crc32(name.encode())))
+    tests = {name: sample_mixture(m, study["test_size"], split_rng("mixture-tests", key=zlib.crc32(name.encode())))
              for name, m in study["_tests"].items()}
     jobs = [(seed, mix, m) for seed in study["seeds"] for mix in study["_mixtures"] for m in range(len(study["models"]))]
     raw = []

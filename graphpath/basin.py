@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data_gen import sample
+from data_gen.splits import split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
@@ -137,7 +137,7 @@ def _main(argv) -> int:
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     models, spec, out_dir = models_for(cfg, tuple(args.soft_betas))
-    eval_batch = sample(spec, cfg.eval_size, cfg.eval_seed).to(device)
+    eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
     llc_path = out_dir / "llc.json"
     llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
     results = {}

@@ -35,7 +35,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from data_gen import GraphBatch, sample, study_presets
+from data_gen import GraphBatch, study_presets
+from data_gen.splits import SPLITS, split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
 from graphpath_common.files import atomic_write_text
@@ -101,8 +102,8 @@ def offpath(model, presets: dict, size: int, seed: int, hops: int) -> dict:
     only), per stream point: within-k-hops accuracy (mean over v and k) and distance R^2 of a probe
     fitted within each group, the R^2 off path of the distance probe fitted on path ("transfer"),
     and the model's own MSE per group; `verdict` names which explanation the numbers support."""
-    on = sample(presets["test-onpath-large"], size, seed + 1).trim()
-    anyt = sample(presets["test-any-large"], 3 * size, seed + 2)
+    on = split_batch("sample-inspect", spec=presets["test-onpath-large"], size=size, key=1, seed=seed).trim()
+    anyt = split_batch("sample-inspect", spec=presets["test-any-large"], size=3 * size, key=2, seed=seed)
     off = anyt[(~P.on_path_targets(anyt)).nonzero().flatten()[:size]].trim()
     if len(off) < 16:
         return {"verdict": "too-few", "off_count": len(off)}
@@ -249,7 +250,7 @@ def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> di
                            "to probe")
     presets = study_presets(**info["data"])
     spec = presets["pretrain"]
-    batch = sample(spec, size, seed).trim()
+    batch = split_batch("sample-inspect", spec=spec, size=size, seed=seed).trim()
     hops = spec.max_vertices
     torch.manual_seed(seed)
     random = build_model(info["model_config"]).eval()
@@ -276,7 +277,8 @@ def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("run", help="run directory with checkpoints")
     parser.add_argument("--size", type=int, default=2048, help="graphs sampled (3/4 fit, 1/4 held out)")
-    parser.add_argument("--seed", type=int, default=40_000)
+    parser.add_argument("--seed", type=int, default=SPLITS["sample-inspect"].seed,
+                        help="seed of the inspected graphs (default: data_gen.splits' sample-inspect row)")
     parser.add_argument("--layers", nargs="+", help="stream points to probe (default all)")
     parser.add_argument("--out", help="default RUN_DIR/inspect.json")
     parser.add_argument("--threads", type=int, default=1)

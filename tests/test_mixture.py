@@ -8,6 +8,7 @@ import pytest
 
 from data_gen import load_dataset
 from data_gen.mixture import (Component, Mixture, MixtureError, build_mixture_dataset, coverage, sample_mixture)
+from data_gen.splits import split_rng
 from experiments.mixture import main
 
 TWO = Mixture((Component("reference", 3, 7, weight=0.3), Component("tree", 4, 8, d_min=2, d_max=4, weight=0.7)), 9)
@@ -129,7 +130,7 @@ def test_mixture_study_end_to_end(tmp_path):
     import zlib
 
     test = sample_mixture(M.from_dict("long", {"components": [{"family": "reference", "n_max": 5, "d_min": 3,
-                                                               "d_max": 4}]}, 6), 64, np.random.default_rng(zlib.crc32(b"long")))
+                                                               "d_max": 4}]}, 6), 64, split_rng("mixture-tests", key=zlib.crc32(b"long")))
     model, _ = load_model(out / "jobs" / "blend-model1-seed0")
     assert row["mse"] == pytest.approx(float(np.mean((predict(model, as_batch(test, 6)) - test["label"]) ** 2)))
     cell = next(c for c in doc["cells"] if (c["mixture"], c["test"]) == ("reference", "reference"))
