@@ -14,7 +14,8 @@ Output (`--out`, default runs/<name>): `jobs/` (graphpath.train run directories)
 whether the test's families are all in the mixture; and `analysis`: Spearman correlation of
 log MSE with coverage and with log N, and R^2 of log MSE ~ coverage, ~ log N, ~ both;
 figures `figures/mixture-coverage.html` (MSE vs coverage, per model size) and
-`figures/mixture-matrix.html` (mixtures x tests).
+`figures/mixture-matrix.html` (mixtures x tests) and `figures/mixture-size.html` (MSE vs log N per
+(mixture, test), coloured by coverage).
 
     python -m experiments.mixture                          # CPU default (experiments/mixture.toml)
     python -m experiments.mixture --config experiments/mixture-gpu.toml
@@ -184,7 +185,20 @@ def write_figures(doc: dict, folder: Path) -> list[str]:
           for t in tests] for mix in mixtures]
     matrix = go.Figure(go.Heatmap(z=np.log10(np.array(z)).tolist(), x=tests, y=mixtures, colorbar=dict(title="log10 MSE")))
     matrix.update_layout(title="log10 test MSE, largest model (rows: pre-training mixture)")
-    return [str(write_html(scatter, folder / "mixture-coverage.html")), str(write_html(matrix, folder / "mixture-matrix.html"))]
+    size = go.Figure()
+    ordered = sorted(doc["models"], key=lambda m: m["N"])
+    for mix in mixtures:
+        for t in tests:
+            row = [next(c for c in doc["cells"] if (c["mixture"], c["test"], c["model"]) == (mix, t, m["index"]))
+                   for m in ordered]
+            size.add_scatter(x=[m["N"] for m in ordered], y=[c["mse"]["mean"] for c in row], mode="lines+markers",
+                             name=f"{mix} -> {t}", text=[f"coverage {c['coverage']:.2f}" for c in row],
+                             marker=dict(color=[c["coverage"] for c in row], cmin=0, cmax=1, colorscale="Viridis"))
+    size.update_layout(title=f"Test MSE vs model size per (mixture, test); markers coloured by coverage (R^2 of log MSE: "
+                             f"log N {a['r2_log_N']}, coverage {a['r2_coverage']})",
+                       xaxis=dict(type="log", title="N (non-embedding parameters)"), yaxis=dict(type="log", title="MSE"))
+    return [str(write_html(scatter, folder / "mixture-coverage.html")), str(write_html(matrix, folder / "mixture-matrix.html")),
+            str(write_html(size, folder / "mixture-size.html"))]
 
 
 def _main(argv) -> int:
