@@ -26,6 +26,7 @@ return a replacement.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from data_gen import GraphBatch
 from graphpath_common.keys import reject_unknown_keys
 
 NORMS = ("pre", "post", "none")
+INITS = ("ours", "study")
 
 
 class ConfigError(ValueError):
@@ -56,6 +58,8 @@ class ModelConfig:
     d_ff: int | None = None  # MLP hidden width F; None = 4 * d_model
     norm: str = "pre"  # "pre" | "post" (the study's) | "none" (no LayerNorm at all)
     attn_bias: bool = False  # biases on Q, K, V and the attention output
+    init: str = "ours"  # "ours" (each block drawn afresh, scaled normals) | "study" (one block, PyTorch's
+    # default inits as in nn.TransformerEncoderLayer, deep-copied into every layer as nn.TransformerEncoder does)
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -79,6 +83,7 @@ class ModelConfig:
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
         need(self.norm in NORMS, f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         need(isinstance(self.attn_bias, bool), f"attn_bias must be true or false, got {self.attn_bias!r}")
+        need(self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -203,6 +208,29 @@ class TransformerBlock(nn.Module):
         return self.hook_resid_post(x)
 
 
+@torch.no_grad()
+def study_init_(block: TransformerBlock) -> TransformerBlock:
+    """Re-initialize `block` in place as nn.TransformerEncoderLayer initializes itself: the packed
+    Q/K/V projection (3*H*E, D) Xavier-uniform with zero bias, the output projection and both MLP
+    layers nn.Linear's default (Kaiming-uniform a=sqrt(5), so U(+-1/sqrt(fan_in))), the output
+    projection's bias zero, LayerNorm gains 1 and biases 0."""
+    attn = block.attn
+    H, D, E = attn.W_Q.shape
+    bound = math.sqrt(6.0 / (D + 3 * H * E))  # xavier_uniform_ on in_proj_weight: fan_in D, fan_out 3*H*E
+    for weight in (attn.W_Q, attn.W_K, attn.W_V):
+        weight.uniform_(-bound, bound)
+    attn.W_O.uniform_(-(H * E) ** -0.5, (H * E) ** -0.5)  # out_proj = nn.Linear(H*E, D)
+    for bias in (attn.b_Q, attn.b_K, attn.b_V, attn.b_O):
+        if bias is not None:
+            bias.zero_()
+    block.mlp.fc_in.reset_parameters()
+    block.mlp.fc_out.reset_parameters()
+    for norm in (block.ln1, block.ln2):
+        if isinstance(norm, nn.LayerNorm):
+            norm.reset_parameters()
+    return block
+
+
 class GraphTransformer(nn.Module):
     """Encoder-only transformer over edge tokens; `forward(batch) -> (B,)` float32 distances."""
 
@@ -214,9 +242,13 @@ class GraphTransformer(nn.Module):
         self.vertex_embed = nn.Embedding(c.max_vertices + 2, c.d_model // 2)  # (V, D/2)
         nn.init.normal_(self.vertex_embed.weight, std=1.0)
         self.hook_embed = HookPoint()  # (B, T, D) tokens before block 0
-        self.blocks = nn.ModuleList(
-            TransformerBlock(c.d_model, c.n_heads, c.d_head, c.d_ff, c.norm, c.attn_bias)
-            for _ in range(c.n_layers))
+        if c.init == "study":  # one layer, copied: every block starts identical
+            layer = study_init_(TransformerBlock(c.d_model, c.n_heads, c.d_head, c.d_ff, c.norm, c.attn_bias))
+            self.blocks = nn.ModuleList(copy.deepcopy(layer) for _ in range(c.n_layers))
+        else:
+            self.blocks = nn.ModuleList(
+                TransformerBlock(c.d_model, c.n_heads, c.d_head, c.d_ff, c.norm, c.attn_bias)
+                for _ in range(c.n_layers))
         self.ln_final = nn.LayerNorm(c.d_model) if c.norm == "pre" else nn.Identity()
         self.hook_final = HookPoint()  # (B, D) the target token's residual fed to the read-out
         self.readout = nn.Linear(c.d_model, 1)
