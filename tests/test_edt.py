@@ -139,3 +139,13 @@ def test_edt_study_end_to_end(tmp_path):
     assert (job / "metrics.jsonl").read_bytes() == before
     path.write_text(TINY_STUDY.replace("lr = 1e-3", "lr = 2e-3"))
     assert main(["--config", str(path), "--out", str(out), "--quiet"]) == 2  # never mixes two configs
+
+
+@pytest.mark.parametrize("preset", ["edt.toml", "edt-gpu.toml"])
+def test_presets_load(preset):
+    from pathlib import Path
+
+    from experiments.edt import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "experiments" / preset)
+    assert len(study["models"]) >= 3 and len(study["seeds"]) >= 2 and len(study["data_sizes"]) >= 3

@@ -137,3 +137,14 @@ def test_mixture_study_end_to_end(tmp_path):
     assert cell["families_in_mixture"] and cell["coverage"] > 0.9
     assert set(doc["analysis"]) >= {"spearman_log_mse_vs_coverage", "r2_coverage", "r2_log_N"}
     assert (out / "figures" / "mixture-coverage.html").is_file()
+
+
+@pytest.mark.parametrize("preset", ["mixture.toml", "mixture-gpu.toml"])
+def test_presets_load(preset):
+    from pathlib import Path
+
+    from experiments.mixture import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "experiments" / preset)
+    assert len(study["models"]) >= 2 and len(study["seeds"]) >= 2
+    assert all(abs(sum(c.weight for c in m.components) - 1) < 1e-9 for m in study["_mixtures"].values())

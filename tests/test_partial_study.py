@@ -41,6 +41,7 @@ checkpoint_every = 1000
     (("ranks = [2]", "ranks = [0]"), "ranks must be positive integers"),
     (('sets = ["finetune", "shift-tree"]', 'sets = ["nowhere"]'), "unknown set"),
     (("seeds = [0, 1]", "seeds = [0]\nbodies = [\"warm\"]"), "unknown body"),
+    (("eval_size = 64", "eval_size = 8"), "eval_size must be an integer >= 16"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     path = tmp_path / "study.toml"
@@ -71,3 +72,14 @@ def test_partial_study_end_to_end(tmp_path):
     for row in doc["variants"]:
         assert set(row["sets"]) == {"finetune", "shift-tree"} and row["finetune_loss"]["n"] == 2
     assert (out / "figures" / "partial-finetune.html").is_file()
+
+
+@pytest.mark.parametrize("preset", ["partial.toml", "partial-gpu.toml"])
+def test_presets_load(preset):
+    from pathlib import Path
+
+    from experiments.partial import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "experiments" / preset)
+    assert set(study["modes"]) == {"full", "norm-embed", "readout", "lora"} and "random" in study["bodies"]
+    assert len(study["seeds"]) >= 2 and study["ranks"]
