@@ -12,7 +12,6 @@ study's before/after numbers. `graphpath.train` calls `evaluate_run(run_dir)` at
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
 
@@ -34,6 +34,7 @@ from .eval_plots import write_figures
 from .eval_probes import line_probe
 from .eval_sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
 
+PROG = "python -m graphpath.evaluate"
 SCHEMA_VERSION = 1
 DEFAULT_SIZE = 4096  # graphs per set
 DEFAULT_GRID_SIZE = 256  # graphs per (n, t) grid cell
@@ -321,7 +322,7 @@ def evaluate_run(run_dir, **options) -> dict:
 # ---- command line --------------------------------------------------------------------------------
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m graphpath.evaluate", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", nargs="?", type=Path, help="a run directory (final checkpoint + data spec)")
     parser.add_argument("--runs", nargs="+", type=Path, default=[], help="several runs (seeds) to pool")
     parser.add_argument("--model", choices=("learned", "handcrafted"), default="learned",
@@ -392,12 +393,11 @@ def run(args) -> Path:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except EvalError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(PROG, _main, argv, EvalError)
+
+
+def _main(argv) -> int:
+    run(parse_args(argv))
     return 0
 
 

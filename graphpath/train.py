@@ -34,7 +34,7 @@ from .model import GraphTransformer
 from .partial import prepare_finetune
 from .evaluate import EvalError, evaluate_run
 from .phases import detect_phase_changes
-from .trainer import MetricsLog, Runtime, TrainingDiverged, evaluate, heldout_set, latest_checkpoint, train_stage
+from .trainer import MetricsLog, Runtime, TrainingDiverged, heldout_set, latest_checkpoint, score_heldout, train_stage
 
 PROG = "python -m graphpath.train"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "small.toml"
@@ -204,7 +204,7 @@ def run(args, overrides) -> int:
         model = wrap(model, runtime)
         if name == "finetune" and resume_from is None and runtime.main:
             heldout = heldout_set(config, presets["finetune"], "finetune", config.finetune)
-            before, labels, _ = evaluate(unwrap(model), heldout, config.finetune.buckets, runtime)
+            before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime)
             MetricsLog(out / "metrics.jsonl", True).write(
                 {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
                  "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})

@@ -28,6 +28,7 @@ from graphpath_common.files import atomic_write_text
 from .checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
 from .config import PRECISIONS, ConfigError, RunConfig, StageConfig
+from .eval_core import predict
 from .feed import DataError, make_feed, stage_seed
 from .model import GraphTransformer
 
@@ -115,7 +116,7 @@ def continue_optimizer(optimizer: torch.optim.Optimizer, pretrain_json: Path, st
         group.update(lr=lr, initial_lr=lr, weight_decay=weight_decay, betas=betas)
 
 
-def make_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
+def stage_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices and embeddings only (not on biases or LayerNorm gains)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
@@ -151,20 +152,12 @@ def label_counts(sums: torch.Tensor) -> dict[str, int]:
     return {str(label): int(counts[label]) for label in range(len(counts)) if counts[label] > 0}
 
 
-@torch.no_grad()
-def evaluate(model, data: GraphBatch, buckets: int, runtime: Runtime, chunk: int = 8192):
-    """(mse, per-label mse, predictions (B,) on CPU) of `model` on a held-out set."""
-    was_training = model.training
-    model.eval()
-    preds = []
-    for start in range(0, len(data), chunk):
-        part = data[start:start + chunk].to(runtime.device)
-        with runtime.autocast():
-            preds.append(model(part, buckets=buckets).float().cpu())
-    model.train(was_training)
-    pred = torch.cat(preds)
-    sums = label_sums(pred, data.label, data.max_vertices)
-    return float(F.mse_loss(pred, data.label.float())), per_label(sums), pred
+def score_heldout(model, data: GraphBatch, buckets: int, runtime: Runtime) -> tuple[float, dict[str, float]]:
+    """(mse, per-label mse) of `model` on a held-out set, through the package's one inference loop
+    (`eval_core.predict`) under the runtime's autocast and the stage's edge-count buckets."""
+    pred = torch.from_numpy(predict(model, data, runtime.device, chunk=8192, autocast=runtime.autocast,
+                                    buckets=buckets))  # (B,) float64
+    return float(((pred - data.label.double()) ** 2).mean()), per_label(label_sums(pred, data.label, data.max_vertices))
 
 
 class MetricsLog:
@@ -220,7 +213,7 @@ class StageLoop:
         self.runtime = runtime.with_precision(stage.precision)
         self.ckpt_dir = run_dir / "checkpoints"
         self.metrics = MetricsLog(run_dir / "metrics.jsonl", runtime.main)
-        self.optimizer = make_optimizer(self.base, stage)
+        self.optimizer = stage_optimizer(self.base, stage)
         if stage_name == "finetune" and stage.optimizer == "continue" and resume_from is None:
             continue_optimizer(self.optimizer, find_checkpoint(self.ckpt_dir / "pretrain-final.json"), stage)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage))
@@ -283,7 +276,7 @@ class StageLoop:
                   "label_loss": per_label(self.sums), "label_count": label_counts(self.sums), "lr": lr,
                   "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
         if with_eval and self.runtime.main:
-            self.eval_loss, eval_labels, _ = evaluate(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
         self.metrics.write(record)
         self.sums.zero_()

@@ -10,7 +10,7 @@ from graphpath.checkpoint import load_model
 from graphpath.config import ConfigError, from_dict
 from graphpath.model import GraphTransformer, ModelConfig
 from graphpath.train import main
-from graphpath.trainer import Runtime, compute_loss, make_optimizer
+from graphpath.trainer import Runtime, compute_loss, stage_optimizer
 from graphpath.config import StageConfig
 
 CONFIGS = [ModelConfig(max_vertices=6, d_model=16, n_layers=2, n_heads=2),
@@ -46,7 +46,7 @@ def test_frozen_tensors_bit_identical_after_training(mode, rank):
     frozen = partial.frozen_snapshot(model)
     trained = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     assert frozen and trained
-    optimizer = make_optimizer(model, StageConfig(lr=1e-2, weight_decay=0.1))
+    optimizer = stage_optimizer(model, StageConfig(lr=1e-2, weight_decay=0.1))
     for step in range(4):
         loss, _ = compute_loss(model, batch(step), 2, Runtime(torch.device("cpu")))
         optimizer.zero_grad()

@@ -8,21 +8,17 @@ import graphpath.train as train_cli
 from data_gen import study_presets
 from graphpath_common.toml import tomllib
 from graphpath.checkpoint import load_model
+from graphpath.evaluate import evaluate_run
 
 
 @pytest.mark.slow
 def test_default_command_at_a_reduced_size(tmp_path, monkeypatch):
     scored = {}
-    try:
-        from graphpath.evaluate import evaluate_run
-    except ImportError:  # the evaluator is a separate part; without it only training is checked
-        evaluate_run = None
 
     def small_score(out, device):
         scored["out"] = out
-        if evaluate_run is not None:
-            evaluate_run(out, device=str(device), size=256, grid_size=16, sets=["study"], cache_dir=None,
-                         progress=False, figures=False)
+        evaluate_run(out, device=str(device), size=256, grid_size=16, sets=["study"], cache_dir=None,
+                     progress=False, figures=False)
 
     monkeypatch.setattr(train_cli, "score", small_score)
     monkeypatch.setenv("GRAPHPATH_NO_PNG", "1")  # PNG export is exercised separately; keep this fast
@@ -38,7 +34,8 @@ def test_default_command_at_a_reduced_size(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     assert code == 0 and scored["out"] == out
     config = tomllib.loads((out / "config.toml").read_text())
-    assert set(study_presets(**config["data"])) >= {"pretrain", "finetune"}
+    presets = study_presets(**config["data"])  # the resolved [data] table rebuilds small.toml's sizes
+    assert (presets["pretrain"].max_vertices, presets["finetune"].n_max) == (8, 5)
     assert config["data"]["n_max"] == 8 and config["train"]["steps"] == 60
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if m["stage"] == "pretrain"] == list(range(10, 61, 10))
@@ -51,5 +48,6 @@ def test_default_command_at_a_reduced_size(tmp_path, monkeypatch):
     assert info["stage"] == "finetune" and info["step"] == 10 and model.config.n_layers == 2
     for name in ("loss", "label_loss-pretrain", "confusion-pretrain", "label_loss-finetune", "confusion-finetune"):
         assert (out / "figures" / f"{name}.html").is_file()
-    if evaluate_run is not None:
-        assert (out / "eval.json").is_file()
+    doc = json.loads((out / "eval.json").read_text())
+    learned = doc["models"]["learned"]["results"]
+    assert learned["pretrain"]["count"] == 256 and 0 <= learned["pretrain"]["accuracy"] <= 1
