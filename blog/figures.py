@@ -126,8 +126,14 @@ def fig_sets(run: Run) -> Html:
     shown = [escape(n) for n in names]  # plotly reads <b>, <a> in labels: run text is escaped
     fig = go.Figure()
     y, text, up, down = _bar_values(sets, names)
-    fig.add_trace(go.Bar(x=shown, y=y, text=text, name="learned (this run)",
+    fig.add_trace(go.Bar(x=shown, y=y, text=text, name="learned, final (this run)",
                          error_y=dict(type="data", symmetric=False, array=up, arrayminus=down)))
+    pretrained = run.eval.get("models", {}).get("learned-pretrain", {}).get("results") or {}
+    if pretrained:  # the study's pre-train number is of the model before fine-tuning
+        y, text, up, down = _bar_values(pretrained, names)
+        fig.add_trace(go.Bar(x=shown, y=y, text=text, name="learned, pre-training checkpoint",
+                             marker_color="#9467bd",
+                             error_y=dict(type="data", symmetric=False, array=up, arrayminus=down)))
     handcrafted = run.eval.get("models", {}).get("handcrafted", {}).get("results") or {}
     if handcrafted:
         y, text, _, _ = _bar_values(handcrafted, names)
@@ -142,7 +148,9 @@ def fig_sets(run: Run) -> Html:
                       barmode="group", margin=dict(t=30), legend=dict(orientation="h", y=1.08))
     fig.update_traces(selector=dict(type="bar"), textposition="outside", cliponaxis=False)
     return plotly_figure(fig, "sets", "MSE on every evaluation set: the learned model (with 95% "
-                         "CI), the hand-built model where it was scored (an exact 0 is drawn at "
+                         "CI; on the pre-train and fine-tune sets also its pre-training checkpoint, "
+                         "which the study's pre-train number describes), the hand-built model where "
+                         "it was scored (an exact 0 is drawn at "
                          f"{FLOOR:g}), and the study's reported value (diamonds).")
 
 

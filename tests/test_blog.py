@@ -92,8 +92,8 @@ def test_handcrafted_size_and_stream_table(run_copy, tmp_path):
     import handcrafted
     size = handcrafted.model_size(8)
     sections = handcrafted.stream_basis(8).sections
-    edit_json(run_copy / "eval.json", lambda d: d["models"]["handcrafted"]["info"].append(
-        {**size, "stream": [list(section) for section in sections]}))
+    edit_json(run_copy / "eval.json", lambda d: d["models"]["handcrafted"].update(
+        info=[{**size, "stream": [list(section) for section in sections]}]))  # the [name, width] form
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert f"{size['layers']} layers of\n{size['heads_per_layer']} attention head(s)" in html
     assert f"{size['parameters']:,} parameters" in html
@@ -137,7 +137,7 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
 
 def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 2  # no hand-built size in eval.json, no inspect.json
+    assert html.count('class="not-run"') == 1  # no inspect.json
     for path in run_copy.glob("perturb*.json"):
         path.unlink()
     edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
@@ -167,11 +167,12 @@ def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
                 "settings": {"eps": 1e-5, "gamma": 1000.0, "chains": 4}}
     (run_copy / "llc.json").write_text(json.dumps({"models": {"pretrain": {"parameter_count": 99, "estimate": estimate}}}))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 1 and "probes-plot" in html
+    assert html.count('class="not-run"') == 0 and "probes-plot" in html
     assert "12.5" in html and "[0.1, 0.15]" in html and "within k hops" in html
     assert "<td>learned (pretrain)</td><td>[0.1, 0.15]</td><td>2</td><td>—</td><td>12.5 ± 1</td>" in html
     off = json.loads((run_copy / "inspect.json").read_text())["offpath"]
     assert f"{blog.values.fmt(off['mse_off'])} when it is not" in html
+    assert "hops-heatmap-plot" in html and "k = 0: never;" in html  # k = 0 is trivial: no probe beats random init
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):
@@ -259,3 +260,46 @@ def test_markdown_math_and_values():
 def test_fmt():
     assert fmt(0.001623) == "0.001623" and fmt(61.44) == "61.44" and fmt(72.871) == "72.87"
     assert fmt(3.14e8) == "3.140 × 10⁸" and fmt(2e-8) == "2.000 × 10⁻⁸"
+
+
+def _plot_data(html: str, fig_id: str) -> list[dict]:
+    start = html.index(f'Plotly.newPlot("{fig_id}-plot", ') + len(f'Plotly.newPlot("{fig_id}-plot", ')
+    return json.JSONDecoder().raw_decode(html[start:])[0]
+
+
+def test_raw_outputs_and_line_probe_come_from_eval_json(run_copy, tmp_path):
+    doc = json.loads((run_copy / "eval.json").read_text())
+    probe = doc["line_probe"]
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    lines = {trace["name"]: trace for trace in _plot_data(html, "line-probe")}
+    assert lines["true length (y = x)"]["y"] == probe["lengths"]
+    assert lines["hand-built"]["y"] == pytest.approx(probe["lengths"], abs=1e-4)  # exact on every path
+    assert lines["fine-tuned"]["y"] == probe["models"]["learned"]["answers"]
+    assert "the hand-built model answers 7 and rounds to the right length on 7 of 7" in html
+    heatmaps = _plot_data(html, "raw-outputs")
+    assert len(heatmaps) == len(doc["sets"]) + len(doc["models"]["learned-pretrain"]["results"])
+    first = doc["sets"][next(iter(doc["sets"]))]["raw_histogram"]
+    column = [row[0] for row in heatmaps[0]["z"]]  # label 1's column, log10 of its fractions
+    assert [10 ** z if z is not None else 0 for z in column] == pytest.approx(first["fraction"][0], abs=1e-9)
+
+
+def test_the_pretrain_bar_is_the_pretraining_checkpoint(run_copy, tmp_path):
+    edit_json(run_copy / "eval.json", lambda d: d["models"]["learned-pretrain"]["results"]["pretrain"].update(mse=0.0042))
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    bars = {trace["name"]: trace for trace in _plot_data(html, "sets")}
+    pre = bars["learned, pre-training checkpoint"]
+    assert pre["y"][pre["x"].index("pretrain")] == 0.0042 and pre["text"][pre["x"].index("pretrain")] == "0.0042"
+    assert bars["learned, final (this run)"]["y"][0] != 0.0042
+
+
+def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_path):
+    def strip(doc):
+        doc.pop("line_probe")
+        for model in doc["models"].values():
+            for block in model["results"].values():
+                block.pop("raw_histogram")
+        for block in doc["sets"].values():
+            block.pop("raw_histogram")
+    edit_json(run_copy / "eval.json", strip)
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert 'id="raw-outputs"' not in html and 'id="line-probe"' not in html and "{{" not in html
