@@ -4,6 +4,8 @@
     inspect_summary  Text    probes at the last layer against the random-init baseline and the
                              hand-built reference; attention along edges; patching
     fig_probes       plotly  probe accuracy / R^2 per layer, trained vs random init
+    hops_by_layer    Text    per k, the first layer whose within-k-hops probe beats random init
+    fig_hops_heatmap plotly  within-k-hops accuracy minus random init, per layer and k
     offpath_summary  Text    the fine-tuned model's probes on on-path vs off-path targets and what
                              they say about why off-path targets fail
     llc_summary      Text    LLC per model with its calibration and diagnostics
@@ -101,6 +103,41 @@ def offpath_summary(run: Run) -> Text:
         + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
 
 
+MARGIN = 0.02  # accuracy over the random-init probe that counts as "knows"
+
+
+def _layer_label(name: str) -> str:
+    return "embed" if "embed" in name else name.split(".")[1]
+
+
+def hops_by_layer(run: Run) -> Text:
+    doc = _read(run, "inspect.json")
+    trained, random = doc["trained"], doc["random"]
+    parts = []
+    for k in doc["hops_k"]:
+        first = next((layer for layer, a, r in zip(trained["layers"], trained["hops"], random["hops"])
+                      if a[k] is not None and r[k] is not None and a[k] >= r[k] + MARGIN), None)
+        label = None if first is None else _layer_label(first)
+        parts.append(f"k = {k}: {'never' if label is None else label if label == 'embed' else 'block ' + label}")
+    return Text(f"the first stream point where the within-k-hops probe beats the random-init probe by "
+                f"{MARGIN} or more — {'; '.join(parts)} (“embed” is before block 0; the hand-built model "
+                f"needs block k for k hops)")
+
+
+def fig_hops_heatmap(run: Run) -> Html:
+    doc = _read(run, "inspect.json")
+    trained, random = doc["trained"], doc["random"]
+    z = [[None if a is None or r is None else a - r for a, r in zip(row, base)]
+         for row, base in zip(trained["hops"], random["hops"])]
+    fig = go.Figure(go.Heatmap(z=[list(col) for col in zip(*z)], x=[_layer_label(l) for l in trained["layers"]],
+                               y=[f"k = {k}" for k in doc["hops_k"]], colorscale="RdBu", zmid=0,
+                               colorbar=dict(title="Δ accuracy")))
+    fig.update_layout(template=TEMPLATE, height=320, margin=dict(t=20), xaxis_title="stream point (block)",
+                      yaxis_title="hops")
+    return plotly_figure(fig, "hops-heatmap", "Held-out accuracy of the “v within k hops of vertex 1” probes, "
+                                              "trained model minus random init, per layer and k (mean over v).")
+
+
 def llc_summary(run: Run) -> Text:
     doc = _read(run, "llc.json")
     parts = []
@@ -154,4 +191,5 @@ def table_basin_llc(run: Run) -> Html:
 
 
 INSIDE = {"inspect_summary": inspect_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
-          "basin_summary": basin_summary, "offpath_summary": offpath_summary, "table_basin_llc": table_basin_llc}
+          "basin_summary": basin_summary, "offpath_summary": offpath_summary, "table_basin_llc": table_basin_llc,
+          "hops_by_layer": hops_by_layer, "fig_hops_heatmap": fig_hops_heatmap}
