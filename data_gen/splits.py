@@ -135,8 +135,11 @@ def split_spec(name: str, data: dict | None = None) -> GraphSpec:
 
 def split_seed_sequence(name: str, draw: int = 0, key: int = 0, seed: int | None = None) -> np.random.SeedSequence:
     """The row's stream; `seed` replaces the table's (a tool's --seed), still in the split domain."""
-    base = get_split(name).seed if seed is None else int(seed)
-    return np.random.SeedSequence([base, SPLIT_DOMAIN, int(draw), int(key)])
+    base = get_split(name).seed if seed is None else seed
+    for what, value in (("seed", base), ("draw", draw), ("key", key)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise SpecError(f"split {name!r}: {what} must be an integer >= 0, got {value!r}")
+    return np.random.SeedSequence([int(base), SPLIT_DOMAIN, int(draw), int(key)])
 
 
 def split_rng(name: str, draw: int = 0, key: int = 0, seed: int | None = None) -> np.random.Generator:

@@ -286,6 +286,8 @@ def _main(argv) -> int:
     args = parser.parse_args(argv)
     if args.size < 16:
         raise InspectError(f"--size must be >= 16, got {args.size}")
+    if args.seed < 0:
+        raise InspectError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     run = Path(args.run)
     doc = inspect_run(run, args.size, args.seed, args.layers)

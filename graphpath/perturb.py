@@ -101,6 +101,8 @@ class SweepConfig:
         need(all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.sigmas),
              f"every sigma must be a finite number >= 0, got {self.sigmas}")
         need(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"seeds must be integers >= 0, got {self.seeds}")
+        need(isinstance(self.eval_seed, int) and self.eval_seed >= 0,
+             f"eval_seed must be an integer >= 0, got {self.eval_seed!r}")
         for name in ("steps", "batch_size", "eval_size", "eval_every", "threads"):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")

@@ -169,3 +169,14 @@ def test_contracts_lists_every_row():
         if len(cells) == 5 and cells[0] in SPLITS:
             documented[cells[0]] = (cells[1], int(cells[2].split()[0]), int(cells[3]))
     assert documented == {s.name: (s.spec, s.size, s.seed) for s in TABLE}
+
+
+def test_negative_or_non_integer_seeds_are_one_line_errors():
+    from graphpath.perturb import PerturbError
+
+    for options, needle in ((dict(seed=-1), "seed must be"), (dict(draw=-2), "draw must be"),
+                            (dict(key=1.5), "key must be"), (dict(seed=True), "seed must be")):
+        with pytest.raises(SpecError, match=needle):
+            split_rng("pretrain", **options)
+    with pytest.raises(PerturbError, match="eval_seed must be an integer >= 0"):
+        SweepConfig(model="handcrafted", n=5, eval_seed=-1)
