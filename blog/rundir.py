@@ -6,12 +6,16 @@ The blog never trains and never imports the model code: everything it shows is r
 on or off.
 
     required   config.toml, metrics.jsonl, phases.json, eval.json
+    group      a directory of seed runs (`graphpath.train --seeds`: seed-<k>/ each a run, the pooled
+               eval.json, report.md and config.toml beside them): metrics, phases and checkpoints
+               are the first seed's, every result the pooled eval.json's
     optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json),
                studies/*/edt.json, partial.json, mixture.json (python -m experiments.* --out RUN_DIR/studies/NAME)
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +42,12 @@ class Run:
     eval: dict
     perturb: list[dict]  # perturb.json first, then perturb-*.json by name; empty if none
     studies: dict = field(default_factory=dict)  # {"edt"|"partial"|"mixture": studies/*/<kind>.json}
+    seed_runs: tuple = ()  # a group's seed-<k> run directories, by seed; () for a single run
+
+    @property
+    def model_dir(self) -> Path:
+        """Where the training files (metrics, phases, checkpoints/) are: the first seed's run for a group."""
+        return self.seed_runs[0] if self.seed_runs else self.path
 
     def stage_metrics(self, stage: str) -> list[dict]:
         return [row for row in self.metrics if row.get("stage") == stage]
@@ -86,14 +96,31 @@ def _read_toml(path: Path) -> dict:
         raise RunDirError(f"{path} is not valid TOML ({err})") from None
 
 
+SEED_DIR = re.compile(r"^seed-(\d+)$")
+
+
+def seed_runs(path: Path) -> tuple:
+    """A group's seed run directories (seed-<k>/ holding config.toml), by seed; () when `path` has
+    checkpoints of its own or no seed runs."""
+    if (path / "checkpoints").is_dir():
+        return ()
+    found = [(int(m.group(1)), child) for child in path.iterdir()
+             if child.is_dir() and (m := SEED_DIR.match(child.name)) and (child / "config.toml").is_file()]
+    return tuple(child for _, child in sorted(found))
+
+
 def load_run(path: str | Path) -> Run:
-    """Reads and lightly checks a run directory; raises RunDirError with a one-line message."""
+    """Reads and lightly checks a run directory (or a group of seed runs); raises RunDirError with a
+    one-line message."""
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"run directory {path} does not exist")
     if not path.is_dir():
         raise RunDirError(f"{path} is not a directory (expected a run directory such as runs/NAME)")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    seeds = seed_runs(path)
+    training = seeds[0] if seeds else path
+    missing = [name for name in REQUIRED_FILES
+               if not ((training if name in ("metrics.jsonl", "phases.json") else path) / name).is_file()]
     if missing:
         raise RunDirError(f"run directory {path} is incomplete: missing {', '.join(missing)} "
                           "(run `python -m graphpath.train` and `python -m graphpath.evaluate` first)")
@@ -101,11 +128,11 @@ def load_run(path: str | Path) -> Run:
     perturb_files = sorted(path.glob("perturb*.json"), key=lambda p: (p.name != "perturb.json", p.name))
     name = config.get("name") if isinstance(config.get("name"), str) else path.resolve().name
     return Run(path=path, name=name, config=config,
-               metrics=_read_jsonl(path / "metrics.jsonl"),
-               phases=_read_json(path / "phases.json"),
+               metrics=_read_jsonl(training / "metrics.jsonl"),
+               phases=_read_json(training / "phases.json"),
                eval=_read_json(path / "eval.json"),
                perturb=[_read_json(file) for file in perturb_files],
-               studies=_read_studies(path))
+               studies=_read_studies(path), seed_runs=seeds)
 
 
 STUDY_KINDS = ("edt", "partial", "mixture")

@@ -74,7 +74,7 @@ def _parameter_count(weights: Path) -> int:
 
 def model_parameters(run: Run) -> Text:
     for stage in ("finetune", "pretrain"):
-        weights = run.path / "checkpoints" / f"{stage}-final.safetensors"
+        weights = run.model_dir / "checkpoints" / f"{stage}-final.safetensors"
         if weights.is_file():
             return Text(count(_parameter_count(weights)))
     raise LookupError("no checkpoints/<stage>-final.safetensors")

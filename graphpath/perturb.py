@@ -18,7 +18,9 @@ different sigmas differ only in the noise's size.
 
 Models: `--model handcrafted --n N` (the hand-built BFS transformer; data: the study presets at
 size N, default set `test-any-large`, any target) or `--model runs/NAME` (a learned run's final
-checkpoint; data: `study_presets(**info["data"])`, default set `pretrain`).
+checkpoint; data: `study_presets(**info["data"])`, default set `pretrain`). For a group of seeds
+(`graphpath.train --seeds`, runs/NAME/seed-<k>/) the first seed's model is perturbed and the
+results go to runs/NAME/perturb.json.
 """
 from __future__ import annotations
 
@@ -48,6 +50,7 @@ from handcrafted import build_bfs_transformer, model_size
 from .checkpoint import CheckpointError, load_model
 from .eval_core import predict
 from .perturb_plots import write_figures
+from .rungroup import first_run
 
 KINDS = ("replace", "all", "group")
 SCALES = ("relative", "absolute")
@@ -139,7 +142,7 @@ def load_target(cfg: SweepConfig):
     if not path.exists():
         raise PerturbError(f"unknown model {cfg.model!r}: not 'handcrafted' and no such run directory or checkpoint")
     try:
-        model, info = load_model(path)
+        model, info = load_model(first_run(path))  # a group of seeds: its first seed's model
         spec = study_presets(**info["data"])[cfg.data or "pretrain"]
     except (CheckpointError, TypeError, ValueError, KeyError) as error:
         raise PerturbError(f"checkpoint {path}: {error}") from None
@@ -147,7 +150,7 @@ def load_target(cfg: SweepConfig):
     if max_vertices != spec.max_vertices:
         raise PerturbError(f"checkpoint {path} was built for max_vertices={max_vertices} but its data "
                            f"spec has max_vertices={spec.max_vertices}")
-    description = {"model": str(path), "step": info.get("step"), "stage": info.get("stage"),
+    description = {"model": str(first_run(path)), "step": info.get("step"), "stage": info.get("stage"),
                    "model_config": info["model_config"], "data_sizes": info["data"]}
     return model, spec, description, path if path.is_dir() else path.parent.parent
 

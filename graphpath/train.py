@@ -10,14 +10,19 @@ Examples:
     python -m graphpath.train --config experiments/paper.toml --device cuda
     python -m graphpath.train --train.lr 5e-4 --model.n_layers 4 --out runs/try
     python -m graphpath.train --out runs/small --resume         # continue an interrupted run
+    python -m graphpath.train --seeds 0,1,2                     # runs/small/seed-{0,1,2}, scored pooled
     torchrun --nproc-per-node 4 -m graphpath.train --config experiments/paper.toml
 
 Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, model, train =
 pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
+`--seeds 0,1,2` trains the config once per seed into OUT/seed-<k>/ (an ordinary run directory
+each) and scores them together into OUT/eval.json and OUT/report.md (means with 95% CIs over the
+seeds, each seed's numbers kept); see graphpath/rungroup.py.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -32,9 +37,12 @@ from .config import ConfigError, RunConfig, load_config, stage_specs, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .partial import prepare_finetune
-from .evaluate import EvalError, evaluate_run
+from .rungroup import seed_dir
+from .evaluate import EvalError, evaluate_run, write_outputs
+from .evaluate import evaluate as evaluate_runs
 from .phases import detect_phase_changes
-from .trainer import MetricsLog, Runtime, TrainingDiverged, heldout_set, latest_checkpoint, score_heldout, train_stage
+from .trainer import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
+                      heldout_set, latest_checkpoint, score_heldout, train_stage)
 
 PROG = "python -m graphpath.train"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "small.toml"
@@ -58,6 +66,8 @@ def parse_args(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint (finished stages are skipped)")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
+    parser.add_argument("--seeds", default=None, metavar="K,K,...",
+                        help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
     parser.add_argument("--name", default=None, help="override the config's run name")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
@@ -93,7 +103,22 @@ def parse_args(argv):
         raise UsageError("--threads must be a positive integer")
     if args.stop_after is not None and args.stop_after <= 0:
         raise UsageError("--stop-after must be a positive number of steps")
+    args.seeds = parse_seeds(args.seeds, args.seed)
     return args, overrides
+
+
+def parse_seeds(text: str | None, seed: int | None) -> list[int] | None:
+    if text is None:
+        return None
+    if seed is not None:
+        raise UsageError("give --seed or --seeds, not both")
+    try:
+        seeds = [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers such as 0,1,2, got {text!r}") from None
+    if not seeds or any(k < 0 for k in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must be distinct integers >= 0, got {text!r}")
+    return seeds
 
 
 def pick_device(choice: str, local_rank: int) -> torch.device:
@@ -154,7 +179,9 @@ def summary_line(result: dict, changes: list[dict], extra: str = "") -> str:
             f"phase changes: {where}")
 
 
-def run(args, overrides) -> int:
+def resolve_config(args, overrides) -> tuple[RunConfig, Path]:
+    """The run's config and directory: the preset (or the run's own config.toml when resuming or
+    fine-tuning an existing run) with the overrides applied."""
     if args.resume:
         out = args.out
         if out is None:
@@ -163,26 +190,79 @@ def run(args, overrides) -> int:
         if not (out / "config.toml").is_file():
             raise UsageError(f"--resume: {out} holds no run (no config.toml)")
         config = load_config(out / "config.toml", overrides) if args.config is None else load_config(args.config, overrides)
-    else:
-        config = load_config(args.config or DEFAULT_CONFIG, overrides)
-        out = args.out or Path("runs") / config.name
-        if args.stage == "finetune" and args.config is None and (out / "config.toml").is_file():
-            config = load_config(out / "config.toml", overrides)  # fine-tune the run as it was configured
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    runtime = setup_runtime(args.device)
-    stages = ["pretrain", "finetune"] if args.stage == "all" else [args.stage]
-    presets = stage_specs(config)  # each stage's task (data.pretrain_task / finetune_task)
-    checkpoints = out / "checkpoints"
+        return config, out
+    config = load_config(args.config or DEFAULT_CONFIG, overrides)
+    out = args.out or Path("runs") / config.name
+    if args.stage == "finetune" and args.config is None and (out / "config.toml").is_file():
+        config = load_config(out / "config.toml", overrides)  # fine-tune the run as it was configured
+    return config, out
+
+
+def stage_names(args) -> list[str]:
+    return ["pretrain", "finetune"] if args.stage == "all" else [args.stage]
+
+
+def check_run(args, config: RunConfig, out: Path, runtime: Runtime) -> None:
+    """Refuse, before anything is written: existing checkpoints without --resume, fine-tuning with
+    no pre-training, a precision the device cannot run."""
+    stages = stage_names(args)
     for name in stages:
+        choose_precision(runtime.device.type, (config.train if name == "pretrain" else config.finetune).precision)
         if not args.resume and latest_checkpoint(out, name) is not None:
             raise UsageError(f"{out} already has {name} checkpoints; pass --resume to continue, or a new --out")
-    if "pretrain" not in stages and not (checkpoints / "pretrain-final.json").is_file():
+    if "pretrain" not in stages and not (out / "checkpoints" / "pretrain-final.json").is_file():
         raise UsageError(f"{out} has no finished pre-training (checkpoints/pretrain-final.json); run --stage pretrain first")
+
+
+def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resumed: bool) -> torch.nn.Module:
+    """The stage's starting model: a fresh one from the seed, for fine-tuning the pre-trained
+    weights (unless body "random") prepared for the fine-tuning mode; wrapped for the runtime."""
+    model = new_model(config)
+    if name == "finetune":
+        if config.finetune.body == "pretrained":  # "random": Lu et al.'s untrained-body control
+            source = find_checkpoint(out / "checkpoints" / "pretrain-final.json")
+            load_weights_into(model, read_weights(source), source)
+        total = model.num_parameters()
+        trainable = prepare_finetune(model, config.finetune, config.seed, resumed)
+        if runtime.main and config.finetune.mode != "full":
+            print(f"finetune: mode {config.finetune.mode}, {trainable:,} trainable parameters "
+                  f"(the model has {total:,})", file=sys.stderr)
+    return wrap(model, runtime)
+
+
+def record_before_finetune(model, config: RunConfig, spec, out: Path, runtime: Runtime) -> None:
+    """Step 0 of fine-tuning: the held-out loss of the model before any fine-tuning step."""
+    heldout = heldout_set(config, spec, "finetune", config.finetune)
+    before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime)
+    MetricsLog(out / "metrics.jsonl", True).write(
+        {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
+         "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})
+
+
+def finish_stage(args, model, config: RunConfig, name: str, result: dict, out: Path, runtime: Runtime) -> None:
+    """phases.json, the stage's figures and its one-line summary."""
+    extra, finetune_losses = "", None
+    if name == "finetune":
+        before = next(m["eval_loss"] for m in MetricsLog(out / "metrics.jsonl", True).read()
+                      if m["stage"] == "finetune" and m["step"] == 0)
+        finetune_losses = {"loss_before": before, "loss_after": result["eval_loss"]}
+        optimizer = "continued" if config.finetune.optimizer == "continue" else "fresh"
+        extra = f" (before fine-tuning {before:.4g}; {optimizer} optimizer)"
+    changes = write_phases(out, finetune_losses)
+    if not args.no_figures:
+        from .train_plots import write_stage_figures
+
+        write_stage_figures(out, unwrap(model), config, name, runtime)
+    print(summary_line(result, changes, extra), file=sys.stderr)
+
+
+def train_run(args, config: RunConfig, out: Path, runtime: Runtime) -> bool:
+    """Every asked-for stage of one run into `out`; False when --stop-after stopped it early."""
+    presets = stage_specs(config)  # each stage's task (data.pretrain_task / finetune_task)
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", to_toml(config))
-    for name in stages:
+    for name in stage_names(args):
         resume_from = resume_checkpoint(out, name) if args.resume else None  # damaged newest: one line, exit 2
         if resume_from is not None and resume_from.name == f"{name}-final.json":
             if runtime.main:
@@ -190,52 +270,56 @@ def run(args, overrides) -> int:
             continue
         if resume_from is None and runtime.main:  # lines left by an attempt that never checkpointed
             MetricsLog(out / "metrics.jsonl", True).truncate(name, -1)
-        model = new_model(config)
-        finetune_losses = None
-        if name == "finetune":
-            if config.finetune.body == "pretrained":  # "random": Lu et al.'s untrained-body control
-                source = find_checkpoint(checkpoints / "pretrain-final.json")
-                load_weights_into(model, read_weights(source), source)
-            total = model.num_parameters()
-            trainable = prepare_finetune(model, config.finetune, config.seed, resume_from is not None)
-            if runtime.main and config.finetune.mode != "full":
-                print(f"finetune: mode {config.finetune.mode}, {trainable:,} trainable parameters "
-                      f"(the model has {total:,})", file=sys.stderr)
-        model = wrap(model, runtime)
+        model = stage_model(config, name, out, runtime, resume_from is not None)
         if name == "finetune" and resume_from is None and runtime.main:
-            heldout = heldout_set(config, presets["finetune"], "finetune", config.finetune)
-            before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime)
-            MetricsLog(out / "metrics.jsonl", True).write(
-                {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
-                 "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})
+            record_before_finetune(model, config, presets["finetune"], out, runtime)
         result = train_stage(model, config, name, presets[name], out, runtime, resume_from, args.stop_after)
         if result["stopped"]:
             if runtime.main:
                 print(f"{name}: stopped after step {result['step']}; continue with "
                       f"python -m graphpath.train --out {out} --resume", file=sys.stderr)
-            return 0
-        if not runtime.main:
-            continue
-        extra = ""
-        if name == "finetune":
-            before = next(m["eval_loss"] for m in MetricsLog(out / "metrics.jsonl", True).read()
-                          if m["stage"] == "finetune" and m["step"] == 0)
-            finetune_losses = {"loss_before": before, "loss_after": result["eval_loss"]}
-            extra = f" (before fine-tuning {before:.4g})"
-        changes = write_phases(out, finetune_losses)
-        if not args.no_figures:
-            from .train_plots import write_stage_figures
+            return False
+        if runtime.main:
+            finish_stage(args, model, config, name, result, out, runtime)
+    return True
 
-            write_stage_figures(out, unwrap(model), config, name, runtime)
-        print(summary_line(result, changes, extra), file=sys.stderr)
-    if args.stage == "all" and not args.no_eval and runtime.main:
-        score(out, runtime.device)
+
+def run(args, overrides) -> int:
+    config, out = resolve_config(args, overrides)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    runtime = setup_runtime(args.device)
+    scoring = args.stage == "all" and not args.no_eval and runtime.main
+    if args.seeds is None:
+        check_run(args, config, out, runtime)
+        if train_run(args, config, out, runtime) and scoring:
+            score(out, runtime.device)
+        return 0
+    runs = [(dataclasses.replace(config, seed=seed), seed_dir(out, seed)) for seed in args.seeds]
+    for seed_config, seed_out in runs:
+        check_run(args, seed_config, seed_out, runtime)
+    if runtime.main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", to_toml(runs[0][0]))
+    for seed_config, seed_out in runs:
+        if runtime.main:
+            print(f"seed {seed_config.seed} -> {seed_out}", file=sys.stderr)
+        if not train_run(args, seed_config, seed_out, runtime):
+            return 0
+    if scoring:
+        score_group(out, [seed_out for _, seed_out in runs], runtime.device)
     return 0
 
 
 def score(out: Path, device: torch.device) -> None:
     """Score every test set with graphpath.evaluate (eval.json, report.md, figures)."""
     evaluate_run(out, device=str(device))
+
+
+def score_group(out: Path, runs: list[Path], device: torch.device) -> None:
+    """Score the seeds' runs pooled (means, 95% CIs, each seed's numbers) into the group directory."""
+    doc = evaluate_runs(runs, device=str(device), title=out.name)
+    write_outputs(doc, out)
 
 
 def main(argv=None) -> int:

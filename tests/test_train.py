@@ -191,3 +191,73 @@ def test_finetune_stage_uses_the_runs_own_config(tmp_path):
     assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "3"]) == 0
     assert main(["--out", str(out), "--stage", "finetune", "--finetune.steps", "2", "--no-eval", "--no-figures"]) == 0
     assert [m["step"] for m in read_metrics(out) if m["stage"] == "finetune"][-1] == 2
+
+
+def test_bf16_on_cpu_is_one_line_and_nothing_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--device", "cpu", *TINY, "--finetune.precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs CUDA" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("choice", ["continue", "fresh"])
+def test_finetune_optimizer_continue_keeps_the_pretraining_moments(tmp_path, choice):
+    from graphpath.checkpoint import read_info, read_train_tensors
+    from graphpath.config import load_config
+    from graphpath.train import stage_model
+    from graphpath.trainer import StageLoop
+
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "5",
+                 "--finetune.optimizer", choice, "--finetune.lr", "3e-4"]) == 0
+    config = load_config(out / "config.toml")
+    runtime = Runtime(torch.device("cpu"))
+    model = stage_model(config, "finetune", out, runtime, resumed=False)
+    loop = StageLoop(model, config, "finetune", study_presets(5, 4, 4, 3, 2)["finetune"], out, runtime, None)
+    pretrain = read_train_tensors(out / "checkpoints" / "pretrain-final.json")
+    moments = {k: v for k, v in pretrain.items() if k.endswith(".exp_avg")}
+    assert moments
+    state = loop.optimizer.state_dict()["state"]
+    if choice == "continue":  # the state the first fine-tuning step starts from is the pre-training one
+        for key, value in moments.items():
+            index = int(key.split(".")[1])
+            assert torch.equal(state[index]["exp_avg"], value), key
+        assert float(state[0]["step"]) == 5
+    else:
+        assert state == {}
+    assert [g["lr"] for g in loop.optimizer.param_groups] == [3e-4, 3e-4]  # this stage's lr either way
+    assert main(["--out", str(out), "--stage", "finetune", "--finetune.steps", "2", "--no-eval", "--no-figures"]) == 0
+    assert read_info(out / "checkpoints" / "finetune-final.json")["finetune_optimizer"] == choice
+    assert f'optimizer = "{choice}"' in (out / "config.toml").read_text()
+
+
+@pytest.mark.slow
+def test_seeds_train_into_a_group_scored_pooled_then_perturbed_and_published(tmp_path):
+    from blog.__main__ import main as blog_main
+    from blog.rundir import load_run
+    from graphpath.perturb import main as perturb
+
+    group = tmp_path / "small"
+    tiny = [a for a in TINY if a != "--no-eval"]
+    assert main(["--out", str(group), "--seeds", "0,1", *tiny, "--train.steps", "4", "--finetune.steps", "2"]) == 0
+    assert [p.name for p in sorted(group.glob("seed-*"))] == ["seed-0", "seed-1"]
+    seeds = [int(load_config(group / f"seed-{k}" / "config.toml").seed) for k in (0, 1)]
+    assert seeds == [0, 1]
+    w0 = weights(group / "seed-0" / "checkpoints" / "pretrain-final.safetensors")
+    w1 = weights(group / "seed-1" / "checkpoints" / "pretrain-final.safetensors")
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)  # the seeds train different models
+    doc = json.loads((group / "eval.json").read_text())
+    assert (group / "report.md").is_file() and not (group / "checkpoints").exists()
+    learned = doc["models"]["learned"]
+    assert learned["runs"] == 2
+    block = learned["results"]["pretrain"]
+    assert len(block["per_run"]["mse"]) == 2 and block["mse"] == pytest.approx(sum(block["per_run"]["mse"]) / 2)
+    assert main(["--out", str(group), "--seeds", "0,1", *tiny, "--train.steps", "4"]) == 2  # exists: --resume
+    assert perturb(["--model", str(group), "--sigmas", "0.1", "--seeds", "0", "--steps", "2", "--eval-every", "1",
+                    "--eval-size", "32", "--batch-size", "16", "--no-figures", "--quiet"]) == 0
+    perturbed = json.loads((group / "perturb.json").read_text())
+    assert perturbed["target"]["model"] == str(group / "seed-0")
+    run = load_run(group)
+    assert run.model_dir == group / "seed-0" and run.metrics[0]["stage"] == "pretrain"
+    assert blog_main([str(group)]) == 0
