@@ -157,7 +157,7 @@ def score_entry(entry: dict, models: list, prepared: dict, device: str, label: s
 
 
 def _info(info: dict) -> dict:
-    return {k: info.get(k) for k in ("step", "seed", "stage", "model_config")}
+    return {k: info.get(k) for k in ("step", "seed", "stage", "model_config", "precision", "finetune_optimizer")}
 
 
 def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) -> dict:

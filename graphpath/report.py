@@ -183,6 +183,9 @@ def _section_header(doc: dict) -> list[str]:
     for name, model in models.items():
         lines.append(f"- model `{name}`: {model.get('description', model.get('kind'))}"
                      f" ({model.get('runs', 1)} run(s), vocabulary {model.get('vocabulary')})")
+    tuned = sorted({i.get("finetune_optimizer") for i in models.get("learned", {}).get("info") or []} - {None})
+    if tuned:  # a fresh AdamW (the post) or the pre-training optimizer stepped on (the study's notebook)
+        lines.append(f"- fine-tuned with a {' / '.join('continued' if t == 'continue' else t for t in tuned)} optimizer")
     ev = doc.get("eval", {})
     return lines + [f"- data (`study_presets` keywords): `{doc.get('data')}`",
                     f"- evaluation data: seed {ev.get('seed')}, {ev.get('size')} graphs per set, "
