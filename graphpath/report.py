@@ -74,6 +74,7 @@ def fill_from_phases(rows: list[dict], phases_per_run: list[dict | None]) -> Non
         mean, low, high = mean_ci(values)
         by_key[key].update(mse=mean, mse_ci95=None if low is None else [low, high],
                            ci_kind="seeds" if len(values) > 1 else None, runs=len(values),
+                           per_run=[float(v) for v in values] if len(values) > 1 else None,
                            source=f"phases.json finetune.{field} (the trainer's held-out set)")
 
 

@@ -224,6 +224,13 @@ def test_cli_pools_runs_across_seeds(tmp_path, capsys):
     assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([max(low, 0.0), high])
     findings = {f["key"]: f for f in doc["findings"]}
     assert findings["phase-changes"]["runs_holding"] == "3/3" and findings["phase-changes"]["holds"] is True
+    assert [r["holds"] for r in findings["phase-changes"]["per_run"]] == [True, True, True]
+    rows = {r["key"]: r for r in doc["reproduction"]}
+    assert rows["test-any-large"]["per_run"] == block["per_run"]["mse"]
+    assert rows["finetune-after"]["per_run"] == [0.02, 0.02, 0.02]  # from each run's phases.json
+    report = (tmp_path / "pooled" / "report.md").read_text()
+    assert "## Across seeds" in report and "- **Holds in every seed:** " in report
+    assert [len(m["per_run"]) for m in doc["line_probe"]["models"].values()] == [3]
 
 
 def test_without_a_pretrain_checkpoint_finetune_numbers_come_from_phases(tmp_path):
