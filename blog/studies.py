@@ -88,7 +88,19 @@ def mixture_verdict(run: Run) -> Text:
     return Text(f"Across {a['cells']} (mixture, test, model) cells, the rank correlation of log MSE with "
                 f"coverage is {fmt(a['spearman_log_mse_vs_coverage'])} and with log N "
                 f"{fmt(a['spearman_log_mse_vs_log_N'])}; coverage alone explains R² = {fmt(a['r2_coverage'])} "
-                f"of the variance in log MSE, model size alone {fmt(a['r2_log_N'])}, both {fmt(a['r2_both'])}.")
+                f"of the variance in log MSE, model size alone {fmt(a['r2_log_N'])}, both {fmt(a['r2_both'])}. "
+                + _mixture_answer(a))
+
+
+def _mixture_answer(a: dict) -> str:
+    cov, size = a.get("r2_coverage"), a.get("r2_log_N")
+    if cov is None or size is None:
+        return "With no spread in the error there is nothing to attribute."
+    if cov > size:
+        return (f"In this run off-distribution error tracks coverage more than model size "
+                f"(R² {fmt(cov)} against {fmt(size)}).")
+    return (f"In this run coverage does not explain the error better than model size "
+            f"(R² {fmt(cov)} against {fmt(size)}).")
 
 
 def _error(blocks: list[dict]) -> dict:

@@ -119,3 +119,4 @@ def test_partial_and_mixture_sections_show_tables_figures_and_verdict(tmp_path):
     assert a["spearman_log_mse_vs_coverage"] == -1.0 or a["spearman_log_mse_vs_coverage"] < -0.9  # built to follow coverage
     assert f"coverage is {fmt(a['spearman_log_mse_vs_coverage'])}" in html
     assert f"model size alone {fmt(a['r2_log_N'])}" in html
+    assert "error tracks coverage more than model size" in html and a["r2_coverage"] > a["r2_log_N"]
