@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from data_gen import sample, study_presets
 from data_gen.spec import study_sizes_up_to
 from graphpath.checkpoint import CheckpointError, find_checkpoint, load_model, save_checkpoint
-from graphpath import evaluate, inspect, llc, perturb
+from graphpath import basin, evaluate, inspect, llc, perturb
 from graphpath.checkpoint import read_weights
 from graphpath.model import ModelConfig, build_model
 from graphpath.train import main
@@ -144,14 +144,15 @@ def tiny_run(directory, n=5):
     return directory
 
 
-@pytest.mark.parametrize("command", ["evaluate", "perturb", "inspect", "llc"])
+@pytest.mark.parametrize("command", ["evaluate", "perturb", "inspect", "llc", "basin"])
 def test_every_loader_cli_refuses_altered_weights_in_one_line(tmp_path, capsys, command):
     run = str(tiny_run(tmp_path / "run"))
     argv = {"evaluate": (evaluate.main, [run, "--no-cache", "--size", "16", "--grid-size", "1", "--quiet",
                                          "--no-figures", "--no-handcrafted", "--threads", "1"]),
             "perturb": (perturb.main, ["--model", run, "--quiet", "--no-figures", "--threads", "1"]),
             "inspect": (inspect.main, [run, "--no-figures"]),
-            "llc": (llc.main, [run, "--quiet"])}
+            "llc": (llc.main, [run, "--quiet"]),
+            "basin": (basin.main, [run, "--quiet"])}
     main_function, args = argv[command]
     assert main_function(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
