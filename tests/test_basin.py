@@ -46,10 +46,12 @@ def test_bracket_rejects_bad_bounds():
     (["handcrafted", "--n", "4", "--lo", "2", "--hi", "1"], "0 < lo < hi"),
     (["handcrafted", "--n", "4", "--budget", "x"], "invalid int"),
     (["EMPTY"], "no checkpoint"),
+    (["handcrafted", "--n", "4", "--config", "GROUP"], "matches no parameter"),  # an unknown layer
 ])
 def test_bad_input_exits_2(args, needle, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    (tmp_path / "group.toml").write_text('[perturb]\nkind = "group"\ngroup = "blocks.99.*"\nsteps = 2\nseeds = [0]\n')
+    args = [{"EMPTY": str(tmp_path / "empty"), "GROUP": str(tmp_path / "group.toml")}.get(a, a) for a in args]
     code = B.main(args + ["--out", str(tmp_path / "basin.json"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1, err
