@@ -154,9 +154,12 @@ def read_info(json_path: Path) -> dict:
         raise CheckpointError(f"unreadable checkpoint metadata {json_path}: {error}") from None
     if not isinstance(info, dict):
         raise CheckpointError(f"unreadable checkpoint metadata {json_path}: not a JSON object")
-    for key in ("model_config", "data", "step", "seed", "stage", "sha256"):
+    for key in ("model_config", "data", "step", "seed", "stage"):
         if key not in info:
             raise CheckpointError(f"checkpoint metadata {json_path} lacks {key!r}")
+    if not isinstance(info.get("sha256"), dict):
+        raise CheckpointError(f"checkpoint metadata {json_path} records no sha256 of its tensor files "
+                              f"(written before checkpoints carried digests), so its weights cannot be verified")
     return info
 
 
@@ -165,7 +168,7 @@ def _read_verified(json_path: Path, suffix: str, info: dict | None = None) -> di
     json_path = Path(json_path)
     path = json_path.with_name(json_path.name[: -len(".json")] + suffix)
     info = read_info(json_path) if info is None else info
-    expected = info["sha256"].get(path.name) if isinstance(info["sha256"], dict) else None
+    expected = info["sha256"].get(path.name)
     if expected is None:
         raise CheckpointError(f"checkpoint metadata {json_path} records no sha256 for {path.name}")
     try:

@@ -134,6 +134,17 @@ def test_flipped_weight_bytes_are_refused_by_load_model(tmp_path):
     assert "\n" not in str(error.value) and "sha256" in str(error.value)
 
 
+def test_a_checkpoint_without_digests_is_refused_in_one_line(tmp_path):
+    model = tiny(0)
+    save_checkpoint(tmp_path, "pretrain-final", model, info(model))
+    meta = json.loads((tmp_path / "pretrain-final.json").read_text())
+    del meta["sha256"]
+    (tmp_path / "pretrain-final.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="records no sha256") as error:
+        load_model(tmp_path)
+    assert "\n" not in str(error.value) and "pretrain-final.json" in str(error.value)
+
+
 def tiny_run(directory, n=5):
     config = ModelConfig(max_vertices=n, d_model=16, n_layers=1, n_heads=2)
     torch.manual_seed(0)
