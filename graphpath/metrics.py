@@ -86,21 +86,23 @@ def rounded(prediction: np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(prediction, dtype=np.float64) + 0.5).astype(np.int64)
 
 
-def confusion_matrix(prediction, label, max_vertices: int) -> np.ndarray:
-    """(L, L) int64 counts[true label - 1, predicted label - 1], L = max_vertices.
+def confusion_matrix(prediction, label, max_vertices: int, lowest: int = 1) -> np.ndarray:
+    """(L, L) int64 counts[true label - lowest, predicted label - lowest], L = max_vertices - lowest + 1.
 
-    The predicted label is the prediction rounded to the nearest integer (`rounded`: halves up),
-    then clipped to the label range 1..max_vertices; NaN counts as below the range (-> 1), +inf as
-    above it (-> max_vertices). label (B,) int in 1..max_vertices.
+    The label range is lowest..max_vertices: 1..max_vertices for distances (eval.json), 0..max_vertices
+    for tasks whose labels start at 0 (data_gen.tasks). The predicted label is the prediction
+    rounded to the nearest integer (`rounded`: halves up), then clipped to that range; NaN counts as
+    below the range (-> lowest), +inf as above it (-> max_vertices). label (B,) int in the range.
     """
     prediction = np.asarray(prediction, dtype=np.float64).ravel()
     label = np.asarray(label, dtype=np.int64).ravel()
-    if label.size and (label.min() < 1 or label.max() > max_vertices):
-        raise ValueError(f"labels must lie in [1, {max_vertices}], got [{label.min()}, {label.max()}]")
-    guess = rounded(np.nan_to_num(prediction, nan=-1.0, posinf=max_vertices + 1, neginf=-1.0))
-    clipped = np.clip(guess, 1, max_vertices)
-    counts = np.zeros((max_vertices, max_vertices), dtype=np.int64)  # (L true, L predicted)
-    np.add.at(counts, (label - 1, clipped - 1), 1)
+    if label.size and (label.min() < lowest or label.max() > max_vertices):
+        raise ValueError(f"labels must lie in [{lowest}, {max_vertices}], got [{label.min()}, {label.max()}]")
+    guess = rounded(np.nan_to_num(prediction, nan=lowest - 2.0, posinf=max_vertices + 1, neginf=lowest - 2.0))
+    clipped = np.clip(guess, lowest, max_vertices)
+    size = max_vertices - lowest + 1
+    counts = np.zeros((size, size), dtype=np.int64)  # (L true, L predicted)
+    np.add.at(counts, (label - lowest, clipped - lowest), 1)
     return counts
 
 

@@ -68,15 +68,17 @@ def label_loss_figure(metrics: list[dict], phase_changes: list[dict], stage: str
     return fig
 
 
-def confusion_figure(counts: np.ndarray, title: str) -> go.Figure:
-    """Heatmap of `metrics.confusion_matrix` counts (L, L): rows are labels 1..L that occur."""
+def confusion_figure(counts: np.ndarray, title: str, lowest: int = 1) -> go.Figure:
+    """Heatmap of `metrics.confusion_matrix` counts (L, L) over labels lowest..: rows are the labels
+    that occur."""
     present = np.nonzero(counts.sum(axis=1))[0]
     rows = counts[present] / counts[present].sum(axis=1, keepdims=True)  # normalized per label
     with np.errstate(divide="ignore"):
         z = np.where(rows > 0, np.log10(rows), np.nan)
     ticks = [0, -1, -2, -3, -4]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[str(c + 1) for c in range(counts.shape[1])], y=[str(r + 1) for r in present], colorscale="Viridis",
+        z=z, x=[str(c + lowest) for c in range(counts.shape[1])], y=[str(r + lowest) for r in present],
+        colorscale="Viridis",
         zmin=-4, zmax=0, colorbar={"title": "fraction", "tickvals": ticks, "ticktext": [f"{10 ** t:g}" for t in ticks]},
         customdata=counts[present], hovertemplate="label %{y}, predicted %{x}: %{customdata} graphs<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="prediction, rounded and clipped to the labels", yaxis_title="label", template="plotly_white")
@@ -137,6 +139,8 @@ def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runti
     stage_config = config.train if stage == "pretrain" else config.finetune
     heldout = heldout_set(config, spec, stage, stage_config)
     pred = predict(model, heldout, runtime.device, autocast=runtime.autocast, buckets=stage_config.buckets)
-    counts = confusion_matrix(pred, heldout.label.numpy(), spec.max_vertices)
-    write_figure(confusion_figure(counts, f"{stage}: held-out labels vs predictions (row-normalized, log colour)"),
+    lowest = 1 if spec.task == "distance" else 0  # data_gen.tasks: other tasks' labels start at 0
+    counts = confusion_matrix(pred, heldout.label.numpy(), spec.max_vertices, lowest)
+    write_figure(confusion_figure(counts, f"{stage}: held-out labels vs predictions (row-normalized, log colour)",
+                                  lowest),
                  figures / f"confusion-{stage}", png)

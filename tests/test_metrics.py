@@ -81,6 +81,9 @@ def test_confusion_matrix_by_hand():
                           confusion_matrix(prediction[finite], label[finite], 8))  # eval.json uses the same routine
     with pytest.raises(ValueError, match="labels must lie"):
         confusion_matrix(np.zeros(1), np.array([0]), 8)
+    # tasks whose labels start at 0 (data_gen.tasks): the range is 0..max_vertices
+    zero = confusion_matrix(np.array([-0.4, 0.5, np.nan, 2.2]), np.array([0, 0, 1, 3]), 3, lowest=0)
+    assert zero.tolist() == [[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
 
 
 def test_score_rejects_labels_outside_the_vocabulary():

@@ -17,6 +17,8 @@ def test_confusion_figure_shows_labels_that_occur_row_normalized():
     assert rows.shape == (4, 8)
     assert np.allclose(np.nansum(10 ** rows, axis=1), 1.0)  # each row normalized
     assert rows[1, 2] == 0.0  # label 2: its one prediction 2.5 rounds up to 3 (a fraction of 1)
+    from_zero = confusion_figure(confusion_matrix(predictions, labels, 8, lowest=0), "t", lowest=0)
+    assert list(from_zero.data[0].y) == ["1", "2", "3", "8"] and from_zero.data[0].x[0] == "0"
 
 
 def test_figures_are_written_as_html_and_png(tmp_path):
