@@ -15,8 +15,8 @@ into D_E, D_T, the multiplier (D_F + D_T) / D_F and the fit D_T = k D_F^alpha N^
 
 Output (`--out`, default runs/<name>): `jobs/` (one graphpath.train run directory per job),
 `data/` (the datasets), `edt.json`, `figures/edt-loss.html`, `edt-transfer.html`,
-`edt-multiplier.html`. Rerunning skips finished jobs. Jobs run in-process, one after another,
-through `graphpath.train.main` (one torch thread).
+`edt-multiplier.html`. Jobs run through graphpath.sweep (--workers K local processes of one torch
+thread, or --executor slurm); rerunning skips finished jobs and retries failed ones.
 """
 from __future__ import annotations
 
@@ -25,18 +25,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath.sweep import SweepError as StudyError
+from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_text, executor_options, job_dir,
+                             non_embedding_parameters, require_complete, run_study_cli, run_sweep)
+from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
 
 from . import scaling_fit as sf
-from .study_jobs import (StudyError, best_eval_loss, config_text, finetune_job, non_embedding_parameters,
-                         pretrain_job)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "edt.toml"
 KEYS = ("name", "seeds", "data_sizes", "scratch_extra", "bootstrap", "data", "models", "pretrain", "finetune")
@@ -94,29 +94,25 @@ def dataset_for(out: Path, study: dict, seed: int, size: int) -> Path:
     return path
 
 
-def run_jobs(study: dict, out: Path, progress: bool = True) -> dict:
-    """Run (or skip) every job; returns {(seed, model index, arm, D): best held-out loss}."""
+def run_jobs(study: dict, out: Path, progress: bool = True, **executor) -> dict:
+    """Run (or skip) every job through graphpath.sweep; returns {(seed, model index, arm, D): best
+    held-out loss}. `executor`: run_sweep's executor, workers and slurm options."""
     sizes, extra = sorted(study["data_sizes"]), sorted(study["scratch_extra"])
-    jobs = []
+    jobs, cells = [], {}
     for seed in study["seeds"]:
-        for m in range(len(study["models"])):
-            jobs.append((seed, m, "pretrain", None))
-            jobs += [(seed, m, "scratch", d) for d in sizes + extra]
-            jobs += [(seed, m, "finetuned", d) for d in sizes]
-    losses = {}
-    bar = tqdm(jobs, desc="edt jobs", unit="job", disable=not progress, dynamic_ncols=True)
-    for seed, m, arm, size in bar:
-        model = study["models"][m]
-        base = out / "jobs" / f"seed{seed}-model{m}"
-        if arm == "pretrain":
-            pretrain_job(base / "pretrain", run_config(study, model, seed, None, "pretrained", 1 << 30))
-            continue
-        data = dataset_for(out, study, seed, size)
-        body = "random" if arm == "scratch" else "pretrained"
-        job = finetune_job(base / f"{arm}-D{size}", base / "pretrain", run_config(study, model, seed, data, body, size))
-        losses[(seed, m, arm, size)] = best_eval_loss(job, "finetune")
-        bar.write(f"seed {seed} model {m} {arm} D={size}: best held-out MSE {losses[(seed, m, arm, size)]:.4g}")
-    return losses
+        for m, model in enumerate(study["models"]):
+            base = f"seed{seed}-model{m}"
+            jobs.append(Job(f"{base}/pretrain", run_config(study, model, seed, None, "pretrained", 1 << 30)))
+            for arm, ladder in (("scratch", sizes + extra), ("finetuned", sizes)):
+                for size in ladder:
+                    data = dataset_for(out, study, seed, size)
+                    body = "random" if arm == "scratch" else "pretrained"
+                    key = f"{base}/{arm}-D{size}"
+                    jobs.append(Job(key, run_config(study, model, seed, data, body, size), "finetune",
+                                    after=f"{base}/pretrain"))
+                    cells[(seed, m, arm, size)] = key
+    require_complete(run_sweep(jobs, out, progress=progress, desc="edt jobs", **executor))
+    return {cell: best_eval_loss(job_dir(out, Job(key, {})), "finetune") for cell, key in cells.items()}
 
 
 def analyse(study: dict, losses: dict, bootstrap: int) -> dict:
@@ -205,13 +201,15 @@ def _main(argv) -> int:
     parser.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples for the fit's CIs")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_options(parser)
     args = parser.parse_args(argv)
+    executor = executor_options(args)
     study = load_study(args.config)
     bootstrap = study["bootstrap"] if args.bootstrap is None else args.bootstrap
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise StudyError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
     out = args.out or Path("runs") / study["name"]
-    losses = run_jobs(study, out, progress=not args.quiet)
+    losses = run_jobs(study, out, progress=not args.quiet, **executor)
     doc = analyse(study, losses, bootstrap)
     if not args.no_figures:
         doc["figures"] = write_figures(doc, out / "figures")
@@ -225,7 +223,7 @@ def _main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return run_cli("python -m experiments.edt", _main, argv, StudyError, SpecError)
+    return run_study_cli("python -m experiments.edt", _main, argv, SpecError)
 
 
 if __name__ == "__main__":

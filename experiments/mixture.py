@@ -36,13 +36,15 @@ from data_gen.dataset import load_dataset
 from data_gen.splits import split_rng
 from graphpath.checkpoint import load_model
 from graphpath.eval_core import predict
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath.sweep import SweepError as StudyError
+from graphpath.sweep import (Job, add_executor_options, config_text, executor_options, job_dir, non_embedding_parameters,
+                             require_complete, run_study_cli, run_sweep)
+from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
 
 from .scaling_fit import mean_ci
-from .study_jobs import StudyError, config_text, non_embedding_parameters, pretrain_job
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
 KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "models", "pretrain", "mixtures", "tests")
@@ -90,20 +92,26 @@ def families(mixture: Mixture) -> set:
     return {(c.family, c.avg_degree if c.family == "erdos_renyi" else None) for c in mixture.components}
 
 
-def run_study(study: dict, out: Path, progress: bool = True) -> dict:
+def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict:
+    """Build the datasets, run (or skip) every job through graphpath.sweep (`executor`: run_sweep's
+    options), then score every model on every test."""
     vocabulary = study["max_vertices"]
     tests = {name: sample_mixture(m, study["test_size"], split_rng("mixture-tests", key=zlib.crc32(name.encode())))
              for name, m in study["_tests"].items()}
     jobs = [(seed, mix, m) for seed in study["seeds"] for mix in study["_mixtures"] for m in range(len(study["models"]))]
-    raw = []
-    bar = tqdm(jobs, desc="mixture jobs", unit="job", disable=not progress, dynamic_ncols=True)
-    for seed, mix, m in bar:
+    for seed, mix in {(seed, mix) for seed, mix, _ in jobs}:
         data_dir = out / "data" / f"{mix}-seed{seed}"
         if not (data_dir / "manifest.json").is_file():
             build_mixture_dataset(study["_mixtures"][mix], study["train_size"], seed, data_dir)
-        job = pretrain_job(out / "jobs" / f"{mix}-model{m}-seed{seed}",
-                           run_config(study, study["models"][m], seed, data_dir.resolve()))
-        model, _ = load_model(job)
+    sweep = [Job(f"{mix}-model{m}-seed{seed}",
+                 run_config(study, study["models"][m], seed, (out / "data" / f"{mix}-seed{seed}").resolve()))
+             for seed, mix, m in jobs]
+    require_complete(run_sweep(sweep, out, progress=progress, desc="mixture jobs", **executor))
+    raw = []
+    bar = tqdm(jobs, desc="mixture scoring", unit="model", disable=not progress, dynamic_ncols=True)
+    for seed, mix, m in bar:
+        data_dir = out / "data" / f"{mix}-seed{seed}"
+        model, _ = load_model(job_dir(out, Job(f"{mix}-model{m}-seed{seed}", {})))
         train = load_dataset(data_dir, verify=False)
         train_arrays = {"edges": train.edges.numpy(), "num_vertices": train.num_vertices.numpy(),
                         "label": train.label.numpy()}
@@ -207,10 +215,12 @@ def _main(argv) -> int:
     parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_options(parser)
     args = parser.parse_args(argv)
+    executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet)
+    doc = run_study(study, out, progress=not args.quiet, **executor)
     if not args.no_figures:
         doc["figures"] = write_figures(doc, out / "figures")
     atomic_write_text(out / "mixture.json", json.dumps(doc, indent=1))
@@ -222,7 +232,7 @@ def _main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return run_cli("python -m experiments.mixture", _main, argv, StudyError, MixtureError, SpecError)
+    return run_study_cli("python -m experiments.mixture", _main, argv, MixtureError, SpecError)
 
 
 if __name__ == "__main__":

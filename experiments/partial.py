@@ -19,21 +19,21 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from data_gen import SpecError
 from graphpath.checkpoint import load_model
 from graphpath.eval_core import model_vocabulary, score_model
 from graphpath.eval_sets import EvalError, define_sets, load_set, resolve_names
 from graphpath.model import ModelConfig
 from graphpath.partial import BODIES, MODES, expected_trainable
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath.sweep import SweepError as StudyError
+from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_text, executor_options, job_dir,
+                             require_complete, run_study_cli, run_sweep)
+from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import tomllib
 
 from .scaling_fit import mean_ci
-from .study_jobs import StudyError, best_eval_loss, config_text, finetune_job, pretrain_job
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
 KEYS = ("name", "seeds", "modes", "ranks", "lora_alpha", "bodies", "sets", "eval_size", "data", "model",
@@ -96,28 +96,27 @@ def run_config(study: dict, seed: int, variant: dict | None) -> dict:
             "model": dict(study.get("model", {})), "train": dict(study["pretrain"]), "finetune": finetune}
 
 
-def run_study(study: dict, out: Path, progress: bool = True) -> dict:
+def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict:
+    """Run (or skip) every job through graphpath.sweep (`executor`: run_sweep's options), then score."""
     sets = define_sets(study.get("data", {}))
     prepared = {}
     for name in study["sets"]:
         batch, digest = load_set(sets[name], study["eval_size"], 0, None)
         prepared[name] = (sets[name], batch, digest)
-    jobs = [(seed, v) for seed in study["seeds"] for v in [None] + variants(study)]
+    jobs = []
+    for seed in study["seeds"]:
+        jobs.append(Job(f"seed{seed}/pretrain", run_config(study, seed, None)))
+        jobs += [Job(f"seed{seed}/{v['name']}", run_config(study, seed, v), "finetune", after=f"seed{seed}/pretrain")
+                 for v in variants(study)]
+    require_complete(run_sweep(jobs, out, progress=progress, desc="partial jobs", **executor))
     results = {}
-    bar = tqdm(jobs, desc="partial jobs", unit="job", disable=not progress, dynamic_ncols=True)
-    for seed, variant in bar:
-        base = out / "jobs" / f"seed{seed}"
-        if variant is None:
-            pretrain_job(base / "pretrain", run_config(study, seed, None))
-            continue
-        job = finetune_job(base / variant["name"], base / "pretrain", run_config(study, seed, variant))
+    for seed, variant in [(seed, v) for seed in study["seeds"] for v in variants(study)]:
+        job = job_dir(out, Job(f"seed{seed}/{variant['name']}", {}))
         model, info = load_model(job)
         scored, _ = score_model(model, prepared, model_vocabulary(model, info), progress=False)
         results[(seed, variant["name"])] = {"best_finetune_eval": best_eval_loss(job, "finetune"),
                                             "sets": {k: {"mse": v["mse"], "accuracy": v["accuracy"]}
                                                      for k, v in scored.items()}}
-        bar.write(f"seed {seed} {variant['name']}: fine-tune held-out MSE "
-                  f"{results[(seed, variant['name'])]['best_finetune_eval']:.4g}")
     model_config = ModelConfig.from_dict({**study.get("model", {}),
                                           "max_vertices": sets["pretrain"].spec.max_vertices})
     rows = []
@@ -170,10 +169,12 @@ def _main(argv) -> int:
     parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_options(parser)
     args = parser.parse_args(argv)
+    executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet)
+    doc = run_study(study, out, progress=not args.quiet, **executor)
     if not args.no_figures:
         doc["figures"] = write_figures(doc, out / "figures")
     atomic_write_text(out / "partial.json", json.dumps(doc, indent=1))
@@ -184,7 +185,7 @@ def _main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return run_cli("python -m experiments.partial", _main, argv, StudyError, SpecError, EvalError)
+    return run_study_cli("python -m experiments.partial", _main, argv, SpecError, EvalError)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ def test_edt_study_end_to_end(tmp_path):
     import json
 
     from experiments.edt import main
-    from experiments.study_jobs import best_eval_loss
+    from graphpath.sweep import best_eval_loss
 
     path = tmp_path / "study.toml"
     path.write_text(TINY_STUDY)
