@@ -19,6 +19,7 @@ from .inside import INSIDE, available as inside_available
 from .outputs import OUTPUTS, available as outputs_available
 from .perturbation import PERTURBATION
 from .studies import STUDIES
+from .transfer import TRANSFER, available as transfer_available
 from .html import Html, Text, escape
 from .markup import placeholders, select_sections, to_html
 from .rundir import BlogError, Run, load_run
@@ -26,7 +27,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **INSIDE, **OUTPUTS}
+PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS}
 
 
 class MissingValuesError(BlogError):
@@ -47,7 +48,7 @@ def conditions(run: Run) -> dict[str, bool]:
             "studies": bool(run.studies), "edt": "edt" in run.studies, "partial": "partial" in run.studies, "mixture": "mixture" in run.studies,
             # phases.json's `finetune` stays null until fine-tuning has finished
             "finetune": bool(run.stage_metrics("finetune")) and run.phases.get("finetune") is not None,
-            **inside_available(run), **outputs_available(run)}
+            **inside_available(run), **outputs_available(run), **transfer_available(run)}
 
 
 def resolve(keys: list[str], run: Run) -> dict[str, Text | Html]:

@@ -10,7 +10,7 @@ on or off.
                eval.json, report.md and config.toml beside them): metrics, phases and checkpoints
                are the first seed's, every result the pooled eval.json's
     optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json),
-               studies/*/edt.json, partial.json, mixture.json (python -m experiments.* --out RUN_DIR/studies/NAME)
+               studies/*/edt.json, partial.json, mixture.json, transfer.json (python -m experiments.* --out RUN_DIR/studies/NAME)
 """
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def load_run(path: str | Path) -> Run:
                studies=_read_studies(path), seed_runs=seeds)
 
 
-STUDY_KINDS = ("edt", "partial", "mixture")
+STUDY_KINDS = ("edt", "partial", "mixture", "transfer")
 
 
 def _read_studies(path: Path) -> dict:
