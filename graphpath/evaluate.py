@@ -33,6 +33,7 @@ from .eval_core import model_vocabulary, pool_runs, score_model
 from .eval_plots import write_figures
 from .eval_probes import line_probe
 from .eval_sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
+from .rungroup import is_group, seed_dirs
 
 PROG = "python -m graphpath.evaluate"
 SCHEMA_VERSION = 1
@@ -350,6 +351,9 @@ def parse_args(argv):
 
 def run(args) -> Path:
     runs = ([args.run_dir] if args.run_dir else []) + list(args.runs)
+    group = args.run_dir if args.run_dir and not args.runs and is_group(args.run_dir) else None
+    if group is not None:  # a group of seeds (train --seeds): its seeds pooled, written into the group
+        runs = seed_dirs(group)
     if args.model == "handcrafted":
         if runs:
             raise EvalError("--model handcrafted scores the hand-built model alone; drop RUN_DIR/--runs "
@@ -371,7 +375,7 @@ def run(args) -> Path:
         if args.n is not None or args.data_from:
             raise EvalError("--n and --data-from belong to --model handcrafted")
         data = None
-        out = args.out or (runs[0] if len(runs) == 1 else Path("runs") / "aggregate")
+        out = args.out or group or (runs[0] if len(runs) == 1 else Path("runs") / "aggregate")
     cache = None if args.no_cache else (args.cache or "default")
     if args.threads is not None:
         if args.threads < 1:

@@ -254,6 +254,12 @@ def test_seeds_train_into_a_group_scored_pooled_then_perturbed_and_published(tmp
     block = learned["results"]["pretrain"]
     assert len(block["per_run"]["mse"]) == 2 and block["mse"] == pytest.approx(sum(block["per_run"]["mse"]) / 2)
     assert main(["--out", str(group), "--seeds", "0,1", *tiny, "--train.steps", "4"]) == 2  # exists: --resume
+    from graphpath.evaluate import main as evaluate
+
+    assert evaluate([str(group), "--size", "64", "--grid-size", "4", "--sets", "study", "--no-cache", "--quiet",
+                     "--no-figures", "--no-handcrafted"]) == 0  # a group re-scored: its seeds pooled, in place
+    rescored = json.loads((group / "eval.json").read_text())["models"]["learned"]
+    assert rescored["runs"] == 2 and rescored["results"]["pretrain"]["count"] == 64
     assert perturb(["--model", str(group), "--sigmas", "0.1", "--seeds", "0", "--steps", "2", "--eval-every", "1",
                     "--eval-size", "32", "--batch-size", "16", "--no-figures", "--quiet"]) == 0
     perturbed = json.loads((group / "perturb.json").read_text())
