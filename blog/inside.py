@@ -176,6 +176,8 @@ def table_basin_llc(run: Run) -> Html:
         key = target.get("stage", "finetune") if name == "learned" else name
         est = (llc.get(key) or {}).get("estimate")
         interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]" + ("" if r["closed"] else " (open)")
+        if r.get("note"):
+            interval += " — unperturbed loss above the threshold: this measures training, not a basin"
         if est is not None:
             value = f"{fmt(est['llc'])} ± {fmt(est['llc_std'])}"
             setting = f"ε {est['settings']['eps']:g}, γ {est['settings']['gamma']:g}"

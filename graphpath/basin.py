@@ -6,13 +6,17 @@ budget, graphpath.perturb's recovery). Starting from [lo, hi], lo is divided by 
 succeeds and hi multiplied until it fails (each at most `expand` times); then sigma = sqrt(lo*hi)
 replaces whichever end it agrees with, until hi / lo <= `ratio` or `budget` sigmas have been
 tried. The result is the interval (lo succeeds, hi fails), or an open end (null) when the budget
-ran out before the bracket closed. Recovery is not monotone in sigma for every seed, so the
-bracket is the boundary this search found, not a proof that every sigma below lo recovers.
+ran out before the bracket closed. A model whose unperturbed held-out MSE is already above the
+threshold gets a `note`: its bracket says how far training gets it, not how wide a basin is.
+Recovery is not monotone in sigma for every seed, so the bracket is the boundary this search
+found, not a proof that every sigma below lo recovers. A perturbed model whose loss starts below
+the threshold counts as recovered even if the recovery steps then raise it (`final` records the
+last loss).
 
 Models: `RUN_DIR` — its final checkpoint ("learned"), the hand-built model of the same size
 ("handcrafted") and the hand-built model with its attention sharpness lowered
-(`beta_hop`, `beta_copy` = `--soft-betas`, default 5 8: still exact, less sharp;
-"handcrafted-soft"), all on the run's data; or `handcrafted --n N` for the two hand-built ones.
+(`beta_hop`, `beta_copy` = `--soft-betas`, default 5 8: less sharp, and no longer exact at
+larger n — see its `loss_before`; "handcrafted-soft"), all on the run's data; or `handcrafted --n N` for the two hand-built ones.
 Recovery settings come from a [perturb] table (`--config`, e.g. experiments/perturb-basin.toml)
 with graphpath.perturb's keys. When the run directory holds `llc.json` its estimates are copied
 beside the intervals. Output: `RUN_DIR/basin.json` (schema in docs/contracts.md).
@@ -143,10 +147,14 @@ def _main(argv) -> int:
     results = {}
     for name, model, description in tqdm(models, desc="basin", disable=args.quiet):
         model = model.to(device).eval()
+        before = held_out_loss(model, eval_batch)
         found = bracket(lambda s: trial(model, spec, eval_batch, cfg, s, device), args.lo, args.hi,
                         args.budget, args.ratio)
+        if before > cfg.threshold:  # success then needs training to beat the model itself: not a basin
+            found["note"] = (f"unperturbed held-out MSE {before:.4g} is above the recovery threshold "
+                             f"{cfg.threshold:g}: the bracket measures training, not a basin")
         llc_name = {"learned": description.get("stage")}.get(name, name)
-        results[name] = {"target": description, "loss_before": held_out_loss(model, eval_batch), **found,
+        results[name] = {"target": description, "loss_before": before, **found,
                          "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
     doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
            "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
@@ -154,7 +162,8 @@ def _main(argv) -> int:
     atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
     for name, r in results.items():
         print(f"{name}: basin radius in [{r['lo']}, {r['hi']}] after {len(r['trials'])} sigmas"
-              f"{'' if r['closed'] else ' (bracket not closed)'}; LLC {r['llc']}")
+              f"{'' if r['closed'] else ' (bracket not closed)'}; LLC {r['llc']}"
+              + (f" [{r['note']}]" if "note" in r else ""))
     print(f"wrote {out}")
     return 0
 

@@ -68,6 +68,7 @@ def test_cli_handcrafted_end_to_end(capsys, tmp_path):
     assert set(doc["models"]) == {"handcrafted", "handcrafted-soft"}
     for result in doc["models"].values():
         assert 1 <= len(result["trials"]) <= 3 and result["loss_before"] < 1e-3
+        assert ("note" in result) == (result["loss_before"] > doc["settings"]["threshold"])
         for t in result["trials"]:
             assert t["success"] == (sum(t["recovered"]) >= len(t["recovered"]) / 2)
         if result["lo"] is not None:
