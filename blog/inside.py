@@ -78,6 +78,9 @@ VERDICTS = {
     "readout": "so the stream does hold the distance to an off-path target — a linear probe fitted on those "
                "graphs reads it — but the model's own read-out, tuned on on-path targets, does not use it: the "
                "failure is in the read-out, not in the search",
+    "no-reach-signal": "but the within-k-hops probes off path do no better than on a randomly initialised model "
+                       "of the same shape, so at this scale the probes cannot say whether the search or the "
+                       "read-out fails",
     "reach-not-distance": "so reachability from vertex 1 is as readable off path as on it, but the distance to "
                           "the target is not: the model computes the search yet does not tie its result to an "
                           "off-path target",
@@ -99,7 +102,9 @@ def offpath_summary(run: Run) -> Text:
         f"held-out graphs). Probes fitted on each kind read the distance with best R² {fmt(best(off['distance_r2_on']))} "
         f"on path and {fmt(best(off['distance_r2_off']))} off path (a probe fitted on path reaches "
         f"{fmt(best(off['distance_r2_transfer']))} off path), and within-k-hops reachability with accuracy "
-        f"{fmt(best(off['hops_on']))} and {fmt(best(off['hops_off']))}; "
+        f"{fmt(best(off['hops_on']))} and {fmt(best(off['hops_off']))}"
+        + (f" (random init, off path: {fmt(best(off['hops_off_random']))})" if "hops_off_random" in off else "")
+        + "; "
         + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
 
 

@@ -96,12 +96,13 @@ def probe_layers(model, batch: GraphBatch, hops: int, layers: list[str] | None =
 
 
 @torch.no_grad()
-def offpath(model, presets: dict, size: int, seed: int, hops: int) -> dict:
+def offpath(model, random, presets: dict, size: int, seed: int, hops: int) -> dict:
     """Why do off-path targets fail? The same probes on graphs whose target is on a shortest 1 -> 2
     path (`test-onpath-large`) and on graphs whose target is not (`test-any-large`, off-path rows
     only), per stream point: within-k-hops accuracy (mean over v and k) and distance R^2 of a probe
     fitted within each group, the R^2 off path of the distance probe fitted on path ("transfer"),
-    and the model's own MSE per group; `verdict` names which explanation the numbers support."""
+    the model's own MSE per group, and the off-path probes on the random-init model `random` (the
+    baseline a probe must beat); `verdict` names which explanation the numbers support."""
     on = split_batch("sample-inspect", spec=presets["test-onpath-large"], size=size, key=1, seed=seed).trim()
     anyt = split_batch("sample-inspect", spec=presets["test-any-large"], size=3 * size, key=2, seed=seed)
     off = anyt[(~P.on_path_targets(anyt)).nonzero().flatten()[:size]].trim()
@@ -123,20 +124,27 @@ def offpath(model, presets: dict, size: int, seed: int, hops: int) -> dict:
         variance = float(truth.var(unbiased=False))
         transfer.append(1 - float((predicted - truth).pow(2).mean()) / variance if variance > 0 else float("nan"))
     out["distance_r2_transfer"] = transfer
+    _, base = random.run_with_cache(off, names=points)
+    hop = P.hop_labels(off, hops).reshape(len(off), -1)
+    out["hops_off_random"] = [float(P.binary_probe(base[p][:, 0], hop)["accuracy"].mean()) for p in points]
+    out["distance_r2_off_random"] = [P.scalar_probe(base[p][:, 0], off.label)["r2"] for p in points]
     out["verdict"] = offpath_verdict(out)
     return out
 
 
 def offpath_verdict(block: dict) -> str:
     """no-failure: off-path MSE within 2x of on-path; readout: a linear probe fitted off path reads
-    the distance (best R^2 >= 0.8) that the model's own answer misses; reach-not-distance: the
-    within-k-hops probes read reach as well off path as on it (within 0.05) but the distance is not
-    readable; reach-missing: reach itself is less readable off path."""
+    the distance (best R^2 >= 0.8) that the model's own answer misses; no-reach-signal: the
+    within-k-hops probes off path do not beat the random-init model's by 0.02, so they cannot say
+    what the model computes; reach-not-distance: they read reach as well off path as on it (within
+    0.05) but the distance is not readable; reach-missing: reach itself is less readable off path."""
     if block["mse_off"] <= 2 * block["mse_on"]:
         return "no-failure"
     r2_off = max((v for v in block["distance_r2_off"] if v is not None and math.isfinite(v)), default=float("nan"))
     if r2_off >= 0.8:
         return "readout"
+    if max(block["hops_off"]) < max(block["hops_off_random"]) + 0.02:
+        return "no-reach-signal"
     if max(block["hops_off"]) >= max(block["hops_on"]) - 0.05:
         return "reach-not-distance"
     return "reach-missing"
@@ -259,7 +267,7 @@ def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> di
             "trained": probe_layers(model.eval(), batch, hops, layers),
             "random": probe_layers(random, batch, hops, layers),
             "patching": patching(model, batch, seed), "handcrafted": handcrafted_reference(batch, hops),
-            "offpath": offpath(model, presets, size, seed, hops)}
+            "offpath": offpath(model, random, presets, size, seed, hops)}
 
 
 def finite(value):

@@ -54,8 +54,12 @@ def test_on_path_targets_match_networkx():
 @pytest.mark.parametrize("numbers,verdict", [
     (dict(mse_on=0.1, mse_off=0.15, distance_r2_off=[0.1], hops_on=[0.9], hops_off=[0.5]), "no-failure"),
     (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2, 0.9], hops_on=[0.9], hops_off=[0.9]), "readout"),
-    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2, None], hops_on=[0.9], hops_off=[0.88]), "reach-not-distance"),
-    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2], hops_on=[0.9], hops_off=[0.7]), "reach-missing"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2], hops_on=[0.9], hops_off=[0.88], hops_off_random=[0.87]),
+     "no-reach-signal"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2, None], hops_on=[0.9], hops_off=[0.88], hops_off_random=[0.8]),
+     "reach-not-distance"),
+    (dict(mse_on=0.1, mse_off=5.0, distance_r2_off=[0.2], hops_on=[0.9], hops_off=[0.7], hops_off_random=[0.6]),
+     "reach-missing"),
 ])
 def test_offpath_verdict_follows_the_numbers(numbers, verdict):
     assert I.offpath_verdict(numbers) == verdict
@@ -119,7 +123,8 @@ def test_cli_writes_inspect_json(tmp_path, capsys):
     assert doc["trained"]["endpoints"][0] > 0.95  # the embedding holds the edge's own vertices
     assert all((run / "figures" / name).is_file() for name in ("inspect_probes.html", "inspect.png"))
     off = doc["offpath"]
-    assert off["verdict"] in {"no-failure", "readout", "reach-not-distance", "reach-missing"}
+    assert off["verdict"] in {"no-failure", "readout", "no-reach-signal", "reach-not-distance", "reach-missing"}
+    assert len(off["hops_off_random"]) == len(off["distance_r2_off_random"]) == 3
     assert off["on_count"] == 256 and 16 <= off["off_count"] <= 256 and len(off["distance_r2_transfer"]) == 3
     assert off["verdict"] == I.offpath_verdict(off)
 
