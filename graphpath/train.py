@@ -1,7 +1,7 @@
 """python -m graphpath.train — pre-train, fine-tune and score the learned transformer.
 
 With no arguments it runs the CPU-sized study in experiments/small.toml (graphs n <= 8,
-fine-tuning on n <= 5; about 10 minutes on 2 cores) into runs/small/:
+fine-tuning on n <= 5; about 5 minutes on one core) into runs/small/:
     pre-train on `pretrain` (target 2) -> fine-tune on `finetune` (on-path targets, small graphs)
     -> score every test set (graphpath.evaluate) -> figures.
 
