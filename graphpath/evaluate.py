@@ -29,6 +29,7 @@ from handcrafted import build_bfs_transformer, model_size, stream_basis
 
 from . import report
 from .checkpoint import CheckpointError, load_model
+from .config import STAGE_TASKS, ConfigError, DataConfig
 from .eval_core import model_vocabulary, pool_runs, score_model
 from .eval_plots import write_figures
 from .eval_probes import line_probe
@@ -99,7 +100,9 @@ def read_run(run_dir: Path, device: str) -> dict:
     data = info.get("data")
     if (run_dir / "config.toml").exists():
         table = _toml(run_dir / "config.toml").get("data")
-        if data is not None and table is not None and dict(table) != dict(data):
+        if table is not None:
+            table = study_data(run_dir, table)
+        if data is not None and table is not None and table != dict(data):
             raise EvalError(f"{run_dir}: checkpoint data spec {data} differs from config.toml [data] {table}")
         data = data if data is not None else table
     if data is None:
@@ -112,6 +115,21 @@ def read_run(run_dir: Path, device: str) -> dict:
             raise EvalError(f"cannot read {run_dir / 'phases.json'}: {error}") from None
     return {"dir": run_dir, "model": model, "info": info, "data": dict(data), "phases": phases,
             "pretrain": last_pretrain_checkpoint(run_dir) if info.get("stage") != "pretrain" else None}
+
+
+def study_data(run_dir: Path, table: dict) -> dict:
+    """config.toml's [data] as the study sizes every set is drawn at (`study_presets` keyword
+    arguments). The sets are the study's distance tasks: a run trained on other tasks of
+    data_gen.tasks is refused (experiments.transfer scores those)."""
+    try:
+        data = DataConfig(**table)
+    except (ConfigError, TypeError) as error:
+        raise EvalError(f"{run_dir}/config.toml [data]: {error}") from None
+    other = {key: getattr(data, key) for key, default in STAGE_TASKS.items() if getattr(data, key) != default}
+    if other:
+        raise EvalError(f"{run_dir} trained on {other}: graphpath.evaluate scores the study's distance tasks "
+                        f"only (python -m experiments.transfer scores the other tasks)")
+    return data.preset_kwargs()
 
 
 def last_pretrain_checkpoint(run_dir: Path) -> Path | None:

@@ -33,7 +33,7 @@ from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 
 from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, resume_checkpoint, unwrap
-from .config import ConfigError, RunConfig, load_config, stage_specs, to_toml
+from .config import STAGE_TASKS, ConfigError, RunConfig, load_config, stage_specs, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .partial import prepare_finetune
@@ -289,7 +289,7 @@ def run(args, overrides) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     runtime = setup_runtime(args.device)
-    scoring = args.stage == "all" and not args.no_eval and runtime.main
+    scoring = args.stage == "all" and not args.no_eval and runtime.main and study_tasks(config)
     if args.seeds is None:
         check_run(args, config, out, runtime)
         if train_run(args, config, out, runtime) and scoring:
@@ -309,6 +309,17 @@ def run(args, overrides) -> int:
     if scoring:
         score_group(out, [seed_out for _, seed_out in runs], runtime.device)
     return 0
+
+
+def study_tasks(config: RunConfig) -> bool:
+    """Whether the run trains the study's distance tasks, the only ones graphpath.evaluate scores;
+    otherwise says so (the run's held-out losses are in metrics.jsonl)."""
+    other = {key: getattr(config.data, key) for key, default in STAGE_TASKS.items()
+             if getattr(config.data, key) != default}
+    if other:
+        print(f"not scoring the study's test sets: this run trains {other} "
+              "(python -m experiments.transfer scores other tasks)", file=sys.stderr)
+    return not other
 
 
 def score(out: Path, device: torch.device) -> None:

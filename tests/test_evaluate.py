@@ -414,3 +414,21 @@ def test_the_pretrain_row_scores_the_last_pretrain_checkpoint(tmp_path, names):
     assert row["mse"] == pytest.approx(expected) and row["source"] == "learned-pretrain model on set pretrain"
     assert row["mse"] != pytest.approx(doc["models"]["learned"]["results"]["pretrain"]["mse"])
     assert "pre-training checkpoint (before fine-tuning) on the pre-train set" in (run / "report.md").read_text()
+
+
+def test_run_data_read_through_config_and_other_tasks_refused(tmp_path):
+    """config.toml's [data] may name the default tasks or leave them out; a run trained on another
+    task of the suite is refused in one line (the study's sets score distances only)."""
+    from graphpath.evaluate import read_run
+
+    run = make_run(tmp_path / "run")
+    tasks = 'pretrain_task = "distance-12"\nfinetune_task = "distance-onpath"\n'
+    (run / "config.toml").write_text(
+        "[data]\n" + "".join(f"{k} = {v}\n" for k, v in DATA.items()) + tasks)
+    assert read_run(run, "cpu")["data"] == DATA
+    (run / "config.toml").write_text(
+        "[data]\n" + "".join(f"{k} = {v}\n" for k, v in DATA.items()) + 'pretrain_task = "degree"\n')
+    with pytest.raises(EvalError, match="trained on .*degree.*experiments.transfer"):
+        read_run(run, "cpu")
+    assert main([str(run), "--quiet"]) == 2
+    assert not (run / "eval.json").exists()
