@@ -26,6 +26,7 @@ from graphpath_common.files import atomic_write_text
 from data_gen.spec import study_sizes_up_to
 
 from handcrafted import build_bfs_transformer, model_size, stream_basis
+from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES, MIN_VERTICES
 
 from . import report
 from .checkpoint import CheckpointError, load_model
@@ -205,16 +206,16 @@ def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) 
 
 
 def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, beside: bool) -> dict | None:
-    """The hand-built model's entry; as a comparison beside runs (`beside`) a failure only warns."""
-    entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_bfs_transformer({n})"], n, [])
-    try:
-        entry["info"] = [handcrafted_description(n)]
-        score_entry(entry, [build_handcrafted(n, device)], prepared, device, "handcrafted", progress)
-    except Exception as error:  # noqa: BLE001 - a comparison must not sink the run's own evaluation
-        if not beside:
-            raise
-        print(f"warning: hand-built model not scored beside the run: {error}".splitlines()[0], file=sys.stderr)
+    """The hand-built model's entry. Beside runs (`beside`) it is skipped, with a line saying so,
+    only where no hand-built model of the runs' size exists; any other failure is an error."""
+    if beside and not MIN_VERTICES <= n <= MAX_SUPPORTED_VERTICES:
+        print(f"note: no hand-built model beside the run: it exists for n in [{MIN_VERTICES}, "
+              f"{MAX_SUPPORTED_VERTICES}], the run's n_max is {n}", file=sys.stderr)
         return None
+    entry = _entry("handcrafted", f"hand-built BFS transformer, n = {n}", [f"handcrafted.build_bfs_transformer({n})"], n, [])
+    model = build_handcrafted(n, device)
+    entry["info"] = [handcrafted_description(n)]
+    score_entry(entry, [model], prepared, device, "handcrafted", progress)
     return entry
 
 

@@ -432,3 +432,14 @@ def test_run_data_read_through_config_and_other_tasks_refused(tmp_path):
         read_run(run, "cpu")
     assert main([str(run), "--quiet"]) == 2
     assert not (run / "eval.json").exists()
+
+
+def test_handcrafted_beside_a_run_is_skipped_only_where_it_cannot_exist(capsys):
+    from graphpath.evaluate import score_handcrafted
+    from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES
+
+    too_big = MAX_SUPPORTED_VERTICES + 1
+    assert score_handcrafted(too_big, {}, "cpu", False, beside=True) is None
+    assert f"n_max is {too_big}" in capsys.readouterr().err
+    with pytest.raises(EvalError, match="cannot build the hand-built model"):
+        score_handcrafted(too_big, {}, "cpu", False, beside=False)
