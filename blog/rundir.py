@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from graphpath_common.toml import tomllib
+from graphpath_common.toml import read_toml
 
 REQUIRED_FILES = ("config.toml", "metrics.jsonl", "phases.json", "eval.json")
 
@@ -86,16 +86,6 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _read_toml(path: Path) -> dict:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except OSError as err:
-        raise RunDirError(f"cannot read {path}: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise RunDirError(f"{path} is not valid TOML ({err})") from None
-
-
 SEED_DIR = re.compile(r"^seed-(\d+)$")
 
 
@@ -124,7 +114,7 @@ def load_run(path: str | Path) -> Run:
     if missing:
         raise RunDirError(f"run directory {path} is incomplete: missing {', '.join(missing)} "
                           "(run `python -m graphpath.train` and `python -m graphpath.evaluate` first)")
-    config = _read_toml(path / "config.toml")
+    config = read_toml(path / "config.toml", RunDirError)
     perturb_files = sorted(path.glob("perturb*.json"), key=lambda p: (p.name != "perturb.json", p.name))
     name = config.get("name") if isinstance(config.get("name"), str) else path.resolve().name
     return Run(path=path, name=name, config=config,

@@ -33,8 +33,8 @@ from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_t
                              non_embedding_parameters, require_complete, run_study_cli, run_sweep)
 from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
-from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.toml import read_toml
 
 from . import scaling_fit as sf
 
@@ -44,17 +44,11 @@ MIN_DATA = 16  # fewer graphs than this cannot fill a batch and a held-out compa
 
 
 def load_study(path: Path) -> dict:
-    try:
-        study = tomllib.loads(Path(path).read_text())
-    except OSError as error:
-        raise StudyError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path} is not valid TOML: {error}") from None
+    study = read_toml(path, StudyError)
     reject_unknown_keys(KEYS, study, StudyError, "edt study")
     seeds, sizes = study.get("seeds", [0]), study.get("data_sizes")
     extra, models = study.get("scratch_extra", []), study.get("models")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise StudyError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    require_seeds(seeds, StudyError)
     for name, ladder in (("data_sizes", sizes), ("scratch_extra", extra)):
         if not isinstance(ladder, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in ladder):
             raise StudyError(f"{name} must be a list of integers, got {ladder!r}")

@@ -41,8 +41,8 @@ from graphpath.sweep import (Job, add_executor_options, config_text, executor_op
                              require_complete, run_study_cli, run_sweep)
 from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
-from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.toml import read_toml
 
 from .scaling_fit import mean_ci
 
@@ -52,18 +52,12 @@ MIN_TRAIN, MIN_TEST = 256, 64
 
 
 def load_study(path: Path) -> dict:
-    try:
-        study = tomllib.loads(Path(path).read_text())
-    except OSError as error:
-        raise StudyError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path} is not valid TOML: {error}") from None
+    study = read_toml(path, StudyError)
     reject_unknown_keys(KEYS, study, StudyError, "mixture study")
     study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "test_size": 1024,
              "pretrain": {}, **study}
     seeds = study["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise StudyError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    require_seeds(seeds, StudyError)
     for key, low in (("train_size", MIN_TRAIN), ("test_size", MIN_TEST)):
         if not isinstance(study[key], int) or study[key] < low:
             raise StudyError(f"{key} must be an integer >= {low} (the smallest sensible), got {study[key]!r}")

@@ -30,8 +30,8 @@ from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_t
                              require_complete, run_study_cli, run_sweep)
 from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
-from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.toml import read_toml
 
 from .scaling_fit import mean_ci
 
@@ -41,18 +41,12 @@ KEYS = ("name", "seeds", "modes", "ranks", "lora_alpha", "bodies", "sets", "eval
 
 
 def load_study(path: Path) -> dict:
-    try:
-        study = tomllib.loads(Path(path).read_text())
-    except OSError as error:
-        raise StudyError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise StudyError(f"{path} is not valid TOML: {error}") from None
+    study = read_toml(path, StudyError)
     reject_unknown_keys(KEYS, study, StudyError, "partial study")
     study = {"name": "partial", "seeds": [0], "modes": list(MODES), "ranks": [1, 4], "bodies": list(BODIES),
              "sets": ["finetune", "tests", "shift"], "eval_size": 1024, "pretrain": {}, "finetune": {}, **study}
     seeds = study["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise StudyError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    require_seeds(seeds, StudyError)
     bad = [m for m in study["modes"] if m not in MODES]
     if bad or not study["modes"]:
         raise StudyError(f"unknown mode(s) {bad} (modes: {', '.join(MODES)})")

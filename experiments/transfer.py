@@ -43,8 +43,8 @@ from graphpath.sweep import (Job, SweepError, add_executor_options, config_text,
                              require_complete, run_study_cli, run_sweep)
 from graphpath_common.cli import ArgumentParser
 from graphpath_common.files import atomic_write_text
-from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.toml import read_toml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "transfer.toml"
 KEYS = ("name", "tasks", "seeds", "pretrain_size", "finetune_size", "test_size", "balance_threshold",
@@ -54,12 +54,7 @@ PURPOSES = {"pretrain": 0, "finetune": 1, "test": 2}
 
 
 def load_study(path: Path) -> dict:
-    try:
-        study = tomllib.loads(Path(path).read_text())
-    except OSError as error:
-        raise SweepError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SweepError(f"{path} is not valid TOML: {error}") from None
+    study = read_toml(path, SweepError)
     reject_unknown_keys(KEYS, study, SweepError, "transfer study")
     reject_unknown_keys(DATA_KEYS, study.get("data", {}), SweepError, "transfer study [data]")
     tasks, seeds = study.get("tasks"), study.get("seeds", [0, 1, 2])
@@ -68,8 +63,7 @@ def load_study(path: Path) -> dict:
     unknown = [t for t in tasks if t not in SUITE]
     if unknown:
         raise SweepError(f"unknown task(s) {', '.join(map(repr, unknown))} (the suite: {', '.join(SUITE)})")
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise SweepError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    require_seeds(seeds, SweepError)
     for key, low in (("pretrain_size", 64), ("finetune_size", 16), ("test_size", 64)):
         value = study.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -37,7 +37,7 @@ from data_gen.splits import split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer
 
 from .perturb import PerturbError, SweepConfig, held_out_loss, load_target, perturb_, recover
@@ -126,10 +126,7 @@ def _main(argv) -> int:
     args = parser.parse_args(argv)
     values = {}
     if args.config:
-        try:
-            table = tomllib.loads(Path(args.config).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise PerturbError(f"cannot read config {args.config}: {error}") from None
+        table = read_toml(args.config, PerturbError, "config ")
         values = table.get("perturb", table)
         reject_unknown_keys(SweepConfig, values, PerturbError, f"{args.config} [perturb]")
     values.update({"model": args.model, "n": args.n, "threads": args.threads, "figures": False})

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from data_gen import SpecError, study_presets
 from data_gen.tasks import SUITE, task_spec
-from graphpath_common.toml import tomllib
+from graphpath_common.toml import read_toml, tomllib
 
 from .model import ConfigError, ModelConfig
 
@@ -292,12 +292,7 @@ def stage_specs(config: RunConfig) -> dict:
 
 def load_config(path, overrides: list[tuple[str, str]] = ()) -> RunConfig:
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"config {path} is not valid TOML: {error}") from None
+    raw = read_toml(path, ConfigError, "config ")
     return from_dict(apply_overrides(raw, list(overrides)))
 
 

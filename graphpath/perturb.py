@@ -44,7 +44,7 @@ from data_gen.splits import SPLITS, split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer, model_size
 
 from .checkpoint import CheckpointError, load_model
@@ -334,10 +334,7 @@ def parse_args(argv) -> SweepConfig:
     quiet, config_path = args.pop("quiet"), args.pop("config")
     values = {}
     if config_path:
-        try:
-            table = tomllib.loads(Path(config_path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise PerturbError(f"cannot read config {config_path}: {error}") from None
+        table = read_toml(config_path, PerturbError, "config ")
         values = table.get("perturb", table)
         reject_unknown_keys(SweepConfig, values, PerturbError, f"{config_path} [perturb]")
     values.update({k: v for k, v in args.items() if v is not None})

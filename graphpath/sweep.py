@@ -54,7 +54,7 @@ from tqdm import tqdm
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import tomllib
+from graphpath_common.toml import read_toml
 
 from .config import ConfigError, apply_overrides, from_dict, to_toml
 
@@ -322,21 +322,13 @@ def _value_name(value) -> str:
 def load_grid(path: Path) -> tuple[str, list[Job]]:
     """(name, jobs) of a grid file (see the module docstring)."""
     path = Path(path)
-    try:
-        grid = tomllib.loads(path.read_text())
-    except OSError as error:
-        raise SweepError(f"cannot read {path}: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SweepError(f"{path} is not valid TOML: {error}") from None
+    grid = read_toml(path, SweepError)
     reject_unknown_keys(GRID_KEYS, grid, SweepError, "sweep grid")
     name, stage, axes = grid.get("name", path.stem), grid.get("stage", "pretrain"), grid.get("grid", {})
     base = grid.get("base", {})
     if isinstance(base, str):
         base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
-        try:
-            base = tomllib.loads(base_path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise SweepError(f"base config {base_path}: {getattr(error, 'strerror', None) or error}") from None
+        base = read_toml(base_path, SweepError, "base config ")
     if not isinstance(base, dict):
         raise SweepError("base must be a run config file name or an inline [base] table")
     if stage not in ("pretrain", "all"):

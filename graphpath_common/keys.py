@@ -19,3 +19,11 @@ def reject_unknown_keys(known: type | Iterable[str], values, error: type[Excepti
     unknown = sorted(set(values) - names)
     if unknown:
         raise error(f"unknown {what} key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+
+
+def require_seeds(seeds, error: type[Exception]) -> list[int]:
+    """`seeds` as given, if it is a non-empty list of non-negative integers; else `error`."""
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        raise error(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    return seeds
