@@ -29,9 +29,8 @@ import numpy as np
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
 from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_text, executor_options, job_dir,
-                             non_embedding_parameters, require_complete, run_study_cli, run_sweep)
-from graphpath_common.cli import ArgumentParser
+from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir,
+                             non_embedding_parameters, require_complete, run_study_cli, run_sweep, study_parser)
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -189,13 +188,8 @@ def write_figures(doc: dict, folder: Path) -> list[str]:
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog="python -m experiments.edt", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study TOML (default experiments/edt.toml)")
-    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
+    parser = study_parser("python -m experiments.edt", __doc__.split("\n\n")[0], DEFAULT_CONFIG)
     parser.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples for the fit's CIs")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_executor_options(parser)
     args = parser.parse_args(argv)
     executor = executor_options(args)
     study = load_study(args.config)

@@ -26,9 +26,8 @@ from graphpath.eval_sets import EvalError, define_sets, load_set, resolve_names
 from graphpath.model import ModelConfig
 from graphpath.partial import BODIES, MODES, expected_trainable
 from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, add_executor_options, best_eval_loss, config_text, executor_options, job_dir,
-                             require_complete, run_study_cli, run_sweep)
-from graphpath_common.cli import ArgumentParser
+from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir,
+                             require_complete, run_study_cli, run_sweep, study_parser)
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -158,12 +157,7 @@ def write_figures(doc: dict, folder: Path) -> list[str]:
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog="python -m experiments.partial", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study TOML (default experiments/partial.toml)")
-    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_executor_options(parser)
+    parser = study_parser("python -m experiments.partial", __doc__.split("\n\n")[0], DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     executor = executor_options(args)
     study = load_study(args.config)

@@ -39,9 +39,8 @@ from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
 from graphpath.metrics import mean_ci, rounded
-from graphpath.sweep import (Job, SweepError, add_executor_options, config_text, executor_options, job_dir,
-                             require_complete, run_study_cli, run_sweep)
-from graphpath_common.cli import ArgumentParser
+from graphpath.sweep import (Job, SweepError, config_text, executor_options, job_dir,
+                             require_complete, run_study_cli, run_sweep, study_parser)
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -384,12 +383,7 @@ def matrix_lines(doc: dict) -> list[str]:
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog="python -m experiments.transfer", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="study TOML (default experiments/transfer.toml)")
-    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
-    parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_executor_options(parser)
+    parser = study_parser("python -m experiments.transfer", __doc__.split("\n\n")[0], DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     options = executor_options(args)
     study = load_study(args.config)

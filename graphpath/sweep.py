@@ -394,6 +394,19 @@ def _main(argv) -> int:
     return 0
 
 
+def study_parser(prog: str, description: str, default_config: Path) -> ArgumentParser:
+    """The options every study command shares: --config, --out, --no-figures, --quiet and the
+    executor's (add a study's own options to the parser it returns)."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, default=default_config,
+                        help=f"study TOML (default experiments/{default_config.name})")
+    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_options(parser)
+    return parser
+
+
 def add_executor_options(parser) -> None:
     """--executor, --workers and the Slurm options, shared by every study's command."""
     group = parser.add_argument_group("executor")
