@@ -7,6 +7,7 @@ from pathlib import Path
 
 import blog
 from blog.values import fmt
+from tiny_studies import TINY_DATA, two_models
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_fixture"
 EDT_STUDY = """
@@ -14,19 +15,7 @@ seeds = [0, 1]
 data_sizes = [32, 64, 128]
 scratch_extra = [4096]
 bootstrap = 50
-[data]
-n_max = 5
-finetune_n_max = 4
-small_target = 4
-[[models]]
-d_model = 8
-n_layers = 1
-n_heads = 1
-[[models]]
-d_model = 16
-n_layers = 2
-n_heads = 2
-"""
+""" + TINY_DATA + two_models(second_layers=2)
 
 
 def edt_doc(tmp_path):

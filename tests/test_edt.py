@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from experiments import scaling_fit as sf
+from tiny_studies import TINY_DATA, TINY_FINETUNE, TINY_PRETRAIN, assert_bad_study, two_models
 
 
 def scratch_loss(d, n):
@@ -68,32 +69,7 @@ seeds = [0, 1]
 data_sizes = [32, 64]
 scratch_extra = [128]
 bootstrap = 20
-[data]
-n_max = 5
-finetune_n_max = 4
-small_target = 4
-[[models]]
-d_model = 8
-n_layers = 1
-n_heads = 1
-[[models]]
-d_model = 16
-n_layers = 1
-n_heads = 2
-[pretrain]
-steps = 20
-batch_size = 32
-eval_every = 20
-eval_size = 64
-checkpoint_every = 1000
-[finetune]
-steps = 10
-batch_size = 32
-eval_every = 5
-eval_size = 64
-lr = 1e-3
-checkpoint_every = 1000
-"""
+""" + TINY_DATA + two_models() + TINY_PRETRAIN + TINY_FINETUNE
 
 
 @pytest.mark.parametrize("edit,needle", [
@@ -105,11 +81,7 @@ checkpoint_every = 1000
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     from experiments.edt import main
 
-    path = tmp_path / "study.toml"
-    path.write_text(TINY_STUDY.replace(*edit))
-    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    assert_bad_study(main, TINY_STUDY.replace(*edit), tmp_path, capsys, needle)
 
 
 @pytest.mark.slow

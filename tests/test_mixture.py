@@ -10,6 +10,7 @@ from data_gen import load_dataset
 from data_gen.mixture import (Component, Mixture, MixtureError, build_mixture_dataset, coverage, sample_mixture)
 from data_gen.splits import split_rng
 from experiments.mixture import main
+from tiny_studies import TINY_PRETRAIN, assert_bad_study, two_models
 
 TWO = Mixture((Component("reference", 3, 7, weight=0.3), Component("tree", 4, 8, d_min=2, d_max=4, weight=0.7)), 9)
 
@@ -73,21 +74,7 @@ seeds = [0, 1]
 max_vertices = 6
 train_size = 512
 test_size = 64
-[[models]]
-d_model = 8
-n_layers = 1
-n_heads = 1
-[[models]]
-d_model = 16
-n_layers = 1
-n_heads = 2
-[pretrain]
-steps = 20
-batch_size = 32
-eval_every = 20
-eval_size = 64
-checkpoint_every = 1000
-[mixtures.reference]
+""" + two_models() + TINY_PRETRAIN + """[mixtures.reference]
 components = [{family = "reference", n_max = 5, weight = 1.0}]
 [mixtures.blend]
 components = [{family = "tree", n_max = 5, weight = 0.5}, {family = "erdos_renyi", avg_degree = 3.0, n_max = 5, weight = 0.5}]
@@ -107,11 +94,7 @@ components = [{family = "reference", n_max = 5, d_min = 3, d_max = 4}]
     (('{family = "path", n_min = 6', '{family = "path", colour = 1, n_min = 6'), "unknown mixture path-larger"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
-    path = tmp_path / "study.toml"
-    path.write_text(TINY.replace(*edit))
-    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
 
 
 @pytest.mark.slow

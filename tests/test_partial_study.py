@@ -4,6 +4,7 @@ import json
 import pytest
 
 from experiments.partial import main
+from tiny_studies import TINY_DATA, TINY_FINETUNE, TINY_PRETRAIN, assert_bad_study
 
 TINY = """
 name = "partial-tiny"
@@ -12,28 +13,11 @@ modes = ["full", "readout", "lora"]
 ranks = [2]
 sets = ["finetune", "shift-tree"]
 eval_size = 64
-[data]
-n_max = 5
-finetune_n_max = 4
-small_target = 4
-[model]
+""" + TINY_DATA + """[model]
 d_model = 16
 n_layers = 1
 n_heads = 2
-[pretrain]
-steps = 20
-batch_size = 32
-eval_every = 20
-eval_size = 64
-checkpoint_every = 1000
-[finetune]
-steps = 10
-batch_size = 32
-eval_every = 5
-eval_size = 64
-lr = 1e-3
-checkpoint_every = 1000
-"""
+""" + TINY_PRETRAIN + TINY_FINETUNE
 
 
 @pytest.mark.parametrize("edit,needle", [
@@ -44,11 +28,7 @@ checkpoint_every = 1000
     (("eval_size = 64", "eval_size = 8"), "eval_size must be an integer >= 16"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
-    path = tmp_path / "study.toml"
-    path.write_text(TINY.replace(*edit))
-    assert main(["--config", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and len(err.splitlines()) == 1
+    assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
 
 
 @pytest.mark.slow
