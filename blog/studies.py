@@ -22,7 +22,7 @@ from plotly.subplots import make_subplots
 from .figures import TEMPLATE
 from .html import Html, Text, plotly_figure, table
 from .rundir import Run
-from .values import count, fmt
+from .values import count, fmt, fmt_ci
 
 
 def _study(run: Run, kind: str) -> dict:
@@ -31,16 +31,9 @@ def _study(run: Run, kind: str) -> dict:
     return run.studies[kind]
 
 
-def _ci(block: dict) -> str:
-    if block.get("mean") is None:
-        return "—"
-    ci = block.get("ci95")
-    return fmt(block["mean"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
-
-
 def table_edt(run: Run) -> Html:
     doc = _study(run, "edt")
-    rows = [[count(s["N"]), count(s["D_F"]), _ci(s["D_T"]), _ci(s["multiplier"]),
+    rows = [[count(s["N"]), count(s["D_F"]), fmt_ci(s["D_T"]), fmt_ci(s["multiplier"]),
              f"{s['ossified_seeds']} / {s['extrapolated_seeds']}"] for s in doc["summary"]]
     return table(["N (non-embedding)", "D_F", "D_T [95% CI]", "(D_F + D_T) / D_F", "seeds ossified / extrapolated"],
                  rows, "Effective data transferred per model size and fine-tuning set size")
@@ -53,7 +46,7 @@ def edt_fit(run: Run) -> Text:
         return Text(f"No power law could be fitted ({doc.get('reason', 'too few points')}); the paper's "
                     f"text-to-Python values are k = {fmt(paper['k'])}, α = {paper['alpha']}, β = {paper['beta']}.")
     fit = doc["fit"]
-    parts = [f"{name} = {_ci(dict(mean=fit[key]['value'], ci95=fit[key]['ci95']))}"
+    parts = [f"{name} = {fmt_ci(dict(mean=fit[key]['value'], ci95=fit[key]['ci95']))}"
              for name, key in (("k", "k"), ("α", "alpha"), ("β", "beta"))]
     return Text(f"Fitting D_T = k·D_F^α·N^β to {doc['points']} points in the low-data regime "
                 f"({doc['rule']}) gives {', '.join(parts)}; the paper's text-to-Python values are "
@@ -63,8 +56,8 @@ def edt_fit(run: Run) -> Text:
 def table_partial(run: Run) -> Html:
     doc = _study(run, "partial")
     sets = [name for name in doc["study"]["sets"] if name != "finetune"]
-    rows = [[v["name"], count(v["trainable"]), _ci(v["finetune_loss"])]
-            + [_ci(v["sets"][name]["mse"]) for name in sets] for v in doc["variants"]]
+    rows = [[v["name"], count(v["trainable"]), fmt_ci(v["finetune_loss"])]
+            + [fmt_ci(v["sets"][name]["mse"]) for name in sets] for v in doc["variants"]]
     return table(["variant", "trainable", "fine-tune MSE"] + [f"{name} MSE" for name in sets], rows,
                  f"Partial fine-tuning ({count(doc['total_parameters'])} parameters in all; 95% CIs over seeds)")
 
@@ -78,7 +71,7 @@ def table_mixture(run: Run) -> Html:
             cells = {c["model"]: c for c in doc["cells"] if (c["mixture"], c["test"]) == (mixture, test)}
             first = cells[models[0]["index"]]
             rows.append([mixture, test, "yes" if first["families_in_mixture"] else "no", fmt(first["coverage"])]
-                        + [_ci(cells[m["index"]]["mse"]) for m in models])
+                        + [fmt_ci(cells[m["index"]]["mse"]) for m in models])
     return table(["mixture", "test", "families in mixture", "coverage"] + [f"MSE, N = {count(m['N'])}" for m in models],
                  rows, "Test error by pre-training mixture (95% CIs over seeds)")
 

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from .figures import TEMPLATE
 from .html import Html, Text, plotly_figure, table
 from .rundir import Run
-from .values import fmt
+from .values import fmt, fmt_ci
 
 
 def _doc(run: Run) -> dict:
@@ -26,13 +26,6 @@ def available(run: Run) -> dict[str, bool]:
     return {"transfer": "transfer" in run.studies}
 
 
-def _ci(block: dict) -> str:
-    if block.get("mean") is None:
-        return "—"
-    ci = block.get("ci95")
-    return fmt(block["mean"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
-
-
 def _cells(doc: dict) -> dict:
     return {(c["source"], c["target"]): c for c in doc["cells"]}
 
@@ -40,7 +33,7 @@ def _cells(doc: dict) -> dict:
 def table_transfer(run: Run) -> Html:
     doc = _doc(run)
     cells = _cells(doc)
-    rows = [[a] + [_ci(cells[(a, b)]["relative"]) + (" (same task)" if a == b else "") for b in doc["tasks"]]
+    rows = [[a] + [fmt_ci(cells[(a, b)]["relative"]) + (" (same task)" if a == b else "") for b in doc["tasks"]]
             for a in doc["tasks"]]
     return table(["pre-trained on \\ fine-tuned on"] + list(doc["tasks"]), rows,
                  f"Relative transfer A -> B: (baseline loss - transferred loss) / B's constant-predictor loss, "
@@ -52,8 +45,8 @@ def fig_transfer_matrix(run: Run) -> Html:
     tasks, cells = doc["tasks"], _cells(doc)
 
     def hover(cell: dict) -> str:
-        return (f"{cell['source']} -> {cell['target']}<br>relative {_ci(cell['relative'])}<br>"
-                f"transfer {_ci(cell['transfer'])}<br>fine-tuned {fmt(cell['transferred_loss']['mean'])}, "
+        return (f"{cell['source']} -> {cell['target']}<br>relative {fmt_ci(cell['relative'])}<br>"
+                f"transfer {fmt_ci(cell['transfer'])}<br>fine-tuned {fmt(cell['transferred_loss']['mean'])}, "
                 f"baseline {fmt(cell['baseline_loss']['mean'])}, zero-shot {fmt(cell['zero_shot_loss']['mean'])}")
 
     z = [[None if a == b else cells[(a, b)]["relative"]["mean"] for b in tasks] for a in tasks]

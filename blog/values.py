@@ -32,6 +32,14 @@ def fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def fmt_ci(block: dict) -> str:
+    """A study JSON's {"mean", "ci95"} block as "mean [low, high]" ("—" when there is no mean)."""
+    if block.get("mean") is None:
+        return "—"
+    ci = block.get("ci95")
+    return fmt(block["mean"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
 def count(x: int) -> str:
     return f"{int(x):,}"
 
