@@ -250,9 +250,9 @@ def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
             continue
         previous = candidate.name[: -len(".json")]
         break
-    then = (f"resume from the previous good checkpoint {previous}" if previous
-            else f"no earlier {stage} checkpoint verifies, so {stage} restarts from step 0")
-    raise CheckpointError(f"cannot resume: {problem}; delete {directory / stem}.* and rerun --resume to {then}")
+    then = (f"to resume from the previous good checkpoint {previous}" if previous
+            else f"({stage} restarts from step 0: no earlier {stage} checkpoint verifies)")
+    raise CheckpointError(f"cannot resume: {problem}; delete {directory / stem}.* and rerun --resume {then}")
 
 
 def load_model(path, device="cpu") -> tuple[GraphTransformer, dict]:
