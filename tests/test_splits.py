@@ -55,7 +55,7 @@ def training_states(run_seeds) -> dict[tuple, str]:
     """generate_state(4) of every numpy stream training uses (data_gen.splits' docstring table)."""
     out = {}
     for seed in run_seeds:
-        for stage, purpose, rank in itertools.product(("pretrain", "finetune"), ("train", "eval", "init"), range(8)):
+        for stage, purpose, rank in itertools.product(("pretrain", "finetune"), ("train", "init"), range(8)):
             out[tuple(stage_seed(seed, stage, purpose, rank).generate_state(4))] = f"stage_seed({seed}, {stage}, {purpose}, {rank})"
         out[tuple(np.random.SeedSequence(seed).generate_state(4))] = f"default_rng({seed}) (mixture dataset)"
         out[tuple(np.random.SeedSequence(1_000_003 + seed).generate_state(4))] = f"perturb recovery, seed {seed}"
