@@ -80,10 +80,13 @@ class DataConfig:
     def presets(self) -> dict:
         return study_presets(**self.preset_kwargs())
 
+    def other_tasks(self) -> dict:
+        """The stage tasks that differ from the study's distance tasks (empty for a study run)."""
+        return {k: getattr(self, k) for k, default in STAGE_TASKS.items() if getattr(self, k) != default}
+
     def to_dict(self) -> dict:
         """TOML-ready: unset thresholds and the study's default tasks are left out."""
-        tasks = {k: getattr(self, k) for k, default in STAGE_TASKS.items() if getattr(self, k) != default}
-        return {**self.preset_kwargs(), **tasks}
+        return {**self.preset_kwargs(), **self.other_tasks()}
 
 
 @dataclass

@@ -30,7 +30,7 @@ from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES, MIN_VERTICES
 
 from . import report
 from .checkpoint import CheckpointError, load_model
-from .config import STAGE_TASKS, ConfigError, DataConfig
+from .config import ConfigError, DataConfig
 from .eval_core import model_vocabulary, pool_runs, score_model
 from .eval_plots import write_figures
 from .eval_probes import line_probe
@@ -126,7 +126,7 @@ def study_data(run_dir: Path, table: dict) -> dict:
         data = DataConfig(**table)
     except (ConfigError, TypeError) as error:
         raise EvalError(f"{run_dir}/config.toml [data]: {error}") from None
-    other = {key: getattr(data, key) for key, default in STAGE_TASKS.items() if getattr(data, key) != default}
+    other = data.other_tasks()
     if other:
         raise EvalError(f"{run_dir} trained on {other}: graphpath.evaluate scores the study's distance tasks "
                         f"only (python -m experiments.transfer scores the other tasks)")

@@ -33,7 +33,7 @@ from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 
 from .checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, resume_checkpoint, unwrap
-from .config import STAGE_TASKS, ConfigError, RunConfig, load_config, stage_specs, to_toml
+from .config import ConfigError, RunConfig, load_config, stage_specs, to_toml
 from .feed import DataError, stage_seed
 from .model import GraphTransformer
 from .partial import prepare_finetune
@@ -314,8 +314,7 @@ def run(args, overrides) -> int:
 def study_tasks(config: RunConfig) -> bool:
     """Whether the run trains the study's distance tasks, the only ones graphpath.evaluate scores;
     otherwise says so (the run's held-out losses are in metrics.jsonl)."""
-    other = {key: getattr(config.data, key) for key, default in STAGE_TASKS.items()
-             if getattr(config.data, key) != default}
+    other = config.data.other_tasks()
     if other:
         print(f"not scoring the study's test sets: this run trains {other} "
               "(python -m experiments.transfer scores other tasks)", file=sys.stderr)
