@@ -20,7 +20,6 @@ thread, or --executor slurm); rerunning skips finished jobs and retries failed o
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -29,9 +28,8 @@ import numpy as np
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
 from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir,
-                             non_embedding_parameters, require_complete, run_study_cli, run_sweep, study_parser)
-from graphpath_common.files import atomic_write_text
+from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
+                             require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
@@ -199,13 +197,11 @@ def _main(argv) -> int:
     out = args.out or Path("runs") / study["name"]
     losses = run_jobs(study, out, progress=not args.quiet, **executor)
     doc = analyse(study, losses, bootstrap)
-    if not args.no_figures:
-        doc["figures"] = write_figures(doc, out / "figures")
-    atomic_write_text(out / "edt.json", json.dumps(doc, indent=1))
+    path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
     fit = doc["fit"].get("fit")
     line = (f"k={fit['k']['value']:.3g} alpha={fit['alpha']['value']:.3g} beta={fit['beta']['value']:.3g}"
             if fit else f"no fit ({doc['fit'].get('reason')})")
-    print(f"{out / 'edt.json'}: {len(doc['rows'])} transfer points, {doc['fit']['points']} in the low-data fit; {line}",
+    print(f"{path}: {len(doc['rows'])} transfer points, {doc['fit']['points']} in the low-data fit; {line}",
           file=sys.stderr)
     return 0
 

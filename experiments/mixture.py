@@ -22,7 +22,6 @@ figures `figures/mixture-coverage.html` (MSE vs coverage, per model size) and
 """
 from __future__ import annotations
 
-import json
 import sys
 import zlib
 from pathlib import Path
@@ -38,8 +37,7 @@ from graphpath.checkpoint import load_model
 from graphpath.eval_core import predict
 from graphpath.sweep import SweepError as StudyError
 from graphpath.sweep import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
-                             require_complete, run_study_cli, run_sweep, study_parser)
-from graphpath_common.files import atomic_write_text
+                             require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
@@ -209,11 +207,9 @@ def _main(argv) -> int:
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
     doc = run_study(study, out, progress=not args.quiet, **executor)
-    if not args.no_figures:
-        doc["figures"] = write_figures(doc, out / "figures")
-    atomic_write_text(out / "mixture.json", json.dumps(doc, indent=1))
+    path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
     a = doc["analysis"]
-    print(f"{out / 'mixture.json'}: {a['cells']} cells; Spearman(log MSE, coverage) {a['spearman_log_mse_vs_coverage']}, "
+    print(f"{path}: {a['cells']} cells; Spearman(log MSE, coverage) {a['spearman_log_mse_vs_coverage']}, "
           f"Spearman(log MSE, log N) {a['spearman_log_mse_vs_log_N']}; R^2 coverage {a['r2_coverage']}, "
           f"log N {a['r2_log_N']}", file=sys.stderr)
     return 0

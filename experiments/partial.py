@@ -15,7 +15,6 @@ graphpath.partial) and, per set, MSE and accuracy with a 95% t-interval over see
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -27,8 +26,7 @@ from graphpath.model import ModelConfig
 from graphpath.partial import BODIES, MODES, expected_trainable
 from graphpath.sweep import SweepError as StudyError
 from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir,
-                             require_complete, run_study_cli, run_sweep, study_parser)
-from graphpath_common.files import atomic_write_text
+                             require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
@@ -163,11 +161,9 @@ def _main(argv) -> int:
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
     doc = run_study(study, out, progress=not args.quiet, **executor)
-    if not args.no_figures:
-        doc["figures"] = write_figures(doc, out / "figures")
-    atomic_write_text(out / "partial.json", json.dumps(doc, indent=1))
+    path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     best = min(doc["variants"], key=lambda r: r["finetune_loss"]["mean"])
-    print(f"{out / 'partial.json'}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; best fine-tune "
+    print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; best fine-tune "
           f"MSE {best['finetune_loss']['mean']:.4g} ({best['name']}, {best['trainable']:,} trainable)", file=sys.stderr)
     return 0
 

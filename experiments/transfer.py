@@ -28,7 +28,6 @@ transfer-asymmetry.html. Rerunning skips finished jobs and retries failed ones.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,8 +39,7 @@ from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
 from graphpath.metrics import mean_ci, rounded
 from graphpath.sweep import (Job, SweepError, config_text, executor_options, job_dir,
-                             require_complete, run_study_cli, run_sweep, study_parser)
-from graphpath_common.files import atomic_write_text
+                             require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
@@ -394,12 +392,10 @@ def _main(argv) -> int:
     require_complete(status)
     rows, constant, report = score_all(study, out, progress=not args.quiet)
     doc = analyse(study, rows, constant, report)
-    if not args.no_figures:
-        doc["figures"] = write_figures(doc, out / "figures")
     doc["seconds"] = time.time() - start
-    atomic_write_text(out / "transfer.json", json.dumps(doc, indent=1))
+    path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
     print("\n".join(matrix_lines(doc)), file=sys.stderr)
-    print(f"{out / 'transfer.json'}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
+    print(f"{path}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
           f"{doc['test_sets']['collisions_total']} test graphs dropped as training collisions; {doc['findings']}",
           file=sys.stderr)
     return 0

@@ -431,6 +431,16 @@ def executor_options(args) -> dict:
                       "gpus_per_task": args.gpus_per_task}}
 
 
+def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: bool = True) -> Path:
+    """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
+    `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
+    if figures:
+        doc["figures"] = write_figures(doc, out / "figures")
+    path = out / json_name
+    atomic_write_text(path, json.dumps(doc, indent=1))
+    return path
+
+
 def run_study_cli(prog: str, body, argv, *user_errors) -> int:
     """graphpath_common.cli.run_cli for a command that runs a sweep: bad input exit 2 (one line),
     failed jobs exit 1 (one line naming their logs), else body's status."""

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from graphpath.sweep import (Job, SweepError, SweepFailed, check_jobs, job_dir, load_grid, main, require_complete,
-                             run_sweep)
+                             run_sweep, save_study)
 
 TINY = {"name": "tiny", "data": {"n_max": 5, "finetune_n_max": 4, "small_target": 4},
         "model": {"d_model": 8, "n_layers": 1, "n_heads": 1},
@@ -142,3 +142,18 @@ def test_cli_writes_sweep_json(tmp_path, capsys):
     assert main([str(path), "--out", str(tmp_path / "out"), "--quiet"]) == 0  # all skipped now
     doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert all(j["status"] == "done" for j in doc["jobs"])
+
+
+def test_save_study_writes_figures_then_the_json_and_skips_figures_when_asked(tmp_path):
+    seen = []
+
+    def figures(doc, folder):
+        seen.append((dict(doc), folder))
+        return [str(folder / "a.html")]
+
+    path = save_study({"cells": 3}, tmp_path, "study.json", figures)
+    assert path == tmp_path / "study.json"
+    assert seen == [({"cells": 3}, tmp_path / "figures")]
+    assert json.loads(path.read_text()) == {"cells": 3, "figures": [str(tmp_path / "figures" / "a.html")]}
+    path = save_study({"cells": 4}, tmp_path, "study.json", figures, figures=False)
+    assert json.loads(path.read_text()) == {"cells": 4} and len(seen) == 1
