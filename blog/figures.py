@@ -154,33 +154,44 @@ def fig_sets(run: Run) -> Html:
                          f"{FLOOR:g}), and the study's reported value (diamonds).")
 
 
+def log_fraction_menu(panels: list[dict], xaxis_title: str, yaxis_title: str, hovertemplate: str,
+                      reverse_y: bool = False) -> go.Figure:
+    """Heatmaps of log10 fractions (colour 1e-4 .. 1), one per panel and a drop-down that shows one
+    at a time. A panel is {"title", "x", "y", "z", "text"}; z holds log10 fractions (None = 0)."""
+    fig = go.Figure()
+    for i, panel in enumerate(panels):
+        fig.add_trace(go.Heatmap(
+            z=panel["z"], x=panel["x"], y=panel["y"], text=panel["text"], visible=(i == 0), zmin=-4, zmax=0,
+            colorscale="Viridis", name=escape(panel["title"]),
+            colorbar=dict(title="fraction", tickvals=[-4, -3, -2, -1, 0],
+                          ticktext=["1e-4", "0.001", "0.01", "0.1", "1"]),
+            hovertemplate=hovertemplate))
+    buttons = [dict(label=escape(panel["title"]), method="update",
+                    args=[{"visible": [j == i for j in range(len(panels))]}, {"title.text": escape(panel["title"])}])
+               for i, panel in enumerate(panels)]
+    fig.update_layout(template=TEMPLATE, height=520, title=dict(text=escape(panels[0]["title"])),
+                      xaxis_title=xaxis_title, yaxis_title=yaxis_title,
+                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12)])
+    if reverse_y:
+        fig.update_layout(yaxis_autorange="reversed")
+    return fig
+
+
 def fig_confusion(run: Run) -> Html:
     sets = eval_sets(run)
     mv = max_vertices(run)
-    fig = go.Figure()
-    names = list(sets)
-    for i, name in enumerate(names):
-        confusion = sets[name]["confusion"]
-        labels, counts = confusion["labels"], confusion["counts"]
+    panels = []
+    for name, scores in sets.items():
+        labels, counts = scores["confusion"]["labels"], scores["confusion"]["counts"]
         z, text = [], []  # (true label, prediction): log10 of the fraction of that true label
         for row in counts:
             total = sum(row)
             z.append([math.log10(c / total) if total and c else None for c in row])
             text.append([f"{c} of {total}" for c in row])
         tick = [label_name(str(v), mv).replace("unreachable", "unr.") for v in labels]
-        fig.add_trace(go.Heatmap(
-            z=z, x=tick, y=tick, text=text, visible=(i == 0), zmin=-4, zmax=0,
-            colorscale="Viridis", name=escape(name),
-            colorbar=dict(title="fraction", tickvals=[-4, -3, -2, -1, 0],
-                          ticktext=["1e-4", "0.001", "0.01", "0.1", "1"]),
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{text}<extra></extra>"))
-    buttons = [dict(label=escape(name), method="update",
-                    args=[{"visible": [j == i for j in range(len(names))]}, {"title.text": escape(name)}])
-               for i, name in enumerate(names)]
-    fig.update_layout(template=TEMPLATE, height=520, title=dict(text=escape(names[0])),
-                      xaxis_title="rounded prediction", yaxis_title="true distance",
-                      yaxis_autorange="reversed",
-                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12)])
+        panels.append(dict(title=name, x=tick, y=tick, z=z, text=text))
+    fig = log_fraction_menu(panels, "rounded prediction", "true distance",
+                            "true %{y}<br>predicted %{x}<br>%{text}<extra></extra>", reverse_y=True)
     return plotly_figure(fig, "confusion", "Confusion counts per evaluation set (choose the set "
                          "above), normalized per true label, log colour.")
 

@@ -13,7 +13,7 @@ import math
 
 import plotly.graph_objects as go
 
-from .figures import TEMPLATE, label_name, max_vertices
+from .figures import TEMPLATE, label_name, log_fraction_menu, max_vertices
 from .html import Html, Text, escape, plotly_figure
 from .rundir import Run
 from .values import fmt
@@ -43,9 +43,8 @@ def fig_raw_outputs(run: Run) -> Html:
     if not histograms:
         raise LookupError("eval.json has no raw_histogram")
     mv = max_vertices(run)
-    fig = go.Figure()
-    titles = []
-    for i, (label, name, hist) in enumerate(histograms):
+    panels = []
+    for label, name, hist in histograms:
         keep = [k for k, n in enumerate(hist["count"]) if n]
         labels = [hist["labels"][k] for k in keep]
         centres = hist["bins"]["centres"]
@@ -54,19 +53,9 @@ def fig_raw_outputs(run: Run) -> Html:
         text = [[f"{hist['fraction'][k][j]:.3g} of {hist['count'][k]} graphs" for k in keep]
                 for j in range(len(centres))]
         ticks = [label_name(str(v), mv).replace("unreachable", "unr.") for v in labels]
-        titles.append(f"{MODEL_NAMES.get(label, label)} model: {name}")
-        fig.add_trace(go.Heatmap(
-            z=z, x=ticks, y=centres, text=text, visible=(i == 0), zmin=-4, zmax=0, colorscale="Viridis",
-            name=escape(titles[-1]),
-            colorbar=dict(title="fraction", tickvals=[-4, -3, -2, -1, 0],
-                          ticktext=["1e-4", "0.001", "0.01", "0.1", "1"]),
-            hovertemplate="true %{x}<br>raw output ≈ %{y}<br>%{text}<extra></extra>"))
-    buttons = [dict(label=escape(title), method="update",
-                    args=[{"visible": [j == i for j in range(len(titles))]}, {"title.text": escape(title)}])
-               for i, title in enumerate(titles)]
-    fig.update_layout(template=TEMPLATE, height=520, title=dict(text=escape(titles[0])),
-                      xaxis_title="true distance", yaxis_title="raw (unrounded) output",
-                      updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12)])
+        panels.append(dict(title=f"{MODEL_NAMES.get(label, label)} model: {name}", x=ticks, y=centres, z=z, text=text))
+    fig = log_fraction_menu(panels, "true distance", "raw (unrounded) output",
+                            "true %{x}<br>raw output ≈ %{y}<br>%{text}<extra></extra>")
     per_hop = histograms[0][2]["bins"]["per_hop"]
     return plotly_figure(fig, "raw-outputs", "The model's raw output against the true distance, per "
                          f"evaluation set (choose above; {per_hop} bins per hop, each true distance's column "
