@@ -281,6 +281,7 @@ def train_run(args, config: RunConfig, out: Path, runtime: Runtime) -> bool:
             return False
         if runtime.main:
             finish_stage(args, model, config, name, result, out, runtime)
+        runtime.barrier()  # the next stage (or seed) starts from files the main process just wrote
     return True
 
 

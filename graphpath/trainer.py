@@ -72,6 +72,12 @@ class Runtime:
     def main(self) -> bool:
         return self.rank == 0
 
+    def barrier(self) -> None:
+        """Wait for every process (a no-op in a single-process run): what the main process writes
+        before it (a stage's final checkpoint) is there for the others after it."""
+        if self.world > 1:
+            dist.barrier()
+
     def with_precision(self, name: str) -> "Runtime":
         """This runtime for a stage of precision `name`; sets the CUDA TF32 flags process-wide."""
         precision = choose_precision(self.device.type, name)
