@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from data_gen import GraphBatch, sample, study_presets  # noqa: E402
-from graphpath.model import GraphTransformer, ModelConfig  # noqa: E402
+from graphpath.core.model import GraphTransformer, ModelConfig  # noqa: E402
 
 STUDY = dict(max_vertices=15, d_model=64, n_layers=11, n_heads=2, norm="post", attn_bias=True)
 

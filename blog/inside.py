@@ -1,5 +1,5 @@
 """The "inside the models" section: `inspect.json`, `llc.json` and `basin.json` of the run
-(graphpath.inspect, graphpath.llc and graphpath.basin schemas, docs/contracts.md).
+(graphpath.analysis.interpret, graphpath.analysis.llc and graphpath.analysis.basin schemas, docs/contracts.md).
 
     inspect_summary  Text    probes at the last layer against the random-init baseline and the
                              hand-built reference; attention along edges; patching
@@ -94,7 +94,7 @@ def offpath_summary(run: Run) -> Text:
     off = doc.get("offpath")
     if not off or "layers" not in off:
         return Text("the off-path comparison was not measured (too few off-path graphs, or an inspect.json "
-                    "from before it existed: rerun python -m graphpath.inspect)")
+                    "from before it existed: rerun python -m graphpath.interpret)")
     best = lambda values: max((v for v in values if v is not None), default=None)  # noqa: E731
     return Text(
         f"The {doc.get('stage') or 'inspected'} model has MSE {fmt(off['mse_on'])} when the target is on a "

@@ -1,4 +1,4 @@
-"""The perturbation section: every `perturb*.json` of the run (graphpath.perturb's schema).
+"""The perturbation section: every `perturb*.json` of the run (graphpath.analysis.perturb's schema).
 
 One document per perturbed model (`target.model` is "handcrafted" or the checkpoint path), each
 with `settings` (kind, steps, ...), `threshold`, `loss_before`, `runs` [{sigma, seed, curve

@@ -6,7 +6,7 @@ The blog never trains and never imports the model code: everything it shows is r
 on or off.
 
     required   config.toml, metrics.jsonl, phases.json, eval.json
-    group      a directory of seed runs (`graphpath.train --seeds`: seed-<k>/ each a run, the pooled
+    group      a directory of seed runs (`graphpath.training.run --seeds`: seed-<k>/ each a run, the pooled
                eval.json, report.md and config.toml beside them): metrics, phases and checkpoints
                are the first seed's, every result the pooled eval.json's
     optional   perturb.json, perturb-*.json (e.g. perturb-handcrafted.json),

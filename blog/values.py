@@ -119,7 +119,7 @@ def table_datasets(run: Run) -> Html:
 
 def handcrafted_info(run: Run) -> dict:
     """The hand-built model's size (and stream map, if recorded): the evaluator's record of the
-    model it scored (eval.json models.handcrafted.info[0]), else the size graphpath.perturb
+    model it scored (eval.json models.handcrafted.info[0]), else the size graphpath.analysis.perturb
     recorded for it (perturb-*.json target.size). {} when neither is in the run."""
     info = (run.eval.get("models", {}).get("handcrafted") or {}).get("info") or []
     if info and isinstance(info[0], dict) and "layers" in info[0]:

@@ -21,17 +21,17 @@ in second place, so no split can share a stream with training, whatever the run'
 
 | stream | numpy seeding |
 |---|---|
-| training batches (graphpath.feed.stage_seed) | `SeedSequence([run_seed, stage (pretrain 0, finetune 1), 0, rank])` |
+| training batches (graphpath.training.feed.stage_seed) | `SeedSequence([run_seed, stage (pretrain 0, finetune 1), 0, rank])` |
 | model initialisation (a torch seed) | `SeedSequence([run_seed, 0, 2])` |
 | pre-built datasets (data_gen.build, experiments.edt) | `SeedSequence(build_seed, spawn_key=(shard,))` |
 | mixture training sets (data_gen.mixture) | `default_rng(seed)` = `SeedSequence([seed])` |
-| perturbation recovery batches (graphpath.perturb) | `default_rng(1_000_003 + seed)` |
+| perturbation recovery batches (graphpath.analysis.perturb) | `default_rng(1_000_003 + seed)` |
 
 (`SeedSequence(s)` is the same stream as `SeedSequence([s, 0, 0, 0])`: a split drawn from
 `default_rng(20_000)` would be the pre-training stream of a run with seed 20000.)
 
 To add a split, append a row with a new name and a seed no other row has; every other split keeps
-its graphs. Changing a row changes its graphs: bump `graphpath.eval_sets.CACHE_FORMAT` and the
+its graphs. Changing a row changes its graphs: bump `graphpath.evaluation.sets.CACHE_FORMAT` and the
 pinned table hash in tests/test_splits.py.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class Split:
 
 
 TABLE: tuple[Split, ...] = (
-    # the study's seven sets, scored by graphpath.evaluate
+    # the study's seven sets, scored by graphpath.evaluation.suite
     Split("pretrain", "preset:pretrain", 4096, 1001, "the pre-training distribution, scored after training"),
     Split("finetune", "preset:finetune", 4096, 1002, "the fine-tuning distribution, scored before and after"),
     Split("test-onpath-small", "preset:test-onpath-small", 4096, 1003, "test: on-path target <= small_target"),
@@ -81,20 +81,20 @@ TABLE: tuple[Split, ...] = (
     Split("shift-path", "shift:path", 4096, 1206, "shift: a path through all n vertices"),
     # held-out sets of the tools (size: their config's default, which may override it)
     Split("heldout-pretrain", "caller", 4096, 10001,
-          "graphpath.trainer: pre-training held-out loss (the stage's spec, [train] eval_size)"),
+          "graphpath.training.stage: pre-training held-out loss (the stage's spec, [train] eval_size)"),
     Split("heldout-finetune", "caller", 4096, 10002,
-          "graphpath.trainer: fine-tuning held-out loss, before and during (the stage's spec, [finetune] eval_size)"),
+          "graphpath.training.stage: fine-tuning held-out loss, before and during (the stage's spec, [finetune] eval_size)"),
     Split("heldout-perturb", "caller", 512, 20000,
-          "graphpath.perturb / graphpath.basin: recovery curves (the sweep's data set, eval_size)"),
-    Split("sample-llc", "caller", 2048, 30000, "graphpath.llc: the loss the SGLD chains sample (data_size)"),
+          "graphpath.analysis.perturb / graphpath.analysis.basin: recovery curves (the sweep's data set, eval_size)"),
+    Split("sample-llc", "caller", 2048, 30000, "graphpath.analysis.llc: the loss the SGLD chains sample (data_size)"),
     Split("sample-inspect", "caller", 2048, 40000,
-          "graphpath.inspect: probes, attention and patching (key 0, --size); on-path and any-target "
+          "graphpath.analysis.interpret: probes, attention and patching (key 0, --size); on-path and any-target "
           "graphs of the off-path analysis (keys 1 and 2)"),
     Split("mixture-tests", "caller", 1024, 50000,
           "experiments.mixture: the study's named test mixtures (key = crc32 of the test's name, test_size)"),
 )
 SPLITS = types.MappingProxyType({split.name: split for split in TABLE})
-EVAL_NAMES = tuple(s.name for s in TABLE if s.spec != "caller")  # what graphpath.evaluate scores
+EVAL_NAMES = tuple(s.name for s in TABLE if s.spec != "caller")  # what graphpath.evaluation.suite scores
 SHIFT_NAMES = tuple(s.name for s in TABLE if s.spec.startswith("shift:"))
 
 

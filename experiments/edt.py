@@ -13,9 +13,9 @@ into D_E, D_T, the multiplier (D_F + D_T) / D_F and the fit D_T = k D_F^alpha N^
     python -m experiments.edt                                   # CPU default (experiments/edt.toml)
     python -m experiments.edt --config experiments/edt-gpu.toml --out runs/edt-gpu
 
-Output (`--out`, default runs/<name>): `jobs/` (one graphpath.train run directory per job),
+Output (`--out`, default runs/<name>): `jobs/` (one graphpath.training.run run directory per job),
 `data/` (the datasets), `edt.json`, `figures/edt-loss.html`, `edt-transfer.html`,
-`edt-multiplier.html`. Jobs run through graphpath.sweep (--workers K local processes of one torch
+`edt-multiplier.html`. Jobs run through graphpath.sweeps.runner (--workers K local processes of one torch
 thread, or --executor slurm); rerunning skips finished jobs and retries failed ones.
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ import numpy as np
 
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
-from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
+from graphpath.sweeps.runner import SweepError as StudyError
+from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -86,7 +86,7 @@ def dataset_for(out: Path, study: dict, seed: int, size: int) -> Path:
 
 
 def run_jobs(study: dict, out: Path, progress: bool = True, **executor) -> dict:
-    """Run (or skip) every job through graphpath.sweep; returns {(seed, model index, arm, D): best
+    """Run (or skip) every job through graphpath.sweeps.runner; returns {(seed, model index, arm, D): best
     held-out loss}. `executor`: run_sweep's executor, workers and slurm options."""
     sizes, extra = sorted(study["data_sizes"]), sorted(study["scratch_extra"])
     jobs, cells = [], {}

@@ -9,7 +9,7 @@ model). The question: does error track the test distribution's coverage by the m
 than the model's size? Coverage (data_gen.mixture.coverage) = the fraction of test graphs whose
 (n, edge count, label) cell occurs in the very dataset the model trained on.
 
-Output (`--out`, default runs/<name>): `jobs/` (graphpath.train run directories), `data/`,
+Output (`--out`, default runs/<name>): `jobs/` (graphpath.training.run run directories), `data/`,
 `mixture.json` — per (mixture, test, model) MSE and accuracy with 95% CIs over seeds, coverage,
 whether the test's families are all in the mixture; and `analysis`: Spearman correlation of
 log MSE with coverage and with log N, and R^2 of log MSE ~ coverage, ~ log N, ~ both;
@@ -33,10 +33,10 @@ from data_gen import SpecError
 from data_gen.mixture import Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, sample_mixture
 from data_gen.dataset import load_dataset
 from data_gen.splits import split_rng
-from graphpath.checkpoint import load_model
-from graphpath.eval_core import predict
-from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
+from graphpath.core.checkpoint import load_model
+from graphpath.evaluation.predict import predict
+from graphpath.sweeps.runner import SweepError as StudyError
+from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -84,7 +84,7 @@ def families(mixture: Mixture) -> set:
 
 
 def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict:
-    """Build the datasets, run (or skip) every job through graphpath.sweep (`executor`: run_sweep's
+    """Build the datasets, run (or skip) every job through graphpath.sweeps.runner (`executor`: run_sweep's
     options), then score every model on every test."""
     vocabulary = study["max_vertices"]
     tests = {name: sample_mixture(m, study["test_size"], split_rng("mixture-tests", key=zlib.crc32(name.encode())))

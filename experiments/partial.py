@@ -4,9 +4,9 @@ For every seed: one pre-training run on the study's `pretrain` set, then one fin
 (mode, rank, body): modes full | norm-embed | readout | lora (one job per rank in `ranks`), each
 on the pre-trained body and, as Lu et al.'s control, on the run's untrained initialisation
 (`body = "random"`). Each fine-tuned model is scored on the fine-tuning set and every
-out-of-distribution set of graphpath.eval_sets (`sets`, default all), the same graphs for every
+out-of-distribution set of graphpath.evaluation.sets (`sets`, default all), the same graphs for every
 job. Results: `partial.json` — per variant its trainable parameter count (formula of
-graphpath.partial) and, per set, MSE and accuracy with a 95% t-interval over seeds; figures
+graphpath.training.partial) and, per set, MSE and accuracy with a 95% t-interval over seeds; figures
 `figures/partial-finetune.html` (fine-tune loss vs trainable parameters) and
 `figures/partial-sets.html` (every set per variant).
 
@@ -19,13 +19,13 @@ import sys
 from pathlib import Path
 
 from data_gen import SpecError
-from graphpath.checkpoint import load_model
-from graphpath.eval_core import model_vocabulary, score_model
-from graphpath.eval_sets import EvalError, define_sets, load_set, resolve_names
-from graphpath.model import ModelConfig
-from graphpath.partial import BODIES, MODES, expected_trainable
-from graphpath.sweep import SweepError as StudyError
-from graphpath.sweep import (Job, best_eval_loss, config_text, executor_options, job_dir,
+from graphpath.core.checkpoint import load_model
+from graphpath.evaluation.predict import model_vocabulary, score_model
+from graphpath.evaluation.sets import EvalError, define_sets, load_set, resolve_names
+from graphpath.core.model import ModelConfig
+from graphpath.training.partial import BODIES, MODES, expected_trainable
+from graphpath.sweeps.runner import SweepError as StudyError
+from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -88,7 +88,7 @@ def run_config(study: dict, seed: int, variant: dict | None) -> dict:
 
 
 def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict:
-    """Run (or skip) every job through graphpath.sweep (`executor`: run_sweep's options), then score."""
+    """Run (or skip) every job through graphpath.sweeps.runner (`executor`: run_sweep's options), then score."""
     sets = define_sets(study.get("data", {}))
     prepared = {}
     for name in study["sets"]:

@@ -21,7 +21,7 @@ asymmetry relative(A->B) - relative(B->A) is reported beside it.
     python -m experiments.transfer --config experiments/transfer-gpu.toml --workers 8
     python -m experiments.transfer --executor slurm --partition gpu --time 30
 
-Output (`--out`, default runs/<name>): jobs/ (graphpath.train run directories), data/ (datasets and
+Output (`--out`, default runs/<name>): jobs/ (graphpath.training.run run directories), data/ (datasets and
 test sets), transfer.json, figures/transfer-matrix.html, transfer-dendrogram.html,
 transfer-asymmetry.html. Rerunning skips finished jobs and retries failed ones.
 """
@@ -37,8 +37,8 @@ import numpy as np
 from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
-from graphpath.metrics import mean_ci, rounded
-from graphpath.sweep import (Job, SweepError, config_text, executor_options, job_dir,
+from graphpath.evaluation.scores import mean_ci, rounded
+from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
@@ -185,8 +185,8 @@ def training_hashes(out: Path, seed: int, tasks: list[str]) -> set:
 # ---- scoring and statistics -----------------------------------------------------------------------
 
 def score_checkpoint(run_dir: Path, stage: str, batch) -> dict:
-    from graphpath.checkpoint import load_model
-    from graphpath.eval_core import predict
+    from graphpath.core.checkpoint import load_model
+    from graphpath.evaluation.predict import predict
 
     final = Path(run_dir) / "checkpoints" / f"{stage}-final.json"
     if not final.is_file():

@@ -29,7 +29,7 @@ Map of the residual stream (columns for n; `Basis.table()` prints them):
 | query      | n     | 0                                      | one-hot t                 |
 | answer     | 1     | (unused)                               | after the last block: count(t) |
 
-Blocks (n + 1 of them, each `graphpath.model.TransformerBlock(norm="none")`, 1 head):
+Blocks (n + 1 of them, each `graphpath.core.model.TransformerBlock(norm="none")`, 1 head):
 - blocks 0..n-1 ("BFS hop", `bfs_hop_weights`): attention averages the reach flags of v's
   closed neighbourhood into `scratch`; the MLP turns "any of them reached" into the new flag,
   adds 1 - reach to `count`, and clears `scratch`.
@@ -73,7 +73,7 @@ from torch import nn
 
 from data_gen import GraphBatch
 from data_gen.spec import MAX_SUPPORTED_VERTICES
-from graphpath.model import TransformerBlock
+from graphpath.core.model import TransformerBlock
 
 from .basis import Basis
 from .edge_tokens import EdgeTokenFrontEnd, edge_front_weights, gather_weights

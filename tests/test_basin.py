@@ -1,4 +1,4 @@
-"""`graphpath.basin`: the bisection brackets a known boundary, respects its budget, CLI input checks."""
+"""`graphpath.analysis.basin`: the bisection brackets a known boundary, respects its budget, CLI input checks."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from graphpath import basin as B
+from graphpath.analysis import basin as B
 
 
 def boundary_at(edge: float, calls: list):

@@ -150,9 +150,9 @@ def test_optional_sections_say_not_run(run_copy, tmp_path):
 def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
     import torch
     from data_gen.spec import study_sizes_up_to
-    from graphpath import inspect as I
-    from graphpath.checkpoint import save_checkpoint
-    from graphpath.model import ModelConfig, build_model
+    from graphpath.analysis import interpret as I
+    from graphpath.core.checkpoint import save_checkpoint
+    from graphpath.core.model import ModelConfig, build_model
 
     config = ModelConfig(max_vertices=5, d_model=16, n_layers=2, n_heads=2)
     torch.manual_seed(0)

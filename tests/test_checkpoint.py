@@ -10,11 +10,15 @@ from safetensors.torch import load_file
 
 from data_gen import sample, study_presets
 from data_gen.spec import study_sizes_up_to
-from graphpath.checkpoint import CheckpointError, find_checkpoint, load_model, save_checkpoint
-from graphpath import basin, evaluate, inspect, llc, perturb
-from graphpath.checkpoint import read_weights
-from graphpath.model import ModelConfig, build_model
-from graphpath.train import main
+from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_model, save_checkpoint
+from graphpath.analysis import basin
+from graphpath.evaluation import suite as evaluate
+from graphpath.analysis import interpret as inspect
+from graphpath.analysis import llc
+from graphpath.analysis import perturb
+from graphpath.core.checkpoint import read_weights
+from graphpath.core.model import ModelConfig, build_model
+from graphpath.training.run import main
 
 SPECS = study_presets(8, 5, 5, 4, 3)
 

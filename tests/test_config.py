@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphpath.config import ConfigError, DataConfig, StageConfig, apply_overrides, from_dict, load_config
-from graphpath.model import GraphTransformer, ModelConfig
-from graphpath.trainer import Runtime, choose_precision, lr_factor
+from graphpath.core.config import ConfigError, DataConfig, StageConfig, apply_overrides, from_dict, load_config
+from graphpath.core.model import GraphTransformer, ModelConfig
+from graphpath.training.stage import Runtime, choose_precision, lr_factor
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 

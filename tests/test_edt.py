@@ -89,7 +89,7 @@ def test_edt_study_end_to_end(tmp_path):
     import json
 
     from experiments.edt import main
-    from graphpath.sweep import best_eval_loss
+    from graphpath.sweeps.runner import best_eval_loss
 
     path = tmp_path / "study.toml"
     path.write_text(TINY_STUDY)

@@ -1,4 +1,4 @@
-"""graphpath.evaluate: the sets, scoring with stand-in models, pooling runs, eval.json, and the CLI."""
+"""graphpath.evaluation.suite: the sets, scoring with stand-in models, pooling runs, eval.json, and the CLI."""
 from __future__ import annotations
 
 import collections
@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from data_gen.splits import SPLITS
-from graphpath.checkpoint import load_model, save_checkpoint
-from graphpath.eval_core import pool_runs, predict, score_model
-from graphpath.eval_sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
+from graphpath.core.checkpoint import load_model, save_checkpoint
+from graphpath.evaluation.predict import pool_runs, predict, score_model
+from graphpath.evaluation.sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
                                  SET_NAMES, SHIFT_NAMES)
-from graphpath.evaluate import evaluate_run, main, prepare
-from graphpath.metrics import mean_ci
-from graphpath.model import GraphTransformer, ModelConfig
+from graphpath.evaluation.suite import evaluate_run, main, prepare
+from graphpath.evaluation.scores import mean_ci
+from graphpath.core.model import GraphTransformer, ModelConfig
 from handcrafted import build_bfs_transformer
 from oracle import label_of
 
@@ -299,7 +299,7 @@ def test_python_dash_m_entry_point(tmp_path):
 # ---- raw-output histograms, the line-graph probe, the pre-training checkpoint ----------------
 
 def test_raw_histogram_is_normalised_per_label_and_matches_numpy():
-    from graphpath.eval_probes import histogram_bins, raw_histogram
+    from graphpath.evaluation.raw_outputs import histogram_bins, raw_histogram
 
     rng = np.random.default_rng(0)
     label = rng.integers(1, 7, size=500)
@@ -320,7 +320,7 @@ def test_raw_histogram_is_normalised_per_label_and_matches_numpy():
 
 
 def test_a_model_that_outputs_the_labels_puts_all_mass_on_the_diagonal(prepared):
-    from graphpath.report import diagonal_share
+    from graphpath.evaluation.report import diagonal_share
 
     results, _ = score_model(Oracle(), prepared, 6, progress=False)
     for name, block in results.items():
@@ -335,7 +335,7 @@ def test_a_model_that_outputs_the_labels_puts_all_mass_on_the_diagonal(prepared)
 
 
 def test_pooled_histograms_are_the_mean_of_the_runs():
-    from graphpath.eval_probes import raw_histogram
+    from graphpath.evaluation.raw_outputs import raw_histogram
 
     label = np.array([1, 1, 2, 2])
     runs = [raw_histogram(np.array(p, dtype=float), label, 3) for p in ([1, 1, 2, 2], [1, 2, 2, 3])]
@@ -351,7 +351,7 @@ def test_pooled_histograms_are_the_mean_of_the_runs():
 
 @pytest.mark.parametrize("max_vertices", [4, 8, 15])
 def test_path_graph_labels_are_networkx_lengths(max_vertices):
-    from graphpath.eval_probes import path_graphs
+    from graphpath.evaluation.raw_outputs import path_graphs
 
     batch = path_graphs(max_vertices)
     assert batch.label.tolist() == list(range(1, max_vertices))
@@ -366,7 +366,7 @@ def test_path_graph_labels_are_networkx_lengths(max_vertices):
 
 
 def test_handcrafted_model_answers_every_path_length_exactly():
-    from graphpath.eval_probes import line_probe
+    from graphpath.evaluation.raw_outputs import line_probe
     from handcrafted import build_bfs_transformer
 
     for n in (6, 15):
@@ -378,7 +378,7 @@ def test_handcrafted_model_answers_every_path_length_exactly():
 
 
 def test_evaluate_probes_the_final_pretrain_and_handcrafted_models(tmp_path):
-    from graphpath.eval_probes import path_graphs
+    from graphpath.evaluation.raw_outputs import path_graphs
 
     run = make_run(tmp_path / "run")
     doc = evaluate_run(run, size=16, grid_size=1, cache_dir=tmp_path / "cache", progress=False,
@@ -419,7 +419,7 @@ def test_the_pretrain_row_scores_the_last_pretrain_checkpoint(tmp_path, names):
 def test_run_data_read_through_config_and_other_tasks_refused(tmp_path):
     """config.toml's [data] may name the default tasks or leave them out; a run trained on another
     task of the suite is refused in one line (the study's sets score distances only)."""
-    from graphpath.evaluate import read_run
+    from graphpath.evaluation.suite import read_run
 
     run = make_run(tmp_path / "run")
     tasks = 'pretrain_task = "distance-12"\nfinetune_task = "distance-onpath"\n'
@@ -435,7 +435,7 @@ def test_run_data_read_through_config_and_other_tasks_refused(tmp_path):
 
 
 def test_handcrafted_beside_a_run_is_skipped_only_where_it_cannot_exist(capsys):
-    from graphpath.evaluate import score_handcrafted
+    from graphpath.evaluation.suite import score_handcrafted
     from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES
 
     too_big = MAX_SUPPORTED_VERTICES + 1

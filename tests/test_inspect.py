@@ -1,4 +1,4 @@
-"""`graphpath.inspect` and `graphpath.probes`: labels against networkx, probes that can fail,
+"""`graphpath.analysis.interpret` and `graphpath.analysis.probe_fits`: labels against networkx, probes that can fail,
 the hand-built reference measured, bad input exits 2."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 
 from data_gen import sample, study_presets
 from data_gen.spec import study_sizes_up_to
-from graphpath import inspect as I
-from graphpath import probes as P
+from graphpath.analysis import interpret as I
+from graphpath.analysis import probe_fits as P
 
 
 def batch_for(n: int, size: int, seed: int):
@@ -82,8 +82,8 @@ def test_hand_built_reference_is_exact():
 
 
 def _run(directory, n=5):
-    from graphpath.checkpoint import save_checkpoint
-    from graphpath.model import ModelConfig, build_model
+    from graphpath.core.checkpoint import save_checkpoint
+    from graphpath.core.model import ModelConfig, build_model
 
     config = ModelConfig(max_vertices=n, d_model=16, n_layers=2, n_heads=2)
     torch.manual_seed(0)
@@ -94,7 +94,7 @@ def _run(directory, n=5):
 
 
 def test_attention_and_patching_on_a_small_model(tmp_path):
-    from graphpath.model import ModelConfig, build_model
+    from graphpath.core.model import ModelConfig, build_model
 
     model = build_model(ModelConfig(max_vertices=5, d_model=16, n_layers=2, n_heads=2)).eval()
     batch = batch_for(5, 64, 2)
@@ -130,7 +130,7 @@ def test_cli_writes_inspect_json(tmp_path, capsys):
 
 
 def test_model_without_hook_points_exits_2(tmp_path, capsys, monkeypatch):
-    from graphpath.model import GraphTransformer
+    from graphpath.core.model import GraphTransformer
 
     run = _run(tmp_path / "run")
     monkeypatch.setattr(GraphTransformer, "hook_names", lambda self: [])

@@ -3,7 +3,7 @@
 Every import in the package's source, function-level ones included, is read with `ast` (nothing
 is imported to find them), resolved to a module, and placed in its layer:
 
-    0 graphpath_common < 1 data_gen < 2 graphpath.model < 3 handcrafted < 4 graphpath.* < 5 experiments
+    0 graphpath_common < 1 data_gen < 2 graphpath.core.model < 3 handcrafted < 4 graphpath.* < 5 experiments
     blog: graphpath_common only
 
 and `import blog` is checked in a fresh interpreter to load no torch and no numba.
@@ -28,7 +28,7 @@ def layer(module: str):
     if top not in PACKAGES:
         return None
     if top == "graphpath":
-        return 2 if module in ("graphpath", "graphpath.model") else 4
+        return 2 if module in ("graphpath", "graphpath.core", "graphpath.core.model") else 4
     if top == "blog":
         return BLOG_LAYER
     return {"graphpath_common": 0, "data_gen": 1, "handcrafted": 3, "experiments": 5}[top]
@@ -57,7 +57,7 @@ def imports_of(path: Path) -> list[tuple[str, int]]:
             else:
                 target = node.module
             found.append((target, node.lineno))
-            # `from graphpath import model` imports the submodule graphpath.model
+            # `from graphpath import model` imports the submodule graphpath.core.model
             found += [(f"{target}.{alias.name}", node.lineno) for alias in node.names
                       if (ROOT / Path(*target.split("."), alias.name + ".py")).is_file()]
     return found
@@ -75,8 +75,8 @@ def allowed(source: str, target: str) -> bool:
         return low == 0 or low == BLOG_LAYER
     if low == BLOG_LAYER:
         return False  # nothing builds on the page renderer
-    if target in ("graphpath",) and high >= 2:
-        return True  # the package itself (its __init__ imports nothing)
+    if target in ("graphpath", "graphpath.core") and high >= 2:
+        return True  # the packages themselves (their __init__s import nothing)
     return low <= high
 
 
@@ -93,24 +93,25 @@ def test_every_import_points_down():
 
 def test_the_checker_sees_a_violation(tmp_path):
     """The rule above can fail: an upward import, hidden inside a function, is caught."""
-    assert not allowed("handcrafted.bfs_transformer", "graphpath.evaluate")
-    assert not allowed("data_gen.sampler", "graphpath.model")
+    assert not allowed("handcrafted.bfs_transformer", "graphpath.evaluation.suite")
+    assert not allowed("data_gen.sampler", "graphpath.core.model")
     assert not allowed("blog.render", "data_gen.files")
-    assert not allowed("graphpath.model", "handcrafted")
-    assert allowed("graphpath.evaluate", "handcrafted")
-    assert allowed("handcrafted.bfs_transformer", "graphpath.model")
+    assert not allowed("graphpath.core.model", "handcrafted")
+    assert allowed("graphpath.evaluation.suite", "handcrafted")
+    assert allowed("handcrafted.bfs_transformer", "graphpath.core.model")
     hidden = ROOT / "handcrafted" / "_probe_for_layer_test.py"
-    hidden.write_text("def f():\n    from graphpath.evaluate import evaluate_run\n")
+    hidden.write_text("def f():\n    from graphpath.evaluation.suite import evaluate_run\n")
     try:
-        assert ("graphpath.evaluate", 2) in imports_of(hidden)
+        assert ("graphpath.evaluation.suite", 2) in imports_of(hidden)
     finally:
         hidden.unlink()
 
 
 def test_package_init_of_graphpath_imports_nothing():
-    """handcrafted imports graphpath.model; that must not drag in training or evaluation."""
-    tree = ast.parse((ROOT / "graphpath" / "__init__.py").read_text())
-    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    """handcrafted imports graphpath.core.model; that must not drag in training or evaluation."""
+    for init in (ROOT / "graphpath" / "__init__.py", ROOT / "graphpath" / "core" / "__init__.py"):
+        tree = ast.parse(init.read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))], init
 
 
 @pytest.mark.parametrize("module, banned", [("blog", ("torch", "numba", "data_gen", "graphpath")),

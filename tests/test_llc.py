@@ -1,11 +1,11 @@
-"""`graphpath.llc`: the SGLD estimator recovers a regular model's LLC (d/2); bad input exits 2."""
+"""`graphpath.analysis.llc`: the SGLD estimator recovers a regular model's LLC (d/2); bad input exits 2."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from graphpath import llc as L
+from graphpath.analysis import llc as L
 
 
 def regression(d: int, n: int, seed: int):

@@ -1,4 +1,4 @@
-"""graphpath.metrics on outputs whose scores are known by hand or by formula."""
+"""graphpath.evaluation.scores on outputs whose scores are known by hand or by formula."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from graphpath.metrics import cell_scores, confusion_matrix, mean_ci, rounded, score, t_quantile
+from graphpath.evaluation.scores import cell_scores, confusion_matrix, mean_ci, rounded, score, t_quantile
 
 MAX_VERTICES = 8
 

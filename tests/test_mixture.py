@@ -100,8 +100,8 @@ def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
 @pytest.mark.slow
 def test_mixture_study_end_to_end(tmp_path):
     from data_gen.mixture import Mixture as M, as_batch
-    from graphpath.checkpoint import load_model
-    from graphpath.eval_core import predict
+    from graphpath.core.checkpoint import load_model
+    from graphpath.evaluation.predict import predict
 
     path = tmp_path / "study.toml"
     path.write_text(TINY)

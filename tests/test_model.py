@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from data_gen import GraphBatch, sample, study_presets
-from graphpath.model import ConfigError, GraphTransformer, ModelConfig, TransformerBlock, build_model, hooks
+from graphpath.core.model import ConfigError, GraphTransformer, ModelConfig, TransformerBlock, build_model, hooks
 
 SPECS = study_presets(8, 5, 5, 4, 3)
 

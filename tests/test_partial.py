@@ -1,17 +1,17 @@
-"""graphpath.partial: frozen tensors stay bit-identical, trainable counts match the formula, LoRA
+"""graphpath.training.partial: frozen tensors stay bit-identical, trainable counts match the formula, LoRA
 starts as the identity and its merged checkpoint is an ordinary one; bad modes exit 2."""
 import pytest
 import torch
 from einops import rearrange
 
 from data_gen import sample, study_presets
-from graphpath import partial
-from graphpath.checkpoint import load_model
-from graphpath.config import ConfigError, from_dict
-from graphpath.model import GraphTransformer, ModelConfig
-from graphpath.train import main
-from graphpath.trainer import Runtime, compute_loss, stage_optimizer
-from graphpath.config import StageConfig
+from graphpath.training import partial
+from graphpath.core.checkpoint import load_model
+from graphpath.core.config import ConfigError, from_dict
+from graphpath.core.model import GraphTransformer, ModelConfig
+from graphpath.training.run import main
+from graphpath.training.stage import Runtime, compute_loss, stage_optimizer
+from graphpath.core.config import StageConfig
 
 CONFIGS = [ModelConfig(max_vertices=6, d_model=16, n_layers=2, n_heads=2),
            ModelConfig(max_vertices=7, d_model=12, n_layers=3, n_heads=3, d_head=5, d_ff=20, norm="post",
@@ -158,8 +158,8 @@ def test_lora_stage_refuses_resume_and_random_body_starts_from_init(tmp_path, ca
     assert main(["--out", str(control), "--stage", "finetune", *body, "--finetune.body", "random",
                  "--finetune.mode", "readout"]) == 0
     tuned, _ = load_model(control)
-    from graphpath.train import new_model
-    from graphpath.config import load_config
+    from graphpath.training.run import new_model
+    from graphpath.core.config import load_config
 
     init = new_model(load_config(control / "config.toml"))
     changed = {n for n, t in tuned.state_dict().items() if not torch.equal(t, init.state_dict()[n])}

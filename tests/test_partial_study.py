@@ -33,7 +33,7 @@ def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
 
 @pytest.mark.slow
 def test_partial_study_end_to_end(tmp_path):
-    from graphpath.checkpoint import load_model
+    from graphpath.core.checkpoint import load_model
 
     path = tmp_path / "study.toml"
     path.write_text(TINY)

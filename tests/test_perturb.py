@@ -1,4 +1,4 @@
-"""`graphpath.perturb`: perturbations do what they say, recovery works, the CLI checks its input."""
+"""`graphpath.analysis.perturb`: perturbations do what they say, recovery works, the CLI checks its input."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from data_gen import sample, study_presets
-from graphpath import perturb as P
+from graphpath.analysis import perturb as P
 from handcrafted import build_bfs_transformer
 
 
@@ -138,8 +138,8 @@ def test_presets_are_valid_sweep_configs():
 
 
 def _learned_run(directory, max_vertices: int, data_n_max: int):
-    from graphpath.checkpoint import save_checkpoint
-    from graphpath.model import ModelConfig, build_model as build_learned
+    from graphpath.core.checkpoint import save_checkpoint
+    from graphpath.core.model import ModelConfig, build_model as build_learned
 
     config = ModelConfig(max_vertices=max_vertices, d_model=16, n_layers=1, n_heads=2)
     model = build_learned(config)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from graphpath.phases import PhaseDetector, detect_phase_changes
+from graphpath.training.phases import PhaseDetector, detect_phase_changes
 
 STEPS = np.arange(0, 3000, 10)
 

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from data_gen import sample, study_presets
-from graphpath.eval_core import predict
-from graphpath.model import ModelConfig, build_model
-from graphpath.trainer import Runtime, score_heldout
+from graphpath.evaluation.predict import predict
+from graphpath.core.model import ModelConfig, build_model
+from graphpath.training.stage import Runtime, score_heldout
 
 SPEC = study_presets(6, 4, 4, 3, 2)["test-any-large"]
 

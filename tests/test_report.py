@@ -1,10 +1,10 @@
-"""graphpath.report on synthetic eval.json documents: the study table, findings per seed, the sections."""
+"""graphpath.evaluation.report on synthetic eval.json documents: the study table, findings per seed, the sections."""
 from __future__ import annotations
 
 import pytest
 
-from graphpath import report
-from graphpath.metrics import mean_ci
+from graphpath.evaluation import report
+from graphpath.evaluation.scores import mean_ci
 
 SEEDS = (0, 1, 2)
 # per-seed MSE of the learned model: on-path small targets generalize on average (mean 0.2333 <= 0.25)

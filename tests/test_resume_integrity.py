@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from graphpath.train import main
+from graphpath.training.run import main
 
 TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
         "--data.pretrain_threshold", "3", "--data.finetune_threshold", "2",

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from graphpath.train import main
+from graphpath.training.run import main
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, EVERY = 400, 10

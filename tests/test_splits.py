@@ -13,15 +13,15 @@ from data_gen import GraphSpec, SpecError, study_presets
 from data_gen.dataset import shard_key
 from data_gen.splits import (EVAL_NAMES, SPLITS, TABLE, draw_split, grid_cells, split_arrays, split_batch,
                              split_rng, split_seed_sequence, split_spec, table_digest)
-from graphpath.config import StageConfig
-from graphpath.eval_sets import CACHE_FORMAT
-from graphpath.feed import stage_seed
-from graphpath.llc import Request
-from graphpath.perturb import SweepConfig
+from graphpath.core.config import StageConfig
+from graphpath.evaluation.sets import CACHE_FORMAT
+from graphpath.training.feed import stage_seed
+from graphpath.analysis.llc import Request
+from graphpath.analysis.perturb import SweepConfig
 from oracle import check_against_networkx
 
 # Changing a row (or the seed domain) changes its graphs. When that is on purpose: bump
-# graphpath.eval_sets.CACHE_FORMAT and pin the new digest and format here.
+# graphpath.evaluation.sets.CACHE_FORMAT and pin the new digest and format here.
 PINNED_DIGEST = "a648c6ca8eeed805a814e1de5f8cd6a52a7a4d5b49d4439d3c32810c1a44f07e"
 PINNED_CACHE_FORMAT = 2
 SMALL = dict(n_max=6, finetune_n_max=4, small_target=4, pretrain_threshold=3, finetune_threshold=2)
@@ -35,7 +35,7 @@ def caller_spec(name: str, data: dict | None = None) -> GraphSpec | None:
 def test_the_table_is_frozen():
     assert table_digest() == PINNED_DIGEST and CACHE_FORMAT == PINNED_CACHE_FORMAT, (
         "the split table (data_gen/splits.py) changed: every changed row draws other graphs. If that is "
-        "intended, bump graphpath.eval_sets.CACHE_FORMAT and pin the new digest and format in tests/test_splits.py")
+        "intended, bump graphpath.evaluation.sets.CACHE_FORMAT and pin the new digest and format in tests/test_splits.py")
     with pytest.raises(TypeError):
         SPLITS["pretrain"] = SPLITS["grid"]  # the mapping is read-only
     with pytest.raises(AttributeError):
@@ -172,7 +172,7 @@ def test_contracts_lists_every_row():
 
 
 def test_negative_or_non_integer_seeds_are_one_line_errors():
-    from graphpath.perturb import PerturbError
+    from graphpath.analysis.perturb import PerturbError
 
     for options, needle in ((dict(seed=-1), "seed must be"), (dict(draw=-2), "draw must be"),
                             (dict(key=1.5), "key must be"), (dict(seed=True), "seed must be")):

@@ -1,11 +1,11 @@
-"""graphpath.sweep: grids expand, complete jobs are skipped, foreign run directories are refused,
+"""graphpath.sweeps.runner: grids expand, complete jobs are skipped, foreign run directories are refused,
 a failed job is reported with its log and retried alone, and submitit's local executor runs the
 same jobs as the process pool."""
 import json
 
 import pytest
 
-from graphpath.sweep import (Job, SweepError, SweepFailed, check_jobs, job_dir, load_grid, main, require_complete,
+from graphpath.sweeps.runner import (Job, SweepError, SweepFailed, check_jobs, job_dir, load_grid, main, require_complete,
                              run_sweep, save_study)
 
 TINY = {"name": "tiny", "data": {"n_max": 5, "finetune_n_max": 4, "small_target": 4},

@@ -6,10 +6,10 @@ import torch
 from safetensors.torch import load_file
 
 from data_gen import sample, study_presets
-from graphpath import trainer
-from graphpath.config import ConfigError, apply_overrides, from_dict, load_config, to_toml
-from graphpath.train import DEFAULT_CONFIG, main
-from graphpath.trainer import Runtime, compute_loss, lr_factor
+from graphpath.training import stage as trainer
+from graphpath.core.config import ConfigError, apply_overrides, from_dict, load_config, to_toml
+from graphpath.training.run import DEFAULT_CONFIG, main
+from graphpath.training.stage import Runtime, compute_loss, lr_factor
 
 # Graphs n <= 5, a 1-layer 16-wide model: a step takes milliseconds.
 TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
@@ -151,7 +151,7 @@ class Bf16Runtime(Runtime):
 
 
 def test_loss_is_float32_under_bf16_autocast():
-    from graphpath.model import ModelConfig, build_model
+    from graphpath.core.model import ModelConfig, build_model
 
     model = build_model(ModelConfig(max_vertices=5, d_model=16, n_layers=1))
     data = sample(study_presets(5, 4, 4)["pretrain"], 32, 0)
@@ -203,10 +203,10 @@ def test_bf16_on_cpu_is_one_line_and_nothing_is_written(tmp_path, capsys):
 
 @pytest.mark.parametrize("choice", ["continue", "fresh"])
 def test_finetune_optimizer_continue_keeps_the_pretraining_moments(tmp_path, choice):
-    from graphpath.checkpoint import read_info, read_train_tensors
-    from graphpath.config import load_config
-    from graphpath.train import stage_model
-    from graphpath.trainer import StageLoop
+    from graphpath.core.checkpoint import read_info, read_train_tensors
+    from graphpath.core.config import load_config
+    from graphpath.training.run import stage_model
+    from graphpath.training.stage import StageLoop
 
     out = tmp_path / "run"
     assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "5",
@@ -236,7 +236,7 @@ def test_finetune_optimizer_continue_keeps_the_pretraining_moments(tmp_path, cho
 def test_seeds_train_into_a_group_scored_pooled_then_perturbed_and_published(tmp_path):
     from blog.__main__ import main as blog_main
     from blog.rundir import load_run
-    from graphpath.perturb import main as perturb
+    from graphpath.analysis.perturb import main as perturb
 
     group = tmp_path / "small"
     tiny = [a for a in TINY if a != "--no-eval"]
@@ -254,7 +254,7 @@ def test_seeds_train_into_a_group_scored_pooled_then_perturbed_and_published(tmp
     block = learned["results"]["pretrain"]
     assert len(block["per_run"]["mse"]) == 2 and block["mse"] == pytest.approx(sum(block["per_run"]["mse"]) / 2)
     assert main(["--out", str(group), "--seeds", "0,1", *tiny, "--train.steps", "4"]) == 2  # exists: --resume
-    from graphpath.evaluate import main as evaluate
+    from graphpath.evaluation.suite import main as evaluate
 
     assert evaluate([str(group), "--size", "64", "--grid-size", "4", "--sets", "study", "--no-cache", "--quiet",
                      "--no-figures", "--no-handcrafted"]) == 0  # a group re-scored: its seeds pooled, in place

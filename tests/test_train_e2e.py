@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-import graphpath.train as train_cli
+import graphpath.training.run as train_cli
 from data_gen import study_presets
 from graphpath_common.toml import tomllib
-from graphpath.checkpoint import load_model
-from graphpath.evaluate import evaluate_run
+from graphpath.core.checkpoint import load_model
+from graphpath.evaluation.suite import evaluate_run
 
 
 @pytest.mark.slow

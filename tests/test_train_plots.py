@@ -2,8 +2,8 @@
 (kaleido or the matplotlib copy)."""
 import numpy as np
 
-from graphpath.metrics import confusion_matrix
-from graphpath.train_plots import _png_with_matplotlib, confusion_figure, label_loss_figure, loss_figure, write_figure
+from graphpath.evaluation.scores import confusion_matrix
+from graphpath.training.figures import _png_with_matplotlib, confusion_figure, label_loss_figure, loss_figure, write_figure
 
 
 def test_confusion_figure_shows_labels_that_occur_row_normalized():

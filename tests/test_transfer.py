@@ -10,8 +10,8 @@ import torch
 
 from data_gen import GraphBatch, study_presets
 from experiments import transfer as tr
-from graphpath.config import from_dict, stage_specs
-from graphpath.feed import make_feed, stage_seed
+from graphpath.core.config import from_dict, stage_specs
+from graphpath.training.feed import make_feed, stage_seed
 from tests.oracle import task_label
 
 TASKS = ["distance-12", "distance-any", "reachable", "degree"]
@@ -37,7 +37,7 @@ def test_a_degree_pretraining_trains_on_networkx_degrees_of_the_target():
 
 
 def test_an_unknown_stage_task_is_a_config_error():
-    from graphpath.config import ConfigError
+    from graphpath.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="unknown task 'colouring'"):
         from_dict({"data": {"pretrain_task": "colouring"}})

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from data_gen import GraphBatch
 
-from .eval_probes import pool_histograms, raw_histogram
-from .eval_sets import EvalError, EvalSet, grid_axes
-from .metrics import cell_scores, mean_ci, score
+from graphpath.evaluation.raw_outputs import pool_histograms, raw_histogram
+from graphpath.evaluation.sets import EvalError, EvalSet, grid_axes
+from graphpath.evaluation.scores import cell_scores, mean_ci, score
 
 
 def model_vocabulary(model, info: dict | None = None) -> int | None:

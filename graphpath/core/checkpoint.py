@@ -27,7 +27,7 @@ from torch import nn
 
 from graphpath_common.files import atomic_write_bytes, atomic_write_text
 
-from .model import ConfigError, GraphTransformer, ModelConfig
+from graphpath.core.model import ConfigError, GraphTransformer, ModelConfig
 
 STAGES = ("pretrain", "finetune")
 _NAME = re.compile(r"^(pretrain|finetune)-(\d+|final)\.json$")

@@ -1,5 +1,5 @@
 """One training stage (pre-train or fine-tune): the optimizer loop, held-out evaluation, metrics,
-checkpoints and exact resume. `graphpath.train` is the command line around it.
+checkpoints and exact resume. `graphpath.training.run` is the command line around it.
 
 Loss: mean squared error of the predicted distance, always reduced in float32. A stage's
 `precision` says how the model runs: fp32 (the default everywhere), tf32 (CUDA: float32 matmuls
@@ -25,12 +25,12 @@ from data_gen import GraphBatch, GraphSpec
 from data_gen.splits import split_batch
 from graphpath_common.files import atomic_write_text
 
-from .checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
+from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
-from .config import PRECISIONS, ConfigError, RunConfig, StageConfig
-from .eval_core import predict
-from .feed import DataError, make_feed, stage_seed
-from .model import GraphTransformer
+from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
+from graphpath.evaluation.predict import predict
+from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.core.model import GraphTransformer
 
 
 class TrainingDiverged(RuntimeError):

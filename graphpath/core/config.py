@@ -4,7 +4,7 @@ A config file has top-level `name` and `seed` and four tables:
     [data]      `DataConfig`: the graph sizes of `data_gen.study_presets` (n_max, finetune_n_max,
                 ...) and each stage's task: `pretrain_task`, `finetune_task` (names in
                 data_gen.tasks.SUITE; defaults distance-12 and distance-onpath, the study's sets)
-    [model]     `graphpath.model.ModelConfig` (max_vertices comes from data.n_max)
+    [model]     `graphpath.core.model.ModelConfig` (max_vertices comes from data.n_max)
     [train]     the pre-training stage: `StageConfig`
     [finetune]  the fine-tuning stage: `StageConfig`
 Overrides name a key with dots: `--train.lr 1e-3`, `--model.n_layers 4`, `--data.n_max 6`;
@@ -24,7 +24,7 @@ from data_gen import SpecError, study_presets
 from data_gen.tasks import SUITE, task_spec
 from graphpath_common.toml import read_toml, tomllib
 
-from .model import ConfigError, ModelConfig
+from graphpath.core.model import ConfigError, ModelConfig
 
 DECAYS = ("cosine", "linear", "constant", "step")
 PRECISIONS = ("fp32", "tf32", "bf16")  # fp32 everywhere; tf32: TF32 matmuls on CUDA; bf16: CUDA autocast
@@ -108,7 +108,7 @@ class StageConfig:
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
-    mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.partial)
+    mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.training.partial)
     lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
     lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
     body: str = "pretrained"  # fine-tuning only: "random" = the same mode on a fresh, untrained body
@@ -147,7 +147,7 @@ class StageConfig:
 
     def check_section(self, section: str) -> None:
         """Checks that depend on the stage: mode, body and optimizer belong to fine-tuning."""
-        from .partial import validate_stage
+        from graphpath.training.partial import validate_stage
 
         validate_stage(self.mode, self.lora_rank, self.lora_alpha if self.lora_alpha is not None else 1.0,
                        self.body, section)

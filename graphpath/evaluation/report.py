@@ -62,7 +62,7 @@ def study_rows(doc: dict) -> list[dict]:
 def fill_from_phases(rows: list[dict], phases_per_run: list[dict | None]) -> None:
     """Without a pre-training checkpoint there is no "before" evaluated here: both fine-tune rows
     then take the trainer's numbers (phases.json), so before and after share one source."""
-    from .metrics import mean_ci
+    from graphpath.evaluation.scores import mean_ci
 
     by_key = {row["key"]: row for row in rows}
     if by_key["finetune-before"]["mse"] is not None or by_key["finetune-after"]["source"].startswith("the run has no"):

@@ -2,10 +2,10 @@
 
     RUN_DIR/config.toml            the config (its `seed` is the first seed's)
     RUN_DIR/seed-<k>/              an ordinary run directory per seed k
-    RUN_DIR/eval.json, report.md   the seeds scored together (graphpath.evaluate pools them)
+    RUN_DIR/eval.json, report.md   the seeds scored together (graphpath.evaluation.suite pools them)
 
-Commands that take one model (graphpath.perturb) use the first seed's run; commands that score
-(graphpath.evaluate) pool every seed.
+Commands that take one model (graphpath.analysis.perturb) use the first seed's run; commands that score
+(graphpath.evaluation.suite) pool every seed.
 """
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def path_graphs(max_vertices: int) -> GraphBatch:
 def line_probe(models: dict[str, list], max_vertices: int, device: str = "cpu") -> dict:
     """{lengths, label, models {name: {answers [mean over runs], per_run [[..]], rounded_exact}}}:
     each model's raw answer on `path_graphs(max_vertices)`; `models` maps a name to one model per run."""
-    from .eval_core import predict  # eval_core imports this module for the histograms
+    from graphpath.evaluation.predict import predict  # eval_core imports this module for the histograms
 
     batch = path_graphs(max_vertices)
     label = batch.label.numpy()

@@ -1,5 +1,5 @@
 """Linear probes, attention-along-edges and activation patching: the measurements behind
-`python -m graphpath.inspect`, as functions of tensors and batches (no files, no CLI).
+`python -m graphpath.interpret`, as functions of tensors and batches (no files, no CLI).
 
 Shape glossary: B graphs, M edge slots, T = 1 + M tokens (target first), D width, H heads,
 n = max_vertices, K hop counts probed (k = 0..K-1).

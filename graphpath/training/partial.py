@@ -31,7 +31,7 @@ from einops import rearrange
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .model import Attention, ConfigError, GraphTransformer, MLP
+from graphpath.core.model import Attention, ConfigError, GraphTransformer, MLP
 
 MODES = ("full", "norm-embed", "readout", "lora")
 BODIES = ("pretrained", "random")

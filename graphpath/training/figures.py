@@ -16,9 +16,9 @@ import plotly.graph_objects as go
 from graphpath_common.figures import write_html
 from graphpath_common.files import atomic_path
 
-from .eval_core import predict
-from .metrics import confusion_matrix
-from .trainer import MetricsLog, Runtime, heldout_set
+from graphpath.evaluation.predict import predict
+from graphpath.evaluation.scores import confusion_matrix
+from graphpath.training.stage import MetricsLog, Runtime, heldout_set
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
@@ -127,7 +127,7 @@ def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
 
 def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runtime) -> None:
     """All figures a finished stage contributes, from metrics.jsonl, phases.json and its held-out set."""
-    from .config import stage_specs
+    from graphpath.core.config import stage_specs
 
     png = os.environ.get("GRAPHPATH_NO_PNG") is None
     figures = run_dir / "figures"

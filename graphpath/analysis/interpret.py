@@ -1,4 +1,4 @@
-"""`python -m graphpath.inspect RUN_DIR`: what the learned model's residual stream holds.
+"""`python -m graphpath.interpret RUN_DIR`: what the learned model's residual stream holds.
 
 On a fixed sample of the run's `pretrain` data (`--size` graphs, `--seed`; probes fit on the first
 3/4 and are scored on the rest), for the run's final checkpoint and for a randomly initialised
@@ -42,14 +42,14 @@ from graphpath_common.figures import write_html, write_png
 from graphpath_common.files import atomic_write_text
 from handcrafted import build_bfs_transformer
 
-from . import probes as P
-from .checkpoint import CheckpointError, find_checkpoint, load_model
-from .model import build_model, hooks
+from graphpath.analysis import probe_fits as P
+from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_model
+from graphpath.core.model import build_model, hooks
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-PROG = "python -m graphpath.inspect"
+PROG = "python -m graphpath.interpret"
 SCHEMA_VERSION = 1
 RESID = re.compile(r"^hook_embed$|^blocks\.(\d+)\.hook_resid_post$")
 PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")

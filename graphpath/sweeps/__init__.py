@@ -1,0 +1,1 @@
+"""Grids of ordinary training jobs, run resumably through one runner (`python -m graphpath.sweep`)."""

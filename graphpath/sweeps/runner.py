@@ -1,0 +1,462 @@
+"""python -m graphpath.sweep — a grid of ordinary training jobs, run resumably, locally or on Slurm.
+
+A study is a list of jobs plus an analysis. Each job is one `graphpath.training.run` run directory under
+`OUT/jobs/<key>/` (config.toml, metrics.jsonl, checkpoints/, job.log), with `job.json` recording
+the hash of its resolved config:
+    Job(key, config, "pretrain")                     python -m graphpath.train --stage pretrain
+    Job(key, config, "finetune", after=pretrain_key) the pre-trained job's `pretrain-final`
+                                                     checkpoint is copied in, then --stage finetune
+A job is complete when its stage's final checkpoint exists; complete jobs are skipped, so a killed
+study reruns only what is missing, and a rerun retries only jobs that failed (a half-done job starts
+again from scratch, its own files only). A job directory whose recorded hash differs from the
+grid's config, or that holds files but no job.json, is an error before anything runs: results of
+two configs are never mixed. A fine-tuning job waits for its pre-training job; one whose
+pre-training failed is reported as blocked.
+
+Executors (`run_sweep(executor=...)`, `--executor`):
+    local           a process pool of `--workers` processes (default: the CPUs this process may
+                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    in a worker, its output in the job's job.log
+    slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
+                    --gpus-per-task); jobs are submitted as their dependencies finish
+    submitit-local  submitit's LocalExecutor (one process per job, as on a cluster): the slurm
+                    path's bookkeeping on one machine
+
+The generic command runs a grid file:
+    python -m graphpath.sweep experiments/sweep-tiny.toml [--workers K] [--executor ...] [--out DIR]
+    name = "tiny"                 # OUT defaults to runs/<name>
+    base = "small.toml"           # a run config, relative to the grid file (or an inline [base] table)
+    stage = "pretrain"            # pretrain | all (all: a fine-tuning job after every pre-training)
+    [grid]                        # dotted config keys -> lists; the jobs are their product
+    seed = [0, 1, 2]
+    "train.lr" = [1e-3, 3e-3]
+and writes OUT/sweep.json (each job's values, status and best held-out loss per stage). Studies
+(experiments.edt, partial, mixture, transfer) build their own jobs and call `run_sweep`.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import atomic_write_text
+from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.toml import read_toml
+
+from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
+
+EXECUTORS = ("local", "slurm", "submitit-local")
+STAGES = ("pretrain", "finetune")
+
+
+class SweepError(ValueError):
+    """Bad sweep input (unknown executor, empty grid, foreign run directory); one line, exit 2."""
+
+
+class SweepFailed(RuntimeError):
+    """Some jobs failed (each reported with its log); exit 1, rerun to retry only those."""
+
+
+@dataclass(frozen=True)
+class Job:
+    key: str  # run directory under OUT/jobs/ (may contain "/")
+    config: dict  # raw (TOML-shaped) run config
+    stage: str = "pretrain"  # pretrain | finetune
+    after: str | None = None  # finetune: the key of the pre-training job it starts from
+
+
+def config_text(raw: dict) -> str:
+    """The resolved config TOML of a raw run config; a ConfigError becomes a SweepError."""
+    try:
+        return to_toml(from_dict(raw))
+    except ConfigError as error:
+        raise SweepError(str(error)) from None
+
+
+def job_dir(root: Path, job: Job) -> Path:
+    return Path(root) / "jobs" / job.key
+
+
+def job_hash(text: str, source: Path | None) -> str:
+    """What job.json records: the resolved config (and, for fine-tuning, where it starts from)."""
+    if source is not None:
+        text += f"\n# from {Path(source).resolve()}\n"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_complete(run_dir: Path, stage: str) -> bool:
+    return (Path(run_dir) / "checkpoints" / f"{stage}-final.json").is_file()
+
+
+def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
+    """{key: hash} for a valid grid; raises SweepError for an empty or malformed grid and for a run
+    directory that belongs to another config (checked for every job before any runs)."""
+    if not jobs:
+        raise SweepError("the grid has zero jobs")
+    keys = [job.key for job in jobs]
+    if len(set(keys)) != len(keys):
+        raise SweepError(f"job keys repeat: {sorted({k for k in keys if keys.count(k) > 1})[:3]}")
+    stage_of = {job.key: job.stage for job in jobs}
+    hashes = {}
+    for job in jobs:
+        if job.stage not in STAGES:
+            raise SweepError(f"job {job.key}: stage must be one of {', '.join(STAGES)}, got {job.stage!r}")
+        if (job.stage == "finetune") != (job.after is not None) or (job.after and stage_of.get(job.after) != "pretrain"):
+            raise SweepError(f"job {job.key}: a finetune job names the pretrain job it starts from (after=), "
+                             "and only a finetune job does")
+        source = job_dir(root, Job(job.after, {})) if job.after else None
+        hashes[job.key] = digest = job_hash(config_text(job.config), source)
+        out = job_dir(root, job)
+        marker = out / "job.json"
+        if marker.is_file():
+            recorded = json.loads(marker.read_text()).get("config_sha256")
+            if recorded != digest:
+                raise SweepError(f"{out} holds results of a different config (hash {recorded}, this grid's {digest}); "
+                                 "remove it or choose another --out")
+        elif out.is_dir() and any(out.iterdir()) and not any(k.startswith(job.key + "/") for k in keys):
+            raise SweepError(f"{out} is not a job directory of this sweep (files but no job.json); "
+                             "remove it or choose another --out")
+    return hashes
+
+
+def _claim(root: Path, job: Job, digest: str) -> None:
+    """Start a job afresh: drop its stage's leftover checkpoints and record the config hash."""
+    out = job_dir(root, job)
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in (out / "checkpoints").glob(f"{job.stage}-*") if (out / "checkpoints").is_dir() else ():
+        leftover.unlink()
+    atomic_write_text(out / "job.json", json.dumps({"config_sha256": digest, "stage": job.stage,
+                                                    "after": job.after, "key": job.key}))
+
+
+def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
+    """Run one job in this process (a pool worker or a submitit job): train_main with one thread,
+    its stdout and stderr in run_dir/job.log. Never raises for the job's own failure."""
+    out = Path(run_dir)
+    log_path = out / "job.log"
+    start = time.time()
+    code = 1
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            import torch
+
+            from graphpath.training.run import main as train_main
+
+            torch.set_num_threads(1)
+            config_path = out / "job-config.toml"
+            atomic_write_text(config_path, text)
+            if source is not None:
+                checkpoints = out / "checkpoints"
+                checkpoints.mkdir(parents=True, exist_ok=True)
+                for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
+                    shutil.copyfile(path, checkpoints / path.name)
+            code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
+                               "--threads", "1", "--no-eval", "--no-figures"])
+        except Exception:  # the job's failure, reported with its log; the sweep goes on
+            traceback.print_exc()
+        ok = code == 0 and is_complete(out, stage)
+    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(log_path)}
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
+    """(submit(fn, *args) -> future with .done() / .result(), close(), at most this many at once)."""
+    if kind not in EXECUTORS:
+        raise SweepError(f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})")
+    if kind == "local":
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
+        return pool.submit, lambda: pool.shutdown(wait=True, cancel_futures=True), workers
+    import submitit
+
+    folder = Path(root) / "submitit"
+    slurm = dict(slurm or {})
+    if kind == "submitit-local":
+        executor = submitit.LocalExecutor(folder)
+        executor.update_parameters(timeout_min=int(slurm.get("time", 60)))
+        return executor.submit, lambda: None, workers
+    executor = submitit.AutoExecutor(folder, cluster="slurm")
+    params = {"timeout_min": int(slurm.get("time", 60)), "cpus_per_task": int(slurm.get("cpus_per_task", 1)),
+              "tasks_per_node": 1, "nodes": 1, "name": "graphpath-sweep"}
+    if slurm.get("partition"):
+        params["slurm_partition"] = slurm["partition"]
+    if slurm.get("gpus_per_task"):
+        params["gpus_per_node"] = int(slurm["gpus_per_task"])
+    executor.update_parameters(**params)
+    return executor.submit, lambda: None, workers
+
+
+def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int | None = None,
+              slurm: dict | None = None, progress: bool = True, desc: str = "jobs") -> dict[str, dict]:
+    """Run every incomplete job; returns {key: {"status": done|ran|failed|blocked, ...}}.
+
+    "done" were complete before, "ran" finished now, "failed" carry their log path, "blocked" are
+    fine-tuning jobs whose pre-training failed. Raises SweepError before running anything for bad
+    input; a job's failure never stops the others.
+    """
+    root = Path(root)
+    if executor not in EXECUTORS:
+        raise SweepError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise SweepError(f"--workers must be a positive integer, got {workers!r}")
+    hashes = check_jobs(jobs, root)
+    status = {job.key: {"status": "done"} for job in jobs if is_complete(job_dir(root, job), job.stage)}
+    pending = [job for job in jobs if job.key not in status]
+    bar = tqdm(total=len(jobs), initial=len(status), desc=desc, unit="job", disable=not progress, dynamic_ncols=True)
+    say = bar.write if progress else (lambda line: print(line, file=sys.stderr))
+    if not pending:
+        bar.close()
+        return status
+    limit = workers or (len(pending) if executor == "slurm" else default_workers())
+    submit, close, limit = make_executor(executor, root, min(limit, len(pending)), slurm)
+    running = {}
+    try:
+        while pending or running:
+            for job in list(pending):
+                if len(running) >= limit:
+                    break
+                before = status.get(job.after, {}).get("status") if job.after else "done"
+                if before in ("failed", "blocked"):
+                    status[job.key] = {"status": "blocked", "after": job.after}
+                    say(f"{job.key}: blocked (its pre-training {job.after} failed)")
+                    pending.remove(job)
+                    bar.update()
+                elif before in ("done", "ran"):
+                    _claim(root, job, hashes[job.key])
+                    source = str(job_dir(root, Job(job.after, {}))) if job.after else None
+                    running[job.key] = submit(execute, str(job_dir(root, job)), config_text(job.config), job.stage, source)
+                    pending.remove(job)
+            finished = [key for key, future in running.items() if future.done()]
+            if not finished:
+                time.sleep(0.1)
+                continue
+            for key in finished:
+                future = running.pop(key)
+                try:
+                    result = future.result()
+                except Exception as error:  # the worker itself died (or submitit lost the job)
+                    result = {"ok": False, "code": None, "seconds": None, "error": f"{type(error).__name__}: {error}",
+                              "log": str(job_dir(root, Job(key, {})) / "job.log")}
+                status[key] = {**result, "status": "ran" if result["ok"] else "failed"}
+                bar.update()
+                if result["ok"]:
+                    say(f"{key}: finished in {result['seconds']:.1f}s")
+                else:
+                    say(f"{key}: FAILED (exit {result['code']}); log: {result['log']}")
+    finally:
+        bar.close()
+        close()
+    return status
+
+
+def require_complete(status: dict[str, dict]) -> None:
+    """SweepFailed naming the failed jobs' logs unless every job is done."""
+    bad = {key: s for key, s in status.items() if s["status"] in ("failed", "blocked")}
+    if bad:
+        logs = [s["log"] for s in bad.values() if s.get("log")]
+        raise SweepFailed(f"{len(bad)} of {len(status)} jobs did not finish ({sum(s['status'] == 'failed' for s in bad.values())} "
+                          f"failed, the rest blocked); logs: {', '.join(logs[:3])}{' ...' if len(logs) > 3 else ''}; "
+                          "rerun the same command to retry only them")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise SweepError(f"{run_dir} is not a finished run directory (no metrics.jsonl)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def best_eval_loss(run_dir: Path, stage: str) -> float:
+    """The best held-out loss of a stage (early stopping; the fine-tune step-0 line included)."""
+    losses = [m["eval_loss"] for m in read_metrics(run_dir) if m["stage"] == stage and "eval_loss" in m]
+    if not losses:
+        raise SweepError(f"{run_dir} has no held-out {stage} evaluation")
+    return float(min(losses))
+
+
+def non_embedding_parameters(model_config: dict, max_vertices: int) -> int:
+    """N: parameters outside the vertex embedding (Kaplan et al.'s convention)."""
+    import torch
+
+    from graphpath.core.model import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        model = build_model({**model_config, "max_vertices": max_vertices})
+    return model.num_parameters() - model.vertex_embed.weight.numel()
+
+
+# ---- the generic grid file ------------------------------------------------------------------------
+
+GRID_KEYS = ("name", "base", "stage", "grid")
+
+
+def _value_name(value) -> str:
+    return str(value).replace("/", "_").replace(" ", "")
+
+
+def load_grid(path: Path) -> tuple[str, list[Job]]:
+    """(name, jobs) of a grid file (see the module docstring)."""
+    path = Path(path)
+    grid = read_toml(path, SweepError)
+    reject_unknown_keys(GRID_KEYS, grid, SweepError, "sweep grid")
+    name, stage, axes = grid.get("name", path.stem), grid.get("stage", "pretrain"), grid.get("grid", {})
+    base = grid.get("base", {})
+    if isinstance(base, str):
+        base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+        base = read_toml(base_path, SweepError, "base config ")
+    if not isinstance(base, dict):
+        raise SweepError("base must be a run config file name or an inline [base] table")
+    if stage not in ("pretrain", "all"):
+        raise SweepError(f"stage must be pretrain or all, got {stage!r}")
+    if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
+        raise SweepError("[grid] maps dotted config keys to lists of values")
+    jobs = []
+    for values in itertools.product(*axes.values()):
+        chosen = dict(zip(axes, values))
+        key = ",".join(f"{k}={_value_name(v)}" for k, v in chosen.items()) or "base"
+        try:
+            raw = apply_overrides(base, [(k, json.dumps(v) if isinstance(v, str) else _toml(v))
+                                         for k, v in chosen.items()])
+        except ConfigError as error:
+            raise SweepError(str(error)) from None
+        jobs.append(Job(f"{key}/pretrain" if stage == "all" else key, raw, "pretrain"))
+        if stage == "all":
+            jobs.append(Job(f"{key}/finetune", raw, "finetune", after=f"{key}/pretrain"))
+    if not jobs or any(not v for v in axes.values()):
+        raise SweepError(f"{path}: the grid has zero jobs (an axis of [grid] is empty)")
+    return name, jobs
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def summarize(jobs: list[Job], root: Path, status: dict) -> dict:
+    rows = []
+    for job in jobs:
+        out = job_dir(root, job)
+        row = {"key": job.key, "stage": job.stage, "after": job.after, "status": status[job.key]["status"],
+               "run_dir": str(out)}
+        if row["status"] in ("done", "ran"):
+            row["best_eval_loss"] = best_eval_loss(out, job.stage)
+        rows.append(row)
+    return {"schema": 1, "jobs": rows}
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog="python -m graphpath.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("grid", type=Path, help="grid TOML (see the module docstring / docs/contracts.md)")
+    add_executor_options(parser)
+    parser.add_argument("--out", type=Path, default=None, help="sweep directory (default runs/<name>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    name, jobs = load_grid(args.grid)
+    out = args.out or Path("runs") / name
+    start = time.time()
+    status = run_sweep(jobs, out, progress=not args.quiet, desc=f"{name} jobs", **executor_options(args))
+    seconds = time.time() - start
+    doc = summarize(jobs, out, status)
+    doc.update(name=name, grid=str(args.grid), seconds=seconds)
+    atomic_write_text(out / "sweep.json", json.dumps(doc, indent=1))
+    ran = sum(s["status"] == "ran" for s in status.values())
+    print(f"{out / 'sweep.json'}: {len(jobs)} jobs, {ran} run now in {seconds:.1f}s"
+          + (f" ({ran / seconds:.3f} jobs/s)" if ran else ""), file=sys.stderr)
+    require_complete(status)
+    return 0
+
+
+def study_parser(prog: str, description: str, default_config: Path) -> ArgumentParser:
+    """The options every study command shares: --config, --out, --no-figures, --quiet and the
+    executor's (add a study's own options to the parser it returns)."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, default=default_config,
+                        help=f"study TOML (default experiments/{default_config.name})")
+    parser.add_argument("--out", type=Path, default=None, help="study directory (default runs/<name>)")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_options(parser)
+    return parser
+
+
+def add_executor_options(parser) -> None:
+    """--executor, --workers and the Slurm options, shared by every study's command."""
+    group = parser.add_argument_group("executor")
+    group.add_argument("--executor", default="local", help=f"one of {', '.join(EXECUTORS)} (default local)")
+    group.add_argument("--workers", type=int, default=None,
+                       help="jobs at once (local default: the CPUs this process may use, one torch thread each)")
+    group.add_argument("--partition", default=None, help="slurm: partition")
+    group.add_argument("--time", type=int, default=60, metavar="MIN", help="slurm: time limit per job in minutes")
+    group.add_argument("--cpus-per-task", type=int, default=1, help="slurm: CPUs per job")
+    group.add_argument("--gpus-per-task", type=int, default=0, help="slurm: GPUs per job")
+
+
+def executor_options(args) -> dict:
+    if args.executor not in EXECUTORS:
+        raise SweepError(f"unknown executor {args.executor!r} (choose from {', '.join(EXECUTORS)})")
+    if args.workers is not None and args.workers < 1:
+        raise SweepError(f"--workers must be a positive integer, got {args.workers}")
+    if args.time < 1:
+        raise SweepError(f"--time must be a positive number of minutes, got {args.time}")
+    return {"executor": args.executor, "workers": args.workers,
+            "slurm": {"partition": args.partition, "time": args.time, "cpus_per_task": args.cpus_per_task,
+                      "gpus_per_task": args.gpus_per_task}}
+
+
+def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: bool = True) -> Path:
+    """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
+    `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
+    if figures:
+        doc["figures"] = write_figures(doc, out / "figures")
+    path = out / json_name
+    atomic_write_text(path, json.dumps(doc, indent=1))
+    return path
+
+
+def run_study_cli(prog: str, body, argv, *user_errors) -> int:
+    """graphpath_common.cli.run_cli for a command that runs a sweep: bad input exit 2 (one line),
+    failed jobs exit 1 (one line naming their logs), else body's status."""
+    def guarded(args):
+        try:
+            return body(args)
+        except SweepFailed as error:
+            print(f"{prog}: {error}", file=sys.stderr)
+            return 1
+
+    return run_cli(prog, guarded, argv, SweepError, *user_errors)
+
+
+def main(argv=None) -> int:
+    return run_study_cli("python -m graphpath.sweep", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
