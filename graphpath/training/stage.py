@@ -30,6 +30,7 @@ from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, re
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.training.prefetch import PrefetchFeed
 from graphpath.core.model import GraphTransformer
 
 
@@ -226,6 +227,8 @@ class StageLoop:
         self.feed = make_feed(spec, stage.batch_size // runtime.world,
                               stage_seed(config.seed, stage_name, "train", runtime.rank),
                               stage.dataset, runtime.rank, runtime.world)
+        if runtime.device.type == "cuda":  # draw (and pin) the next batches while the GPU trains
+            self.feed = PrefetchFeed(self.feed, pin=True)
         self.step, self.examples = 0, 0
         if resume_from is not None:
             self.step, self.examples = _restore(resume_from, self.base, self.optimizer, self.scheduler, self.feed,
@@ -314,6 +317,8 @@ class StageLoop:
                     return {"stage": name, "stopped": True, "step": self.step}
         finally:
             bar.close()
+            if isinstance(self.feed, PrefetchFeed):
+                self.feed.close()
         self.checkpoint(f"{name}-final")
         seconds = time.perf_counter() - started
         return {"stage": name, "stopped": False, "step": self.step, "examples": self.examples,
