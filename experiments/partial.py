@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from data_gen import SpecError
-from graphpath.core.checkpoint import load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
 from graphpath.evaluation.predict import model_vocabulary, score_model
 from graphpath.evaluation.sets import EvalError, define_sets, load_set, resolve_names
 from graphpath.core.model import ModelConfig
@@ -103,8 +104,12 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     results = {}
     for seed, variant in [(seed, v) for seed in study["seeds"] for v in variants(study)]:
         job = job_dir(out, Job(f"seed{seed}/{variant['name']}", {}))
-        model, info = load_model(job)
-        scored, _ = score_model(model, prepared, model_vocabulary(model, info), progress=False)
+        try:  # the sets are the study's: the job must have trained on the study's tasks
+            trained = load(job)
+            trained.require_study("experiments.partial")
+        except CheckpointError as error:
+            raise StudyError(str(error)) from None
+        scored, _ = score_model(trained.model, prepared, model_vocabulary(trained.model, trained.info), progress=False)
         results[(seed, variant["name"])] = {"best_finetune_eval": best_eval_loss(job, "finetune"),
                                             "sets": {k: {"mse": v["mse"], "accuracy": v["accuracy"]}
                                                      for k, v in scored.items()}}
