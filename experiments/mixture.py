@@ -35,6 +35,7 @@ from data_gen.dataset import load_dataset
 from data_gen.splits import split_rng
 from graphpath.core.checkpoint import CheckpointError
 from graphpath.core.resolve import load
+from graphpath.evaluation.scores import ci_summary
 from graphpath.evaluation.predict import predict
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
@@ -42,7 +43,6 @@ from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
-from .scaling_fit import mean_ci
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
 KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "models", "pretrain", "mixtures", "tests")
@@ -139,7 +139,7 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
                 cells.append({"mixture": mix, "test": test, "model": m, "N": n,
                               "families_in_mixture": families(test_mixture) <= families(mixture),
                               "coverage": float(np.mean([r["coverage"] for r in mine])),
-                              "mse": mean_ci([r["mse"] for r in mine]), "accuracy": mean_ci([r["accuracy"] for r in mine])})
+                              "mse": ci_summary([r["mse"] for r in mine]), "accuracy": ci_summary([r["accuracy"] for r in mine])})
     public = {k: v for k, v in study.items() if not k.startswith("_")}
     return {"schema": 1, "study": public, "coverage_definition": "fraction of test graphs whose (n, edge count, "
             "label) cell occurs in the model's own training dataset (data_gen.mixture.coverage)",

@@ -37,7 +37,7 @@ import numpy as np
 from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
-from graphpath.evaluation.scores import mean_ci, rounded
+from graphpath.evaluation.scores import ci_summary, rounded
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
@@ -230,8 +230,7 @@ def score_all(study: dict, out: Path, progress: bool = True) -> tuple[list[dict]
 
 def _ci(values) -> dict:
     values = [float(v) for v in values]
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "ci95": None if low is None else [low, high], "per_seed": values}
+    return {**ci_summary(values), "per_seed": values}
 
 
 def transfer_cells(rows: list[dict], tasks: list[str], seeds: list[int], constant: dict) -> list[dict]:
