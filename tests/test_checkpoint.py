@@ -14,7 +14,7 @@ from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_mod
 from graphpath.analysis import basin
 from graphpath.evaluation import suite as evaluate
 from graphpath.analysis import interpret as inspect
-from graphpath.analysis import llc
+from graphpath.analysis import llc_run as llc
 from graphpath.analysis import perturb
 from graphpath.core.checkpoint import read_weights
 from graphpath.core.model import ModelConfig, build_model

@@ -1,61 +1,130 @@
-"""`graphpath.analysis.llc`: the SGLD estimator recovers a regular model's LLC (d/2); bad input exits 2."""
+"""`graphpath.analysis.llc`, `llc_known`, `mcmc` and `llc_run`: the estimator against models of known LLC,
+the chain diagnostics against simulated chains, the calibration rule, and bad input (exit 2)."""
 from __future__ import annotations
 
+import json
+import math
+
+import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from graphpath.analysis import llc as L
+from graphpath.analysis import llc_known as K
+from graphpath.analysis import llc_run as R
+from graphpath.analysis import mcmc
 
 
-def regression(d: int, n: int, seed: int):
-    """A linear model at its least-squares fit; loss = per-example Gaussian NLL (unit noise)."""
+def features(n: int, d: int, seed: int, noise: float = 0.3):
+    """Production-like data: correlated features, labels linear in them plus noise."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = x @ torch.randn(d, generator=g) + torch.randn(n, generator=g)
-    model = nn.Linear(d, 1, bias=False)
+    x = torch.randn(n, d, generator=g) @ (torch.eye(d) + 0.3 * torch.randn(d, d, generator=g))
+    y = x @ torch.randn(d, generator=g) + 2.0 + noise * torch.randn(n, generator=g)
+    return x, y
+
+
+def test_known_models_share_one_function_and_the_degenerate_one_has_flat_directions():
+    x, y = features(500, 5, seed=0)
+    known = K.known_models(x, y, hidden=3)
+    (regular, truth), (degenerate, truth2) = known["regular"], known["degenerate"]
+    assert truth == truth2 == 3.0  # rank of [x, 1] / 2
     with torch.no_grad():
-        model.weight.copy_(torch.linalg.lstsq(x, y[:, None]).solution.T)
-
-    def loss_on(m, rows):
-        return 0.5 * (m(x[rows]).squeeze(-1) - y[rows]).pow(2).mean()
-    return model, loss_on
-
-
-@pytest.mark.parametrize("d", [2, 6])
-def test_regular_model_has_llc_half_its_dimension(d):
-    n = 2000
-    model, loss_on = regression(d, n, seed=d)
-    start = model.weight.detach().clone()
-    cfg = L.LLCConfig(eps=2e-4, gamma=1.0, chains=4, steps=1500, burn_in=300, batch_size=n, seed=1)
-    est = L.estimate_llc(model, loss_on, n, cfg)
-    assert est["ok"] and est["nbeta"] == pytest.approx(n / torch.log(torch.tensor(float(n))).item())
-    assert est["llc"] == pytest.approx(d / 2, rel=0.2), est["llc"]
-    assert 0 < est["below_init"] < 0.5  # samples sit above the minimum, not below it
-    assert torch.equal(model.weight.detach(), start)  # chains leave w* untouched
+        assert torch.allclose(regular(known["x"]), degenerate(known["x"]), atol=1e-4)
+        loss = K.loss_on(known["x"], known["y"])
+        rows = torch.arange(500)
+        before = loss(degenerate, rows).item()
+        degenerate.a.mul_(2.0)  # the rescaling (c A, b / c) is exactly flat
+        degenerate.b.div_(2.0)
+        assert loss(degenerate, rows).item() == pytest.approx(before, rel=1e-5)
+        degenerate.b.add_(0.5)  # a direction that is not flat
+        assert loss(degenerate, rows).item() > before * 1.5
 
 
-def test_diverging_setting_raises_and_calibration_skips_it():
-    n = 500
-    model, loss_on = regression(3, n, seed=0)
+def test_localised_truth_is_d_over_2_without_localisation_and_less_with_it():
+    x, _ = features(400, 4, seed=1)
+    xb = K.with_bias(x).float()
+    assert K.localised_truth(xb, nbeta=1e6, gamma=1e-6) == pytest.approx(2.5, rel=1e-4)
+    assert K.localised_truth(xb, nbeta=10.0, gamma=100.0) < 1.0
+
+
+@pytest.mark.parametrize("name", ["regular", "degenerate"])
+def test_estimator_reads_the_known_llc_at_minibatch_settings(name):
+    """d/2 for both: the degenerate model's 3 (D + 2) - (D + 1) flat directions are not counted."""
+    x, y = features(2000, 5, seed=2)
+    known = K.known_models(x, y, hidden=3)
+    model, truth = known[name]
+    cfg = L.LLCConfig(eps=1e-4, gamma=1.0, chains=4, steps=1000, burn_in=300, batch_size=64, seed=1)
+    est = L.estimate_llc(model, K.loss_on(known["x"], known["y"]), 2000, cfg)
+    assert est["llc"] == pytest.approx(truth, rel=0.2), est["llc"]
+    assert est["ok"], est["failed"]
+    params = sum(p.numel() for p in model.parameters())
+    assert est["llc"] < 0.75 * params / 2 or name == "regular"
+
+
+def test_a_model_off_its_minimum_is_refused():
+    x, y = features(1000, 4, seed=3)
+    known = K.known_models(x, y)
+    model, _ = known["regular"]
+    with torch.no_grad():
+        model.w.add_(0.5)  # far from the least-squares fit: SGLD descends, the LLC goes negative
+    cfg = L.LLCConfig(eps=3e-4, gamma=1.0, chains=4, steps=300, burn_in=100, batch_size=64)
+    est = L.estimate_llc(model, K.loss_on(known["x"], known["y"]), 1000, cfg)
+    assert not est["ok"] and est["llc"] < 0 and est["below_init"] > 0.5
+    assert any("not a local minimum" in reason for reason in est["failed"])
+
+
+def test_diverging_setting_raises():
+    x, y = features(300, 3, seed=4)
+    known = K.known_models(x, y)
     with pytest.raises(L.LLCError, match="diverged"):
-        L.estimate_llc(model, loss_on, n, L.LLCConfig(eps=10.0, gamma=1.0, chains=1, steps=200, burn_in=10))
-    base = L.LLCConfig(chains=2, steps=600, burn_in=200, batch_size=n, seed=0)
-    chosen, rows = L.calibrate(model, loss_on, n, base, [10.0, 1e-3], [1.0])
-    assert [r["diverged"] for r in rows] == [True, False] and chosen["settings"]["eps"] == 1e-3
-    assert rows[1]["llc"] == pytest.approx(1.5, rel=0.3) and chosen["llc"] == rows[1]["llc"]
-    assert L.calibrate(model, loss_on, n, base, [10.0], [1.0]) == (None, [{**rows[0]}])
+        L.estimate_llc(known["regular"][0], K.loss_on(known["x"], known["y"]), 300,
+                       L.LLCConfig(eps=10.0, gamma=1.0, chains=2, steps=50, burn_in=10))
+
+
+def test_calibration_rule_picks_a_passing_setting_and_reports_failing_ones():
+    x, y = features(2000, 5, seed=2)
+    base = L.LLCConfig(chains=4, steps=1000, burn_in=300, batch_size=64, seed=0)
+    chosen, rows = L.calibrate(x, y, base, [1e-4, 10.0], [1.0, 1e4])
+    by = {(r["eps"], r["gamma"]): r for r in rows}
+    assert by[(10.0, 1.0)]["models"]["regular"]["diverged"] and not by[(10.0, 1.0)]["passes"]
+    strong = by[(1e-4, 1e4)]  # localisation hides every direction: the estimate is far below d/2
+    assert not strong["passes"] and strong["localised_truth"] < 0.5
+    assert by[(1e-4, 1.0)]["passes"], by[(1e-4, 1.0)]
+    assert (chosen.eps, chosen.gamma) == (1e-4, 1.0)
+    assert L.calibrate(x, y, base, [10.0], [1.0])[0] is None
+
+
+def test_chain_diagnostics_against_simulated_chains():
+    rng = np.random.default_rng(0)
+    iid = rng.normal(size=(4, 2000))
+    assert mcmc.split_rhat(iid) == pytest.approx(1.0, abs=0.01)
+    assert mcmc.ess(iid) == pytest.approx(8000, rel=0.15)
+    rho, ar = 0.9, np.zeros((4, 5000))
+    noise = rng.normal(size=(4, 5000))
+    for t in range(1, 5000):
+        ar[:, t] = rho * ar[:, t - 1] + noise[:, t]
+    assert mcmc.ess(ar) == pytest.approx(20000 * (1 - rho) / (1 + rho), rel=0.2)  # AR(1): N (1 - rho) / (1 + rho)
+    assert mcmc.mcse_mean(ar) == pytest.approx(ar.std() / math.sqrt(20000 * (1 - rho) / (1 + rho)), rel=0.2)
+    apart = iid.copy()
+    apart[0] += 2.0  # one chain two standard deviations away
+    assert mcmc.split_rhat(apart) > 1.1
+    trend = np.cumsum(np.full((4, 400), 0.01), axis=1) + rng.normal(scale=0.1, size=(4, 400))
+    assert mcmc.split_rhat(trend) > 1.1  # still climbing: split halves disagree
+    with pytest.raises(ValueError):
+        mcmc.ess(iid[:1])
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["nowhere"], "unknown model"),
+    (["nowhere"], "no run directory"),
     (["handcrafted"], "--n in [3, 64]"),
     (["handcrafted", "--n", "5", "--eps", "-1"], "eps must be"),
     (["handcrafted", "--n", "5", "--burn-in", "400"], "burn_in"),
+    (["handcrafted", "--n", "5", "--chains", "1"], "chains must be >= 2"),
     (["handcrafted", "--n", "5", "--steps", "x"], "invalid int"),
+    (["handcrafted", "--n", "5", "--data", "nope"], "unknown data set"),
 ])
 def test_bad_input_exits_2(args, needle, capsys, tmp_path):
-    code = L.main(args + ["--out", str(tmp_path / "llc.json"), "--quiet"])
+    code = R.main(args + ["--out", str(tmp_path / "llc.json"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1, err
     assert not (tmp_path / "llc.json").exists()
@@ -63,31 +132,18 @@ def test_bad_input_exits_2(args, needle, capsys, tmp_path):
 
 def test_run_dir_without_checkpoints_exits_2(capsys, tmp_path):
     (tmp_path / "run").mkdir()
-    code = L.main([str(tmp_path / "run"), "--quiet"])
-    assert code == 2 and "no checkpoint" in capsys.readouterr().err
+    code = R.main([str(tmp_path / "run"), "--quiet"])
+    assert code == 2 and "not a run directory" in capsys.readouterr().err
 
 
-def test_diverging_setting_on_the_command_line_exits_2(capsys, tmp_path):
+def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsys, tmp_path):
     out = tmp_path / "llc.json"
-    code = L.main(["handcrafted", "--n", "4", "--eps", "10", "--gamma", "1", "--chains", "1", "--steps", "5",
-                   "--burn-in", "1", "--data-size", "64", "--quiet", "--out", str(out)])
+    code = R.main(["handcrafted", "--n", "4", "--eps", "10", "1e-9", "--gamma", "1", "--chains", "2", "--steps", "8",
+                   "--burn-in", "2", "--data-size", "64", "--quiet", "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == 2 and "diverged" in err and err.count("\n") == 1, err
-    assert not out.exists() and not list(tmp_path.iterdir())  # no temporary left either
-
-
-@pytest.mark.slow
-def test_cli_handcrafted_records_both_hand_built_models_and_the_rule(capsys, tmp_path):
-    import json
-
-    out = tmp_path / "llc.json"
-    code = L.main(["handcrafted", "--n", "4", "--eps", "1e-5", "10", "--gamma", "100", "--chains", "2",
-                   "--steps", "6", "--burn-in", "2", "--data-size", "64", "--quiet", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    assert code == 2 and "calibration failed" in err and err.count("\n") == 1, err
     doc = json.loads(out.read_text())
-    assert set(doc["models"]) == {"handcrafted", "handcrafted-soft"} and doc["calibration_rule"] == L.CALIBRATION_RULE
-    soft = doc["models"]["handcrafted-soft"]
-    assert soft["target"]["beta_hop"] == 5.0 and [r["diverged"] for r in soft["calibration"]] == [False, True]
-    for result in doc["models"].values():
-        est = result["estimate"]
-        assert est is None or (est["settings"]["eps"] == 1e-5 and len(est["chains"]) == 2)
+    rows = doc["calibration"]["rows"]
+    assert [r["eps"] for r in rows] == [10.0, 1e-9] and rows[0]["models"]["regular"]["diverged"]
+    assert rows[1]["models"]["regular"]["llc"] is not None and not rows[1]["passes"]
+    assert doc["calibration"]["chosen"] is None and doc["models"] == []

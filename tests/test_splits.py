@@ -16,7 +16,6 @@ from data_gen.splits import (EVAL_NAMES, SPLITS, TABLE, draw_split, grid_cells, 
 from graphpath.core.config import StageConfig
 from graphpath.evaluation.sets import CACHE_FORMAT
 from graphpath.training.feed import stage_seed
-from graphpath.analysis.llc import Request
 from graphpath.analysis.perturb import PerturbConfig
 from oracle import check_against_networkx
 
@@ -92,7 +91,6 @@ def test_default_sizes_match_the_tools_defaults():
     assert StageConfig().eval_size == SPLITS["heldout-pretrain"].size == SPLITS["heldout-finetune"].size
     assert PerturbConfig.eval_size == SPLITS["heldout-perturb"].size
     assert PerturbConfig.eval_seed == SPLITS["heldout-perturb"].seed
-    assert Request.data_size == SPLITS["sample-llc"].size and Request.data_seed == SPLITS["sample-llc"].seed
 
 
 @pytest.mark.parametrize("name", [s.name for s in TABLE])

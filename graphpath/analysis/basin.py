@@ -1,33 +1,42 @@
-"""`python -m graphpath.basin`: the basin radius, bracketed by geometric bisection on sigma.
+"""`python -m graphpath.basin`: how far can a solution's weights be pushed and still come back?
 
-`graphpath.analysis.perturb` reads a radius off a fixed sigma grid. Here sigma is searched: a sigma
-"succeeds" when at least half of the seeds recover (held-out MSE <= threshold within the step
-budget, graphpath.analysis.perturb's recovery). Starting from [lo, hi], lo is divided by `factor` until it
-succeeds and hi multiplied until it fails (each at most `expand` times); then sigma = sqrt(lo*hi)
-replaces whichever end it agrees with, until hi / lo <= `ratio` or `budget` sigmas have been
-tried. The result is the interval (lo succeeds, hi fails), or an open end (null) when the budget
-ran out before the bracket closed. A model whose unperturbed held-out MSE is already above the
-threshold gets a `note`: its bracket says how far training gets it, not how wide a basin is.
-Recovery is not monotone in sigma for every seed, so the bracket is the boundary this search
-found, not a proof that every sigma below lo recovers. A perturbed model whose loss starts below
-the threshold counts as recovered even if the recovery steps then raise it (`final` records the
-last loss).
+For a noise scale sigma, every model of a group (each seed of a run, one stage) is perturbed by
+`--perturbations` independent draws (graphpath.analysis.perturb.perturb_: by default every
+parameter gets W + sigma * RMS(W) * N(0, 1)) and retrained for the step budget on fresh graphs
+of its own data; a run has recovered when its held-out MSE gets back to the recovery threshold
+(perturb.THRESHOLD_RULE: max(threshold, threshold_factor x the model's own unperturbed MSE)).
+At each sigma the recovered runs are pooled over the group's seeds and perturbations: k of m,
+with a 95% Wilson interval. A sigma *holds* when k / m >= 1/2.
 
-Models: `RUN_DIR` — its final checkpoint ("learned"), the hand-built model of the same size
-("handcrafted") and the hand-built model with its attention sharpness lowered
-(`beta_hop`, `beta_copy` = `--soft-betas`, default 5 8: less sharp, and no longer exact at
-larger n — see its `loss_before`; "handcrafted-soft"), all on the run's data; or `handcrafted --n N` for the two hand-built ones.
-Recovery settings come from a [perturb] table (`--config`, e.g. experiments/perturb-basin.toml)
-with graphpath.analysis.perturb's keys. When the run directory holds `llc.json` its estimates are copied
-beside the intervals. Output: `RUN_DIR/basin.json` (schema in docs/contracts.md).
+The search: start at `--start`; while sigma holds, multiply it by `--factor` (widening until
+recovery fails); if the start already fails, divide until one holds. Then bisect geometrically
+between the largest sigma that held and the smallest above it that failed, until their ratio is
+at most `--ratio` or `--budget` sigmas have been tried. The result is the bracket [lo, hi]:
+lo held, hi failed, each with its k / m and Wilson interval; `resolved` says whether both
+intervals exclude 1/2. When the budget runs out before any sigma fails, the radius is
+*censored*: `hi` is null and `censored` says "above" and the largest sigma tried (the radius is
+at least lo); "below" when no sigma down to the smallest tried held. Recovery need not fall
+monotonically in sigma, so the bracket is where this search found the boundary.
+
+The Wilson interval treats the m runs as independent; runs of one seed share that seed's model,
+so with several seeds each group also reports the per-seed counts at lo and hi.
+
+Models and data (graphpath.analysis.targets): RUN_DIR is a run or a group of seeds; its
+pre-training checkpoints on pre-training data and fine-tuned checkpoints on fine-tuning data
+(`--stage` picks one, `--data SET` names a study set instead), and with `--with-handcrafted` the
+hand-built model on the run's pre-training data; `handcrafted --n N` for the hand-built model
+alone. A model outside the range a basin is measured in (perturb.RANGE_RULE) is refused: the
+others are measured and written, then the command exits 2 naming it. Output: RUN_DIR/basin.json
+(schema in docs/contracts.md); `experiments/basin-thorough.toml` is the thorough preset.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import math
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -36,141 +45,241 @@ from tqdm import tqdm
 from data_gen.splits import split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
-from graphpath_common.rundir import RunDir
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
-from handcrafted import build_bfs_transformer
 
-from graphpath.analysis.perturb import PerturbError, PerturbConfig, held_out_loss, load_target, perturb_, recover
+from graphpath.analysis.intervals import wilson
+from graphpath.analysis.perturb import (RANGE_RULE, THRESHOLD_RULE, PerturbConfig, PerturbError, held_out_loss,
+                                        out_of_range, perturb_, recover, recovery_threshold)
+from graphpath.analysis.targets import Subject, subjects
+from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.basin"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEFAULTS = dict(kind="all", scale="relative", seeds=[0, 1], steps=30, batch_size=64, lr=1e-3, eval_size=256,
+                threshold=0.1, threshold_factor=2.0, figures=False)  # the page's cheap default; see --help
 
 
-def trial(base, spec, eval_batch, cfg: PerturbConfig, sigma: float, device) -> dict:
-    """Every seed at one sigma: {sigma, recovered [bool per seed], final [loss per seed], success}."""
-    recovered, final = [], []
-    for seed in cfg.seeds:
-        model = copy.deepcopy(base)
-        perturb_(model, cfg.kind, sigma, seed, cfg.group, cfg.scale)
-        curve = recover(model, spec, eval_batch, cfg, seed, device)
-        recovered.append(any(loss <= cfg.threshold for _, loss in curve))
-        last = curve[-1][1]
-        final.append(last if math.isfinite(last) else None)
-    return {"sigma": sigma, "recovered": recovered, "final": final,
-            "success": sum(recovered) >= len(recovered) / 2}
+@dataclass(frozen=True)
+class Search:
+    start: float = 0.1  # first sigma tried
+    factor: float = 2.0  # widening / narrowing step
+    ratio: float = 1.5  # stop once hi / lo <= this
+    budget: int = 7  # most sigmas tried per group
+    floor: float = 1e-3  # never narrow below this sigma
+
+    def __post_init__(self):
+        values = (self.start, self.factor, self.ratio, self.floor)
+        if not (all(isinstance(v, (int, float)) and math.isfinite(v) for v in values) and self.start > 0
+                and self.factor > 1 and self.ratio > 1 and 0 < self.floor <= self.start
+                and isinstance(self.budget, int) and self.budget >= 2):
+            raise PerturbError(f"the search needs finite start > 0, factor > 1, ratio > 1, 0 < floor <= start and "
+                               f"budget >= 2 (got {asdict(self)})")
 
 
-def bracket(succeeds, lo: float, hi: float, budget: int = 10, ratio: float = 1.5, factor: float = 10.0,
-            expand: int = 3) -> dict:
-    """Geometric bisection of a success/failure boundary. `succeeds(sigma) -> dict` with a bool
-    `success` (see `trial`). Returns {lo, hi, trials, closed}; lo/hi are null when not found."""
-    if not (0 < lo < hi and ratio > 1 and factor > 1 and budget >= 2):
-        raise PerturbError(f"bracket needs 0 < lo < hi, ratio > 1, factor > 1, budget >= 2 (got {lo}, {hi}, "
-                           f"{ratio}, {factor}, {budget})")
-    trials: list[dict] = []
+def search(trial, cfg: Search) -> dict:
+    """Widen, then bisect, the sigma at which `trial(sigma) -> {"holds": bool, ...}` stops holding.
+    Returns {"lo", "hi" (trial dicts or None), "closed", "censored" (None | "above" | "below"),
+    "trials" (every trial, in the order run)}."""
+    trials = []
 
-    def test(sigma):
-        trials.append(succeeds(sigma))
-        return trials[-1]["success"]
+    def run(sigma):
+        trials.append(trial(sigma))
+        return trials[-1]
 
     good = bad = None
-    for _ in range(expand + 1):
-        if len(trials) >= budget:
-            break
-        if test(lo):
-            good = lo
-            break
-        bad, lo = lo, lo / factor
-    for _ in range(expand + 1):
-        if good is None or bad is not None or len(trials) >= budget:
-            break
-        if not test(hi):
-            bad = hi
-            break
-        good, hi = hi, hi * factor
-    while good is not None and bad is not None and bad / good > ratio and len(trials) < budget:
-        mid = math.sqrt(good * bad)
-        if test(mid):
-            good = mid
+    first = run(cfg.start)
+    if first["holds"]:
+        good = first
+        while len(trials) < cfg.budget:
+            nxt = run(good["sigma"] * cfg.factor)
+            if not nxt["holds"]:
+                bad = nxt
+                break
+            good = nxt
+    else:
+        bad = first
+        while len(trials) < cfg.budget and bad["sigma"] / cfg.factor >= cfg.floor * (1 - 1e-9):
+            nxt = run(bad["sigma"] / cfg.factor)
+            if nxt["holds"]:
+                good = nxt
+                break
+            bad = nxt
+    while good is not None and bad is not None and bad["sigma"] / good["sigma"] > cfg.ratio and len(trials) < cfg.budget:
+        mid = run(math.sqrt(good["sigma"] * bad["sigma"]))
+        good, bad = (mid, bad) if mid["holds"] else (good, mid)
+    censored = "above" if bad is None else "below" if good is None else None
+    closed = censored is None and bad["sigma"] / good["sigma"] <= cfg.ratio * (1 + 1e-9)
+    return {"lo": good, "hi": bad, "closed": closed, "censored": censored, "trials": trials}
+
+
+def end(t: dict | None) -> dict | None:
+    """A bracket end as basin.json records it."""
+    if t is None:
+        return None
+    return {"sigma": t["sigma"], "recovered": t["recovered"], "runs": t["runs"], "ci95": t["ci95"],
+            "by_seed": {key: sum(v) for key, v in t["by_model"].items()}}
+
+
+class Group:
+    """The models pooled at each sigma: each with its held-out batch, loss before and threshold."""
+
+    def __init__(self, members: list[Subject], cfg: PerturbConfig, device):
+        self.cfg, self.device = cfg, device
+        self.members, self.refused = [], {}
+        for subject in members:
+            batch = split_batch("heldout-perturb", spec=subject.spec, size=cfg.eval_size,
+                                seed=cfg.eval_seed).to(device)
+            model = subject.model.to(device).eval()
+            before = held_out_loss(model, batch)
+            reason = out_of_range(before, batch)
+            row = {"key": subject.key, "seed": subject.seed, "loss_before": before,
+                   "threshold": recovery_threshold(cfg, before), "data": subject.data,
+                   "parameter_count": subject.parameter_count, "target": subject.description}
+            if reason:
+                self.refused[subject.key] = {**row, "refused": reason}
+            else:
+                self.members.append((subject, model, batch, row))
+
+    def trial(self, sigma: float, bar=None) -> dict:
+        by_model, final = {}, {}
+        for subject, model, batch, row in self.members:
+            hits, losses = [], []
+            for draw in self.cfg.seeds:
+                perturbed = copy.deepcopy(model)
+                perturb_(perturbed, self.cfg.kind, sigma, draw, self.cfg.group, self.cfg.scale)
+                curve = recover(perturbed, subject.spec, batch, self.cfg, draw, self.device)
+                hits.append(any(loss <= row["threshold"] for _, loss in curve))
+                losses.append(curve[-1][1] if math.isfinite(curve[-1][1]) else None)
+                if bar is not None:
+                    bar.update(1)
+            by_model[subject.key], final[subject.key] = hits, losses
+        k = sum(sum(v) for v in by_model.values())
+        m = sum(len(v) for v in by_model.values())
+        return {"sigma": sigma, "recovered": k, "runs": m, "rate": k / m, "ci95": wilson(k, m),
+                "holds": k / m >= 0.5, "by_model": by_model, "final": final}
+
+
+def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, device, progress: bool) -> dict:
+    """basin.json's `groups`: {name: {models, refused, lo, hi, closed, censored, resolved, trials}}."""
+    out = {}
+    for name, members in groups.items():
+        group = Group(members, cfg, device)
+        result = {"models": [row for *_, row in group.members], "refused": list(group.refused.values())}
+        if group.members:
+            runs = len(group.members) * len(cfg.seeds)
+            with tqdm(total=plan.budget * runs, desc=f"basin {name}", unit="run", disable=not progress) as bar:
+                found = search(lambda s: group.trial(s, bar), plan)
+            lo, hi = end(found["lo"]), end(found["hi"])
+            resolved = (lo is not None and hi is not None and lo["ci95"][0] > 0.5 and hi["ci95"][1] < 0.5)
+            largest = max(t["sigma"] for t in found["trials"])
+            smallest = min(t["sigma"] for t in found["trials"])
+            note = {"above": f"every sigma up to {largest:.4g} held; the budget of {plan.budget} sigmas ran out, "
+                             f"so the radius is at least {largest:.4g} (censored above)",
+                    "below": f"no sigma down to {smallest:.4g} held (censored below: the radius is under "
+                             f"{smallest:.4g})", None: None}[found["censored"]]
+            result.update({"lo": lo, "hi": hi, "closed": found["closed"], "censored": found["censored"],
+                           "censored_note": note, "resolved": resolved,
+                           "trials": [{k: v for k, v in t.items()} for t in found["trials"]]})
         else:
-            bad = mid
-    closed = good is not None and bad is not None and bad / good <= ratio
-    return {"lo": good, "hi": bad, "closed": closed, "trials": trials}
+            result.update({"lo": None, "hi": None, "closed": False, "censored": None, "censored_note": None,
+                           "resolved": False, "trials": []})
+        out[name] = result
+    return out
 
 
-def models_for(cfg: PerturbConfig, soft_betas: tuple[float, float]):
-    """[(name, model, description)], the data spec and the output directory: the learned model on
-    the data it was trained on (graphpath.analysis.perturb.load_target), and the two hand-built
-    models beside it when that data asks for distances (what they answer)."""
-    base, spec, description, out_dir = load_target(cfg)
-    n = spec.max_vertices
-    found = [] if cfg.model == "handcrafted" else [("learned", base, description)]
-    if spec.task != "distance":
-        print(f"note: no hand-built models beside {cfg.model}: they answer distances, it was trained to answer "
-              f"{spec.task!r}", file=sys.stderr)
-        return found, spec, out_dir
-    found.append(("handcrafted", build_bfs_transformer(n), {"model": "handcrafted", "n": n}))
-    found.append(("handcrafted-soft", build_bfs_transformer(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
-                  {"model": "handcrafted", "n": n, "beta_hop": soft_betas[0], "beta_copy": soft_betas[1]}))
-    return found, spec, out_dir
+def _config(args) -> tuple[PerturbConfig, Search]:
+    values = dict(DEFAULTS)
+    search_values = {}
+    if args.config:
+        table = read_toml(args.config, PerturbError, "config ")
+        search_values = dict(table.get("search", {}))
+        reject_unknown_keys(Search, search_values, PerturbError, f"{args.config} [search]")
+        perturb = table.get("perturb", {})
+        reject_unknown_keys(PerturbConfig, perturb, PerturbError, f"{args.config} [perturb]")
+        values.update(perturb)
+    values.update({k: v for k, v in (("steps", args.steps), ("seeds", args.perturbations and
+                                                              list(range(args.perturbations))),
+                                     ("threads", args.threads)) if v})
+    values.setdefault("eval_every", values["steps"])
+    values["model"] = None  # the models come from graphpath.analysis.targets  # the held-out loss before and after recovery only
+    search_values.update({k: getattr(args, k) for k in ("start", "factor", "ratio", "budget")
+                          if getattr(args, k) is not None})
+    try:
+        return PerturbConfig(**values), Search(**search_values)
+    except TypeError as error:
+        raise PerturbError(str(error)) from None
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog=PROG, description=__doc__)
-    parser.add_argument("model", help="a run directory, or 'handcrafted' with --n")
-    parser.add_argument("--n", type=int)
-    parser.add_argument("--config", help="TOML with a [perturb] table (recovery settings)")
-    parser.add_argument("--lo", type=float, default=0.01)
-    parser.add_argument("--hi", type=float, default=1.0)
-    parser.add_argument("--budget", type=int, default=8, help="most sigmas tried per model")
-    parser.add_argument("--ratio", type=float, default=1.5, help="stop once hi / lo <= this")
-    parser.add_argument("--soft-betas", dest="soft_betas", type=float, nargs=2, default=[5.0, 8.0])
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--out")
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a run directory or group of seeds, or 'handcrafted' with --n")
+    parser.add_argument("--n", type=int, help="handcrafted only: vertex count")
+    parser.add_argument("--stage", choices=("pretrain", "finetune"), help="one stage only (default: both)")
+    parser.add_argument("--data", help="analyse on this study set instead of each checkpoint's own data")
+    parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_true",
+                        help="also the hand-built model, on the run's pre-training data")
+    parser.add_argument("--config", help="TOML with [perturb] (recovery) and [search] tables")
+    parser.add_argument("--perturbations", type=int, help=f"perturbation draws per model per sigma "
+                                                          f"(default {len(DEFAULTS['seeds'])})")
+    parser.add_argument("--steps", type=int, help=f"recovery steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--start", type=float, help=f"first sigma (default {Search.start})")
+    parser.add_argument("--factor", type=float, help=f"widening factor (default {Search.factor})")
+    parser.add_argument("--ratio", type=float, help=f"stop once hi / lo <= this (default {Search.ratio})")
+    parser.add_argument("--budget", type=int, help=f"most sigmas per group (default {Search.budget})")
+    parser.add_argument("--out", help="output path (default RUN_DIR/basin.json)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    values = {}
-    if args.config:
-        table = read_toml(args.config, PerturbError, "config ")
-        values = table.get("perturb", table)
-        reject_unknown_keys(PerturbConfig, values, PerturbError, f"{args.config} [perturb]")
-    values.update({"model": args.model, "n": args.n, "threads": args.threads, "figures": False})
-    values.update({k: getattr(args, k) for k in ("steps", "seeds") if getattr(args, k) is not None})
-    try:
-        cfg = PerturbConfig(**values)
-    except TypeError as error:
-        raise PerturbError(str(error)) from None
+    if args.perturbations is not None and args.perturbations < 1:
+        raise PerturbError(f"--perturbations must be >= 1, got {args.perturbations}")
+    cfg, plan = _config(args)
     torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    models, spec, out_dir = models_for(cfg, tuple(args.soft_betas))
-    eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
-    llc_path = RunDir(out_dir).llc
-    llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
-    results = {}
-    for name, model, description in tqdm(models, desc="basin", disable=args.quiet):
-        model = model.to(device).eval()
-        before = held_out_loss(model, eval_batch)
-        found = bracket(lambda s: trial(model, spec, eval_batch, cfg, s, device), args.lo, args.hi,
-                        args.budget, args.ratio)
-        if before > cfg.threshold:  # success then needs training to beat the model itself: not a basin
-            found["note"] = (f"unperturbed held-out MSE {before:.4g} is above the recovery threshold "
-                             f"{cfg.threshold:g}: the bracket measures training, not a basin")
-        llc_name = {"learned": description.get("stage")}.get(name, name)
-        results[name] = {"target": description, "loss_before": before, **found,
-                         "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
-    doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
-           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
-    out = Path(args.out) if args.out else RunDir(out_dir).basin
-    atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
-    for name, r in results.items():
-        print(f"{name}: basin radius in [{r['lo']}, {r['hi']}] after {len(r['trials'])} sigmas"
-              f"{'' if r['closed'] else ' (bracket not closed)'}; LLC {r['llc']}"
-              + (f" [{r['note']}]" if "note" in r else ""))
+    try:
+        found = subjects(args.model, PROG, (args.stage,) if args.stage else None, args.data,
+                         args.with_handcrafted, args.n)
+    except CheckpointError as error:
+        raise PerturbError(str(error)) from None
+    groups: dict[str, list[Subject]] = {}
+    for subject in found:
+        groups.setdefault(subject.group, []).append(subject)
+    home = Path("runs") / f"handcrafted-n{args.n}" if args.model == "handcrafted" else Path(args.model)
+    out = Path(args.out) if args.out else RunDir(home).basin
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "n", "data", "out", "figures",
+                                                                  "with_handcrafted", "edge_tokens")}
+    doc = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
+           "range_rule": RANGE_RULE, "groups": measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet)}
+    atomic_write_text(out, json.dumps(_finite(doc), indent=1, allow_nan=False))
+    for name, g in doc["groups"].items():
+        print(f"{name}: {summary(g)}")
     print(f"wrote {out}")
+    refused = [r for g in doc["groups"].values() for r in g["refused"]]
+    if refused:
+        raise PerturbError(f"{len(refused)} model(s) refused, the others written to {out}: {refused[0]['key']}: "
+                           f"{refused[0]['refused']}")
     return 0
+
+
+def summary(g: dict) -> str:
+    """One line: the bracket, its counts and intervals, or why there is none."""
+    fmt = lambda e: f"sigma {e['sigma']:.3g} ({e['recovered']}/{e['runs']} recovered, Wilson {e['ci95'][0]:.2f}-{e['ci95'][1]:.2f})"  # noqa: E731
+    if g["lo"] is None and g["hi"] is None:
+        return "no model measured (all refused)"
+    if g["censored"]:
+        return g["censored_note"]
+    return (f"radius in [{g['lo']['sigma']:.3g}, {g['hi']['sigma']:.3g}]: holds at {fmt(g['lo'])}, fails at "
+            f"{fmt(g['hi'])}{'' if g['resolved'] else '; not resolved at 95%'}")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def main(argv=None) -> int:

@@ -69,7 +69,7 @@ class PerturbError(ValueError):
 
 @dataclass
 class PerturbConfig:
-    model: str = "handcrafted"  # "handcrafted" or a run directory / checkpoint path
+    model: str | None = "handcrafted"  # "handcrafted", a run directory / checkpoint path, or None: chosen by the caller
     n: int | None = None  # handcrafted only: vertex count the model is built for
     kind: str = "replace"  # replace | all | group
     group: str | None = None  # group only: glob over parameter names
@@ -86,7 +86,8 @@ class PerturbConfig:
     eval_size: int = 512  # held-out graphs (fixed, seed eval_seed)
     eval_every: int = 25  # steps between points of the recovery curve
     eval_seed: int = SPLITS["heldout-perturb"].seed  # data_gen.splits' row; another value redraws it
-    threshold: float = 0.1  # a run has recovered once its held-out MSE is <= this
+    threshold: float = 0.1  # recovered once the held-out MSE is <= max(threshold, threshold_factor * loss before)
+    threshold_factor: float = 2.0  # so a model whose own loss is above threshold / 2 is judged on its own loss
     with_handcrafted: bool = False  # learned runs: also sweep build_bfs_transformer(max_vertices) on the same data
     edge_tokens: bool = False  # hand-built model: the edge-token front end (handcrafted.edge_tokens)
     data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
@@ -121,14 +122,16 @@ class PerturbConfig:
         need(device.type != "cuda" or torch.cuda.is_available(), f"device {self.device!r}: CUDA is not available")
         need(self.clip is None or self.clip > 0, f"clip must be > 0 (or unset), got {self.clip}")
         need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        need(isinstance(self.threshold_factor, (int, float)) and math.isfinite(self.threshold_factor)
+             and self.threshold_factor > 1, f"threshold_factor must be a finite number > 1, got {self.threshold_factor!r}")
         need(self.data is None or self.data in PRESET_NAMES,
              f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
-        need(self.model == "handcrafted" or Path(self.model).exists(),
+        need(self.model in (None, "handcrafted") or Path(self.model).exists(),
              f"unknown model {self.model!r}: not 'handcrafted' and no such run directory or checkpoint")
         if self.model == "handcrafted":
             need(isinstance(self.n, int) and 3 <= self.n <= 64,
                  f"--model handcrafted needs --n in [3, 64], got {self.n!r}")
-        else:
+        elif self.model is not None:
             need(self.n is None, "--n is only for --model handcrafted (a checkpoint knows its own size)")
         self.sigmas = sorted({float(s) for s in self.sigmas})
 
@@ -225,6 +228,26 @@ def recover(model, spec, eval_batch, cfg: PerturbConfig, seed: int, device, bar=
         if bar is not None:
             bar.update(1)
     return curve
+
+
+THRESHOLD_RULE = ("a perturbed model has recovered once its held-out MSE is at or below max(threshold, "
+                  "threshold_factor x its unperturbed held-out MSE)")
+RANGE_RULE = ("a model whose unperturbed held-out MSE is at least half the variance of the held-out labels "
+              "(R^2 <= 0.5) is outside the range a basin is measured in, and is refused")
+
+
+def recovery_threshold(cfg: PerturbConfig, loss_before: float) -> float:
+    """The level a perturbed model must get back to (THRESHOLD_RULE)."""
+    return max(cfg.threshold, cfg.threshold_factor * loss_before)
+
+
+def out_of_range(loss_before: float, eval_batch) -> str | None:
+    """None for a model inside the range (RANGE_RULE), else the reason, in words."""
+    variance = float(eval_batch.label.double().var(unbiased=False))
+    if not math.isfinite(loss_before) or loss_before >= 0.5 * variance:
+        return (f"unperturbed held-out MSE {loss_before:.4g} is at least half the label variance {variance:.4g} "
+                "(R^2 <= 0.5): the model has not learned this data, so it has no basin to measure")
+    return None
 
 
 def basin_radius(runs: list[dict]) -> float | None:

@@ -1,0 +1,203 @@
+"""`python -m graphpath.llc`: the local learning coefficient of every model of a run, at one calibrated setting.
+
+    python -m graphpath.llc RUN_DIR [--stage pretrain|finetune] [--data SET] [--with-handcrafted]
+    python -m graphpath.llc handcrafted --n N
+
+1. The models (graphpath.analysis.targets): every seed's pre-training checkpoint on its own
+   pre-training data and fine-tuned checkpoint on its own fine-tuning data (or the named `--data`
+   set), and with `--with-handcrafted` the hand-built model on the run's pre-training data. Each
+   model's fixed sample is the split `sample-llc` of its data (`--data-size` graphs; the training
+   seed is the split's key, so seeds see different graphs and the interval over seeds covers the
+   graph sample too).
+2. Calibration (graphpath.analysis.llc.calibrate, CALIBRATION_RULE): the `--eps` x `--gamma` grid
+   is run at the production settings (MSE, `--batch-size`, `--chains`, `--steps`, `--burn-in`, n,
+   n*beta) on two models of known LLC built on the first model's own read-out features and labels
+   (graphpath.analysis.llc_known). One setting is chosen for every model. llc.json is rewritten
+   after every grid row, so an interrupted or failed calibration keeps what it measured; when no
+   setting passes, the command exits 2 with one line and no model is estimated.
+3. Every model at that setting, with its diagnostics (llc.DIAGNOSTIC_RULE): an estimate that
+   fails them is recorded with its reasons and not reported as a result. Per group (pre-train,
+   fine-tuned, hand-built) the results are pooled over seeds: mean and 95% t-interval.
+
+Output: RUN_DIR/llc.json (schema in docs/contracts.md). The page shows the LLCs beside the basin.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data_gen.splits import SPLITS, split_batch
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import atomic_write_text
+from graphpath_common.rundir import RunDir
+
+from graphpath.analysis.intervals import over_seeds
+from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, LLCConfig, LLCError, calibrate,
+                                    estimate_llc)
+from graphpath.analysis.targets import Subject, subjects
+from graphpath.core.checkpoint import CheckpointError
+
+PROG = "python -m graphpath.llc"
+SCHEMA_VERSION = 2
+EPS_GRID = (3e-5, 1e-4, 3e-4)
+GAMMA_GRID = (100.0, 1000.0)
+
+
+def sample_for(subject: Subject, size: int, seed: int):
+    return split_batch("sample-llc", spec=subject.spec, size=size, seed=seed, key=subject.seed or 0)
+
+
+def graph_loss_on(batch):
+    """Per-example MSE on rows of a fixed GraphBatch."""
+    def loss_on(model, rows):
+        part = batch[rows]
+        return (model(part).float() - part.label.float()).pow(2).mean()
+    return loss_on
+
+
+@torch.no_grad()
+def readout_features(subject: Subject, batch) -> torch.Tensor:
+    """(N, D) what the model's read-out sees: the learned model's `hook_final`, the hand-built
+    model's answer token at the end of its stream."""
+    if hasattr(subject.model, "run_with_cache"):
+        _, cache = subject.model.run_with_cache(batch, names=["hook_final"])
+        return cache["hook_final"].float()
+    n = batch.max_vertices
+    return subject.model.stream(batch)[:, n].float()
+
+
+def pooled(models: list[dict]) -> dict:
+    """Per group: the LLC over seeds among the estimates that passed, and how many did."""
+    groups = {}
+    for m in models:
+        groups.setdefault(m["group"], []).append(m)
+    out = {}
+    for name, rows in groups.items():
+        values = [r["estimate"]["llc"] for r in rows if r["estimate"] and r["estimate"]["ok"]]
+        out[name] = {"models": len(rows), "passed": len(values), **over_seeds(values)}
+    return out
+
+
+def measure(args, base: LLCConfig, out: Path) -> dict:
+    try:
+        found = subjects(args.model, PROG, (args.stage,) if args.stage else None, args.data, args.with_handcrafted,
+                         args.n)
+    except CheckpointError as error:
+        raise LLCError(str(error)) from None
+    doc = {"schema": SCHEMA_VERSION, "calibration_rule": CALIBRATION_RULE, "diagnostic_rule": DIAGNOSTIC_RULE,
+           "production": asdict(base), "data_size": args.data_size, "data_seed": args.data_seed,
+           "eps_grid": args.eps, "gamma_grid": args.gamma, "calibration": {"rows": [], "chosen": None,
+                                                                         "features_of": found[0].key},
+           "models": [], "groups": {}}
+
+    def save():
+        atomic_write_text(out, json.dumps(_finite(doc), indent=1, allow_nan=False))
+
+    first = sample_for(found[0], args.data_size, args.data_seed)
+    features = readout_features(found[0], first)
+
+    def keep(rows):
+        doc["calibration"]["rows"] = rows
+        save()
+
+    chosen, rows = calibrate(features, first.label.float(), base, args.eps, args.gamma, not args.quiet, keep)
+    doc["calibration"]["rows"] = rows
+    if chosen is None:
+        save()
+        raise LLCError(f"calibration failed: no setting of eps {args.eps} x gamma {args.gamma} read both known LLCs "
+                       f"within tolerance with passing diagnostics; the rows are in {out}")
+    doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma}
+    for subject in tqdm(found, desc="llc", unit="model", disable=args.quiet):
+        batch = sample_for(subject, args.data_size, args.data_seed)
+        record = {"key": subject.key, "group": subject.group, "seed": subject.seed, "stage": subject.stage,
+                  "data": subject.data, "target": subject.description, "parameter_count": subject.parameter_count}
+        try:
+            est = estimate_llc(subject.model.eval(), graph_loss_on(batch), len(batch), chosen, not args.quiet,
+                               desc=subject.key)
+            if not args.traces:
+                est.pop("traces")
+            record["estimate"] = est
+        except LLCError as error:
+            record["estimate"] = None
+            record["diverged"] = str(error)
+        doc["models"].append(record)
+        doc["groups"] = pooled(doc["models"])
+        save()
+    return doc
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _main(argv) -> int:
+    parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a run directory or group of seeds, or 'handcrafted' with --n")
+    parser.add_argument("--n", type=int, help="handcrafted only: vertex count")
+    parser.add_argument("--stage", choices=("pretrain", "finetune"), help="one stage only (default: both)")
+    parser.add_argument("--data", help="estimate on this study set instead of each checkpoint's own data")
+    parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_true",
+                        help="also the hand-built model, on the run's pre-training data")
+    defaults = LLCConfig()
+    parser.add_argument("--chains", type=int, default=defaults.chains)
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--burn-in", dest="burn_in", type=int, default=defaults.burn_in)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=defaults.batch_size)
+    parser.add_argument("--nbeta", type=float, help="n * beta (default n / log n)")
+    parser.add_argument("--data-size", dest="data_size", type=int, default=SPLITS["sample-llc"].size)
+    parser.add_argument("--data-seed", dest="data_seed", type=int, default=SPLITS["sample-llc"].seed)
+    parser.add_argument("--eps", type=float, nargs="+", default=list(EPS_GRID), help="SGLD step sizes to calibrate")
+    parser.add_argument("--gamma", type=float, nargs="+", default=list(GAMMA_GRID), help="localisations to calibrate")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--traces", action="store_true", help="keep every chain's loss trace in llc.json")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", help="output path (default RUN_DIR/llc.json)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    if args.data_size < 16:
+        raise LLCError(f"--data-size must be >= 16, got {args.data_size}")
+    base = LLCConfig(eps=args.eps[0], gamma=args.gamma[0], nbeta=args.nbeta, chains=args.chains, steps=args.steps,
+                     burn_in=args.burn_in, batch_size=args.batch_size, seed=args.seed)
+    for value in args.eps + args.gamma:
+        LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
+    home = Path("runs") / f"handcrafted-n{args.n}" if args.model == "handcrafted" else Path(args.model)
+    out = Path(args.out) if args.out else RunDir(home).llc
+    doc = measure(args, base, out)
+    chosen = doc["calibration"]["chosen"]
+    print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g} ({len(doc['calibration']['rows'])} tried)")
+    for m in doc["models"]:
+        est = m["estimate"]
+        if est is None:
+            print(f"{m['key']}: diverged at the calibrated setting ({m['diverged']})")
+        elif not est["ok"]:
+            print(f"{m['key']}: refused ({'; '.join(est['failed'])})")
+        else:
+            print(f"{m['key']}: LLC {est['llc']:.3g} (MCSE {est['mcse']:.2g}, R-hat {est['rhat']:.3f}, ESS {est['ess']:.0f})")
+    for name, g in doc["groups"].items():
+        ci = g["ci95"]
+        print(f"{name}: {g['passed']}/{g['models']} passed" + (f", LLC {g['mean']:.3g}" if g["mean"] is not None else "")
+              + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if ci else ""))
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(PROG, _main, argv, LLCError)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
