@@ -1,56 +1,75 @@
-"""`graphpath.analysis.basin`: the bisection brackets a known boundary, respects its budget, CLI input checks."""
+"""`graphpath.analysis.basin`: the search widens until recovery fails and brackets a known boundary,
+says when it is censored, pools runs with Wilson intervals, refuses a model outside its range
+(keeping the others), and bad input exits 2."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
+from scipy import stats
 
 from graphpath.analysis import basin as B
+from graphpath.analysis.intervals import wilson
 
 
-def boundary_at(edge: float, calls: list):
-    def succeeds(sigma):
+def boundary_at(edge: float, calls: list, runs: int = 10):
+    def trial(sigma):
         calls.append(sigma)
-        return {"sigma": sigma, "success": sigma < edge}
-    return succeeds
+        k = runs if sigma < edge else 0
+        return {"sigma": sigma, "holds": sigma < edge, "recovered": k, "runs": runs, "ci95": wilson(k, runs),
+                "by_model": {"m": [sigma < edge] * runs}}
+    return trial
 
 
 @pytest.mark.parametrize("edge", [0.0037, 0.05, 0.37, 0.99, 4.2])
-def test_bracket_closes_around_a_known_boundary(edge):
+def test_search_brackets_a_known_boundary(edge):
     calls = []
-    found = B.bracket(boundary_at(edge, calls), lo=0.01, hi=1.0, budget=20, ratio=1.2)
-    assert found["closed"] and found["lo"] < edge <= found["hi"] and found["hi"] / found["lo"] <= 1.2
-    assert [t["sigma"] for t in found["trials"]] == calls and len(calls) <= 20
-    assert all(t["success"] == (t["sigma"] < edge) for t in found["trials"])
+    found = B.search(boundary_at(edge, calls), B.Search(start=0.1, factor=2, ratio=1.2, budget=30))
+    assert found["closed"] and found["censored"] is None
+    assert found["lo"]["sigma"] < edge <= found["hi"]["sigma"] <= 1.2 * found["lo"]["sigma"] * (1 + 1e-9)
+    assert [t["sigma"] for t in found["trials"]] == calls
+    if edge > 0.1:  # widened from the start until recovery failed, never past the first failure
+        assert calls[:2] == [0.1, 0.2] and max(calls) < 2 * edge
 
 
-def test_bracket_stops_at_its_budget_with_an_open_or_wide_interval():
+def test_a_radius_beyond_the_budget_is_censored_above_and_says_so():
     calls = []
-    found = B.bracket(boundary_at(0.37, calls), lo=0.01, hi=1.0, budget=3, ratio=1.01)
-    assert len(calls) == 3 and not found["closed"]
-    assert found["lo"] < 0.37 <= found["hi"]
+    found = B.search(boundary_at(1e9, calls), B.Search(start=0.1, factor=2, budget=4))
+    assert found["censored"] == "above" and found["hi"] is None and not found["closed"]
+    assert calls == [0.1, 0.2, 0.4, 0.8] and found["lo"]["sigma"] == 0.8
     calls = []
-    never = B.bracket(boundary_at(1e-9, calls), lo=0.01, hi=1.0, budget=10, ratio=1.5, expand=2)
-    assert never["lo"] is None and not never["closed"] and math.isclose(min(calls), 1e-4)
+    below = B.search(boundary_at(1e-9, calls), B.Search(start=0.1, factor=10, budget=9, floor=1e-3))
+    assert below["censored"] == "below" and below["lo"] is None and min(calls) == pytest.approx(1e-3)
 
 
-def test_bracket_rejects_bad_bounds():
-    with pytest.raises(B.PerturbError, match="0 < lo < hi"):
-        B.bracket(boundary_at(0.3, []), lo=1.0, hi=0.5)
+def test_search_settings_are_checked():
+    with pytest.raises(B.PerturbError, match="factor > 1"):
+        B.Search(factor=1.0)
+    with pytest.raises(B.PerturbError, match="budget >= 2"):
+        B.Search(budget=1)
+
+
+def test_wilson_matches_its_formula():
+    k, m, z = 7, 10, stats.norm.ppf(0.975)
+    p = k / m
+    centre = (p + z * z / (2 * m)) / (1 + z * z / m)
+    half = z / (1 + z * z / m) * (p * (1 - p) / m + z * z / (4 * m * m)) ** 0.5
+    assert wilson(k, m) == pytest.approx([centre - half, centre + half], rel=1e-9)
+    assert wilson(10, 10)[1] == pytest.approx(1.0) and wilson(10, 10)[0] > 0.69
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["nowhere"], "unknown model"),
+    (["nowhere"], "no run directory"),
     (["handcrafted"], "--n in [3, 64]"),
-    (["handcrafted", "--n", "4", "--lo", "2", "--hi", "1"], "0 < lo < hi"),
+    (["handcrafted", "--n", "4", "--factor", "0.5"], "factor > 1"),
     (["handcrafted", "--n", "4", "--budget", "x"], "invalid int"),
-    (["EMPTY"], "no checkpoint"),
+    (["handcrafted", "--n", "4", "--perturbations", "0"], "--perturbations must be >= 1"),
+    (["EMPTY"], "not a run directory"),
     (["handcrafted", "--n", "4", "--config", "GROUP"], "matches no parameter"),  # an unknown layer
 ])
 def test_bad_input_exits_2(args, needle, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
-    (tmp_path / "group.toml").write_text('[perturb]\nkind = "group"\ngroup = "blocks.99.*"\nsteps = 2\nseeds = [0]\n')
+    (tmp_path / "group.toml").write_text('[perturb]\nkind = "group"\ngroup = "blocks.99.*"\nsteps = 2\n')
     args = [{"EMPTY": str(tmp_path / "empty"), "GROUP": str(tmp_path / "group.toml")}.get(a, a) for a in args]
     code = B.main(args + ["--out", str(tmp_path / "basin.json"), "--quiet"])
     err = capsys.readouterr().err
@@ -58,21 +77,38 @@ def test_bad_input_exits_2(args, needle, capsys, tmp_path):
     assert not (tmp_path / "basin.json").exists()
 
 
+def _untrained_group(tmp_path):
+    """Two seeds of an untrained model: outside the basin's range, so both are refused."""
+    from graphpath.core.checkpoint import save_checkpoint
+    from graphpath.core.model import ModelConfig, build_model
+    from data_gen.spec import study_sizes_up_to
+
+    for seed in (0, 1):
+        run = tmp_path / "group" / f"seed-{seed}"
+        config = ModelConfig(max_vertices=5, d_model=16, n_layers=1, n_heads=2)
+        info = {"model_config": config.to_dict(), "data": study_sizes_up_to(5), "step": 0, "seed": seed,
+                "stage": "pretrain"}
+        save_checkpoint(run / "checkpoints", "pretrain-final", build_model(config), info)
+        (run / "config.toml").write_text(f'name = "g"\nseed = {seed}\n[data]\nn_max = 5\nfinetune_n_max = 5\n'
+                                         'small_target = 5\n[model]\nd_model = 16\nn_layers = 1\nn_heads = 2\n')
+    return tmp_path / "group"
+
+
 @pytest.mark.slow
-def test_cli_handcrafted_end_to_end(capsys, tmp_path):
+def test_cli_refuses_untrained_seeds_but_measures_and_writes_the_hand_built_model(capsys, tmp_path):
+    group = _untrained_group(tmp_path)
     out = tmp_path / "basin.json"
-    code = B.main(["handcrafted", "--n", "4", "--steps", "4", "--seeds", "0", "--budget", "3", "--lo", "0.01",
-                   "--hi", "10", "--out", str(out), "--quiet"])
-    assert code == 0, capsys.readouterr().err
+    code = B.main([str(group), "--with-handcrafted", "--steps", "3", "--perturbations", "2", "--budget", "2",
+                   "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "2 model(s) refused" in err and "R^2 <= 0.5" in err and err.count("\n") == 1, err
     doc = json.loads(out.read_text())
-    assert set(doc["models"]) == {"handcrafted", "handcrafted-soft"}
-    for result in doc["models"].values():
-        assert 1 <= len(result["trials"]) <= 3 and result["loss_before"] < 1e-3
-        assert ("note" in result) == (result["loss_before"] > doc["settings"]["threshold"])
-        for t in result["trials"]:
-            assert t["success"] == (sum(t["recovered"]) >= len(t["recovered"]) / 2)
-        succeeded = [t["sigma"] for t in result["trials"] if t["success"]]
-        failed = [t["sigma"] for t in result["trials"] if not t["success"]]
-        # the bracket is the largest sigma that recovered and the smallest that did not (None: none tried)
-        assert result["lo"] == (max(succeeded) if succeeded else None)
-        assert result["hi"] == (min(failed) if failed else None)
+    learned = doc["groups"]["pretrain"]
+    assert [r["key"] for r in learned["refused"]] == ["pretrain/seed-0", "pretrain/seed-1"] and learned["lo"] is None
+    assert learned["refused"][0]["data"]["source"] == "trained"
+    hand = doc["groups"]["handcrafted"]
+    assert hand["models"][0]["loss_before"] < 1e-6 and hand["models"][0]["threshold"] == 0.1
+    assert hand["models"][0]["data"]["source"] == "run-pretrain"
+    for t in hand["trials"]:
+        assert t["runs"] == 2 and t["ci95"] == pytest.approx(wilson(t["recovered"], 2))
+    assert doc["threshold_rule"] and doc["settings"]["kind"] == "all" and len(hand["trials"]) <= 2
