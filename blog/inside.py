@@ -8,9 +8,10 @@
     fig_hops_heatmap plotly  within-k-hops accuracy minus random init, per layer and k
     offpath_summary  Text    the fine-tuned model's probes on on-path vs off-path targets and what
                              they say about why off-path targets fail
-    llc_summary      Text    LLC per model with its calibration and diagnostics
-    basin_summary    Text    bracketed basin radius per model (with the LLC beside it)
-    table_basin_llc  Html    per model: the bracketed radius beside the LLC and its chosen setting
+    llc_summary      Text    the calibration on models of known LLC, then the LLC per group at its
+                             one setting with intervals over seeds, and the refused estimates
+    basin_summary    Text    bracketed basin radius per group with Wilson intervals, censoring said
+    table_basin_llc  Html    per group: the bracketed radius beside the LLC
 """
 from __future__ import annotations
 
@@ -149,58 +150,83 @@ def fig_hops_heatmap(run: Run) -> Html:
                                               "trained model minus random init, per layer and k (mean over v).")
 
 
+GROUP_NAMES = {"pretrain": "learned, pre-trained", "finetune": "learned, fine-tuned", "handcrafted": "hand-built"}
+
+
+def _interval(g: dict) -> str:
+    ci = g.get("ci95")
+    return f"{fmt(g['mean'])}" + (f" (95% interval over seeds {fmt(ci[0])}–{fmt(ci[1])})" if ci else "")
+
+
 def llc_summary(run: Run) -> Text:
     doc = _read(run, "llc")
+    cal = doc["calibration"]
+    prod = doc["production"]
+    setting = (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
+               f"({prod['burn_in']} burn-in), n = {doc['data_size']}")
+    checks = []
+    for row in cal["rows"]:
+        reads = ", ".join(f"{name} {fmt(m['llc']) if m['llc'] is not None else 'diverged'}"
+                          for name, m in row["models"].items())
+        truth = next(iter(row["models"].values()))["truth"]
+        checks.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: {reads} (known {fmt(truth)}; a perfectly mixed chain "
+                      f"at this γ reads {fmt(row['localised_truth'])}){' — passes' if row['passes'] else ''}")
+    head = (f"Calibration at the production settings ({setting}) on two models of known LLC built on the "
+            f"read-out features of {cal['features_of']} — a regular linear read-out and the same as a two-layer "
+            f"linear network, whose extra directions are exactly flat: " + "; ".join(checks) + ". ")
+    if cal["chosen"] is None:
+        return Text(head + "No setting read both known LLCs within the tolerance with passing chain diagnostics, so "
+                    "no model's LLC is reported: at these settings the estimator cannot be trusted (the thorough "
+                    "preset runs longer chains)")
     parts = []
-    for name, result in doc["models"].items():
-        est = result["estimate"]
-        if est is None:
-            parts.append(f"{name}: no calibrated estimate (every ε × γ setting tried diverged, went "
-                         f"negative or kept climbing)")
-            continue
-        s = est["settings"]
-        parts.append(f"{name}: {fmt(est['llc'])} ± {fmt(est['llc_std'])} ({result['parameter_count']} "
-                     f"parameters; ε {s['eps']:g}, γ {s['gamma']:g}, {s['chains']} chains; "
-                     f"{fmt(est['below_init'])} of steps below the starting loss"
-                     f"{'' if est['ok'] else '; calibration failed'})")
-    rule = doc.get("calibration_rule")
-    return Text("; ".join(parts) + (f". The setting is chosen by rule: {rule}" if rule else ""))
+    for name, g in doc["groups"].items():
+        value = _interval(g) if g["mean"] is not None else "none"
+        parts.append(f"{GROUP_NAMES.get(name, name)}: {value}, {g['passed']} of {g['models']} estimates passed")
+    refused = [f"{m['key']} ({'; '.join(m['estimate']['failed']) if m['estimate'] else m.get('diverged')})"
+               for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
+    return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}): "
+                + "; ".join(parts) + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else ""))
+
+
+def _bracket(g: dict) -> str:
+    if not g.get("trials"):
+        return "not measured (every model refused)" if g.get("refused") else "not measured"
+    if g["censored"]:
+        return g["censored_note"]
+    lo, hi = g["lo"], g["hi"]
+    return (f"σ in [{fmt(lo['sigma'])}, {fmt(hi['sigma'])}]: {lo['recovered']} of {lo['runs']} runs recovered at "
+            f"{fmt(lo['sigma'])} (95% Wilson {fmt(lo['ci95'][0])}–{fmt(lo['ci95'][1])}), {hi['recovered']} of "
+            f"{hi['runs']} at {fmt(hi['sigma'])} ({fmt(hi['ci95'][0])}–{fmt(hi['ci95'][1])})"
+            + ("" if g["resolved"] else "; not resolved at 95%: an end's interval includes one half"))
 
 
 def basin_summary(run: Run) -> Text:
     doc = _read(run, "basin")
-    parts = []
-    for name, r in doc["models"].items():
-        interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]"
-        parts.append(f"{name}: σ in {interval} after {len(r['trials'])} tries"
-                     + ("" if r["closed"] else " (bracket not closed)")
-                     + (f", LLC {fmt(r['llc'])}" if r.get("llc") is not None else ""))
-    return Text("; ".join(parts))
+    s = doc["settings"]
+    parts = [f"{GROUP_NAMES.get(name, name)}: {_bracket(g)}" for name, g in doc["groups"].items()]
+    refused = [f"{r['key']} ({r['refused']})" for g in doc["groups"].values() for r in g["refused"]]
+    return Text(f"every parameter perturbed by σ × its tensor's RMS ({s['kind']}), {len(s['seeds'])} draws per model "
+                f"and σ, then {s['steps']} Adam steps at lr {s['lr']:g} on fresh graphs of the model's own data; "
+                f"recovered means back to {doc['threshold_rule'].split('is at or below ')[-1]}. "
+                + "; ".join(parts) + (". Refused: " + "; ".join(refused) if refused else "")
+                + ". The Wilson intervals treat runs as independent, though runs of one seed share its model")
 
 
 def table_basin_llc(run: Run) -> Html:
-    basin = _read(run, "basin")["models"]
-    llc = _read(run, "llc")["models"] if available(run)["llc"] else {}
+    basin = _read(run, "basin")["groups"]
+    llc = _read(run, "llc") if available(run)["llc"] else {}
+    groups = llc.get("groups", {})
     rows = []
-    for name, r in basin.items():
-        target = r.get("target") or {}
-        key = target.get("stage", "finetune") if name == "learned" else name
-        est = (llc.get(key) or {}).get("estimate")
-        interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]" + ("" if r["closed"] else " (open)")
-        if r.get("note"):
-            interval += " — unperturbed loss above the threshold: this measures training, not a basin"
-        if est is not None:
-            value = f"{fmt(est['llc'])} ± {fmt(est['llc_std'])}"
-            setting = f"ε {est['settings']['eps']:g}, γ {est['settings']['gamma']:g}"
-        else:
-            value = fmt(r["llc"]) if r.get("llc") is not None else ("calibration failed" if key in llc else "—")
-            setting = "—"
-        label = {"learned": f"learned ({key})", "handcrafted": "hand-built",
-                 "handcrafted-soft": f"hand-built, sharpness lowered (β_hop {target.get('beta_hop')}, "
-                                     f"β_copy {target.get('beta_copy')})"}.get(name, name)
-        rows.append([label, interval, len(r["trials"]), fmt(r.get("loss_before")), value, setting])
-    return table(["model", "basin radius σ (recovers, fails)", "σ tried", "loss before", "LLC", "LLC setting"], rows,
-                 "The bracketed basin radius beside the local learning coefficient, per model")
+    for name, g in basin.items():
+        models = g["models"] + g["refused"]
+        before = [m["loss_before"] for m in models]
+        l = groups.get(name)
+        value = _interval(l) if l and l.get("mean") is not None else (
+            "calibration failed" if llc and not llc["calibration"]["chosen"] else "—")
+        rows.append([GROUP_NAMES.get(name, name), _bracket(g), len(g.get("trials", [])),
+                     f"{fmt(min(before))}–{fmt(max(before))}" if len(before) > 1 else fmt(before[0]), value])
+    return table(["model", "basin radius σ (holds, fails)", "σ tried", "loss before", "LLC (one calibrated setting)"],
+                 rows, "The bracketed basin radius beside the local learning coefficient, per model group")
 
 
 INSIDE = {"interpret_summary": interpret_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,

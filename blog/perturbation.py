@@ -2,8 +2,9 @@
 
 One document per perturbed model (`target.model` is "handcrafted" or the checkpoint path), each
 with `settings` (kind, steps, ...), `threshold`, `loss_before`, `runs` [{sigma, seed, curve
-[[step, held-out loss], ...], loss_after, recovered, parameters}], `recovery_rate` {repr(sigma):
-rate} and `basin_radius` (largest sigma at which half the seeds recover, or null).
+[[step, held-out loss], ...], loss_after, recovered, parameters}], `recovery` {repr(sigma):
+{recovered, runs, rate, ci95 (Wilson)}}, and `protocol`: "study" only for the study's own
+experiment (experiments/perturb-study.toml), else "package".
 
     perturb_method     Text    what was perturbed, in words
     perturb_summary    Text    per model: runs recovered, threshold, budget, basin radius
@@ -56,21 +57,29 @@ def perturb_method(run: Run) -> Text:
         f"{target_name(doc)}: {m}" for doc, m in zip(_documents(run), methods)))
 
 
+def perturb_protocol(run: Run) -> Text:
+    """Whose experiment this is: the study's own protocol is named as such, anything else is not."""
+    protocols = {doc.get("protocol", "package") for doc in _documents(run)}
+    if protocols == {"study"}:
+        return Text("This is the study's own protocol (one weight matrix replaced by randn_like at absolute scale 1, "
+                    "then Adam at learning rate 1e-6), which the study used as a cheap stand-in for the local "
+                    "learning coefficient of singular learning theory")
+    return Text("This is not the study's protocol (one matrix replaced by randn_like at absolute scale 1, Adam at "
+                "learning rate 1e-6: experiments/perturb-study.toml) but this package's variant of it, with its "
+                "own noise scale and optimiser")
+
+
 def perturb_summary(run: Run) -> Text:
     parts = []
     for doc in _documents(run):
-        runs = doc["runs"]
-        recovered = sum(bool(r["recovered"]) for r in runs)
-        sigmas = sorted({r["sigma"] for r in runs})
-        radius = doc["basin_radius"]
-        parts.append(f"the {target_name(doc)} model (held-out loss {fmt(doc['loss_before'])} "
-                     f"before perturbing) recovered to a loss of {fmt(doc['threshold'])} or below "
-                     f"in {recovered} of {len(runs)} runs with σ from {fmt(sigmas[0])} to "
-                     f"{fmt(sigmas[-1])}; " + (f"its basin radius is σ = {fmt(radius)}"
-                                                if radius is not None else
-                                                "it recovered from no σ tried in at least half "
-                                                "the seeds"))
-    return Text("; ".join(parts) + ".")
+        rows = doc["recovery"]
+        threshold = doc.get("threshold")
+        by_sigma = "; ".join(f"σ = {fmt(float(s))}: {r['recovered']} of {r['runs']} "
+                             f"(95% Wilson {fmt(r['ci95'][0])}–{fmt(r['ci95'][1])})" for s, r in rows.items())
+        parts.append(f"the {target_name(doc)} model (held-out loss {fmt(doc['loss_before'])} before perturbing, "
+                     f"recovery threshold {fmt(threshold)}) recovered in {by_sigma}")
+    return Text("; ".join(parts) + ". A fixed σ grid says how often each σ recovers, not where recovery stops: "
+                "the bracketed radius below does")
 
 
 def _mean(losses: list) -> float | None:
@@ -139,5 +148,5 @@ def fig_perturb_sigma(run: Run) -> Html:
                          "gradient descent climbs back: the basin's width in σ.")
 
 
-PERTURBATION = {"perturb_method": perturb_method, "perturb_summary": perturb_summary,
+PERTURBATION = {"perturb_method": perturb_method, "perturb_summary": perturb_summary, "perturb_protocol": perturb_protocol,
                 "fig_perturb": fig_perturb, "fig_perturb_sigma": fig_perturb_sigma}

@@ -119,17 +119,18 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
         doc["runs"][0].update(recovered=True)
         doc["runs"][1]["curve"][1][1] = None  # a diverged loss is written as null
         doc["runs"][1]["loss_after"] = None
-        doc["basin_radius"] = 0.125
+        doc["recovery"]["0.3"] = {"recovered": 1, "runs": 2, "rate": 0.5, "ci95": [0.0945, 0.9055]}
 
     edit_json(run_copy / "perturb-handcrafted.json", change)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     learned = json.loads((run_copy / "perturb.json").read_text())
-    done = sum(r["recovered"] for r in learned["runs"])
-    assert f"in {done} of {len(learned['runs'])} runs" in html
-    hand = json.loads((run_copy / "perturb-handcrafted.json").read_text())
-    done = sum(r["recovered"] for r in hand["runs"])
+    for sigma, row in learned["recovery"].items():
+        done = sum(r["recovered"] for r in learned["runs"] if repr(r["sigma"]) == sigma)
+        assert row["recovered"] == done and f"σ = {blog.values.fmt(float(sigma))}: {done} of {row['runs']}" in html
     assert "the hand-built (n = 8) model (held-out loss" in html
-    assert f"in {done} of {len(hand['runs'])} runs" in html and "basin radius is σ = 0.125" in html
+    assert "σ = 0.3: 1 of 2 (95% Wilson 0.0945–0.9055)" in html and "basin radius is" not in html
+    assert "This is not the study" in html and "Following the study" not in html
+    hand = json.loads((run_copy / "perturb-handcrafted.json").read_text())
     assert 'id="perturb"' in html and 'id="perturb-sigma"' in html
     size = hand["target"]["size"]
     assert f"{size['layers']} layers of" in html and f"{size['parameters']:,} parameters" in html
@@ -137,12 +138,12 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
 
 def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 1  # no interpret.json
+    assert html.count('class="not-run"') == 2  # no interpret.json, no basin.json
     for path in run_copy.glob("perturb*.json"):
         path.unlink()
     edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 4 and 'id="grid"' not in html
+    assert html.count('class="not-run"') == 5 and 'id="grid"' not in html
     assert 'id="perturb"' not in html and "hand-built model was not scored" in html
 
 
@@ -160,16 +161,28 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
                     {"model_config": config.to_dict(), "data": study_sizes_up_to(5), "step": 0, "seed": 0,
                      "stage": "pretrain"})
     assert I.main([str(tmp_path / "small"), "--size", "128", "--no-figures", "--out", str(run_copy / "interpret.json")]) == 0
-    basin = {"models": {"learned": {"lo": 0.1, "hi": 0.15, "closed": True, "trials": [{}, {}], "llc": 7.5,
-                                    "target": {"stage": "pretrain"}}}}
+    end = lambda sigma, k: {"sigma": sigma, "recovered": k, "runs": 10, "ci95": [0.1, 0.9], "by_seed": {}}  # noqa: E731
+    group = {"models": [{"key": "pretrain/seed-0", "loss_before": 0.02}], "refused": [], "lo": end(0.1, 9),
+             "hi": end(0.2, 2), "closed": False, "censored": None, "censored_note": None, "resolved": True,
+             "trials": [{}, {}]}
+    hand = {**group, "lo": end(0.001, 10), "hi": None, "censored": "above", "censored_note": "every sigma up to 0.001 held",
+            "models": [{"key": "handcrafted", "loss_before": 0.0}]}
+    basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3},
+             "threshold_rule": "recovered once its held-out MSE is at or below max(threshold, 2 x before)",
+             "groups": {"pretrain": group, "handcrafted": hand}}
     (run_copy / "basin.json").write_text(json.dumps(basin))
-    estimate = {"llc": 12.5, "llc_std": 1.0, "below_init": 0.01, "ok": True,
-                "settings": {"eps": 1e-5, "gamma": 1000.0, "chains": 4}}
-    (run_copy / "llc.json").write_text(json.dumps({"models": {"pretrain": {"parameter_count": 99, "estimate": estimate}}}))
+    row = {"eps": 1e-4, "gamma": 100.0, "localised_truth": 20.0, "passes": True,
+           "models": {"regular": {"llc": 30.0, "truth": 32.5}, "degenerate": {"llc": 31.0, "truth": 32.5}}}
+    llc = {"production": {"batch_size": 64, "chains": 4, "steps": 200, "burn_in": 100}, "data_size": 2048,
+           "calibration": {"rows": [row], "chosen": {"eps": 1e-4, "gamma": 100.0}, "features_of": "pretrain/seed-0"},
+           "groups": {"pretrain": {"models": 2, "passed": 2, "mean": 12.5, "ci95": [10.0, 15.0], "n": 2}},
+           "models": [{"key": "pretrain/seed-0", "estimate": {"ok": True}}]}
+    (run_copy / "llc.json").write_text(json.dumps(llc))
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert html.count('class="not-run"') == 0 and "probes-plot" in html
-    assert "12.5" in html and "[0.1, 0.15]" in html and "within k hops" in html
-    assert "<td>learned (pretrain)</td><td>[0.1, 0.15]</td><td>2</td><td>—</td><td>12.5 ± 1</td>" in html
+    assert "12.5 (95% interval over seeds 10–15)" in html and "σ in [0.1, 0.2]: 9 of 10 runs recovered" in html
+    assert "censored" not in html.split("learned, pre-trained")[1][:200] and "every sigma up to 0.001 held" in html
+    assert "<td>learned, pre-trained</td><td>σ in [0.1, 0.2]" in html and "within k hops" in html
     off = json.loads((run_copy / "interpret.json").read_text())["offpath"]
     assert f"{blog.values.fmt(off['mse_off'])} when it is not" in html
     assert "hops-heatmap-plot" in html and "k = 0: never;" in html  # k = 0 is trivial: no probe beats random init

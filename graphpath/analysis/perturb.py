@@ -2,9 +2,13 @@
 
 For each sigma x seed: score the model on a fixed held-out set (loss before), perturb it (loss
 right after), run gradient descent on fresh samples, recording the held-out loss every
-`eval_every` steps (the recovery curve). A run has recovered when that loss falls to `threshold`
-or below within the step budget. The basin radius is the largest sigma at which at least half
-the seeds recover. Results go to `perturb.json` (schema in docs/contracts.md) and figures.
+`eval_every` steps (the recovery curve). A run has recovered when that loss falls to the recovery
+threshold (THRESHOLD_RULE: max(threshold, threshold_factor x the model's own unperturbed loss))
+within the step budget; per sigma the share of runs recovered gets a 95% Wilson interval. This
+command sweeps a fixed sigma grid, for recovery curves and for the study's own protocol
+(experiments/perturb-study.toml, `protocol: "study"` in the output); the basin radius is
+bracketed by `python -m graphpath.basin`, over every seed of a group. Results go to
+`perturb.json` (schema in docs/contracts.md) and figures.
 
 Perturbation kinds (sigma is relative to a tensor's own RMS, sqrt(mean(W^2)), unless
 `scale = "absolute"`: then the noise is N(0, sigma^2) itself, the study's `randn_like` at sigma 1):
@@ -18,8 +22,8 @@ different sigmas differ only in the noise's size.
 
 Models: `--model handcrafted --n N` (the hand-built BFS transformer; data: the study presets at
 size N, default set `test-any-large`, any target) or `--model runs/NAME` (a learned run's final
-checkpoint, found by graphpath.core.resolve; data: what it was trained on, its first stage's
-GraphSpec, which for a study run is the `pretrain` set; `--data NAME` picks a study set instead,
+checkpoint, found by graphpath.core.resolve; data: what that checkpoint was trained on, its own
+stage's GraphSpec (a fine-tuned checkpoint: the fine-tuning data); `--data NAME` picks a study set instead,
 refused in one line when that set does not ask what the model answers). For a group of seeds
 (`graphpath.training.run --seeds`, runs/NAME/seed-<k>/) the first seed's model is perturbed and the
 results go to runs/NAME/perturb.json. `--with-handcrafted` is refused for a run trained on
@@ -54,6 +58,7 @@ from handcrafted import build_bfs_transformer, model_size
 from graphpath.core.checkpoint import CheckpointError
 from graphpath.core.resolve import load
 from graphpath.evaluation.predict import predict
+from graphpath.analysis.intervals import wilson
 from graphpath.analysis.perturb_figures import write_figures
 
 KINDS = ("replace", "all", "group")
@@ -148,8 +153,8 @@ def load_target(cfg: PerturbConfig):
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
         return build_bfs_transformer(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
     try:
-        trained = load(cfg.model)  # a group of seeds: its first seed's model
-        spec = trained.analysis_spec(cfg.data, PROG)
+        trained = load(cfg.model)  # a group of seeds: its first seed's model (python -m graphpath.basin takes every seed)
+        spec = trained.spec(trained.stage) if cfg.data is None else trained.analysis_spec(cfg.data, PROG)
     except CheckpointError as error:
         raise PerturbError(str(error)) from None
     home = trained.group or trained.run
@@ -250,25 +255,20 @@ def out_of_range(loss_before: float, eval_batch) -> str | None:
     return None
 
 
-def basin_radius(runs: list[dict]) -> float | None:
-    """Largest sigma at which at least half of that sigma's seeds recovered (None: no such sigma)."""
-    rates = recovery_rates(runs)
-    good = [float(sigma) for sigma, rate in rates.items() if rate >= 0.5]
-    return max(good) if good else None
-
-
-def recovery_rates(runs: list[dict]) -> dict[str, float]:
-    """{repr(sigma): fraction of that sigma's runs that recovered}, sigmas ascending."""
+def recovery_by_sigma(runs: list[dict]) -> dict[str, dict]:
+    """{repr(sigma): {"recovered": k, "runs": m, "rate": k / m, "ci95": Wilson interval}}, sigmas ascending."""
     by_sigma: dict[float, list[bool]] = {}
     for run in runs:
         by_sigma.setdefault(run["sigma"], []).append(run["recovered"])
-    return {repr(sigma): sum(v) / len(v) for sigma, v in sorted(by_sigma.items())}
+    return {repr(sigma): {"recovered": sum(v), "runs": len(v), "rate": sum(v) / len(v), "ci95": wilson(sum(v), len(v))}
+            for sigma, v in sorted(by_sigma.items())}
 
 
 def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: PerturbConfig, device, bar) -> dict:
     """Every sigma x seed on one model: the summary fields and runs of its perturb.json."""
     base = base.to(device).eval()
     loss_before = held_out_loss(base, eval_batch)
+    threshold = recovery_threshold(cfg, loss_before)
     runs = []
     for sigma in cfg.sigmas:
         for seed in cfg.seeds:
@@ -276,15 +276,23 @@ def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: PerturbConfig, 
             model = copy.deepcopy(base)
             touched = perturb_(model, cfg.kind, sigma, seed, cfg.group, cfg.scale)
             curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
-            hit = [step for step, loss in curve if loss <= cfg.threshold]
+            hit = [step for step, loss in curve if loss <= threshold]
             runs.append({"model": name, "sigma": sigma, "seed": seed, "parameters": touched,
                          "loss_before": loss_before, "loss_after": curve[0][1], "loss_final": curve[-1][1],
                          "loss_best": min(loss for _, loss in curve), "curve": curve,
                          "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
                          "seconds": round(time.perf_counter() - started, 3)})
             bar.set_postfix(model=name, sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
-    return {"loss_before": loss_before, "parameter_count": sum(p.numel() for p in base.parameters()),
-            "runs": runs, "recovery_rate": recovery_rates(runs), "basin_radius": basin_radius(runs)}
+    return {"loss_before": loss_before, "threshold": threshold, "parameter_count": sum(p.numel() for p in base.parameters()),
+            "runs": runs, "recovery": recovery_by_sigma(runs)}
+
+
+def _is_study_protocol(cfg: PerturbConfig) -> bool:
+    """The study's own experiment (experiments/perturb-study.toml): one matrix replaced by randn_like at
+    absolute scale 1, Adam at lr 1e-6. Anything else is this package's variant and must not be
+    introduced as the study's."""
+    return (cfg.kind == "replace" and cfg.scale == "absolute" and cfg.sigmas == [1.0] and cfg.optimizer == "adam"
+            and cfg.lr == 1e-6)
 
 
 def run_perturb(cfg: PerturbConfig, progress: bool = True) -> list[dict]:
@@ -308,8 +316,8 @@ def run_perturb(cfg: PerturbConfig, progress: bool = True) -> list[dict]:
         for name, model, info in targets:
             result = sweep_one(name, model, spec, eval_batch, cfg, device, bar)
             docs.append({"schema": SCHEMA_VERSION, "name": name, "target": info, "data": spec.to_dict(),
-                         "settings": asdict(cfg), "kind": cfg.kind, "threshold": cfg.threshold,
-                         "steps": cfg.steps, **result})
+                         "settings": asdict(cfg), "kind": cfg.kind, "threshold_rule": THRESHOLD_RULE,
+                         "protocol": "study" if _is_study_protocol(cfg) else "package", "steps": cfg.steps, **result})
     return docs
 
 
@@ -409,8 +417,8 @@ def _main(argv) -> int:
             doc["figures"] = figures
     for doc, path in zip(docs, paths):
         write_json(doc, path)
-        print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
-              f"recovery rate by sigma {doc['recovery_rate']}")
+        rates = ", ".join(f"{s}: {r['recovered']}/{r['runs']}" for s, r in doc["recovery"].items())
+        print(f"wrote {path}: {doc['name']} recovered (of runs) by sigma {rates}")
     return 0
 
 

@@ -62,17 +62,17 @@ def after_figure(docs: list[dict]) -> go.Figure:
 
 
 def rate_figure(docs: list[dict]) -> go.Figure:
-    """Fraction of seeds recovered against sigma, per model, with each basin radius marked."""
+    """Share of runs recovered against sigma, per model, with 95% Wilson intervals."""
     fig = go.Figure()
     for index, doc in enumerate(docs):
-        rates = {float(sigma): rate for sigma, rate in doc["recovery_rate"].items()}
-        fig.add_trace(go.Scatter(x=list(rates), y=list(rates.values()), mode="lines+markers", name=doc["name"],
-                                 line=dict(dash=DASHES[index % len(DASHES)])))
-        if doc["basin_radius"] is not None:
-            fig.add_vline(x=doc["basin_radius"], line_dash="dash",
-                          annotation_text=f"{doc['name']} basin radius {doc['basin_radius']:g}")
-    fig.update_layout(title=f"Recovery rate within {docs[0]['steps']} steps — {_title(docs)}",
-                      xaxis_title="σ (relative)", yaxis_title="fraction of seeds recovered",
+        rows = {float(sigma): r for sigma, r in doc["recovery"].items()}
+        fig.add_trace(go.Scatter(
+            x=list(rows), y=[r["rate"] for r in rows.values()], mode="lines+markers", name=doc["name"],
+            line=dict(dash=DASHES[index % len(DASHES)]),
+            error_y=dict(type="data", symmetric=False, array=[r["ci95"][1] - r["rate"] for r in rows.values()],
+                         arrayminus=[r["rate"] - r["ci95"][0] for r in rows.values()])))
+    fig.update_layout(title=f"Recovered within {docs[0]['steps']} steps (95% Wilson intervals) — {_title(docs)}",
+                      xaxis_title="σ", yaxis_title="share of runs recovered",
                       yaxis_range=[-0.05, 1.05], template="plotly_white")
     return fig
 
