@@ -1,13 +1,13 @@
 """The "inside the models" section: `interpret.json`, `llc.json` and `basin.json` of the run
 (graphpath.analysis.interpret, graphpath.analysis.llc and graphpath.analysis.basin schemas, docs/contracts.md).
 
-    interpret_summary Text    probes at the last layer against the random-init baseline and the
-                             hand-built reference; attention along edges; patching
-    fig_probes       plotly  probe accuracy / R^2 per layer, trained vs random init
-    hops_by_layer    Text    per k, the first layer whose within-k-hops probe beats random init
-    fig_hops_heatmap plotly  within-k-hops accuracy minus random init, per layer and k
-    offpath_summary  Text    the fine-tuned model's probes on on-path vs off-path targets and what
-                             they say about why off-path targets fail
+    interpret_summary Text    probes at the last layer with their control tasks, intervals over
+                             seeds, the hand-built reference, patching per layer and head
+    fig_probes       plotly  probe AUROC per layer, task vs control, and selectivity
+    hops_by_layer    Text    the first layer whose selectivity interval is above zero
+    fig_hops_heatmap plotly  selectivity per layer and k
+    offpath_summary  Text    on-path vs off-path targets: the failure and the verdict, on
+                             corrected tests with intervals
     llc_summary      Text    the calibration on models of known LLC, then the LLC per group at its
                              one setting with intervals over seeds, and the refused estimates
     basin_summary    Text    bracketed basin radius per group with Wilson intervals, censoring said
@@ -47,75 +47,100 @@ def _mean(values: list) -> float:
     return sum(values) / len(values)
 
 
+def _cell(c: dict) -> str:
+    if c.get("mean") is None:
+        return "—"
+    ci = c.get("ci95")
+    return fmt(c["mean"]) + (f" [{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "")
+
+
+def _final_group(doc: dict) -> tuple[str, dict]:
+    name = "finetune" if "finetune" in doc["groups"] else next(iter(doc["groups"]))
+    return name, doc["groups"][name]
+
+
 def interpret_summary(run: Run) -> Text:
     doc = _read(run, "interpret")
-    trained, random, hand = doc["trained"], doc["random"], doc["handcrafted"]
-    att = trained["attention"]
-    ratios = [a / u for name in att for a, u in zip(att[name]["along_edges"], att[name]["uniform"]) if u > 0]
-    patch = doc["patching"]
-    best = max(patch, key=lambda p: patch[p]["edges"] or 0)
+    name, g = _final_group(doc)
+    last = -1
+    heads = g["patching"]["heads"]
+    top = max(heads, key=lambda h: heads[h]["mean"] if heads[h]["mean"] is not None else -1)
+    hand = doc["handcrafted"]
     return Text(
-        f"at the last layer a linear probe on the target token reads “v within k hops of vertex 1” "
-        f"with held-out accuracy {fmt(_mean(trained['hops'][-1]))} (random init "
-        f"{fmt(_mean(random['hops'][-1]))}, majority class {fmt(_mean(trained['hops_majority'][-1]))}) "
-        f"and the distance with R² {fmt(trained['distance_r2'][-1])} (random init "
-        f"{fmt(random['distance_r2'][-1])}); the hand-built model's own stream gives accuracy "
-        f"{fmt(min(hand['hops']))} and R² {fmt(hand['distance_r2'])}. Edge-token queries put "
-        f"{fmt(min(ratios))}–{fmt(max(ratios))} times the uniform share of attention on edges that "
-        f"share a vertex with theirs; patching clean edge tokens at {best} restores "
-        f"{fmt(patch[best]['edges'])} of the output gap")
+        f"for the {GROUP_NAMES.get(name, name)} models ({g['seeds']} seeds, each on the data it was trained on; "
+        f"brackets: 95% intervals over seeds), a linear probe on the target token's residual stream after the last "
+        f"block reads “the target is within k hops of vertex 1” with out-of-fold AUROC {_cell(g['target']['auroc'][last])}"
+        f" — selectivity over a control task that keeps what the target's identity predicts "
+        f"{_cell(g['target']['selectivity'][last])} — and the distance with R² {_cell(g['distance_r2'][last])}; at the "
+        f"edge tokens, “this endpoint is within k hops” reads with AUROC {_cell(g['edges']['auroc'][last])} (selectivity "
+        f"{_cell(g['edges']['selectivity'][last])}). The hand-built model's own vertex tokens give AUROC "
+        f"{fmt(min(v for v in hand['reach_auroc'] if v is not None))} and R² {fmt(hand['distance_r2'])}. Patching the "
+        f"clean target token into a run that asks for another target restores {_cell(g['patching']['layers'][g['points'][last]]['target'])}"
+        f" of the output gap at the last layer; of single heads, {top} restores the most "
+        f"({_cell(heads[top])})")
 
 
 def fig_probes(run: Run) -> Html:
     doc = _read(run, "interpret")
-    layers = doc["trained"]["layers"]
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("within k hops", "distance R²", "edge endpoints"))
-    for name, key, dash in (("trained", "trained", "solid"), ("random init", "random", "dash")):
-        res = doc[key]
-        for col, ys in enumerate(([_mean(r) for r in res["hops"]], res["distance_r2"], res["endpoints"]), 1):
-            fig.add_trace(go.Scatter(x=layers, y=ys, name=name, legendgroup=name, showlegend=col == 1,
-                                     line=dict(dash=dash)), row=1, col=col)
+    name, g = _final_group(doc)
+    x = ["embed" if "embed" in p else p.split(".")[1] for p in g["points"]]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("target token: within k hops", "edge tokens: endpoint within k hops",
+                                                        "selectivity (task − control)"))
+    for col, where in enumerate(("target", "edges"), 1):
+        for metric, dash in (("auroc", "solid"), ("control", "dash")):
+            cells = g[where][metric]
+            fig.add_trace(go.Scatter(x=x, y=[c["mean"] for c in cells], name=metric if metric == "control" else "task",
+                                     legendgroup=metric, showlegend=col == 1, line=dict(dash=dash),
+                                     error_y=_error_bars(cells)), row=1, col=col)
+        cells = g[where]["selectivity"]
+        fig.add_trace(go.Scatter(x=x, y=[c["mean"] for c in cells], name=f"{where}", error_y=_error_bars(cells)),
+                      row=1, col=3)
     fig.update_layout(template=TEMPLATE, height=360, margin=dict(t=40))
-    return plotly_figure(fig, "probes", "Linear probes per layer on held-out graphs: the trained model "
-                                        "(solid) against a randomly initialised one of the same shape (dashed).")
+    return plotly_figure(fig, "probes", f"Out-of-fold AUROC of linear probes per block, {GROUP_NAMES.get(name, name)} "
+                                        "models: the task (solid) against its control task (dashed), and their "
+                                        "difference; bars are 95% intervals over seeds.")
+
+
+def _error_bars(cells: list[dict]) -> dict:
+    up = [c["ci95"][1] - c["mean"] if c.get("ci95") else 0 for c in cells]
+    down = [c["mean"] - c["ci95"][0] if c.get("ci95") else 0 for c in cells]
+    return dict(type="data", symmetric=False, array=up, arrayminus=down)
 
 
 VERDICTS = {
-    "no-failure": "so off-path targets do not fail for this model, and there is nothing for the probes to explain",
-    "readout": "so the stream does hold the distance to an off-path target — a linear probe fitted on those "
-               "graphs reads it — but the model's own read-out, tuned on on-path targets, does not use it: the "
-               "failure is in the read-out, not in the search",
-    "no-reach-signal": "but the within-k-hops probes off path do no better than on a randomly initialised model "
-                       "of the same shape, so at this scale the probes cannot say whether the search or the "
-                       "read-out fails",
-    "reach-not-distance": "so reachability from vertex 1 is as readable off path as on it, but the distance to "
-                          "the target is not: the model computes the search yet does not tie its result to an "
-                          "off-path target",
-    "reach-missing": "so reachability itself is less readable when the target is off the path: the search is "
-                     "already missing what the answer needs",
+    "no-failure": "so the failure itself is not shown at these intervals, and there is nothing for the probes to explain",
+    "readout": "so the stream does hold the distance to an off-path target — a probe fitted on those graphs reads "
+               "it — but the model's own read-out does not use it: the failure is in the read-out",
+    "reach-not-distance": "so reachability of the target is as readable off path as on it, but the distance is not: "
+                          "the model computes the search yet does not tie its result to an off-path target",
+    "reach-missing": "so reachability of the target is itself less readable when it is off the path: the search "
+                     "already misses what the answer needs",
+    "undetermined": "and none of the explanations' tests holds after correction: with these seeds the intervals are "
+                    "too wide to say why (a single seed gives no interval over seeds at all)",
 }
 
 
 def offpath_summary(run: Run) -> Text:
     doc = _read(run, "interpret")
-    off = doc.get("offpath")
-    if not off or "layers" not in off:
-        return Text("the off-path comparison was not measured (too few off-path graphs, or an interpret.json "
-                    "from before it existed: rerun python -m graphpath.interpret)")
-    best = lambda values: max((v for v in values if v is not None), default=None)  # noqa: E731
+    off = (doc["groups"].get("finetune") or {}).get("offpath")
+    if not off or "mse_ratio" not in off:
+        return Text("the off-path comparison was not measured (no fine-tuned models, too few off-path graphs, or a "
+                    "named data set)")
+    ratio = off["mse_ratio"]
+    ci = ratio.get("ci95")
     return Text(
-        f"The {doc.get('stage') or 'inspected'} model has MSE {fmt(off['mse_on'])} when the target is on a "
-        f"shortest 1–2 path and {fmt(off['mse_off'])} when it is not ({off['on_count']} and {off['off_count']} "
-        f"held-out graphs). Probes fitted on each kind read the distance with best R² {fmt(best(off['distance_r2_on']))} "
-        f"on path and {fmt(best(off['distance_r2_off']))} off path (a probe fitted on path reaches "
-        f"{fmt(best(off['distance_r2_transfer']))} off path), and within-k-hops reachability with accuracy "
-        f"{fmt(best(off['hops_on']))} and {fmt(best(off['hops_off']))}"
-        + (f" (random init, off path: {fmt(best(off['hops_off_random']))})" if "hops_off_random" in off else "")
-        + "; "
+        f"On the same {off['on_count']} on-path and {off['off_count']} off-path graphs for every fine-tuned seed, the "
+        f"MSE off path is {fmt(ratio['value'])} times that on path (95% interval over seeds and graphs "
+        f"{fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'}). At the last block (fixed in advance), the target's "
+        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path, and a distance "
+        f"probe fitted off path reaches R² {_cell(off['distance_r2_off'])}. Tested against thresholds fixed in code "
+        f"(off/on ratio > {off['thresholds']['fail_ratio']:g}, R² > {off['thresholds']['readout_r2']:g}, AUROC within "
+        f"{off['thresholds']['reach_margin']:g}), Benjamini-Hochberg corrected at {off['thresholds']['alpha']:g}: the "
+        f"failure {'holds' if off['holds']['fails'] else 'is not shown'}, "
         + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
 
 
-MARGIN = 0.02  # accuracy over the random-init probe that counts as "knows"
+MARGIN = 0.0  # selectivity whose whole interval is above this counts as "knows"
 
 
 def _layer_label(name: str) -> str:
@@ -124,30 +149,25 @@ def _layer_label(name: str) -> str:
 
 def hops_by_layer(run: Run) -> Text:
     doc = _read(run, "interpret")
-    trained, random = doc["trained"], doc["random"]
-    parts = []
-    for k in doc["hops_k"]:
-        first = next((layer for layer, a, r in zip(trained["layers"], trained["hops"], random["hops"])
-                      if a[k] is not None and r[k] is not None and a[k] >= r[k] + MARGIN), None)
-        label = None if first is None else _layer_label(first)
-        parts.append(f"k = {k}: {'never' if label is None else label if label == 'embed' else 'block ' + label}")
-    return Text(f"the first stream point where the within-k-hops probe beats the random-init probe by "
-                f"{MARGIN} or more — {'; '.join(parts)} (“embed” is before block 0; the hand-built model "
-                f"needs block k for k hops)")
+    name, g = _final_group(doc)
+    first = next((p for p, c in zip(g["points"], g["target"]["selectivity"])
+                  if c.get("ci95") and c["ci95"][0] > MARGIN), None)
+    where = "never" if first is None else ("the embedding" if "embed" in first else f"block {_layer_label(first)}")
+    return Text(f"the first stream point whose target-token selectivity has its whole 95% interval above zero is "
+                f"{where} (the hand-built model needs block k for k hops; one seed gives no interval, so “never”)")
 
 
 def fig_hops_heatmap(run: Run) -> Html:
     doc = _read(run, "interpret")
-    trained, random = doc["trained"], doc["random"]
-    z = [[None if a is None or r is None else a - r for a, r in zip(row, base)]
-         for row, base in zip(trained["hops"], random["hops"])]
-    fig = go.Figure(go.Heatmap(z=[list(col) for col in zip(*z)], x=[_layer_label(l) for l in trained["layers"]],
-                               y=[f"k = {k}" for k in doc["hops_k"]], colorscale="RdBu", zmid=0,
-                               colorbar=dict(title="Δ accuracy")))
+    name, g = _final_group(doc)
+    z = g["target"]["selectivity_by_k"]  # (points, k)
+    fig = go.Figure(go.Heatmap(z=[list(col) for col in zip(*z)], x=[_layer_label(p) for p in g["points"]],
+                               y=[f"k = {k + 1}" for k in range(len(z[0]))], colorscale="RdBu", zmid=0,
+                               colorbar=dict(title="selectivity")))
     fig.update_layout(template=TEMPLATE, height=320, margin=dict(t=20), xaxis_title="stream point (block)",
                       yaxis_title="hops")
-    return plotly_figure(fig, "hops-heatmap", "Held-out accuracy of the “v within k hops of vertex 1” probes, "
-                                              "trained model minus random init, per layer and k (mean over v).")
+    return plotly_figure(fig, "hops-heatmap", "Selectivity of the “target within k hops” probe at the target token "
+                                              "(AUROC minus its control task's), per block and k, mean over seeds.")
 
 
 GROUP_NAMES = {"pretrain": "learned, pre-trained", "finetune": "learned, fine-tuned", "handcrafted": "hand-built"}

@@ -183,9 +183,10 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     assert "12.5 (95% interval over seeds 10–15)" in html and "σ in [0.1, 0.2]: 9 of 10 runs recovered" in html
     assert "censored" not in html.split("learned, pre-trained")[1][:200] and "every sigma up to 0.001 held" in html
     assert "<td>learned, pre-trained</td><td>σ in [0.1, 0.2]" in html and "within k hops" in html
-    off = json.loads((run_copy / "interpret.json").read_text())["offpath"]
-    assert f"{blog.values.fmt(off['mse_off'])} when it is not" in html
-    assert "hops-heatmap-plot" in html and "k = 0: never;" in html  # k = 0 is trivial: no probe beats random init
+    probes = json.loads((run_copy / "interpret.json").read_text())["groups"]["pretrain"]
+    assert f"AUROC {blog.values.fmt(probes['target']['auroc'][-1]['mean'])}" in html
+    assert "off-path comparison was not measured" in html  # a pre-trained model only: no off-path verdict
+    assert "hops-heatmap-plot" in html and "is never" in html  # one seed: no interval, so never
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):

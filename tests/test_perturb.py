@@ -8,6 +8,7 @@ import torch
 
 from data_gen import sample, study_presets
 from graphpath.analysis import perturb as P
+from graphpath.analysis.intervals import wilson
 from handcrafted import build_bfs_transformer
 
 
@@ -72,13 +73,19 @@ def test_recovery_brings_loss_down_on_handcrafted_n5():
     assert best < 0.25 * after, curve
 
 
-def test_basin_radius_is_largest_sigma_with_half_recovered():
+def test_recovery_by_sigma_counts_runs_with_wilson_intervals():
     runs = [{"sigma": s, "recovered": r} for s, r in
             [(0.1, True), (0.1, True), (0.3, True), (0.3, False), (1.0, False), (1.0, False), (3.0, True),
              (3.0, False), (3.0, False)]]
-    assert P.recovery_rates(runs) == {"0.1": 1.0, "0.3": 0.5, "1.0": 0.0, "3.0": pytest.approx(1 / 3)}
-    assert P.basin_radius(runs) == 0.3
-    assert P.basin_radius([{"sigma": 0.1, "recovered": False}]) is None
+    rows = P.recovery_by_sigma(runs)
+    assert list(rows) == ["0.1", "0.3", "1.0", "3.0"]
+    assert [(r["recovered"], r["runs"]) for r in rows.values()] == [(2, 2), (1, 2), (0, 2), (1, 3)]
+    assert rows["0.3"]["ci95"] == pytest.approx(wilson(1, 2)) and rows["3.0"]["rate"] == pytest.approx(1 / 3)
+
+
+def test_the_threshold_follows_a_model_whose_own_loss_is_above_it():
+    cfg = P.PerturbConfig(model=None, threshold=0.1, threshold_factor=2.0)
+    assert P.recovery_threshold(cfg, 0.01) == 0.1 and P.recovery_threshold(cfg, 0.16) == pytest.approx(0.32)
 
 
 def run_cli(args, capsys):
@@ -180,12 +187,10 @@ def test_cli_end_to_end_handcrafted_and_learned(capsys, tmp_path):
         assert [step for step, _ in run["curve"]] == [0, 3, 6]
         assert run["loss_after"] == run["curve"][0][1] and run["recovered"] == (run["recovered_step"] is not None)
         assert run["recovered"] == any(v is not None and v <= doc["threshold"] for _, v in run["curve"])
-    assert set(doc["recovery_rate"]) == {"0.0", "0.5"}
-    rates = {}
-    for run in doc["runs"]:  # recomputed from the runs by hand, not through basin_radius
-        rates.setdefault(run["sigma"], []).append(run["recovered"])
-    half = [s for s, r in rates.items() if sum(r) >= len(r) / 2]
-    assert doc["basin_radius"] == (max(half) if half else None)
+    assert set(doc["recovery"]) == {"0.0", "0.5"} and doc["protocol"] == "package"
+    for sigma, row in doc["recovery"].items():  # recomputed from the runs by hand
+        done = [r["recovered"] for r in doc["runs"] if repr(r["sigma"]) == sigma]
+        assert (row["recovered"], row["runs"]) == (sum(done), len(done))
     for path in doc["figures"]:
         assert (out.parent / "figures" / path.split("/")[-1]).stat().st_size > 1000
     run = _learned_run(tmp_path / "learned", max_vertices=6, data_n_max=6)

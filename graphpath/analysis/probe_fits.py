@@ -4,14 +4,18 @@
 Shape glossary: B graphs, M edge slots, T = 1 + M tokens (target first), D width, H heads,
 n = max_vertices, K hop counts probed (k = 0..K-1).
 
-Probes are ridge regressions solved in closed form, `W = (X'X + lam I)^-1 X'Y` with a bias column,
-fitted on the first graphs of a batch and scored on the rest (held out). Binary labels are
-0/1 targets read at threshold 0.5; each is compared with its majority-class accuracy on the same
-held-out graphs, so a probe is only informative where it beats that.
+Probes are ridge regressions (`Ridge`: the penalty per label chosen from ALPHAS by exact
+leave-one-out cross-validation on the training folds) scored out of fold over FOLDS
+outer folds: a binary label by AUROC and balanced accuracy (both 0.5 for a probe that knows
+nothing, whatever the class balance), a scalar by R^2. Labels whose rarer class is under
+MIN_SHARE are near-trivial and skipped. Control tasks (`control_labels`) give each probe's
+selectivity.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from data_gen import GraphBatch
 
@@ -72,42 +76,126 @@ def endpoint_labels(batch: GraphBatch) -> tuple[torch.Tensor, torch.Tensor]:
     return labels[:, 1:], mask
 
 
-def ridge_fit(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> torch.Tensor:
-    """(D + 1, Y) weights with a bias row, least squares with an L2 penalty lam * N on the weights."""
-    x = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
-    gram = x.T @ x + lam * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
-    return torch.linalg.solve(gram, x.T @ y.double())
+ALPHAS = tuple(10.0 ** k for k in range(-3, 5))  # ridge penalties the inner cross-validation chooses from
+FOLDS = 4  # outer folds: every graph is scored once, by a probe that never saw it
+MIN_SHARE = 0.05  # a label whose rarer class is under 5% of the graphs is near-trivial: not probed
 
 
-def ridge_predict(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1) @ w
+def target_reach_labels(batch: GraphBatch, hops: int) -> torch.Tensor:
+    """(B, hops - 1) 0/1: the target is within k hops of vertex 1, k = 1..hops-1 (what the answer needs)."""
+    d = distances_from(batch, 1)[torch.arange(len(batch)), batch.target.long() - 1]  # (B,), -1 unreachable
+    k = torch.arange(1, hops)
+    return ((d[:, None] >= 0) & (d[:, None] <= k[None])).float()
 
 
-def split(count: int, train_share: float = 0.75) -> tuple[slice, slice]:
-    cut = int(count * train_share)
-    return slice(0, cut), slice(cut, count)
+def edge_reach_labels(batch: GraphBatch, hops: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every real edge token (E of them): (E, 2 (hops - 1)) 0/1 "its first endpoint is within k
+    hops of vertex 1", then the same for its second endpoint, k = 1..hops-1 (the vertices' reach,
+    read where the learned model keeps a vertex: on the edges that name it), and (E,) its type
+    a * (n + 1) + b for the control task."""
+    reach = hop_labels(batch, hops)[..., 1:].float()  # (B, n, K-1)
+    mask = batch.edge_mask
+    rows = torch.arange(len(batch))[:, None].expand_as(mask)[mask]  # (E,)
+    edges = batch.edges[mask].long()  # (E, 2)
+    first, second = reach[rows, edges[:, 0] - 1], reach[rows, edges[:, 1] - 1]  # (E, K-1) each
+    return torch.cat([first, second], dim=1), edges[:, 0] * (batch.max_vertices + 1) + edges[:, 1]
 
 
-def binary_probe(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> dict[str, torch.Tensor]:
-    """x (N, D), y (N, Y) 0/1: held-out accuracy per label and the majority-class accuracy."""
-    train, test = split(len(x))
-    w = ridge_fit(x[train], y[train].float(), lam)
-    predicted = ridge_predict(w, x[test]) > 0.5
-    truth = y[test].bool()
-    accuracy = (predicted == truth).double().mean(0)
-    share = truth.double().mean(0)
-    return {"accuracy": accuracy, "majority": torch.maximum(share, 1 - share)}
+def folds(count: int, seed: int, k: int = FOLDS) -> list[np.ndarray]:
+    """k disjoint test index sets covering range(count), shuffled by `seed`."""
+    order = np.random.default_rng(seed).permutation(count)
+    return [np.sort(part) for part in np.array_split(order, k)]
 
 
-def scalar_probe(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> dict[str, float]:
-    """x (N, D), y (N,): held-out R^2 and MSE of a linear read-out."""
-    train, test = split(len(x))
-    w = ridge_fit(x[train], y[train, None].float(), lam)
-    predicted = ridge_predict(w, x[test])[:, 0]
-    truth = y[test].double()
-    mse = float(((predicted - truth) ** 2).mean())
-    variance = float(truth.var(unbiased=False))
+class Ridge:
+    """Ridge regression with an unpenalised intercept and its penalty per target chosen from ALPHAS by
+    exact leave-one-out error, computed in closed form from one SVD of the centred design (Golub,
+    Heath and Wahba 1979; Hastie, Tibshirani and Friedman, ESL 2nd ed., section 7.10.1): with
+    X = U S V^T, the fit for penalty a is U diag(s^2 / (s^2 + a)) U^T y and the leave-one-out
+    residual (y - fit) / (1 - h_ii). The same model as scikit-learn's RidgeCV (tests hold them
+    equal), without its per-alpha n x n diagonal products, so thousands of edge tokens fit fast.
+    x (N, D), y (N,) or (N, L)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        y2 = y.reshape(len(y), -1)
+        self.x_mean, self.y_mean = x.mean(axis=0), y2.mean(axis=0)
+        u, sv, vt = np.linalg.svd(x - self.x_mean, full_matrices=False)  # (N, r), (r,), (r, D)
+        uty = u.T @ (y2 - self.y_mean)  # (r, L)
+        best = np.full(y2.shape[1], np.inf)
+        self.alpha = np.zeros(y2.shape[1])
+        coef = np.zeros((x.shape[1], y2.shape[1]))
+        for alpha in ALPHAS:
+            shrink = sv ** 2 / (sv ** 2 + alpha)  # (r,)
+            fit = u @ (shrink[:, None] * uty)  # (N, L)
+            hat = (u ** 2) @ shrink + 1.0 / len(x)  # (N,) leverage, intercept included
+            loo = (((y2 - self.y_mean - fit) / (1 - hat)[:, None]) ** 2).mean(axis=0)  # (L,)
+            better = loo < best
+            best[better], self.alpha[better] = loo[better], alpha
+            coef[:, better] = (vt.T @ ((sv / (sv ** 2 + alpha))[:, None] * uty))[:, better]
+        self.coef = coef  # (D, L)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.x_mean) @ self.coef + self.y_mean  # (N, L)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
+    return Ridge(x, y)
+
+
+def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+    """x (N, D), y (N, L) 0/1. Linear probes (ridge on the 0/1 label, penalty by inner LOO CV),
+    scored out of fold by AUROC and by balanced accuracy at 0.5. Returns (L,) arrays `auroc`,
+    `balanced_accuracy` (NaN for a near-trivial label: rarer class < MIN_SHARE) and `share` (the
+    label's positive rate)."""
+    xs, ys = x.double().numpy(), y.double().numpy().reshape(len(x), -1)
+    share = ys.mean(axis=0)
+    live = np.flatnonzero(np.minimum(share, 1 - share) >= MIN_SHARE)
+    scores = np.zeros((len(xs), len(live)))
+    for test in folds(len(xs), seed):
+        train = np.setdiff1d(np.arange(len(xs)), test)
+        scores[test] = _ridge(xs[train], ys[train][:, live]).predict(xs[test])
+    auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
+    for j, label in enumerate(live):
+        truth = ys[:, label] > 0.5
+        auroc[label] = roc_auc_score(truth, scores[:, j])
+        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5)
+    return {"auroc": auroc, "balanced_accuracy": balanced, "share": share}
+
+
+def control_labels(types: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
+    """A control task in the spirit of Hewitt and Liang (2019, "Designing and interpreting probes
+    with control tasks", EMNLP, section 2): the label rows permuted among tokens of the same type
+    (`types` (N,) int: the target vertex, or the edge's (a, b) pair). It keeps all a probe can get
+    from the token's identity (here: few types, each linearly readable, so a random function of the
+    type alone would be trivially memorised) and loses what the graph adds; selectivity = AUROC(task)
+    - AUROC(control) is the part of the probe's score that needs the graph."""
+    generator = torch.Generator().manual_seed(seed)
+    y = y.reshape(len(y), -1)
+    order = torch.arange(len(y))
+    for kind in torch.unique(types):
+        members = (types == kind).nonzero().flatten()
+        order[members] = members[torch.randperm(len(members), generator=generator)]
+    return y[order].float()
+
+
+def scalar_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    """x (N, D), y (N,): out-of-fold R^2 and MSE of a ridge read-out (penalty by inner LOO CV)."""
+    xs, ys = x.double().numpy(), y.double().numpy()
+    predicted = np.zeros(len(ys))
+    for test in folds(len(xs), seed):
+        train = np.setdiff1d(np.arange(len(xs)), test)
+        predicted[test] = _ridge(xs[train], ys[train]).predict(xs[test])[:, 0]
+    mse = float(((predicted - ys) ** 2).mean())
+    variance = float(ys.var())
     return {"r2": 1 - mse / variance if variance > 0 else float("nan"), "mse": mse}
+
+
+def transfer_r2(x_fit: torch.Tensor, y_fit: torch.Tensor, x_score: torch.Tensor, y_score: torch.Tensor) -> float:
+    """R^2 on (x_score, y_score) of a ridge read-out fitted on (x_fit, y_fit) (penalty by LOO CV)."""
+    model = _ridge(x_fit.double().numpy(), y_fit.double().numpy())
+    predicted, truth = model.predict(x_score.double().numpy())[:, 0], y_score.double().numpy()
+    variance = float(truth.var())
+    return 1 - float(((predicted - truth) ** 2).mean()) / variance if variance > 0 else float("nan")
 
 
 def edge_attention(pattern: torch.Tensor, batch: GraphBatch) -> dict[str, torch.Tensor]:
