@@ -112,3 +112,13 @@ def test_cli_refuses_untrained_seeds_but_measures_and_writes_the_hand_built_mode
     for t in hand["trials"]:
         assert t["runs"] == 2 and t["ci95"] == pytest.approx(wilson(t["recovered"], 2))
     assert doc["threshold_rule"] and doc["settings"]["kind"] == "all" and len(hand["trials"]) <= 2
+
+
+def test_thorough_preset_is_a_valid_configuration():
+    from pathlib import Path
+
+    from graphpath_common.toml import tomllib
+
+    table = tomllib.loads((Path(__file__).parent.parent / "experiments" / "basin-thorough.toml").read_text())
+    cfg, plan = B.PerturbConfig(model=None, **table["perturb"]), B.Search(**table["search"])
+    assert cfg.kind == "all" and len(cfg.seeds) == 8 and plan.budget == 10 and plan.ratio == 1.2
