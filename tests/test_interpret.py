@@ -21,17 +21,22 @@ def batch_for(n: int, size: int, seed: int):
     return sample(study_presets(**study_sizes_up_to(n))["test-any-large"], size, seed).trim()
 
 
+def graph_of(batch, b: int, n: int):
+    """(networkx graph of row b, its real edges, BFS distances from vertex 1)."""
+    graph = nx.Graph()
+    graph.add_nodes_from(range(1, n + 1))
+    real = [tuple(e) for e in batch.edges[b].tolist() if e[0] > 0]
+    graph.add_edges_from((u, v) for u, v in real if u != v)
+    return graph, real, nx.single_source_shortest_path_length(graph, 1)
+
+
 def test_hop_and_endpoint_labels_match_networkx():
     batch = batch_for(6, 40, 3)
     labels = P.hop_labels(batch, 6)
     ends, mask = P.endpoint_labels(batch)
     row = 0
     for b in range(len(batch)):
-        graph = nx.Graph()
-        graph.add_nodes_from(range(1, 7))
-        real = [tuple(e) for e in batch.edges[b].tolist() if e[0] > 0]
-        graph.add_edges_from((u, v) for u, v in real if u != v)
-        dist = nx.single_source_shortest_path_length(graph, 1)
+        _, real, dist = graph_of(batch, b, 6)
         for v in range(1, 7):
             for k in range(6):
                 assert bool(labels[b, v - 1, k]) == (v in dist and dist[v] <= k)
@@ -129,11 +134,7 @@ def test_reach_labels_match_networkx():
     edge, types = P.edge_reach_labels(batch, 6)
     row = 0
     for b in range(len(batch)):
-        graph = nx.Graph()
-        graph.add_nodes_from(range(1, 7))
-        real = [tuple(e) for e in batch.edges[b].tolist() if e[0] > 0]
-        graph.add_edges_from((u, v) for u, v in real if u != v)
-        dist = nx.single_source_shortest_path_length(graph, 1)
+        _, real, dist = graph_of(batch, b, 6)
         t = int(batch.target[b])
         assert target[b].tolist() == [float(t in dist and dist[t] <= k) for k in range(1, 6)]
         for u, v in real:

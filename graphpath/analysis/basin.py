@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -44,15 +43,15 @@ from tqdm import tqdm
 
 from data_gen.splits import split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
+from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import wilson
 from graphpath.analysis.perturb import (RANGE_RULE, THRESHOLD_RULE, PerturbConfig, PerturbError, held_out_loss,
                                         out_of_range, perturb_, recover, recovery_threshold)
-from graphpath.analysis.targets import Subject, subjects
+from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.basin"
@@ -214,12 +213,7 @@ def _config(args) -> tuple[PerturbConfig, Search]:
 
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a run directory or group of seeds, or 'handcrafted' with --n")
-    parser.add_argument("--n", type=int, help="handcrafted only: vertex count")
-    parser.add_argument("--stage", choices=("pretrain", "finetune"), help="one stage only (default: both)")
-    parser.add_argument("--data", help="analyse on this study set instead of each checkpoint's own data")
-    parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_true",
-                        help="also the hand-built model, on the run's pre-training data")
+    add_arguments(parser, "perturb and retrain")
     parser.add_argument("--config", help="TOML with [perturb] (recovery) and [search] tables")
     parser.add_argument("--perturbations", type=int, help=f"perturbation draws per model per sigma "
                                                           f"(default {len(DEFAULTS['seeds'])})")
@@ -250,7 +244,7 @@ def _main(argv) -> int:
                                                                   "with_handcrafted", "edge_tokens")}
     doc = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
            "range_rule": RANGE_RULE, "groups": measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet)}
-    atomic_write_text(out, json.dumps(_finite(doc), indent=1, allow_nan=False))
+    write_json(out, doc)
     for name, g in doc["groups"].items():
         print(f"{name}: {summary(g)}")
     print(f"wrote {out}")
@@ -270,16 +264,6 @@ def summary(g: dict) -> str:
         return g["censored_note"]
     return (f"radius in [{g['lo']['sigma']:.3g}, {g['hi']['sigma']:.3g}]: holds at {fmt(g['lo'])}, fails at "
             f"{fmt(g['hi'])}{'' if g['resolved'] else '; not resolved at 95%'}")
-
-
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def main(argv=None) -> int:

@@ -25,8 +25,6 @@ Output: RUN_DIR/interpret.json (schema in docs/contracts.md) and RUN_DIR/figures
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -37,16 +35,16 @@ import torch
 from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
 from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
 
 from graphpath.analysis import offpath as O
 from graphpath.analysis import probe_fits as P
+from graphpath.analysis.output import json_ready, write_json
 from graphpath.analysis.intervals import over_seeds
 from graphpath.analysis.interpret_figures import figures
 from graphpath.analysis.patching import patching, stream_points
-from graphpath.analysis.targets import Subject, subjects
+from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.interpret"
@@ -177,23 +175,9 @@ def interpret_run(run: str, stage: str | None, data: str | None, size: int, seed
     return doc
 
 
-def _finite(value):
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="run directory or group of seeds")
-    parser.add_argument("--stage", choices=("pretrain", "finetune"), help="default: each seed's final checkpoint")
-    parser.add_argument("--data", help="probe on this study set instead of each checkpoint's own data")
+    add_arguments(parser, "probe", handcrafted=False)
     parser.add_argument("--size", type=int, default=SPLITS["sample-inspect"].size, help="graphs per seed")
     parser.add_argument("--seed", type=int, default=SPLITS["sample-inspect"].seed,
                         help="seed of the graphs (default: data_gen.splits' sample-inspect row)")
@@ -207,12 +191,12 @@ def _main(argv) -> int:
     if args.seed < 0:
         raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
-    doc = _finite(interpret_run(args.run, args.stage, args.data, args.size, args.seed, args.layers))
+    doc = json_ready(interpret_run(args.run, args.stage, args.data, args.size, args.seed, args.layers))
     home = RunDir(args.run)
     if args.figures:
         doc["figures"] = figures(doc, home.figures)
     out = Path(args.out) if args.out else home.interpret
-    atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
+    write_json(out, doc)
     for name, g in doc["groups"].items():
         sel = g["target"]["selectivity"][-1]
         print(f"{name} ({g['seeds']} seed(s)), last layer, target token: reach AUROC {g['target']['auroc'][-1]['mean']}, "

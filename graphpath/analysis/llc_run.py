@@ -24,8 +24,6 @@ Output: RUN_DIR/llc.json (schema in docs/contracts.md). The page shows the LLCs 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -35,13 +33,13 @@ from tqdm import tqdm
 
 from data_gen.splits import SPLITS, split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
 from graphpath_common.rundir import RunDir
 
+from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import over_seeds
 from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, LLCConfig, LLCError, calibrate,
                                     estimate_llc)
-from graphpath.analysis.targets import Subject, subjects
+from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.llc"
@@ -98,7 +96,7 @@ def measure(args, base: LLCConfig, out: Path) -> dict:
            "models": [], "groups": {}}
 
     def save():
-        atomic_write_text(out, json.dumps(_finite(doc), indent=1, allow_nan=False))
+        write_json(out, doc)
 
     first = sample_for(found[0], args.data_size, args.data_seed)
     features = readout_features(found[0], first)
@@ -133,24 +131,9 @@ def measure(args, base: LLCConfig, out: Path) -> dict:
     return doc
 
 
-def _finite(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a run directory or group of seeds, or 'handcrafted' with --n")
-    parser.add_argument("--n", type=int, help="handcrafted only: vertex count")
-    parser.add_argument("--stage", choices=("pretrain", "finetune"), help="one stage only (default: both)")
-    parser.add_argument("--data", help="estimate on this study set instead of each checkpoint's own data")
-    parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_true",
-                        help="also the hand-built model, on the run's pre-training data")
+    add_arguments(parser, "estimate")
     defaults = LLCConfig()
     parser.add_argument("--chains", type=int, default=defaults.chains)
     parser.add_argument("--steps", type=int, default=defaults.steps)

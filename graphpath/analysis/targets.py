@@ -133,6 +133,19 @@ def subjects(path, tool: str, stages=None, data: str | None = None, handcrafted:
     return out
 
 
+def add_arguments(parser, verb: str, handcrafted: bool = True) -> None:
+    """The arguments every analysis command shares: the model, its stage and its data."""
+    parser.add_argument("model" if handcrafted else "run", help="a run directory or group of seeds"
+                        + (", or 'handcrafted' with --n" if handcrafted else ""))
+    if handcrafted:
+        parser.add_argument("--n", type=int, help="handcrafted only: vertex count")
+    parser.add_argument("--stage", choices=STAGES, help="one stage only")
+    parser.add_argument("--data", help=f"{verb} on this study set instead of each checkpoint's own data")
+    if handcrafted:
+        parser.add_argument("--with-handcrafted", dest="with_handcrafted", action="store_true",
+                            help="also the hand-built model, on the run's pre-training data")
+
+
 def describe_data(record: dict) -> str:
     """One phrase for a data record: what the page and the command lines print."""
     spec = record["spec"]
