@@ -50,7 +50,8 @@ from graphpath.core.checkpoint import CheckpointError
 PROG = "python -m graphpath.interpret"
 SCHEMA_VERSION = 2
 PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
-PATCH_SIZE = 512  # graphs patched per seed (the first of the sample)
+DEFAULT_SIZE = 1024  # graphs per seed for the page (half the split), sized for the main job on 2 cores
+PATCH_SIZE = 256  # graphs patched per seed (the first of the sample): 26 patched runs each
 
 
 class InterpretError(ValueError):
@@ -178,7 +179,8 @@ def interpret_run(run: str, stage: str | None, data: str | None, size: int, seed
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser, "probe", handcrafted=False)
-    parser.add_argument("--size", type=int, default=SPLITS["sample-inspect"].size, help="graphs per seed")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"graphs per seed (default {DEFAULT_SIZE}; the "
+                        f"split's full size is {SPLITS['sample-inspect'].size})")
     parser.add_argument("--seed", type=int, default=SPLITS["sample-inspect"].seed,
                         help="seed of the graphs (default: data_gen.splits' sample-inspect row)")
     parser.add_argument("--layers", nargs="+", help="stream points to probe (default all)")
