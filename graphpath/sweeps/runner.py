@@ -15,7 +15,7 @@ pre-training failed is reported as blocked.
 
 Executors (`run_sweep(executor=...)`, `--executor`):
     local           a process pool of `--workers` processes (default: the CPUs this process may
-                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    use), one torch thread each; every job runs `graphpath.training.run.train` in-process
                     in a worker, its output in the job's job.log
     slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
                     --gpus-per-task); jobs are submitted as their dependencies finish
