@@ -385,7 +385,7 @@ def _main(argv) -> int:
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
     if cfg.figures:
-        figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
+        figures = write_figures(docs, RunDir(out.parent).figures, prefix=out.stem)
         for doc in docs:
             doc["figures"] = figures
     for doc, path in zip(docs, paths):

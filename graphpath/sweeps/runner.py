@@ -432,7 +432,7 @@ def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: boo
     """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
     `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
     if figures:
-        doc["figures"] = write_figures(doc, out / "figures")
+        doc["figures"] = write_figures(doc, RunDir(out).figures)
     path = out / json_name
     atomic_write_text(path, json.dumps(doc, indent=1))
     return path
