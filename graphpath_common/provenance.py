@@ -64,6 +64,11 @@ def git_state(source: Path = SOURCE) -> dict | None:
     return {"commit": commit.strip(), "dirty": None if changes is None else bool(changes.strip())}
 
 
+def command_line(prog: str, argv: list[str] | None) -> list[str]:
+    """The command as typed: `prog` and its arguments (`sys.argv[1:]` when `argv` is None)."""
+    return [prog, *(sys.argv[1:] if argv is None else argv)]
+
+
 def entry(command: list[str] | str | None = None, device: str | None = None, threads: int | None = None) -> dict:
     """A provenance entry for a command starting now (status "running")."""
     if command is None:

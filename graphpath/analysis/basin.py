@@ -34,10 +34,11 @@ import torch
 from tqdm import tqdm
 
 from data_gen.splits import split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
-from graphpath_common.rundir import RunDir
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer
 
@@ -145,6 +146,7 @@ def _main(argv) -> int:
         raise PerturbError(str(error)) from None
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     models, spec, out_dir = models_for(cfg, tuple(args.soft_betas))
     eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
     llc_path = RunDir(out_dir).llc
@@ -162,7 +164,8 @@ def _main(argv) -> int:
         results[name] = {"target": description, "loss_before": before, **found,
                          "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
     doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
-           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
+           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results,
+           "provenance": provenance.finish(invocation, "finished")}
     out = Path(args.out) if args.out else RunDir(out_dir).basin
     atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
     for name, r in results.items():

@@ -38,6 +38,7 @@ from plotly.subplots import make_subplots
 
 from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
 from graphpath_common.files import atomic_write_text
@@ -304,7 +305,9 @@ def _main(argv) -> int:
         raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     run = Path(args.run)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
     doc = interpret_run(run, args.size, args.seed, args.layers)
+    doc["provenance"] = provenance.finish(invocation, "finished")
     home = RunDir(run)
     if args.figures:
         doc["figures"] = figures(doc, home.figures)

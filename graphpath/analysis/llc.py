@@ -43,6 +43,7 @@ from tqdm import tqdm
 from data_gen import study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.rundir import RunDir
@@ -281,9 +282,11 @@ def _main(argv) -> int:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
     if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
         raise LLCError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
     doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma,
                       soft_betas=tuple(args.soft_betas)),
               base, progress=not args.quiet)
+    doc["provenance"] = provenance.finish(invocation, "finished")
     out = Path(args.out) if args.out else RunDir(doc.pop("out_dir")).llc
     doc.pop("out_dir", None)
     atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))

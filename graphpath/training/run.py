@@ -37,7 +37,7 @@ import torch
 from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import require_seeds
-from graphpath_common.provenance import recorded
+from graphpath_common.provenance import command_line, recorded
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import toml_value
 
@@ -426,7 +426,7 @@ def _main(argv) -> int:
         try:
             config, out = resolve_config(args.config, args.out, overrides, args.resume, args.stage)
             options = Options(args.stage, args.resume, not args.no_eval, not args.no_figures, args.stop_after)
-            command = [PROG, *(sys.argv[1:] if argv is None else argv)]
+            command = command_line(PROG, argv)
             run_training(config, out, options, args.seeds, args.device, args.threads, command)
             return 0
         finally:
