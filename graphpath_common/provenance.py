@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .files import atomic_write_text
-from .rundir import RunDir, read_json
+from .rundir import RunDir
 
 SCHEMA = 1
 SOURCE = Path(__file__).resolve().parent.parent  # the checkout (or site-packages) the code runs from

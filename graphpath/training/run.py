@@ -20,7 +20,8 @@ each) and scores them together into OUT/eval.json and OUT/report.md (means with 
 seeds, each seed's numbers kept); graphpath_common.rundir describes a group's layout.
 
 From Python, `train(config, out, ...)` runs the same stages (`graphpath.train(...)`); the command
-line resolves its arguments and calls it, and so does the sweep runner.
+line goes through the same two steps, `resolve_config` then `run_training` (its overrides are
+already text); the sweep runner calls `train` itself.
 """
 from __future__ import annotations
 
