@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .files import atomic_write_text
-from .rundir import RunDir, read_json
+from .rundir import RunDir
 
 SCHEMA = 1
 SOURCE = Path(__file__).resolve().parent.parent  # the checkout (or site-packages) the code runs from
@@ -62,6 +62,11 @@ def git_state(source: Path = SOURCE) -> dict | None:
         return None
     changes = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit.strip(), "dirty": None if changes is None else bool(changes.strip())}
+
+
+def command_line(prog: str, argv: list[str] | None) -> list[str]:
+    """The command as typed: `prog` and its arguments (`sys.argv[1:]` when `argv` is None)."""
+    return [prog, *(sys.argv[1:] if argv is None else argv)]
 
 
 def entry(command: list[str] | str | None = None, device: str | None = None, threads: int | None = None) -> dict:

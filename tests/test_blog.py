@@ -317,3 +317,21 @@ def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_pa
     edit_json(run_copy / "eval.json", strip)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert 'id="raw-outputs"' not in html and 'id="line-probe"' not in html and "{{" not in html
+
+
+def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
+    from graphpath_common import provenance
+
+    html = blog.render(run_copy, tmp_path / "old").read_text()
+    assert "How this run was made" in html and "made before provenance was recorded" in html
+    with provenance.recorded(run_copy, ["python -m graphpath.train", "--out", "<runs/x>"], device="cpu", threads=1):
+        pass
+    scored = provenance.finish(provenance.entry(["python -m graphpath.evaluate", "RUN"], "cpu", 1), "finished")
+    edit_json(run_copy / "eval.json", lambda d: d.update(provenance={"evaluation": scored, "runs": []}))
+    html = blog.render(run_copy, tmp_path / "new").read_text()
+    made = json.loads((run_copy / "provenance.json").read_text())["invocations"][0]
+    assert "python -m graphpath.train --out &lt;runs/x&gt;" in html  # escaped
+    assert "scored by <code>python -m graphpath.evaluate RUN</code>" in html
+    assert made["started_utc"] in html and "made before provenance" not in html
+    if made["git"]:
+        assert made["git"]["commit"][:10] in html

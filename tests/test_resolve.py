@@ -113,7 +113,8 @@ def test_every_tool_on_a_run_trained_on_other_tasks(runs, capsys, tmp_path):
     """Evaluate and interpret measure the study's distance sets: refused. Perturb, basin and llc
     analyse the model on the data it was trained on, refuse study sets it does not answer and the
     hand-built model beside it (which answers distances)."""
-    from graphpath.analysis import basin, interpret, llc, perturb
+    from graphpath.analysis import basin, interpret, perturb
+    from graphpath.analysis import llc_run as llc
     from graphpath.evaluation import suite
 
     run = str(runs / "other")
@@ -130,11 +131,19 @@ def test_every_tool_on_a_run_trained_on_other_tasks(runs, capsys, tmp_path):
     assert perturb.main(["--model", run, *quick, "--out", str(tmp_path / "p.json")]) == 0
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["data"]["task"] == "reachable" and doc["target"]["trained_on"]["finetune"]["task"] == "reachable"
+    assert doc["provenance"]["command"][:3] == ["python -m graphpath.perturb", "--model", run]
+    assert doc["provenance"]["status"] == "finished" and doc["provenance"]["ended_utc"]
     capsys.readouterr()
-    assert basin.main([run, "--budget", "2", "--steps", "2", "--seeds", "0", "--quiet",
-                       "--out", str(tmp_path / "b.json")]) == 0
-    assert "no hand-built models beside" in capsys.readouterr().err
-    assert set(json.loads((tmp_path / "b.json").read_text())["models"]) == {"learned"}
-    one_line_exit_2(capsys, llc.main([run, "--chains", "1", "--steps", "2", "--burn-in", "1", "--data-size", "8",
-                                      "--quiet", "--out", str(tmp_path / "l.json")]), "trained to answer 'reachable'")
+    one_line_exit_2(capsys, basin.main([run, "--with-handcrafted", "--quiet", "--out", str(tmp_path / "b.json")]),
+                    "hand-built model answers distances")
+    assert basin.main([run, "--budget", "2", "--steps", "2", "--perturbations", "1", "--quiet",
+                       "--out", str(tmp_path / "b.json")]) in (0, 2)  # 2: an untrained model is refused
+    capsys.readouterr()
+    basin_doc = json.loads((tmp_path / "b.json").read_text())
+    rows = [m for g in basin_doc["groups"].values() for m in g["models"] + g["refused"]]
+    assert {m["data"]["spec"]["task"] for m in rows} == {"degree", "reachable"}  # each stage on its own data
+    assert basin_doc["provenance"]["command"][1] == run
+    one_line_exit_2(capsys, llc.main([run, "--with-handcrafted", "--chains", "2", "--steps", "6", "--burn-in", "1",
+                                      "--data-size", "16", "--quiet", "--out", str(tmp_path / "l.json")]),
+                    "hand-built model answers distances")
     assert not (tmp_path / "l.json").exists()

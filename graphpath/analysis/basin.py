@@ -42,6 +42,7 @@ import torch
 from tqdm import tqdm
 
 from data_gen.splits import split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.rundir import RunDir
@@ -230,6 +231,7 @@ def _main(argv) -> int:
         raise PerturbError(f"--perturbations must be >= 1, got {args.perturbations}")
     cfg, plan = _config(args)
     torch.set_num_threads(cfg.threads)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     try:
         found = subjects(args.model, PROG, (args.stage,) if args.stage else None, args.data,
                          args.with_handcrafted, args.n)
@@ -244,6 +246,7 @@ def _main(argv) -> int:
                                                                   "with_handcrafted", "edge_tokens")}
     doc = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
            "range_rule": RANGE_RULE, "groups": measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet)}
+    doc["provenance"] = provenance.finish(invocation, "finished")
     write_json(out, doc)
     for name, g in doc["groups"].items():
         print(f"{name}: {summary(g)}")

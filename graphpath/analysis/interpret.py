@@ -34,6 +34,7 @@ import torch
 
 from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
@@ -193,7 +194,9 @@ def _main(argv) -> int:
     if args.seed < 0:
         raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
     doc = json_ready(interpret_run(args.run, args.stage, args.data, args.size, args.seed, args.layers))
+    doc["provenance"] = provenance.finish(invocation, "finished")
     home = RunDir(args.run)
     if args.figures:
         doc["figures"] = figures(doc, home.figures)

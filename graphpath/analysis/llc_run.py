@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.rundir import RunDir
 
@@ -83,7 +84,7 @@ def pooled(models: list[dict]) -> dict:
     return out
 
 
-def measure(args, base: LLCConfig, out: Path) -> dict:
+def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
     try:
         found = subjects(args.model, PROG, (args.stage,) if args.stage else None, args.data, args.with_handcrafted,
                          args.n)
@@ -93,7 +94,8 @@ def measure(args, base: LLCConfig, out: Path) -> dict:
            "production": asdict(base), "data_size": args.data_size, "data_seed": args.data_seed,
            "eps_grid": args.eps, "gamma_grid": args.gamma, "calibration": {"rows": [], "chosen": None,
                                                                          "features_of": found[0].key},
-           "models": [], "groups": {}}
+           "models": [], "groups": {},
+           "provenance": provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())}
 
     def save():
         write_json(out, doc)
@@ -128,6 +130,8 @@ def measure(args, base: LLCConfig, out: Path) -> dict:
         doc["models"].append(record)
         doc["groups"] = pooled(doc["models"])
         save()
+    provenance.finish(doc["provenance"], "finished")
+    save()
     return doc
 
 
@@ -159,7 +163,7 @@ def _main(argv) -> int:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
     home = Path("runs") / f"handcrafted-n{args.n}" if args.model == "handcrafted" else Path(args.model)
     out = Path(args.out) if args.out else RunDir(home).llc
-    doc = measure(args, base, out)
+    doc = measure(args, base, out, argv)
     chosen = doc["calibration"]["chosen"]
     print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g} ({len(doc['calibration']['rows'])} tried)")
     for m in doc["models"]:

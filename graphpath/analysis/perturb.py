@@ -48,10 +48,11 @@ from tqdm import tqdm
 from data_gen import PRESET_NAMES, StreamingSampler, study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
-from graphpath_common.rundir import RunDir
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer, model_size
 
@@ -408,11 +409,14 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     cfg = parse_args(argv)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     docs = [clean_for_json(doc) for doc in run_perturb(cfg, progress=not cfg._quiet)]
+    for doc in docs:
+        doc["provenance"] = provenance.finish(invocation, "finished")
     out = Path(cfg.out) if cfg.out else default_out(cfg)
     paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
     if cfg.figures:
-        figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
+        figures = write_figures(docs, RunDir(out.parent).figures, prefix=out.stem)
         for doc in docs:
             doc["figures"] = figures
     for doc, path in zip(docs, paths):

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common import provenance
+from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import read_toml

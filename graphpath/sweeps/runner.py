@@ -15,7 +15,7 @@ pre-training failed is reported as blocked.
 
 Executors (`run_sweep(executor=...)`, `--executor`):
     local           a process pool of `--workers` processes (default: the CPUs this process may
-                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    use), one torch thread each; every job runs `graphpath.training.run.train` in-process
                     in a worker, its output in the job's job.log
     slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
                     --gpus-per-task); jobs are submitted as their dependencies finish
@@ -432,7 +432,7 @@ def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: boo
     """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
     `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
     if figures:
-        doc["figures"] = write_figures(doc, out / "figures")
+        doc["figures"] = write_figures(doc, RunDir(out).figures)
     path = out / json_name
     atomic_write_text(path, json.dumps(doc, indent=1))
     return path

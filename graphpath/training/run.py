@@ -20,7 +20,8 @@ each) and scores them together into OUT/eval.json and OUT/report.md (means with 
 seeds, each seed's numbers kept); graphpath_common.rundir describes a group's layout.
 
 From Python, `train(config, out, ...)` runs the same stages (`graphpath.train(...)`); the command
-line resolves its arguments and calls it, and so does the sweep runner.
+line goes through the same two steps, `resolve_config` then `run_training` (its overrides are
+already text); the sweep runner calls `train` itself.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import torch
 from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import require_seeds
-from graphpath_common.provenance import recorded
+from graphpath_common.provenance import command_line, recorded
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import toml_value
 
@@ -426,7 +427,7 @@ def _main(argv) -> int:
         try:
             config, out = resolve_config(args.config, args.out, overrides, args.resume, args.stage)
             options = Options(args.stage, args.resume, not args.no_eval, not args.no_figures, args.stop_after)
-            command = [PROG, *(sys.argv[1:] if argv is None else argv)]
+            command = command_line(PROG, argv)
             run_training(config, out, options, args.seeds, args.device, args.threads, command)
             return 0
         finally:
