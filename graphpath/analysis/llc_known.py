@@ -73,10 +73,8 @@ def known_models(features: torch.Tensor, labels: torch.Tensor, hidden: int = 4, 
     w = least_squares(x, labels)
     generator = torch.Generator().manual_seed(seed)
     u = torch.randn(hidden, generator=generator, dtype=torch.float64)
-    u = u / u.norm()
-    scale = w.norm().clamp(min=1e-6).sqrt()
-    b = u * scale  # b . (A x) = (u . u) w . x = w . x with A = u w^T / scale
-    a = torch.outer(u, w) / scale  # the balanced point of the fibre: |A| = |b|
+    b = u / u.norm()  # |b| = 1: the curvature along A is the regular model's, not |b|^2 times it
+    a = torch.outer(b, w)  # b^T A = (b . b) w^T = w^T: the same function as the regular model
     truth = rank(x) / 2
     return {"regular": (Regular(w.float()), truth), "degenerate": (Degenerate(a.float(), b.float()), truth),
             "x": x.float(), "y": labels.float()}
