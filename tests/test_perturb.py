@@ -139,6 +139,7 @@ def test_presets_are_valid_sweep_configs():
         table = tomllib.loads(path.read_text())["perturb"]
         cfg = P.PerturbConfig(model="handcrafted", n=8, **table)
         assert cfg.steps >= 1, path
+        assert P._is_study_protocol(cfg) == (path.name == "perturb-study.toml"), path  # only it is "the study's"
     study = tomllib.loads(Path("experiments/perturb-study.toml").read_text())["perturb"]
     assert study["kind"] == "replace" and study["scale"] == "absolute" and study["sigmas"] == [1.0]
     assert study["lr"] == 1e-6 and study["batch_size"] == 512
