@@ -153,8 +153,9 @@ def hops_by_layer(run: Run) -> Text:
     first = next((p for p, c in zip(g["points"], g["target"]["selectivity"])
                   if c.get("ci95") and c["ci95"][0] > MARGIN), None)
     where = "never" if first is None else ("the embedding" if "embed" in first else f"block {_layer_label(first)}")
+    note = "; one seed gives no interval over seeds, so “never”" if g["seeds"] < 2 else ""
     return Text(f"the first stream point whose target-token selectivity has its whole 95% interval above zero is "
-                f"{where} (the hand-built model needs block k for k hops; one seed gives no interval, so “never”)")
+                f"{where} (the hand-built model needs block k for k hops{note})")
 
 
 def fig_hops_heatmap(run: Run) -> Html:

@@ -6,7 +6,8 @@ parameter gets W + sigma * RMS(W) * N(0, 1)) and retrained for the step budget o
 of its own data; a run has recovered when its held-out MSE gets back to the recovery threshold
 (perturb.THRESHOLD_RULE: max(threshold, threshold_factor x the model's own unperturbed MSE)).
 At each sigma the recovered runs are pooled over the group's seeds and perturbations: k of m,
-with a 95% Wilson interval. A sigma *holds* when k / m >= 1/2.
+with a 95% Wilson interval (a lone model, the hand-built one, gets as many draws as the largest
+group pools, so its intervals are as narrow). A sigma *holds* when k / m >= 1/2.
 
 The search: start at `--start`; while sigma holds, multiply it by `--factor` (widening until
 recovery fails); if the start already fails, divide until one holds. Then bisect geometrically
@@ -125,8 +126,9 @@ def end(t: dict | None) -> dict | None:
 class Group:
     """The models pooled at each sigma: each with its held-out batch, loss before and threshold."""
 
-    def __init__(self, members: list[Subject], cfg: PerturbConfig, device):
+    def __init__(self, members: list[Subject], cfg: PerturbConfig, device, draws: int | None = None):
         self.cfg, self.device = cfg, device
+        self.draws = list(cfg.seeds) if draws is None else list(range(draws))  # perturbation seeds per model
         self.members, self.refused = [], {}
         for subject in members:
             batch = split_batch("heldout-perturb", spec=subject.spec, size=cfg.eval_size,
@@ -146,7 +148,7 @@ class Group:
         by_model, final = {}, {}
         for subject, model, batch, row in self.members:
             hits, losses = [], []
-            for draw in self.cfg.seeds:
+            for draw in self.draws:
                 perturbed = copy.deepcopy(model)
                 perturb_(perturbed, self.cfg.kind, sigma, draw, self.cfg.group, self.cfg.scale)
                 curve = recover(perturbed, subject.spec, batch, self.cfg, draw, self.device)
@@ -164,11 +166,13 @@ class Group:
 def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, device, progress: bool) -> dict:
     """basin.json's `groups`: {name: {models, refused, lo, hi, closed, censored, resolved, trials}}."""
     out = {}
+    largest = max(len(members) for members in groups.values())
     for name, members in groups.items():
-        group = Group(members, cfg, device)
+        # a lone model (the hand-built one) gets as many runs per sigma as a group of seeds pools
+        group = Group(members, cfg, device, len(cfg.seeds) * largest if len(members) == 1 else None)
         result = {"models": [row for *_, row in group.members], "refused": list(group.refused.values())}
         if group.members:
-            runs = len(group.members) * len(cfg.seeds)
+            runs = len(group.members) * len(group.draws)
             with tqdm(total=plan.budget * runs, desc=f"basin {name}", unit="run", disable=not progress) as bar:
                 found = search(lambda s: group.trial(s, bar), plan)
             lo, hi = end(found["lo"]), end(found["hi"])

@@ -111,7 +111,9 @@ def pool(rows: list[dict]) -> dict:
     for where in ("target", "edges"):
         pooled[where] = {}
         for metric in ("auroc", "balanced_accuracy", "control", "selectivity"):
-            pooled[where][metric] = [over_seeds([_mean(r[where][i][metric]) for r in rows]) for i in range(len(points))]
+            unit = None if metric == "selectivity" else (0.0, 1.0)  # AUROC and balanced accuracy live in [0, 1]
+            pooled[where][metric] = [over_seeds([_mean(r[where][i][metric]) for r in rows], bounds=unit)
+                                     for i in range(len(points))]
         per_k = len(rows[0][where][0]["auroc"])
         pooled[where]["selectivity_by_k"] = [[over_seeds([r[where][i]["selectivity"][k] for r in rows])["mean"]
                                               for k in range(per_k)] for i in range(len(points))]

@@ -25,7 +25,11 @@ def wilson(successes: int, trials: int, confidence: float = CONFIDENCE) -> list[
     return [float(ci.low), float(ci.high)]
 
 
-def over_seeds(values, confidence: float = CONFIDENCE) -> dict:
+def over_seeds(values, confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None) -> dict:
     """{"mean", "ci95": [low, high] or None (fewer than 2 finite values), "n"}: a t-interval over
-    seeds, each value one seed's measurement (None and NaN dropped)."""
-    return ci_summary(values, confidence)
+    seeds, each value one seed's measurement (None and NaN dropped); `bounds` clips the interval to
+    a metric's range (an AUROC's [0, 1])."""
+    out = ci_summary(values, confidence)
+    if bounds is not None and out["ci95"] is not None:
+        out["ci95"] = [max(bounds[0], out["ci95"][0]), min(bounds[1], out["ci95"][1])]
+    return out
