@@ -25,12 +25,15 @@ import argparse
 import dataclasses
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 
 from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, resume_checkpoint, unwrap
 from graphpath.core.config import ConfigError, RunConfig, load_config, stage_specs, to_toml
@@ -41,6 +44,7 @@ from graphpath.core.rungroup import seed_dir
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
 from graphpath.training.phases import detect_phase_changes
+from graphpath.training.resume import RESUMABLE, check_changes, write_record
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
                       heldout_set, latest_checkpoint, score_heldout, train_stage)
 
@@ -54,7 +58,8 @@ def parse_args(argv):
         prog=PROG, description=__doc__,
         epilog="Overrides: --SECTION.KEY VALUE, e.g. --train.lr 1e-3 --train.steps 500 --model.n_layers 4 "
                "--data.n_max 6 --finetune.steps 50. Run directory: config.toml, metrics.jsonl, phases.json, "
-               "checkpoints/, figures/, eval.json (see docs/contracts.md).",
+               "checkpoints/, figures/, eval.json (see docs/contracts.md). One process writes a run directory "
+               "at a time: a second one exits 2 naming the first.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML preset (default: experiments/small.toml; with --resume or --stage finetune "
@@ -64,7 +69,9 @@ def parse_args(argv):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto = cuda when available, else cpu")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its latest checkpoint (finished stages are skipped)")
+                        help="continue the run in --out from its latest checkpoint (finished stages are skipped); "
+                             f"a started stage may change only {', '.join(RESUMABLE)} (from the step it resumes "
+                             "at, recorded in resumes.json), a finished one nothing")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--seeds", default=None, metavar="K,K,...",
                         help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
@@ -165,8 +172,7 @@ def write_phases(run_dir: Path, finetune_losses: dict | None) -> list[dict]:
     import json
 
     previous = json.loads(path.read_text()).get("finetune") if path.is_file() else None
-    payload = {"phase_changes": changes, "finetune": finetune_losses or previous}
-    atomic_write_text(path, json.dumps(payload, indent=1))
+    write_json(path, {"phase_changes": changes, "finetune": finetune_losses or previous})
     return changes
 
 
@@ -202,9 +208,10 @@ def stage_names(args) -> list[str]:
     return ["pretrain", "finetune"] if args.stage == "all" else [args.stage]
 
 
-def check_run(args, config: RunConfig, out: Path, runtime: Runtime) -> None:
+def check_run(args, config: RunConfig, out: Path, runtime: Runtime) -> dict:
     """Refuse, before anything is written: existing checkpoints without --resume, fine-tuning with
-    no pre-training, a precision the device cannot run."""
+    no pre-training, a precision the device cannot run, a value a started stage may not change
+    (graphpath.training.resume). Returns the resumable changes to record."""
     stages = stage_names(args)
     for name in stages:
         choose_precision(runtime.device.type, (config.train if name == "pretrain" else config.finetune).precision)
@@ -212,6 +219,7 @@ def check_run(args, config: RunConfig, out: Path, runtime: Runtime) -> None:
             raise UsageError(f"{out} already has {name} checkpoints; pass --resume to continue, or a new --out")
     if "pretrain" not in stages and not (out / "checkpoints" / "pretrain-final.json").is_file():
         raise UsageError(f"{out} has no finished pre-training (checkpoints/pretrain-final.json); run --stage pretrain first")
+    return check_changes(config, out)
 
 
 def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resumed: bool) -> torch.nn.Module:
@@ -256,11 +264,12 @@ def finish_stage(args, model, config: RunConfig, name: str, result: dict, out: P
     print(summary_line(result, changes, extra), file=sys.stderr)
 
 
-def train_run(args, config: RunConfig, out: Path, runtime: Runtime) -> bool:
-    """Every asked-for stage of one run into `out`; False when --stop-after stopped it early."""
+def train_run(args, config: RunConfig, out: Path, runtime: Runtime, changes: dict) -> bool:
+    """Every asked-for stage of one run into `out`; False when --stop-after stopped it early.
+    `changes`: the resumable changes check_run allowed, recorded in resumes.json."""
     presets = stage_specs(config)  # each stage's task (data.pretrain_task / finetune_task)
     if runtime.main:
-        out.mkdir(parents=True, exist_ok=True)
+        write_record(out, changes)
         atomic_write_text(out / "config.toml", to_toml(config))
     for name in stage_names(args):
         resume_from = resume_checkpoint(out, name) if args.resume else None  # damaged newest: one line, exit 2
@@ -276,8 +285,8 @@ def train_run(args, config: RunConfig, out: Path, runtime: Runtime) -> bool:
         result = train_stage(model, config, name, presets[name], out, runtime, resume_from, args.stop_after)
         if result["stopped"]:
             if runtime.main:
-                print(f"{name}: stopped after step {result['step']}; continue with "
-                      f"python -m graphpath.train --out {out} --resume", file=sys.stderr)
+                print(f"{name}: stopped after step {result['step']}; continue with {args.continue_with}",
+                      file=sys.stderr)
             return False
         if runtime.main:
             finish_stage(args, model, config, name, result, out, runtime)
@@ -290,22 +299,46 @@ def run(args, overrides) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     runtime = setup_runtime(args.device)
+    seeds = f" --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""
+    args.continue_with = runtime.resume_command(out, seeds)
+    try:
+        with ExitStack() as held:
+            return train_all(args, config, out, runtime, held)
+    except KeyboardInterrupt:
+        if runtime.main:
+            print(f"{PROG}: interrupted; continue from the last checkpoint with {args.continue_with}", file=sys.stderr)
+        return 130
+
+
+def train_all(args, config: RunConfig, out: Path, runtime: Runtime, held: ExitStack) -> int:
+    """The run (or each seed's run) into `out`, holding every directory it writes (the main
+    process writes, the others only train), then scoring."""
+    def hold_dir(path: Path) -> None:
+        if runtime.main:
+            held.enter_context(hold(path, PROG))
+
     scoring = args.stage == "all" and not args.no_eval and runtime.main and study_tasks(config)
+    hold_dir(out)
+    for name in stage_names(args):
+        section = "train" if name == "pretrain" else "finetune"
+        for line in getattr(config, section).warnings(section) if runtime.main else ():
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
     if args.seeds is None:
-        check_run(args, config, out, runtime)
-        if train_run(args, config, out, runtime) and scoring:
+        changes = check_run(args, config, out, runtime)
+        if train_run(args, config, out, runtime, changes) and scoring:
             score(out, runtime.device)
         return 0
     runs = [(dataclasses.replace(config, seed=seed), seed_dir(out, seed)) for seed in args.seeds]
+    changes = []
     for seed_config, seed_out in runs:
-        check_run(args, seed_config, seed_out, runtime)
+        hold_dir(seed_out)
+        changes.append(check_run(args, seed_config, seed_out, runtime))
     if runtime.main:
-        out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", to_toml(runs[0][0]))
-    for seed_config, seed_out in runs:
+    for (seed_config, seed_out), seed_changes in zip(runs, changes):
         if runtime.main:
             print(f"seed {seed_config.seed} -> {seed_out}", file=sys.stderr)
-        if not train_run(args, seed_config, seed_out, runtime):
+        if not train_run(args, seed_config, seed_out, runtime, seed_changes):
             return 0
     if scoring:
         score_group(out, [seed_out for _, seed_out in runs], runtime.device)
@@ -334,8 +367,9 @@ def score_group(out: Path, runs: list[Path], device: torch.device) -> None:
 
 
 def main(argv=None) -> int:
-    """Bad input, configuration, data or checkpoints: one line, exit 2 (graphpath_common.cli);
-    a diverged loss: one line, exit 1; Ctrl-C: exit 130 with how to resume."""
+    """Bad input, configuration, data or checkpoints, an unwritable or busy run directory: one
+    line, exit 2 (graphpath_common.cli); a diverged loss: one line, exit 1, with the command that
+    continues from the last good checkpoint; Ctrl-C: exit 130 with the command that resumes."""
     return run_cli(PROG, _main, argv, ConfigError, CheckpointError, DataError, EvalError)
 
 
@@ -352,9 +386,6 @@ def _main(argv) -> int:
     except TrainingDiverged as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":
