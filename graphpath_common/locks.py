@@ -2,12 +2,15 @@
 
     with hold(out, "python -m graphpath.train"):
         ...   # write into out
+    with hold(out.parent, "python -m data_gen.build", name=out.name):
+        ...   # build out in a temporary folder beside it, then rename it into place
 
 `hold` checks that the folder can be written (graphpath_common.files.ensure_writable), then
-takes an exclusive lock on `<folder>/.graphpath.lock` with the `filelock` package (an OS `flock`
-on POSIX: the kernel releases it when the holding process ends, even by kill -9, so a crash never
-leaves a stale lock to clear by hand). While held, `<folder>/.graphpath.lock.json` names the
-holder: pid, host, program, its command line and since when (UTC). A second process asking for
+takes an exclusive lock on `<folder>/.graphpath.lock` (`.<name>.graphpath.lock` for a `name`d
+entry of the folder that does not exist yet) with the `filelock` package (an OS `flock` on POSIX:
+the kernel releases it when the holding process ends, even by kill -9, so a crash never leaves a
+stale lock to clear by hand; on NFS, Linux maps flock to the server's locks). While held, the same
+name plus `.json` names the holder: pid, host, program, its command line and since when (UTC). A second process asking for
 the same folder gets `FolderBusy` at once, a one-line error naming the folder and the holder
 (exit 2 on every command line).
 
@@ -31,18 +34,22 @@ from .files import ensure_writable
 from .jsonfile import write_json
 
 LOCK_NAME = ".graphpath.lock"
-HOLDER_NAME = ".graphpath.lock.json"
-_held: dict[Path, int] = {}  # folders this process holds -> nesting depth
+_held: dict[Path, int] = {}  # lock files this process holds -> nesting depth
 
 
 class FolderBusy(Exception):
     """Another process is writing the folder; one line naming it and its holder, exit 2."""
 
 
-def holder(folder) -> dict | None:
-    """The holder record of `folder`'s lock as its holder wrote it (None if absent or unreadable)."""
+def lock_path(folder, name: str | None = None) -> Path:
+    """The lock file of `folder` (or of its entry `name`)."""
+    return Path(folder) / (LOCK_NAME if name is None else f".{name}{LOCK_NAME}")
+
+
+def holder(lock: Path) -> dict | None:
+    """The holder record beside a lock file as its holder wrote it (None if absent or unreadable)."""
     try:
-        record = json.loads((Path(folder) / HOLDER_NAME).read_text())
+        record = json.loads(lock.with_name(lock.name + ".json").read_text())
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
@@ -57,13 +64,17 @@ def describe(record: dict | None) -> str:
 
 
 @contextmanager
-def hold(folder, program: str):
-    """Hold `folder` (created if missing) for writing while the block runs; FolderBusy if another
-    process holds it, graphpath_common.files.WriteError if it cannot be written."""
+def hold(folder, program: str, name: str | None = None):
+    """Hold `folder` (created if missing), or its entry `name`, for writing while the block runs;
+    FolderBusy if another process holds it, graphpath_common.files.WriteError if the folder cannot
+    be written."""
     folder = Path(folder)
     created = not folder.exists()
     ensure_writable(folder)
-    key = folder.resolve()
+    lock_file = lock_path(folder, name)
+    record = lock_file.with_name(lock_file.name + ".json")
+    what = folder if name is None else folder / name
+    key = lock_file.resolve()
     if key in _held:
         _held[key] += 1
         try:
@@ -71,31 +82,26 @@ def hold(folder, program: str):
         finally:
             _held[key] -= 1
         return
-    lock = FileLock(folder / LOCK_NAME, timeout=0)
+    lock = FileLock(lock_file, timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise FolderBusy(f"{folder} is in use by {describe(holder(folder))}; wait for it to finish, "
+        raise FolderBusy(f"{what} is in use by {describe(holder(lock_file))}; wait for it to finish, "
                          "or write elsewhere") from None
     _held[key] = 1
     clean = False
     try:
-        write_json(folder / HOLDER_NAME, {
+        write_json(record, {
             "pid": os.getpid(), "host": socket.gethostname(), "program": program, "argv": sys.argv,
             "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         yield folder
         clean = True
     finally:
         del _held[key]
-        (folder / HOLDER_NAME).unlink(missing_ok=True)
-        if not clean and created and {p.name for p in folder.iterdir()} <= {LOCK_NAME}:
-            (folder / LOCK_NAME).unlink(missing_ok=True)  # refused before writing: leave no folder
+        record.unlink(missing_ok=True)
+        if not clean and created and {p.name for p in folder.iterdir()} <= {lock_file.name}:
+            lock_file.unlink(missing_ok=True)  # refused before writing: leave no folder behind
             lock.release()
             folder.rmdir()
         else:
             lock.release()
-
-
-def holds(folder) -> bool:
-    """Whether this process holds `folder` (for code that writes into a folder its caller holds)."""
-    return Path(folder).resolve() in _held

@@ -24,10 +24,10 @@ plus `inspect.png`. A few minutes on 2 cores for the CPU study's model (n <= 8, 
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import matplotlib
@@ -39,7 +39,8 @@ from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from handcrafted import build_bfs_transformer
 
 from graphpath.analysis import probe_fits as P
@@ -270,17 +271,6 @@ def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> di
             "offpath": offpath(model, random, presets, size, seed, hops)}
 
 
-def finite(value):
-    """JSON has no NaN: an undefined R^2 or restored share (zero variance or gap) becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("run", help="run directory with checkpoints")
@@ -298,11 +288,17 @@ def _main(argv) -> int:
         raise InspectError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     run = Path(args.run)
-    doc = inspect_run(run, args.size, args.seed, args.layers)
-    if args.figures:
-        doc["figures"] = figures(doc, run / "figures")
+    if not run.is_dir():
+        raise InspectError(f"no run directory {run}")
     out = Path(args.out) if args.out else run / "inspect.json"
-    atomic_write_text(out, json.dumps(finite(doc), indent=1, allow_nan=False))
+    folders = [out.parent] + ([run] if args.figures and run.resolve() != out.parent.resolve() else [])
+    with ExitStack() as held:  # writable, and no other writer, before the probes run
+        for folder in folders:
+            held.enter_context(hold(folder, PROG))
+        doc = inspect_run(run, args.size, args.seed, args.layers)
+        if args.figures:
+            doc["figures"] = figures(doc, run / "figures")
+        write_json(out, doc)  # an undefined R^2 or restored share (zero variance or gap) is written as null
     hand = doc["handcrafted"]
     print(f"hand-built reference: within-k-hops accuracy {min(hand['hops']):.3f}..{max(hand['hops']):.3f}, "
           f"distance R2 {hand['distance_r2']:.4f}")

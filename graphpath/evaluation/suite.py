@@ -419,6 +419,9 @@ def run(args) -> Path:
         if args.threads < 1:
             raise EvalError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    missing = [str(r) for r in runs if not Path(r).is_dir()]
+    if missing:
+        raise EvalError(f"run directory {missing[0]} does not exist")
     started = time.perf_counter()
     with hold(out, PROG):  # checked writable, and no other writer, before the work
         doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,

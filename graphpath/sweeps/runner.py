@@ -7,11 +7,16 @@ the hash of its resolved config:
     Job(key, config, "finetune", after=pretrain_key) the pre-trained job's `pretrain-final`
                                                      checkpoint is copied in, then --stage finetune
 A job is complete when its stage's final checkpoint exists; complete jobs are skipped, so a killed
-study reruns only what is missing, and a rerun retries only jobs that failed (a half-done job starts
-again from scratch, its own files only). A job directory whose recorded hash differs from the
-grid's config, or that holds files but no job.json, is an error before anything runs: results of
-two configs are never mixed. A fine-tuning job waits for its pre-training job; one whose
-pre-training failed is reported as blocked.
+study reruns only what is missing, and a rerun retries only jobs that failed. A job that was killed
+or preempted continues from its own last good checkpoint (`graphpath.train --resume`); on Slurm,
+submitit requeues a preempted or timed-out job (`TrainJob.checkpoint`), which continues the same
+way. A job directory whose recorded hash differs from the grid's config, or that holds files but no
+job.json, is an error before anything runs: results of two configs are never mixed. A fine-tuning
+job waits for its pre-training job; one whose pre-training failed is reported as blocked.
+
+Ctrl-C stops the sweep with one line (exit 130): a local job in progress is interrupted (it keeps
+its checkpoints), submitit jobs are cancelled; rerun the command to continue them. The sweep's
+folder is held while it runs (graphpath_common.locks): a second sweep into it exits 2.
 
 Executors (`run_sweep(executor=...)`, `--executor`):
     local           a process pool of `--workers` processes (default: the CPUs this process may
@@ -36,12 +41,14 @@ and writes OUT/sweep.json (each job's values, status and best held-out loss per 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import itertools
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -49,15 +56,19 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import submitit
 from tqdm import tqdm
 
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
 
+PROG = "python -m graphpath.sweep"
 EXECUTORS = ("local", "slurm", "submitit-local")
 STAGES = ("pretrain", "finetune")
 
@@ -133,45 +144,66 @@ def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
 
 
 def _claim(root: Path, job: Job, digest: str) -> None:
-    """Start a job afresh: drop its stage's leftover checkpoints and record the config hash."""
+    """Record the job's config hash (check_jobs has made sure a recorded one matches, so the
+    checkpoints of an earlier attempt are this job's own and it continues from them)."""
     out = job_dir(root, job)
     out.mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "checkpoints").glob(f"{job.stage}-*") if (out / "checkpoints").is_dir() else ():
-        leftover.unlink()
-    atomic_write_text(out / "job.json", json.dumps({"config_sha256": digest, "stage": job.stage,
-                                                    "after": job.after, "key": job.key}))
+    write_json(out / "job.json", {"config_sha256": digest, "stage": job.stage, "after": job.after, "key": job.key})
 
 
 def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
     """Run one job in this process (a pool worker or a submitit job): train_main with one thread,
-    its stdout and stderr in run_dir/job.log. Never raises for the job's own failure."""
+    continuing from the job's own last checkpoint when an earlier attempt left one; its stdout and
+    stderr appended to run_dir/job.log. Never raises for the job's own failure; Ctrl-C stops it
+    (exit 130, its checkpoints kept)."""
+    from graphpath.core.checkpoint import stage_checkpoints
+
     out = Path(run_dir)
     log_path = out / "job.log"
     start = time.time()
     code = 1
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            import torch
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pool workers ignore it between jobs
+    try:
+        with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            resume = bool(stage_checkpoints(out / "checkpoints", stage))
+            stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+            print(f"== {stamp}: {'continuing from the last checkpoint' if resume else 'starting'} ==", flush=True)
+            try:
+                import torch
 
-            from graphpath.training.run import main as train_main
+                from graphpath.training.run import main as train_main
 
-            torch.set_num_threads(1)
-            config_path = out / "job-config.toml"
-            atomic_write_text(config_path, text)
-            if source is not None:
-                checkpoints = out / "checkpoints"
-                checkpoints.mkdir(parents=True, exist_ok=True)
-                for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
-                    shutil.copyfile(path, checkpoints / path.name)
-            code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
-                               "--threads", "1", "--no-eval", "--no-figures"])
-        except Exception:  # the job's failure, reported with its log; the sweep goes on
-            traceback.print_exc()
-        ok = code == 0 and is_complete(out, stage)
+                torch.set_num_threads(1)
+                config_path = out / "job-config.toml"
+                atomic_write_text(config_path, text)
+                if source is not None:
+                    checkpoints = out / "checkpoints"
+                    checkpoints.mkdir(parents=True, exist_ok=True)
+                    for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
+                        shutil.copyfile(path, checkpoints / path.name)
+                code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
+                                   "--threads", "1", "--no-eval", "--no-figures", *(["--resume"] if resume else [])])
+            except Exception:  # the job's failure, reported with its log; the sweep goes on
+                traceback.print_exc()
+            ok = code == 0 and is_complete(out, stage)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(log_path)}
 
 
-def _one_thread() -> None:
+class TrainJob(submitit.helpers.Checkpointable):
+    """`execute` as a submitit job. When Slurm preempts it or its time runs out, submitit calls
+    `checkpoint` (Checkpointable's), which requeues this job with the same arguments: it continues
+    from its last checkpoint as any rerun of `execute` does."""
+
+    def __call__(self, run_dir: str, text: str, stage: str, source: str | None) -> dict:
+        return execute(run_dir, text, stage, source)
+
+
+def _worker_setup() -> None:
+    """A local pool worker: one torch thread, and Ctrl-C only while a job runs (`execute`), so an
+    idle worker is not killed by it mid-wait."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
@@ -185,21 +217,42 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
-    """(submit(fn, *args) -> future with .done() / .result(), close(), at most this many at once)."""
+def check_executor(kind: str) -> None:
+    """SweepError unless `kind` is an executor that can run here (Slurm: submitit finds `srun`)."""
     if kind not in EXECUTORS:
         raise SweepError(f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})")
-    if kind == "local":
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
-        return pool.submit, lambda: pool.shutdown(wait=True, cancel_futures=True), workers
-    import submitit
+    if kind == "slurm" and submitit.SlurmExecutor.affinity() < 0:
+        raise SweepError("--executor slurm: no Slurm on this machine (no srun on PATH); executors that work here: "
+                         + ", ".join(k for k in EXECUTORS if k != "slurm"))
 
+
+def _interrupt_pool(pool: ProcessPoolExecutor) -> None:
+    """Ctrl-C to every pool worker: a running job stops at once, keeping its checkpoints (a real
+    Ctrl-C in a terminal reaches them itself; this covers a SIGINT sent to the sweep alone)."""
+    for process in list(getattr(pool, "_processes", {}).values()):  # the pool's worker processes
+        with contextlib.suppress(OSError):
+            os.kill(process.pid, signal.SIGINT)
+
+
+def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
+    """(submit(run_dir, config text, stage, source) -> future with .done() / .result() / .cancel(),
+    close(interrupted=False), at most this many at once)."""
+    check_executor(kind)
+    if kind == "local":
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
+
+        def close(interrupted: bool = False) -> None:
+            if interrupted:
+                _interrupt_pool(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+
+        return lambda *args: pool.submit(execute, *args), close, workers
     folder = Path(root) / "submitit"
     slurm = dict(slurm or {})
     if kind == "submitit-local":
         executor = submitit.LocalExecutor(folder)
         executor.update_parameters(timeout_min=int(slurm.get("time", 60)))
-        return executor.submit, lambda: None, workers
+        return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
     executor = submitit.AutoExecutor(folder, cluster="slurm")
     params = {"timeout_min": int(slurm.get("time", 60)), "cpus_per_task": int(slurm.get("cpus_per_task", 1)),
               "tasks_per_node": 1, "nodes": 1, "name": "graphpath-sweep"}
@@ -208,7 +261,7 @@ def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None
     if slurm.get("gpus_per_task"):
         params["gpus_per_node"] = int(slurm["gpus_per_task"])
     executor.update_parameters(**params)
-    return executor.submit, lambda: None, workers
+    return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
 
 
 def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int | None = None,
@@ -220,10 +273,14 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
     input; a job's failure never stops the others.
     """
     root = Path(root)
-    if executor not in EXECUTORS:
-        raise SweepError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    check_executor(executor)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise SweepError(f"--workers must be a positive integer, got {workers!r}")
+    with hold(root, "graphpath.sweeps.runner.run_sweep"):  # a command running it holds root already
+        return _run_jobs(jobs, root, executor, workers, slurm, progress, desc)
+
+
+def _run_jobs(jobs, root: Path, executor: str, workers, slurm, progress: bool, desc: str) -> dict[str, dict]:
     hashes = check_jobs(jobs, root)
     status = {job.key: {"status": "done"} for job in jobs if is_complete(job_dir(root, job), job.stage)}
     pending = [job for job in jobs if job.key not in status]
@@ -234,7 +291,7 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
         return status
     limit = workers or (len(pending) if executor == "slurm" else default_workers())
     submit, close, limit = make_executor(executor, root, min(limit, len(pending)), slurm)
-    running = {}
+    running, interrupted = {}, False
     try:
         while pending or running:
             for job in list(pending):
@@ -249,7 +306,7 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
                 elif before in ("done", "ran"):
                     _claim(root, job, hashes[job.key])
                     source = str(job_dir(root, Job(job.after, {}))) if job.after else None
-                    running[job.key] = submit(execute, str(job_dir(root, job)), config_text(job.config), job.stage, source)
+                    running[job.key] = submit(str(job_dir(root, job)), config_text(job.config), job.stage, source)
                     pending.remove(job)
             finished = [key for key, future in running.items() if future.done()]
             if not finished:
@@ -268,9 +325,15 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
                     say(f"{key}: finished in {result['seconds']:.1f}s")
                 else:
                     say(f"{key}: FAILED (exit {result['code']}); log: {result['log']}")
+    except KeyboardInterrupt:
+        interrupted = True
+        for future in running.values():  # submitit jobs are cancelled; a local pool's are interrupted by close
+            with contextlib.suppress(Exception):
+                future.cancel()
+        raise
     finally:
         bar.close()
-        close()
+        close(interrupted)
     return status
 
 
@@ -293,7 +356,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def best_eval_loss(run_dir: Path, stage: str) -> float:
     """The best held-out loss of a stage (early stopping; the fine-tune step-0 line included)."""
-    losses = [m["eval_loss"] for m in read_metrics(run_dir) if m["stage"] == stage and "eval_loss" in m]
+    losses = [m["eval_loss"] for m in read_metrics(run_dir)
+              if m["stage"] == stage and m.get("eval_loss") is not None]  # null: a non-finite loss
     if not losses:
         raise SweepError(f"{run_dir} has no held-out {stage} evaluation")
     return float(min(losses))
@@ -373,20 +437,22 @@ def summarize(jobs: list[Job], root: Path, status: dict) -> dict:
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog="python -m graphpath.sweep", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", type=Path, help="grid TOML (see the module docstring / docs/contracts.md)")
     add_executor_options(parser)
     parser.add_argument("--out", type=Path, default=None, help="sweep directory (default runs/<name>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     name, jobs = load_grid(args.grid)
+    options = executor_options(args)
     out = args.out or Path("runs") / name
     start = time.time()
-    status = run_sweep(jobs, out, progress=not args.quiet, desc=f"{name} jobs", **executor_options(args))
-    seconds = time.time() - start
-    doc = summarize(jobs, out, status)
-    doc.update(name=name, grid=str(args.grid), seconds=seconds)
-    atomic_write_text(out / "sweep.json", json.dumps(doc, indent=1))
+    with hold(out, PROG):
+        status = run_sweep(jobs, out, progress=not args.quiet, desc=f"{name} jobs", **options)
+        seconds = time.time() - start
+        doc = summarize(jobs, out, status)
+        doc.update(name=name, grid=str(args.grid), seconds=seconds)
+        write_json(out / "sweep.json", doc)
     ran = sum(s["status"] == "ran" for s in status.values())
     print(f"{out / 'sweep.json'}: {len(jobs)} jobs, {ran} run now in {seconds:.1f}s"
           + (f" ({ran / seconds:.3f} jobs/s)" if ran else ""), file=sys.stderr)
@@ -420,8 +486,9 @@ def add_executor_options(parser) -> None:
 
 
 def executor_options(args) -> dict:
-    if args.executor not in EXECUTORS:
-        raise SweepError(f"unknown executor {args.executor!r} (choose from {', '.join(EXECUTORS)})")
+    """The executor settings of a command line, checked before any work (an executor that cannot
+    run here, Slurm without Slurm, is one line, exit 2)."""
+    check_executor(args.executor)
     if args.workers is not None and args.workers < 1:
         raise SweepError(f"--workers must be a positive integer, got {args.workers}")
     if args.time < 1:
@@ -433,11 +500,12 @@ def executor_options(args) -> dict:
 
 def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: bool = True) -> Path:
     """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
-    `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
+    `figures` is false, then `doc` as `out/<json_name>` (a non-finite number as null); returns that
+    JSON's path."""
     if figures:
         doc["figures"] = write_figures(doc, out / "figures")
     path = out / json_name
-    atomic_write_text(path, json.dumps(doc, indent=1))
+    write_json(path, doc)
     return path
 
 
@@ -455,7 +523,7 @@ def run_study_cli(prog: str, body, argv, *user_errors) -> int:
 
 
 def main(argv=None) -> int:
-    return run_study_cli("python -m graphpath.sweep", _main, argv)
+    return run_study_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":

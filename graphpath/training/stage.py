@@ -103,7 +103,7 @@ class Runtime:
         if self.world > 1:
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
             nodes = self.world // max(per_node, 1)
-            launch = (f"torchrun {f'--nnodes {nodes} ' if nodes > 1 else ''}--nproc-per-node {per_node} "
+            launch = (f"torchrun {f'--nnodes {nodes}' if nodes > 1 else '--standalone'} --nproc-per-node {per_node} "
                       "-m graphpath.train")
             extra += " (with the launch's own rendezvous options)" if nodes > 1 else ""
         return f"{launch} --out {run_dir} --resume{extra}"
