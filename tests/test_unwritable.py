@@ -13,46 +13,11 @@ import pytest
 
 from graphpath.core.checkpoint import verify_checkpoint
 
-from test_locks import FIXTURE, ROOT
+from every_command import NAMES, commands
 from test_resume_rule import TINY
 
 
-def commands(out: Path) -> dict:
-    """Each command line, writing into the folder `out`."""
-    from graphpath.training.run import main as train
-    from graphpath.evaluation.suite import main as evaluate
-    from graphpath.analysis.perturb import main as perturb
-    from graphpath.analysis.basin import main as basin
-    from graphpath.analysis.llc import main as llc
-    from graphpath.analysis.interpret import main as interpret
-    from graphpath.sweeps.runner import main as sweep
-    from experiments.edt import main as edt
-    from experiments.mixture import main as mixture
-    from experiments.partial import main as partial
-    from experiments.transfer import main as transfer
-    from data_gen.build import main as build
-    from blog.__main__ import main as blog
-
-    return {
-        "train": lambda: train(["--out", str(out), *TINY]),
-        "train --seeds": lambda: train(["--out", str(out), *TINY, "--seeds", "0,1"]),
-        "evaluate": lambda: evaluate([str(FIXTURE), "--out", str(out), "--size", "64"]),
-        "evaluate handcrafted": lambda: evaluate(["--model", "handcrafted", "--n", "4", "--out", str(out)]),
-        "perturb": lambda: perturb(["--model", "handcrafted", "--n", "4", "--out", str(out / "p.json")]),
-        "basin": lambda: basin(["handcrafted", "--n", "4", "--out", str(out / "b.json")]),
-        "llc": lambda: llc(["handcrafted", "--n", "4", "--out", str(out / "l.json")]),
-        "interpret": lambda: interpret([str(FIXTURE), "--no-figures", "--out", str(out / "i.json")]),
-        "sweep": lambda: sweep([str(ROOT / "experiments" / "sweep-tiny.toml"), "--out", str(out)]),
-        "experiments.edt": lambda: edt(["--out", str(out)]),
-        "experiments.mixture": lambda: mixture(["--out", str(out)]),
-        "experiments.partial": lambda: partial(["--out", str(out)]),
-        "experiments.transfer": lambda: transfer(["--out", str(out)]),
-        "data_gen.build": lambda: build(["--preset", "pretrain", "--size", "64", "--seed", "0", "--out", str(out)]),
-        "blog": lambda: blog([str(FIXTURE), "--out", str(out)]),
-    }
-
-
-@pytest.mark.parametrize("name", list(commands(Path("x"))))
+@pytest.mark.parametrize("name", NAMES)
 def test_an_unwritable_output_is_one_line_before_any_work(tmp_path, capsys, name):
     blocker = tmp_path / "a-file"
     blocker.write_text("a file where a folder should be")

@@ -272,16 +272,16 @@ class StageLoop:
                                 f"Continue with a lower lr: {command}")
 
     def heldout_loss(self) -> float:
-        """The held-out loss of the weights as they are now (measured once per step), the same
-        on every process."""
-        if self.eval_step != self.step:
-            if self.runtime.main:
-                self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
-            if self.runtime.world > 1:
-                shared = [self.eval_loss]
-                dist.broadcast_object_list(shared, src=0)
-                self.eval_loss = shared[0]
+        """The held-out loss of the weights as they are now, the same on every process: measured by
+        the main process (unless it did at this step already), then shared (every process calls
+        this at the same steps)."""
+        if self.runtime.main and self.eval_step != self.step:
+            self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
             self.eval_step = self.step
+        if self.runtime.world > 1:
+            shared = [self.eval_loss]
+            dist.broadcast_object_list(shared, src=0)
+            self.eval_loss = shared[0]
         return self.eval_loss
 
     def checkpoint(self, name: str) -> None:
