@@ -69,7 +69,7 @@ def hold(folder, program: str, name: str | None = None):
     FolderBusy if another process holds it, graphpath_common.files.WriteError if the folder cannot
     be written."""
     folder = Path(folder)
-    created = not folder.exists()
+    created = [f for f in (folder, *folder.parents) if not f.exists()]  # innermost first
     ensure_writable(folder)
     lock_file = lock_path(folder, name)
     record = lock_file.with_name(lock_file.name + ".json")
@@ -102,6 +102,8 @@ def hold(folder, program: str, name: str | None = None):
         if not clean and created and {p.name for p in folder.iterdir()} <= {lock_file.name}:
             lock_file.unlink(missing_ok=True)  # refused before writing: leave no folder behind
             lock.release()
-            folder.rmdir()
+            for made in created:
+                if made.is_dir() and not any(made.iterdir()):
+                    made.rmdir()
         else:
             lock.release()

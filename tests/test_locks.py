@@ -65,7 +65,7 @@ def test_a_lock_does_not_survive_kill_9_and_holding_nests(tmp_path):
 
 def test_a_refused_command_leaves_no_folder_it_created(tmp_path):
     with pytest.raises(ValueError):
-        with hold(tmp_path / "new" , "me"):
+        with hold(tmp_path / "new" / "deeper", "me"):
             raise ValueError("refused before writing")
     assert not (tmp_path / "new").exists()
 

@@ -15,6 +15,10 @@ Examples:
 
 Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, model, train =
 pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
+With `--resume` a started stage may change only lr, min_lr, steps, grad_clip and bookkeeping keys,
+from the step it resumes at (graphpath/training/resume.py); config.toml never holds a value the
+run did not use. A loss that becomes NaN stops the run at its last checkpoint with a finite
+held-out loss, with the command that continues from it at a lower lr.
 `--seeds 0,1,2` trains the config once per seed into OUT/seed-<k>/ (an ordinary run directory
 each) and scores them together into OUT/eval.json and OUT/report.md (means with 95% CIs over the
 seeds, each seed's numbers kept); see graphpath/core/rungroup.py.

@@ -214,7 +214,9 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
                 show_progress: bool = True) -> dict:
     """Train `model` (already initialized or loaded) for one stage; returns a summary dict.
 
-    Writes metrics lines, checkpoints every `checkpoint_every` steps and `<stage>-final` at the end.
+    Writes metrics lines, checkpoints every `checkpoint_every` steps (keeping the newest
+    `keep_checkpoints`) and `<stage>-final` at the end; a checkpoint only of weights whose held-out
+    loss is finite (else TrainingDiverged, as for a non-finite batch loss).
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
     would (resume continues bit-identically on CPU). Fine-tuning with `optimizer = "continue"`
     starts from the pre-training optimizer in `run_dir/checkpoints/pretrain-final`.
