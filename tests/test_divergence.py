@@ -90,9 +90,11 @@ def test_a_checkpoint_recording_a_nonfinite_loss_is_not_resumed_from(tmp_path, c
     info = json.loads(newest.read_text())
     newest.write_text(json.dumps({**info, "heldout_loss": None}))  # as written for a diverged model
     capsys.readouterr()
-    assert main(["--out", str(run), "--resume", "--no-eval", "--no-figures"]) == 2
+    config = (run / "config.toml").read_bytes()
+    assert main(["--out", str(run), "--resume", "--train.lr", "1e-4", "--no-eval", "--no-figures"]) == 2
     err = capsys.readouterr().err
     assert "non-finite held-out loss" in err and "previous good checkpoint pretrain-20" in err
+    assert (run / "config.toml").read_bytes() == config and not (run / "resumes.json").exists()
 
 
 @pytest.mark.parametrize("value", ["1e38", "inf", "nan", "-1e-3", "0"])

@@ -223,6 +223,9 @@ def check_run(args, config: RunConfig, out: Path, runtime: Runtime) -> dict:
             raise UsageError(f"{out} already has {name} checkpoints; pass --resume to continue, or a new --out")
     if "pretrain" not in stages and not (out / "checkpoints" / "pretrain-final.json").is_file():
         raise UsageError(f"{out} has no finished pre-training (checkpoints/pretrain-final.json); run --stage pretrain first")
+    if args.resume:
+        for name in stages:
+            resume_checkpoint(out, name)  # a damaged one: one line now, before config.toml is rewritten
     return check_changes(config, out)
 
 
