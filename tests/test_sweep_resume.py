@@ -11,7 +11,8 @@ import pytest
 import submitit
 from safetensors.torch import load_file
 
-from graphpath.sweeps.runner import TrainJob, main, make_executor
+from graphpath.sweeps.executors import TrainJob, make_executor
+from graphpath.sweeps.runner import main
 
 from every_command import ROOT, tiny_grid
 

@@ -18,7 +18,7 @@ Ctrl-C stops the sweep with one line (exit 130): a local job in progress is inte
 its checkpoints), submitit jobs are cancelled; rerun the command to continue them. The sweep's
 folder is held while it runs (graphpath_common.locks): a second sweep into it exits 2.
 
-Executors (`run_sweep(executor=...)`, `--executor`):
+Executors (`run_sweep(executor=...)`, `--executor`; graphpath/sweeps/executors.py):
     local           a process pool of `--workers` processes (default: the CPUs this process may
                     use), one torch thread each; every job runs `graphpath.training.run.main` in-process
                     in a worker, its output in the job's job.log
@@ -41,40 +41,27 @@ and writes OUT/sweep.json (each job's values, status and best held-out loss per 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import itertools
 import json
-import multiprocessing
-import os
-import shutil
-import signal
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import submitit
 from tqdm import tqdm
 
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
 from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
+from graphpath.sweeps.executors import EXECUTORS, SweepError, check_executor, default_workers, is_complete, make_executor
 
 PROG = "python -m graphpath.sweep"
-EXECUTORS = ("local", "slurm", "submitit-local")
 STAGES = ("pretrain", "finetune")
-
-
-class SweepError(ValueError):
-    """Bad sweep input (unknown executor, empty grid, foreign run directory); one line, exit 2."""
 
 
 class SweepFailed(RuntimeError):
@@ -106,10 +93,6 @@ def job_hash(text: str, source: Path | None) -> str:
     if source is not None:
         text += f"\n# from {Path(source).resolve()}\n"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def is_complete(run_dir: Path, stage: str) -> bool:
-    return (Path(run_dir) / "checkpoints" / f"{stage}-final.json").is_file()
 
 
 def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
@@ -149,119 +132,6 @@ def _claim(root: Path, job: Job, digest: str) -> None:
     out = job_dir(root, job)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "job.json", {"config_sha256": digest, "stage": job.stage, "after": job.after, "key": job.key})
-
-
-def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
-    """Run one job in this process (a pool worker or a submitit job): train_main with one thread,
-    continuing from the job's own last checkpoint when an earlier attempt left one; its stdout and
-    stderr appended to run_dir/job.log. Never raises for the job's own failure; Ctrl-C stops it
-    (exit 130, its checkpoints kept)."""
-    from graphpath.core.checkpoint import stage_checkpoints
-
-    out = Path(run_dir)
-    log_path = out / "job.log"
-    start = time.time()
-    code = 1
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # pool workers ignore it between jobs
-    try:
-        with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            resume = bool(stage_checkpoints(out / "checkpoints", stage))
-            stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-            print(f"== {stamp}: {'continuing from the last checkpoint' if resume else 'starting'} ==", flush=True)
-            try:
-                import torch
-
-                from graphpath.training.run import main as train_main
-
-                torch.set_num_threads(1)
-                config_path = out / "job-config.toml"
-                atomic_write_text(config_path, text)
-                if source is not None:
-                    checkpoints = out / "checkpoints"
-                    checkpoints.mkdir(parents=True, exist_ok=True)
-                    for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
-                        shutil.copyfile(path, checkpoints / path.name)
-                code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
-                                   "--threads", "1", "--no-eval", "--no-figures", *(["--resume"] if resume else [])])
-            except Exception:  # the job's failure, reported with its log; the sweep goes on
-                traceback.print_exc()
-            ok = code == 0 and is_complete(out, stage)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(log_path)}
-
-
-class TrainJob(submitit.helpers.Checkpointable):
-    """`execute` as a submitit job. When Slurm preempts it or its time runs out, submitit calls
-    `checkpoint` (Checkpointable's), which requeues this job with the same arguments: it continues
-    from its last checkpoint as any rerun of `execute` does."""
-
-    def __call__(self, run_dir: str, text: str, stage: str, source: str | None) -> dict:
-        return execute(run_dir, text, stage, source)
-
-
-def _worker_setup() -> None:
-    """A local pool worker: one torch thread, and Ctrl-C only while a job runs (`execute`), so an
-    idle worker is not killed by it mid-wait."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def check_executor(kind: str) -> None:
-    """SweepError unless `kind` is an executor that can run here (Slurm: submitit finds `srun`)."""
-    if kind not in EXECUTORS:
-        raise SweepError(f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})")
-    if kind == "slurm" and submitit.SlurmExecutor.affinity() < 0:
-        raise SweepError("--executor slurm: no Slurm on this machine (no srun on PATH); executors that work here: "
-                         + ", ".join(k for k in EXECUTORS if k != "slurm"))
-
-
-def _interrupt_pool(pool: ProcessPoolExecutor) -> None:
-    """Ctrl-C to every pool worker: a running job stops at once, keeping its checkpoints (a real
-    Ctrl-C in a terminal reaches them itself; this covers a SIGINT sent to the sweep alone)."""
-    for process in list(getattr(pool, "_processes", {}).values()):  # the pool's worker processes
-        with contextlib.suppress(OSError):
-            os.kill(process.pid, signal.SIGINT)
-
-
-def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
-    """(submit(run_dir, config text, stage, source) -> future with .done() / .result() / .cancel(),
-    close(interrupted=False), at most this many at once)."""
-    check_executor(kind)
-    if kind == "local":
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
-
-        def close(interrupted: bool = False) -> None:
-            if interrupted:
-                _interrupt_pool(pool)
-            pool.shutdown(wait=True, cancel_futures=True)
-
-        return lambda *args: pool.submit(execute, *args), close, workers
-    folder = Path(root) / "submitit"
-    slurm = dict(slurm or {})
-    if kind == "submitit-local":
-        executor = submitit.LocalExecutor(folder)
-        executor.update_parameters(timeout_min=int(slurm.get("time", 60)))
-        return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
-    executor = submitit.AutoExecutor(folder, cluster="slurm")
-    params = {"timeout_min": int(slurm.get("time", 60)), "cpus_per_task": int(slurm.get("cpus_per_task", 1)),
-              "tasks_per_node": 1, "nodes": 1, "name": "graphpath-sweep"}
-    if slurm.get("partition"):
-        params["slurm_partition"] = slurm["partition"]
-    if slurm.get("gpus_per_task"):
-        params["gpus_per_node"] = int(slurm["gpus_per_task"])
-    executor.update_parameters(**params)
-    return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
 
 
 def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int | None = None,
