@@ -15,6 +15,7 @@ import plotly.offline
 from graphpath_common.files import WriteError, atomic_write_bytes
 
 from .figures import FIGURES
+from .footer import FOOTER
 from .inside import INSIDE, available as inside_available
 from .outputs import OUTPUTS, available as outputs_available
 from .perturbation import PERTURBATION
@@ -27,7 +28,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS}
+PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS, **FOOTER}
 
 
 class MissingValuesError(BlogError):

@@ -1,5 +1,5 @@
-"""Where a sweep's jobs run: each job is `execute` (one `graphpath.train` run in this process, its
-output in the job's job.log), run by one of the EXECUTORS that `make_executor` builds.
+"""Where a sweep's jobs run: each job is `execute` (one `graphpath.training.run.train` run in this
+process, its output in the job's job.log), run by one of the EXECUTORS that `make_executor` builds.
 
     local           a spawn process pool, one torch thread per worker; Ctrl-C reaches a running job
                     only (an idle worker ignores it)
@@ -8,7 +8,7 @@ output in the job's job.log), run by one of the EXECUTORS that `make_executor` b
     submitit-local  submitit's LocalExecutor, the same bookkeeping on one machine
 
 A job whose directory holds checkpoints of its stage (an earlier attempt killed or preempted)
-continues from its own last checkpoint (`graphpath.train --resume`).
+continues from its own last checkpoint (`train(..., resume=True)`, as `graphpath.train --resume`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ from pathlib import Path
 
 import submitit
 
-from graphpath_common.files import atomic_write_text
+from graphpath_common.files import WriteError
+from graphpath_common.locks import FolderBusy
+from graphpath_common.rundir import RunDir
+from graphpath_common.toml import tomllib
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 
@@ -36,49 +39,66 @@ class SweepError(ValueError):
 
 
 def is_complete(run_dir: Path, stage: str) -> bool:
-    return (Path(run_dir) / "checkpoints" / f"{stage}-final.json").is_file()
+    return RunDir(run_dir).finished(stage)
 
 
 def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
-    """Run one job in this process (a pool worker or a submitit job): train_main with one thread,
-    continuing from the job's own last checkpoint when an earlier attempt left one; its stdout and
-    stderr appended to run_dir/job.log. Never raises for the job's own failure; Ctrl-C stops it
-    (exit 130, its checkpoints kept)."""
-    from graphpath.core.checkpoint import stage_checkpoints
-
-    out = Path(run_dir)
-    log_path = out / "job.log"
+    """Run one job in this process (a pool worker or a submitit job): `graphpath.training.run.train`
+    with one thread, continuing from the job's own last checkpoint when an earlier attempt left one;
+    its stdout and stderr appended to run_dir/job.log. Never raises for the job's own failure; Ctrl-C
+    stops it (exit 130, its checkpoints kept)."""
+    job = RunDir(run_dir)
     start = time.time()
-    code = 1
+    code, ok = 1, False
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None  # see _worker_setup
     try:
-        with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-            resume = bool(stage_checkpoints(out / "checkpoints", stage))
+        job.path.mkdir(parents=True, exist_ok=True)
+        with open(job.job_log, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            resume = bool(job.checkpoint_files(stage))
             stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
             print(f"== {stamp}: {'continuing from the last checkpoint' if resume else 'starting'} ==", flush=True)
-            try:
-                import torch
-
-                from graphpath.training.run import main as train_main
-
-                torch.set_num_threads(1)
-                config_path = out / "job-config.toml"
-                atomic_write_text(config_path, text)
-                if source is not None:
-                    checkpoints = out / "checkpoints"
-                    checkpoints.mkdir(parents=True, exist_ok=True)
-                    for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
-                        shutil.copyfile(path, checkpoints / path.name)
-                code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
-                                   "--threads", "1", "--no-eval", "--no-figures", *(["--resume"] if resume else [])])
-            except Exception:  # the job's failure, reported with its log; the sweep goes on
-                traceback.print_exc()
-            ok = code == 0 and is_complete(out, stage)
+            code = _train(job, text, stage, source, resume)
+            ok = code == 0 and is_complete(job.path, stage)
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
-    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(log_path)}
+    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(job.job_log)}
+
+
+def _train(job: RunDir, text: str, stage: str, source: str | None, resume: bool) -> int:
+    """`train` one job's stage into `job`, as `python -m graphpath.train` would; its exit status
+    (bad input 2, a diverged loss 1, Ctrl-C 130), each failure one line (or a traceback) in job.log."""
+    prog = "graphpath.train"
+    try:
+        from graphpath.core.checkpoint import CheckpointError
+        from graphpath.core.config import ConfigError, from_dict
+        from graphpath.evaluation.sets import EvalError
+        from graphpath.training.feed import DataError
+        from graphpath.training.run import train
+        from graphpath.training.stage import TrainingDiverged
+        from graphpath_common.cli import INTERRUPTED, UsageError
+
+        config = from_dict(tomllib.loads(text))
+        if source is not None:
+            job.checkpoints.mkdir(parents=True, exist_ok=True)
+            for path in RunDir(source).checkpoints.glob(f"{RunDir(source).checkpoint('pretrain').stem}.*"):
+                shutil.copyfile(path, job.checkpoints / path.name)
+        try:
+            train(config, job.path, stage=stage, resume=resume, threads=1, evaluate=False, figures=False)
+            return 0
+        except (ConfigError, CheckpointError, DataError, EvalError, UsageError, WriteError, FolderBusy) as error:
+            print(f"{prog}: {error}")  # bad input: one line, as the command line says it
+            return 2
+        except TrainingDiverged as error:
+            print(f"{prog}: {error}")
+            return 1
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; the job continues from its last checkpoint when the sweep is rerun")
+            return INTERRUPTED
+    except Exception:  # the job's failure, reported with its log; the sweep goes on
+        traceback.print_exc()
+        return 1
 
 
 class TrainJob(submitit.helpers.Checkpointable):

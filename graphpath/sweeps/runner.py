@@ -20,7 +20,7 @@ folder is held while it runs (graphpath_common.locks): a second sweep into it ex
 
 Executors (`run_sweep(executor=...)`, `--executor`; graphpath/sweeps/executors.py):
     local           a process pool of `--workers` processes (default: the CPUs this process may
-                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    use), one torch thread each; every job runs `graphpath.training.run.train` in-process
                     in a worker, its output in the job's job.log
     slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
                     --gpus-per-task); jobs are submitted as their dependencies finish
@@ -55,7 +55,8 @@ from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.locks import hold
-from graphpath_common.toml import read_toml
+from graphpath_common.rundir import RunDir
+from graphpath_common.toml import read_toml, toml_value
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
 from graphpath.sweeps.executors import EXECUTORS, SweepError, check_executor, default_workers, is_complete, make_executor
@@ -114,7 +115,7 @@ def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
         source = job_dir(root, Job(job.after, {})) if job.after else None
         hashes[job.key] = digest = job_hash(config_text(job.config), source)
         out = job_dir(root, job)
-        marker = out / "job.json"
+        marker = RunDir(out).job
         if marker.is_file():
             recorded = json.loads(marker.read_text()).get("config_sha256")
             if recorded != digest:
@@ -131,7 +132,7 @@ def _claim(root: Path, job: Job, digest: str) -> None:
     checkpoints of an earlier attempt are this job's own and it continues from them)."""
     out = job_dir(root, job)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "job.json", {"config_sha256": digest, "stage": job.stage, "after": job.after, "key": job.key})
+    write_json(RunDir(out).job, {"config_sha256": digest, "stage": job.stage, "after": job.after, "key": job.key})
 
 
 def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int | None = None,
@@ -188,7 +189,7 @@ def _run_jobs(jobs, root: Path, executor: str, workers, slurm, progress: bool, d
                     result = future.result()
                 except Exception as error:  # the worker itself died (or submitit lost the job)
                     result = {"ok": False, "code": None, "seconds": None, "error": f"{type(error).__name__}: {error}",
-                              "log": str(job_dir(root, Job(key, {})) / "job.log")}
+                              "log": str(RunDir(job_dir(root, Job(key, {}))).job_log)}
                 status[key] = {**result, "status": "ran" if result["ok"] else "failed"}
                 bar.update()
                 if result["ok"]:
@@ -218,10 +219,10 @@ def require_complete(status: dict[str, dict]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise SweepError(f"{run_dir} is not a finished run directory (no metrics.jsonl)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    run = RunDir(run_dir)
+    if not run.metrics.is_file():
+        raise SweepError(f"{run_dir} is not a finished run directory (no {run.metrics.name})")
+    return run.read_metrics(SweepError)
 
 
 def best_eval_loss(run_dir: Path, stage: str) -> float:
@@ -274,8 +275,7 @@ def load_grid(path: Path) -> tuple[str, list[Job]]:
         chosen = dict(zip(axes, values))
         key = ",".join(f"{k}={_value_name(v)}" for k, v in chosen.items()) or "base"
         try:
-            raw = apply_overrides(base, [(k, json.dumps(v) if isinstance(v, str) else _toml(v))
-                                         for k, v in chosen.items()])
+            raw = apply_overrides(base, [(k, toml_value(v)) for k, v in chosen.items()])
         except ConfigError as error:
             raise SweepError(str(error)) from None
         jobs.append(Job(f"{key}/pretrain" if stage == "all" else key, raw, "pretrain"))
@@ -284,14 +284,6 @@ def load_grid(path: Path) -> tuple[str, list[Job]]:
     if not jobs or any(not v for v in axes.values()):
         raise SweepError(f"{path}: the grid has zero jobs (an axis of [grid] is empty)")
     return name, jobs
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
 
 
 def summarize(jobs: list[Job], root: Path, status: dict) -> dict:
@@ -373,7 +365,7 @@ def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: boo
     `figures` is false, then `doc` as `out/<json_name>` (a non-finite number as null); returns that
     JSON's path."""
     if figures:
-        doc["figures"] = write_figures(doc, out / "figures")
+        doc["figures"] = write_figures(doc, RunDir(out).figures)
     path = out / json_name
     write_json(path, doc)
     return path

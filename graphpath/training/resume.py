@@ -28,8 +28,8 @@ from pathlib import Path
 
 from graphpath_common.cli import UsageError
 from graphpath_common.jsonfile import write_json
+from graphpath_common.rundir import STAGES, RunDir
 
-from graphpath.core.checkpoint import STAGES, stage_checkpoints
 from graphpath.core.config import RunConfig
 
 RESUMABLE = ("lr", "min_lr", "steps", "grad_clip", "log_every", "eval_every", "checkpoint_every",
@@ -37,7 +37,6 @@ RESUMABLE = ("lr", "min_lr", "steps", "grad_clip", "log_every", "eval_every", "c
 SECTION = {"pretrain": "train", "finetune": "finetune"}
 STAGE_DATA = {"pretrain": ("pretrain_threshold", "pretrain_task"),
               "finetune": ("finetune_n_max", "finetune_threshold", "finetune_task")}
-RECORD = "resumes.json"
 
 
 def _flat(config: RunConfig) -> dict[str, object]:
@@ -51,7 +50,7 @@ def _flat(config: RunConfig) -> dict[str, object]:
 
 def stage_progress(out: Path, stage: str) -> tuple[int | None, bool]:
     """(the step of the stage's newest checkpoint, or None if it has none; whether it finished)."""
-    found = stage_checkpoints(Path(out) / "checkpoints", stage)
+    found = RunDir(out).checkpoint_files(stage)
     if not found:
         return None, False
     step = found[-1].name[len(stage) + 1:-len(".json")]
@@ -71,7 +70,7 @@ def _owner(key: str) -> str | None:
 def check_changes(config: RunConfig, out: Path) -> dict[str, dict]:
     """The resumable changes to record, {stage: {"step": s, "changed": {key: [old, new]}}}, of
     `config` against the run's config.toml; UsageError naming every key that may not change."""
-    recorded = Path(out) / "config.toml"
+    recorded = RunDir(out).config
     if not recorded.is_file():
         return {}
     from graphpath.core.config import load_config
@@ -113,7 +112,7 @@ def write_record(out: Path, changes: dict[str, dict]) -> None:
     """Append each stage's resumed changes to out/resumes.json (a list, oldest first)."""
     if not changes:
         return
-    path = Path(out) / RECORD
+    path = RunDir(out).resumes
     entries = json.loads(path.read_text()) if path.is_file() else []
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     entries += [{"stage": stage, "step": entry["step"], "changed": entry["changed"], "utc": now}
