@@ -55,4 +55,13 @@ def run_cli(prog: str, body: Callable[[list[str] | None], int], argv: list[str] 
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; files written before it are complete, none is half-written",
               file=sys.stderr)
-        return INTERRUPTED
+        return handled_interrupt()
+
+
+def handled_interrupt() -> int:
+    """INTERRUPTED, once a Ctrl-C has been handled. CPython 3.11 notes a KeyboardInterrupt that
+    passed through any `eval` of a string (numpy.f2py runs many while numba loads) as unhandled,
+    even when it was caught later, and a `python -m` process then kills itself with SIGINT on exit
+    instead of exiting with our status; evaluating a string again clears that note."""
+    eval("None")
+    return INTERRUPTED

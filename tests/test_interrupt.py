@@ -61,3 +61,18 @@ def test_ctrl_c_is_one_line_exit_130_and_nothing_half_written(tmp_path, name):
         assert last.endswith(f"continue from the last checkpoint with python -m graphpath.train --out {folder} --resume")
     if name == "data_gen.build":
         assert not (folder / "ds").exists() and not list(folder.glob(".tmp-*"))
+
+
+def test_ctrl_c_caught_after_passing_through_an_eval_still_exits_130(tmp_path):
+    """CPython 3.11 notes a KeyboardInterrupt that passed through `eval` of a string as unhandled,
+    and a `python -m` process then ends by SIGINT (-2) whatever status it returns; numpy.f2py's
+    evals, run while numba loads, made `graphpath.perturb` end so when Ctrl-C came at that moment."""
+    (tmp_path / "evals.py").write_text(
+        "import os, sys\n"
+        "from graphpath_common.cli import run_cli\n"
+        "def body(argv):\n"
+        "    return eval('os.kill(os.getpid(), 2) or sum(range(10 ** 8))')\n"
+        "sys.exit(run_cli('python -m evals', body, None))\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}"}
+    done = subprocess.run([sys.executable, "-m", "evals"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 130 and done.stderr.startswith("python -m evals: interrupted"), done.stderr

@@ -77,7 +77,7 @@ def _train(job: RunDir, text: str, stage: str, source: str | None, resume: bool)
         from graphpath.training.feed import DataError
         from graphpath.training.run import train
         from graphpath.training.stage import TrainingDiverged
-        from graphpath_common.cli import INTERRUPTED, UsageError
+        from graphpath_common.cli import UsageError, handled_interrupt
 
         config = from_dict(tomllib.loads(text))
         if source is not None:
@@ -95,7 +95,7 @@ def _train(job: RunDir, text: str, stage: str, source: str | None, resume: bool)
             return 1
         except KeyboardInterrupt:
             print(f"{prog}: interrupted; the job continues from its last checkpoint when the sweep is rerun")
-            return INTERRUPTED
+            return handled_interrupt()
     except Exception:  # the job's failure, reported with its log; the sweep goes on
         traceback.print_exc()
         return 1

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from graphpath_common.cli import INTERRUPTED, ArgumentParser, UsageError, run_cli
+from graphpath_common.cli import ArgumentParser, UsageError, handled_interrupt, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import require_seeds
@@ -485,11 +485,11 @@ def _main(argv) -> int:
     except KeyboardInterrupt as interrupt:
         continue_with = getattr(interrupt, "continue_with", "")
         if continue_with is None:  # a torchrun process other than the main one: it says nothing
-            return INTERRUPTED
+            return handled_interrupt()
         if not continue_with:  # before the run had a directory: graphpath_common.cli says it
             raise
         print(f"{PROG}: interrupted; continue from the last checkpoint with {continue_with}", file=sys.stderr)
-        return INTERRUPTED
+        return handled_interrupt()
 
 
 if __name__ == "__main__":
