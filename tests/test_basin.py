@@ -122,3 +122,58 @@ def test_thorough_preset_is_a_valid_configuration():
     table = tomllib.loads((Path(__file__).parent.parent / "experiments" / "basin-thorough.toml").read_text())
     cfg, plan = B.PerturbConfig(model=None, **table["perturb"]), B.Search(**table["search"])
     assert cfg.kind == "all" and len(cfg.seeds) == 8 and plan.budget == 10 and plan.ratio == 1.2
+
+
+def fake_trials(monkeypatch, edge: float, stop_at: int | None = None, stop=KeyboardInterrupt):
+    """Group.trial replaced by a known boundary at `edge` (every draw recovers below it, none above);
+    the call numbered `stop_at` (from 1) raises `stop` instead. Returns the list of (group size,
+    draws) seen per call."""
+    seen = []
+
+    def trial(self, sigma, bar=None):
+        seen.append((len(self.members), len(self.draws)))
+        if stop_at is not None and len(seen) == stop_at:
+            raise stop("stopped by the test") if stop is not KeyboardInterrupt else stop()
+        runs = len(self.members) * len(self.draws)
+        k = runs if sigma < edge else 0
+        return {"sigma": sigma, "recovered": k, "runs": runs, "rate": k / runs, "ci95": wilson(k, runs),
+                "holds": sigma < edge, "by_model": {row["key"]: [sigma < edge] * len(self.draws)
+                                                   for *_, row in self.members},
+                "final": {row["key"]: [0.0] * len(self.draws) for *_, row in self.members}}
+
+    monkeypatch.setattr(B.Group, "trial", trial)
+    return seen
+
+
+def test_a_lone_model_after_a_measured_group_gets_the_group_s_pooled_draws(monkeypatch):
+    from graphpath.analysis.targets import subjects
+
+    seen = fake_trials(monkeypatch, edge=0.3)
+    three = [subjects("handcrafted", "test", n=4)[0] for _ in range(3)]
+    groups = {"seeds": three, "handcrafted": subjects("handcrafted", "test", n=4)}
+    cfg = B.PerturbConfig(model=None, kind="all", seeds=[0, 1], steps=2, eval_size=64)
+    saved = []
+    out = B.measure(groups, cfg, B.Search(start=0.1, factor=2, ratio=1.5, budget=6), "cpu", False,
+                    save=lambda g: saved.append({k: (v["complete"], len(v["trials"])) for k, v in g.items()}))
+    assert {draws for size, draws in seen if size == 3} == {2}  # a group: the configured draws per model
+    assert {draws for size, draws in seen if size == 1} == {6}  # alone: as many runs as 3 models x 2 draws
+    for g in out.values():
+        assert g["complete"] and g["lo"]["sigma"] < 0.3 <= g["hi"]["sigma"]
+    assert saved[0] == {"seeds": (False, 1)}  # written after the first sigma, before the group finished
+    assert len(saved) == len(seen) + 2  # after every sigma and every group
+
+
+@pytest.mark.parametrize("stop,code,status", [(KeyboardInterrupt, 130, "interrupted"),
+                                              (B.PerturbError, 2, "failed: stopped by the test")])
+def test_measurements_made_before_an_interrupt_or_a_failure_are_kept(monkeypatch, capsys, tmp_path, stop, code,
+                                                                    status):
+    seen = fake_trials(monkeypatch, edge=10.0, stop_at=3, stop=stop)
+    out = tmp_path / "basin.json"
+    assert B.main(["handcrafted", "--n", "4", "--steps", "2", "--out", str(out), "--quiet"]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    doc = json.loads(out.read_text())
+    group = doc["groups"]["handcrafted"]
+    assert len(seen) == 3 and [t["sigma"] for t in group["trials"]] == [0.1, 0.2]  # the two sigmas finished
+    assert not group["complete"] and group["lo"] is None and doc["provenance"]["status"] == status
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "basin.json"]  # no temporary left

@@ -147,3 +147,5 @@ def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsy
     assert [r["eps"] for r in rows] == [10.0, 1e-9] and rows[0]["models"]["regular"]["diverged"]
     assert rows[1]["models"]["regular"]["llc"] is not None and not rows[1]["passes"]
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
+    assert doc["provenance"]["status"] == "failed: calibration failed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "llc.json"]  # no temporary left

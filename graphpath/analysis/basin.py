@@ -28,7 +28,10 @@ pre-training checkpoints on pre-training data and fine-tuned checkpoints on fine
 hand-built model on the run's pre-training data; `handcrafted --n N` for the hand-built model
 alone. A model outside the range a basin is measured in (perturb.RANGE_RULE) is refused: the
 others are measured and written, then the command exits 2 naming it. Output: RUN_DIR/basin.json
-(schema in docs/contracts.md); `experiments/basin-thorough.toml` is the thorough preset.
+(schema in docs/contracts.md), held against other writers (graphpath_common.locks) and rewritten
+after every sigma tried: an interrupt (exit 130) or a failure (exit 2) keeps every sigma measured
+before it, the unfinished group marked `complete: false` and the provenance status saying why.
+`experiments/basin-thorough.toml` is the thorough preset.
 """
 from __future__ import annotations
 
@@ -44,8 +47,9 @@ from tqdm import tqdm
 
 from data_gen.splits import split_batch
 from graphpath_common import provenance
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.cli import ArgumentParser, first_line, run_cli
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
@@ -163,33 +167,51 @@ class Group:
                 "holds": k / m >= 0.5, "by_model": by_model, "final": final}
 
 
-def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, device, progress: bool) -> dict:
-    """basin.json's `groups`: {name: {models, refused, lo, hi, closed, censored, resolved, trials}}."""
-    out = {}
-    largest = max(len(members) for members in groups.values())
+def bracket_fields(found: dict, plan: Search) -> dict:
+    """basin.json's bracket fields of one group from a finished `search`."""
+    lo, hi = end(found["lo"]), end(found["hi"])
+    resolved = (lo is not None and hi is not None and lo["ci95"][0] > 0.5 and hi["ci95"][1] < 0.5)
+    top = max(t["sigma"] for t in found["trials"])
+    bottom = min(t["sigma"] for t in found["trials"])
+    note = {"above": f"every sigma up to {top:.4g} held; the budget of {plan.budget} sigmas ran out, "
+                     f"so the radius is at least {top:.4g} (censored above)",
+            "below": f"no sigma down to {bottom:.4g} held (censored below: the radius is under "
+                     f"{bottom:.4g})", None: None}[found["censored"]]
+    return {"lo": lo, "hi": hi, "closed": found["closed"], "censored": found["censored"],
+            "censored_note": note, "resolved": resolved}
+
+
+UNFINISHED = {"lo": None, "hi": None, "closed": False, "censored": None, "censored_note": None, "resolved": False}
+
+
+def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, device, progress: bool,
+            save=None) -> dict:
+    """basin.json's `groups`: {name: {models, refused, complete, lo, hi, closed, censored, resolved,
+    trials}}. `save(groups_so_far)`, when given, is called after every sigma tried, so what was
+    measured survives an interrupt or a later failure; a group still being searched has
+    `complete: false`, its trials so far and no bracket."""
+    out: dict[str, dict] = {}
+    pooled = max(len(members) for members in groups.values())  # models in the largest group
     for name, members in groups.items():
         # a lone model (the hand-built one) gets as many runs per sigma as a group of seeds pools
-        group = Group(members, cfg, device, len(cfg.seeds) * largest if len(members) == 1 else None)
-        result = {"models": [row for *_, row in group.members], "refused": list(group.refused.values())}
+        group = Group(members, cfg, device, len(cfg.seeds) * pooled if len(members) == 1 else None)
+        result = {"models": [row for *_, row in group.members], "refused": list(group.refused.values()),
+                  "complete": False, **UNFINISHED, "trials": []}
+        out[name] = result
         if group.members:
             runs = len(group.members) * len(group.draws)
             with tqdm(total=plan.budget * runs, desc=f"basin {name}", unit="run", disable=not progress) as bar:
-                found = search(lambda s: group.trial(s, bar), plan)
-            lo, hi = end(found["lo"]), end(found["hi"])
-            resolved = (lo is not None and hi is not None and lo["ci95"][0] > 0.5 and hi["ci95"][1] < 0.5)
-            largest = max(t["sigma"] for t in found["trials"])
-            smallest = min(t["sigma"] for t in found["trials"])
-            note = {"above": f"every sigma up to {largest:.4g} held; the budget of {plan.budget} sigmas ran out, "
-                             f"so the radius is at least {largest:.4g} (censored above)",
-                    "below": f"no sigma down to {smallest:.4g} held (censored below: the radius is under "
-                             f"{smallest:.4g})", None: None}[found["censored"]]
-            result.update({"lo": lo, "hi": hi, "closed": found["closed"], "censored": found["censored"],
-                           "censored_note": note, "resolved": resolved,
-                           "trials": [{k: v for k, v in t.items()} for t in found["trials"]]})
-        else:
-            result.update({"lo": None, "hi": None, "closed": False, "censored": None, "censored_note": None,
-                           "resolved": False, "trials": []})
-        out[name] = result
+                def step(sigma, bar=bar, group=group, result=result):
+                    t = group.trial(sigma, bar)
+                    result["trials"].append(t)
+                    if save is not None:
+                        save(out)
+                    return t
+                found = search(step, plan)
+            result.update(bracket_fields(found, plan))
+        result["complete"] = True
+        if save is not None:
+            save(out)
     return out
 
 
@@ -248,14 +270,31 @@ def _main(argv) -> int:
     out = Path(args.out) if args.out else RunDir(home).basin
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "n", "data", "out", "figures",
                                                                   "with_handcrafted", "edge_tokens")}
-    doc = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
-           "range_rule": RANGE_RULE, "groups": measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet)}
-    doc["provenance"] = provenance.finish(invocation, "finished")
-    write_json(out, doc)
-    for name, g in doc["groups"].items():
+    head = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
+            "range_rule": RANGE_RULE}
+
+    def save(groups_so_far: dict, status: str = "running") -> None:
+        entry = dict(invocation, status=status) if status == "running" else provenance.finish(invocation, status)
+        write_json(out, {**head, "groups": groups_so_far, "provenance": entry})
+
+    measured: dict = {}
+    with hold(out.parent, PROG):  # writable, and no other writer, before the search runs
+        try:
+            measured = measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet,
+                               save=lambda g: (measured.update(g), save(g)))
+        except KeyboardInterrupt:
+            if measured:
+                save(measured, "interrupted")  # every sigma finished before the interrupt is kept
+            raise
+        except Exception as error:
+            if measured:
+                save(measured, f"failed: {first_line(error)}")
+            raise
+        save(measured, "finished")
+    for name, g in measured.items():
         print(f"{name}: {summary(g)}")
     print(f"wrote {out}")
-    refused = [r for g in doc["groups"].values() for r in g["refused"]]
+    refused = [r for g in measured.values() for r in g["refused"]]
     if refused:
         raise PerturbError(f"{len(refused)} model(s) refused, the others written to {out}: {refused[0]['key']}: "
                            f"{refused[0]['refused']}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
 from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
 
@@ -197,13 +199,19 @@ def _main(argv) -> int:
         raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
-    doc = json_ready(interpret_run(args.run, args.stage, args.data, args.size, args.seed, args.layers))
-    doc["provenance"] = provenance.finish(invocation, "finished")
+    if not Path(args.run).is_dir():
+        raise InterpretError(f"no run directory {args.run}")
     home = RunDir(args.run)
-    if args.figures:
-        doc["figures"] = figures(doc, home.figures)
     out = Path(args.out) if args.out else home.interpret
-    write_json(out, doc)
+    folders = [out.parent] + ([home.path] if args.figures and home.path.resolve() != out.parent.resolve() else [])
+    with ExitStack() as held:  # writable, and no other writer, before the probes run
+        for folder in folders:
+            held.enter_context(hold(folder, PROG))
+        doc = json_ready(interpret_run(args.run, args.stage, args.data, args.size, args.seed, args.layers))
+        doc["provenance"] = provenance.finish(invocation, "finished")
+        if args.figures:
+            doc["figures"] = figures(doc, home.figures)
+        write_json(out, doc)
     for name, g in doc["groups"].items():
         sel = g["target"]["selectivity"][-1]
         print(f"{name} ({g['seeds']} seed(s)), last layer, target token: reach AUROC {g['target']['auroc'][-1]['mean']}, "

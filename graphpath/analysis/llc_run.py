@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from data_gen.splits import SPLITS, split_batch
 from graphpath_common import provenance
+from graphpath_common.locks import hold
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.rundir import RunDir
 
@@ -107,9 +108,21 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
         doc["calibration"]["rows"] = rows
         save()
 
+    try:
+        return _estimate(args, base, found, features, first, doc, keep, save, out)
+    except KeyboardInterrupt:
+        if doc["calibration"]["rows"]:  # every row and model measured before the interrupt is kept
+            provenance.finish(doc["provenance"], "interrupted")
+            save()
+        raise
+
+
+def _estimate(args, base: LLCConfig, found: list[Subject], features, first, doc: dict, keep, save, out: Path) -> dict:
+    """Calibrate, then estimate every model at the chosen setting; `doc` is saved as it grows."""
     chosen, rows = calibrate(features, first.label.float(), base, args.eps, args.gamma, not args.quiet, keep)
     doc["calibration"]["rows"] = rows
     if chosen is None:
+        provenance.finish(doc["provenance"], "failed: calibration failed")
         save()
         raise LLCError(f"calibration failed: no setting of eps {args.eps} x gamma {args.gamma} read both known LLCs "
                        f"within tolerance with passing diagnostics; the rows are in {out}")
@@ -163,7 +176,8 @@ def _main(argv) -> int:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
     home = Path("runs") / f"handcrafted-n{args.n}" if args.model == "handcrafted" else Path(args.model)
     out = Path(args.out) if args.out else RunDir(home).llc
-    doc = measure(args, base, out, argv)
+    with hold(out.parent, PROG):  # writable, and no other writer, before the chains run
+        doc = measure(args, base, out, argv)
     chosen = doc["calibration"]["chosen"]
     print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g} ({len(doc['calibration']['rows'])} tried)")
     for m in doc["models"]:

@@ -1,14 +1,14 @@
-"""Writing an analysis tool's JSON: NaN and infinity (an undefined R^2, a diverged loss) become null,
-numpy numbers become Python numbers, and the file appears complete or not at all."""
+"""Writing an analysis tool's JSON through graphpath_common.jsonfile.write_json (strict JSON: NaN and
+infinity, an undefined R^2 or a diverged loss, become null; written atomically, so the file appears
+complete or not at all), after numpy scalars and arrays are turned into Python numbers and lists."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from graphpath_common.files import atomic_write_text
+from graphpath_common import jsonfile
 
 
 def json_ready(value):
@@ -27,4 +27,5 @@ def json_ready(value):
 
 
 def write_json(path: Path, doc: dict) -> None:
-    atomic_write_text(Path(path), json.dumps(json_ready(doc), indent=1, allow_nan=False))
+    """`doc` as strict JSON in `path` (graphpath_common.jsonfile.write_json), numpy values converted."""
+    jsonfile.write_json(Path(path), json_ready(doc), default=str)
