@@ -1,7 +1,8 @@
 """The perturbation section: every `perturb*.json` of the run (graphpath.analysis.perturb's schema).
 
-One document per perturbed model (`target.model` is "handcrafted" or the checkpoint path), each
-with `settings` (kind, steps, ...), `threshold`, `loss_before`, `runs` [{sigma, seed, curve
+One document per kind of perturbed model (`target.model` is "handcrafted" or the checkpoint path;
+the seeds of a group pooled, each listed in `models`), each with `settings` (kind, steps, ...),
+`threshold`, `loss_before` (the largest over `models`), `runs` [{model, sigma, seed, curve
 [[step, held-out loss], ...], loss_after, recovered, parameters}], `recovery` {repr(sigma):
 {recovered, runs, rate, ci95 (Wilson)}}, and `protocol`: "study" only for the study's own
 experiment (experiments/perturb-study.toml), else "package".
@@ -76,8 +77,16 @@ def perturb_summary(run: Run) -> Text:
         threshold = doc.get("threshold")
         by_sigma = "; ".join(f"σ = {fmt(float(s))}: {r['recovered']} of {r['runs']} "
                              f"(95% Wilson {fmt(r['ci95'][0])}–{fmt(r['ci95'][1])})" for s, r in rows.items())
-        parts.append(f"the {target_name(doc)} model (held-out loss {fmt(doc['loss_before'])} before perturbing, "
-                     f"recovery threshold {fmt(threshold)}) recovered in {by_sigma}")
+        models = doc.get("models") or []
+        if len(models) > 1:  # the seeds of a group, pooled; each judged against its own threshold
+            before = [m["loss_before"] for m in models]
+            limits = [m["threshold"] for m in models]
+            parts.append(f"the {target_name(doc)} models ({len(models)} seeds, pooled; held-out loss "
+                         f"{fmt(min(before))}–{fmt(max(before))} before perturbing, recovery thresholds "
+                         f"{fmt(min(limits))}–{fmt(max(limits))}) recovered in {by_sigma}")
+        else:
+            parts.append(f"the {target_name(doc)} model (held-out loss {fmt(doc['loss_before'])} before perturbing, "
+                         f"recovery threshold {fmt(threshold)}) recovered in {by_sigma}")
     return Text("; ".join(parts) + ". A fixed σ grid says how often each σ recovers, not where recovery stops: "
                 "the bracketed radius below does")
 
@@ -120,7 +129,7 @@ def fig_perturb(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=420, margin=dict(t=50))
     return plotly_figure(fig, "perturb", "Recovery after perturbation: held-out loss during "
                          "gradient descent, one line per (σ, seed); dotted lines never reached "
-                         "the recovery threshold (gray dashes).")
+                         "the recovery threshold (gray dashes; for several seeds, the largest of their thresholds).")
 
 
 def fig_perturb_sigma(run: Run) -> Html:

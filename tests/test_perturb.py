@@ -205,3 +205,46 @@ def test_cli_end_to_end_handcrafted_and_learned(capsys, tmp_path):
     first = doc["runs"][0]
     assert first["loss_after"] == pytest.approx(doc["loss_before"], rel=1e-6)  # sigma 0, kind all
     assert len(doc["figures"]) == 3 and all((run / "figures" / p.split("/")[-1]).is_file() for p in doc["figures"])
+
+
+def _group_of_seeds(directory, seeds=(0, 1)):
+    """A group of untrained seeds (runs/NAME/seed-<k>/), each with its own weights and config."""
+    from graphpath.core.checkpoint import save_checkpoint
+    from graphpath.core.model import ModelConfig, build_model as build_learned
+
+    for seed in seeds:
+        run = directory / f"seed-{seed}"
+        torch.manual_seed(seed)
+        config = ModelConfig(max_vertices=5, d_model=16, n_layers=1, n_heads=2)
+        info = {"model_config": config.to_dict(), "data": {"n_max": 5, "finetune_n_max": 5, "small_target": 5},
+                "step": 0, "seed": seed, "stage": "pretrain"}
+        save_checkpoint(run / "checkpoints", "pretrain-final", build_learned(config), info)
+        (run / "config.toml").write_text(f'name = "g"\nseed = {seed}\n[data]\nn_max = 5\nfinetune_n_max = 5\n'
+                                         'small_target = 5\n[model]\nd_model = 16\nn_layers = 1\nn_heads = 2\n')
+    return directory
+
+
+def test_a_group_is_perturbed_over_every_seed_and_pooled_with_wilson_intervals(capsys, tmp_path):
+    group = _group_of_seeds(tmp_path / "group")
+    code, err = run_cli(["--model", str(group), "--kind", "all", "--sigmas", "0,3", "--seeds", "0,1,2", "--steps", "2",
+                         "--eval-every", "1", "--eval-size", "32", "--batch-size", "8", "--threshold", "1e-9",
+                         "--no-figures", "--quiet"], capsys)
+    assert code == 0, err
+    doc = json.loads((group / "perturb.json").read_text())
+    keys = [m["key"] for m in doc["models"]]
+    assert keys == ["pretrain/seed-0", "pretrain/seed-1"] and doc["target"]["seeds"] == [0, 1]
+    assert doc["models"][0]["loss_before"] != doc["models"][1]["loss_before"]  # two different models
+    assert len(doc["runs"]) == 2 * 2 * 3
+    for run in doc["runs"]:  # each run judged against its own model's threshold
+        own = next(m for m in doc["models"] if m["key"] == run["model"])
+        assert run["threshold"] == own["threshold"] == pytest.approx(max(1e-9, 2 * own["loss_before"]))
+        assert run["recovered"] == any(v is not None and v <= own["threshold"] for _, v in run["curve"])
+    assert doc["threshold"] == max(m["threshold"] for m in doc["models"])
+    for sigma, row in doc["recovery"].items():  # pooled over both seeds, recomputed by hand
+        per_model = [doc["recovery_by_model"][key][sigma] for key in keys]
+        assert row["runs"] == 6 and [r["runs"] for r in per_model] == [3, 3]
+        assert row["recovered"] == sum(r["recovered"] for r in per_model)
+        assert row["ci95"] == pytest.approx(wilson(row["recovered"], 6))
+    # sigma 0 leaves each model as it was: its loss right after is its own loss before
+    for run in (r for r in doc["runs"] if r["sigma"] == 0.0):
+        assert run["loss_after"] == pytest.approx(run["loss_before"], rel=1e-6)

@@ -23,11 +23,13 @@ different sigmas differ only in the noise's size.
 Models: `--model handcrafted --n N` (the hand-built BFS transformer; data: the study presets at
 size N, default set `test-any-large`, any target) or `--model runs/NAME` (a learned run's final
 checkpoint, found by graphpath.core.resolve; data: what that checkpoint was trained on, its own
-stage's GraphSpec (a fine-tuned checkpoint: the fine-tuning data); `--data NAME` picks a study set instead,
-refused in one line when that set does not ask what the model answers). For a group of seeds
-(`graphpath.training.run --seeds`, runs/NAME/seed-<k>/) the first seed's model is perturbed and the
-results go to runs/NAME/perturb.json. `--with-handcrafted` is refused for a run trained on
-another task than distances.
+stage's GraphSpec (a fine-tuned checkpoint: the fine-tuning data; `--stage` picks a stage's final
+checkpoint); `--data NAME` picks a study set instead, refused in one line when that set does not ask
+what the model answers). For a group of seeds (`graphpath.training.run --seeds`,
+runs/NAME/seed-<k>/) every seed's model is perturbed with the same perturbation seeds, each judged
+against its own threshold, and the runs are pooled per sigma (k of m with a Wilson interval; per
+seed in `recovery_by_model`) into runs/NAME/perturb.json. `--with-handcrafted` adds the hand-built
+model on the first seed's data, and is refused for a run trained on another task than distances.
 """
 from __future__ import annotations
 
@@ -51,12 +53,12 @@ from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.locks import hold
-from graphpath_common.rundir import RunDir
+from graphpath_common.rundir import STAGES, RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer, model_size
 
 from graphpath.core.checkpoint import CheckpointError
-from graphpath.core.resolve import load
+from graphpath.core.resolve import load_runs
 from graphpath.evaluation.predict import predict
 from graphpath.analysis.intervals import wilson
 from graphpath.analysis.output import write_json
@@ -101,7 +103,8 @@ class PerturbConfig:
     threshold_factor: float = 2.0  # so a model whose own loss is above threshold / 2 is judged on its own loss
     with_handcrafted: bool = False  # learned runs: also sweep build_bfs_transformer(max_vertices) on the same data
     edge_tokens: bool = False  # hand-built model: the edge-token front end (handcrafted.edge_tokens)
-    data: str | None = None  # preset name; None = test-any-large (handcrafted) / pretrain (learned)
+    data: str | None = None  # preset name; None = test-any-large (handcrafted) / each checkpoint's own stage's data (learned)
+    stage: str | None = None  # learned runs: this stage's final checkpoint (None: the newest stage's)
     out: str | None = None  # perturb.json path; None = RUN_DIR/perturb.json or runs/handcrafted-nN/
     device: str = "cpu"
     threads: int = 1  # torch intra-op threads; these models are small, more threads only contend
@@ -148,27 +151,33 @@ class PerturbConfig:
                  f"--model handcrafted needs --n in [3, 64], got {self.n!r}")
         elif self.model is not None:
             need(self.n is None, "--n is only for --model handcrafted (a checkpoint knows its own size)")
+        need(self.stage is None or (self.stage in STAGES and self.model != "handcrafted"),
+             f"stage must be one of {', '.join(STAGES)}, for a learned run only (got {self.stage!r})")
         self.sigmas = sorted({float(s) for s in self.sigmas})
 
 
 # ---- the model and its data ------------------------------------------------------------------
 
-def load_target(cfg: PerturbConfig):
-    """(model, data spec, description dict, default output directory). A learned model comes through
-    graphpath.core.resolve and is perturbed on the data it was trained on (its first stage's), or on
-    the study set `cfg.data` when that set asks what the model answers; anything else is refused."""
+def load_targets(cfg: PerturbConfig) -> list[tuple[str, int | None, nn.Module, object, dict]]:
+    """[(key, training seed, model, data spec, description)]: the hand-built model alone, or every
+    seed of a learned run or group (graphpath.core.resolve.load_runs; a run or checkpoint: its one
+    model), each at its final checkpoint (`cfg.stage`: that stage's) on the data its checkpoint was
+    trained on (its own stage's GraphSpec), or on the study set `cfg.data` when that set asks what
+    the model answers; anything else is refused in one line."""
     if cfg.model == "handcrafted":
         sizes = study_sizes_up_to(cfg.n)
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
-        return build_bfs_transformer(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
+        return [("handcrafted", None, build_bfs_transformer(cfg.n, edge_tokens=cfg.edge_tokens), spec, info)]
+    found = []
     try:
-        trained = load(cfg.model)  # a group of seeds: its first seed's model (python -m graphpath.basin takes every seed)
-        spec = trained.spec(trained.stage) if cfg.data is None else trained.analysis_spec(cfg.data, PROG)
+        for trained in load_runs(cfg.model, cfg.stage):
+            spec = trained.spec(trained.stage) if cfg.data is None else trained.analysis_spec(cfg.data, PROG)
+            seed = int(trained.info.get("seed", 0))
+            found.append((f"{trained.stage}/seed-{seed}", seed, trained.model, spec, trained.description()))
     except CheckpointError as error:
         raise PerturbError(str(error)) from None
-    home = trained.group or trained.run
-    return trained.model, spec, trained.description(), home.path if home is not None else Path(cfg.model).parent
+    return found
 
 
 # ---- perturbations ---------------------------------------------------------------------------
@@ -274,27 +283,39 @@ def recovery_by_sigma(runs: list[dict]) -> dict[str, dict]:
             for sigma, v in sorted(by_sigma.items())}
 
 
-def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: PerturbConfig, device, bar) -> dict:
-    """Every sigma x seed on one model: the summary fields and runs of its perturb.json."""
-    base = base.to(device).eval()
-    loss_before = held_out_loss(base, eval_batch)
-    threshold = recovery_threshold(cfg, loss_before)
-    runs = []
-    for sigma in cfg.sigmas:
-        for seed in cfg.seeds:
-            started = time.perf_counter()
-            model = copy.deepcopy(base)
-            touched = perturb_(model, cfg.kind, sigma, seed, cfg.group, cfg.scale)
-            curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
-            hit = [step for step, loss in curve if loss <= threshold]
-            runs.append({"model": name, "sigma": sigma, "seed": seed, "parameters": touched,
-                         "loss_before": loss_before, "loss_after": curve[0][1], "loss_final": curve[-1][1],
-                         "loss_best": min(loss for _, loss in curve), "curve": curve,
-                         "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
-                         "seconds": round(time.perf_counter() - started, 3)})
-            bar.set_postfix(model=name, sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
-    return {"loss_before": loss_before, "threshold": threshold, "parameter_count": sum(p.numel() for p in base.parameters()),
-            "runs": runs, "recovery": recovery_by_sigma(runs)}
+def sweep_models(members: list[tuple], cfg: PerturbConfig, device, bar) -> dict:
+    """Every sigma x perturbation seed on every model of `members` ((key, training seed, model, spec,
+    description), the seeds of a group or one model), each judged against its own threshold: the
+    summary fields and runs of one perturb.json. `recovery` pools the runs of every model at a sigma
+    (k of m, 95% Wilson interval, which treats the m runs as independent; runs of one model share
+    it, hence `recovery_by_model`); `loss_before` and `threshold` are the largest over the models
+    (each model's own are in `models`)."""
+    models, runs = [], []
+    for key, train_seed, base, spec, info in members:
+        base = base.to(device).eval()
+        eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
+        loss_before = held_out_loss(base, eval_batch)
+        threshold = recovery_threshold(cfg, loss_before)
+        models.append({"key": key, "seed": train_seed, "loss_before": loss_before, "threshold": threshold,
+                       "data": spec.to_dict(), "target": info})
+        for sigma in cfg.sigmas:
+            for seed in cfg.seeds:
+                started = time.perf_counter()
+                model = copy.deepcopy(base)
+                touched = perturb_(model, cfg.kind, sigma, seed, cfg.group, cfg.scale)
+                curve = recover(model, spec, eval_batch, cfg, seed, device, bar)
+                hit = [step for step, loss in curve if loss <= threshold]
+                runs.append({"model": key, "sigma": sigma, "seed": seed, "parameters": touched,
+                             "loss_before": loss_before, "threshold": threshold, "loss_after": curve[0][1],
+                             "loss_final": curve[-1][1], "loss_best": min(loss for _, loss in curve), "curve": curve,
+                             "recovered": bool(hit), "recovered_step": hit[0] if hit else None,
+                             "seconds": round(time.perf_counter() - started, 3)})
+                bar.set_postfix(model=key, sigma=sigma, seed=seed, final=f"{curve[-1][1]:.3g}")
+    return {"loss_before": max(m["loss_before"] for m in models), "threshold": max(m["threshold"] for m in models),
+            "parameter_count": sum(p.numel() for p in members[0][2].parameters()), "models": models,
+            "runs": runs, "recovery": recovery_by_sigma(runs),
+            "recovery_by_model": {m["key"]: recovery_by_sigma([r for r in runs if r["model"] == m["key"]])
+                                  for m in models}}
 
 
 def _is_study_protocol(cfg: PerturbConfig) -> bool:
@@ -306,26 +327,28 @@ def _is_study_protocol(cfg: PerturbConfig) -> bool:
 
 
 def run_perturb(cfg: PerturbConfig, progress: bool = True) -> list[dict]:
-    """The whole sweep: one perturb.json document per model (the model asked for, then with
-    `with_handcrafted` the hand-built model on the same data)."""
+    """The whole sweep: one perturb.json document per kind of model (the models asked for, every
+    seed of a group pooled; then with `with_handcrafted` the hand-built model on the first model's
+    data)."""
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
-    base, spec, description, _ = load_target(cfg)
-    targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", base, description)]
+    members = load_targets(cfg)
+    spec = members[0][3]
+    targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", members)]
     if cfg.with_handcrafted and cfg.model != "handcrafted" and spec.task != "distance":
         raise PerturbError(f"--with-handcrafted: the hand-built model answers distances; {cfg.model} was trained "
                            f"to answer {spec.task!r} (perturb it alone)")
     if cfg.with_handcrafted and cfg.model != "handcrafted":
         n = spec.max_vertices
-        targets.append(("handcrafted", build_bfs_transformer(n, edge_tokens=cfg.edge_tokens),
-                        {"model": "handcrafted", "n": n, "size": model_size(n, cfg.edge_tokens)}))
-    eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
+        targets.append(("handcrafted", [("handcrafted", None, build_bfs_transformer(n, edge_tokens=cfg.edge_tokens),
+                                         spec, {"model": "handcrafted", "n": n, "size": model_size(n, cfg.edge_tokens)})]))
     docs = []
-    total = len(targets) * len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
+    total = sum(len(m) for _, m in targets) * len(cfg.sigmas) * len(cfg.seeds) * cfg.steps
     with tqdm(total=total, desc=f"perturb {cfg.kind}", unit="step", disable=not progress) as bar:
-        for name, model, info in targets:
-            result = sweep_one(name, model, spec, eval_batch, cfg, device, bar)
-            docs.append({"schema": SCHEMA_VERSION, "name": name, "target": info, "data": spec.to_dict(),
+        for name, group in targets:
+            result = sweep_models(group, cfg, device, bar)
+            info = group[0][4] if len(group) == 1 else {**group[0][4], "seeds": [m[1] for m in group]}
+            docs.append({"schema": SCHEMA_VERSION, "name": name, "target": info, "data": group[0][3].to_dict(),
                          "settings": asdict(cfg), "kind": cfg.kind, "threshold_rule": THRESHOLD_RULE,
                          "protocol": "study" if _is_study_protocol(cfg) else "package", "steps": cfg.steps, **result})
     return docs
@@ -363,6 +386,8 @@ def parse_args(argv) -> PerturbConfig:
     parser.add_argument("--eval-seed", dest="eval_seed", type=int)
     parser.add_argument("--threshold", type=float, help="recovered at held-out MSE <= this")
     parser.add_argument("--data", help=f"data set: {', '.join(PRESET_NAMES)}")
+    parser.add_argument("--stage", choices=STAGES, help="learned runs: this stage's final checkpoint (default: "
+                        "the newest stage's)")
     parser.add_argument("--out", help="output perturb.json path")
     parser.add_argument("--device")
     parser.add_argument("--threads", type=int)
