@@ -80,7 +80,19 @@ def interpret_summary(run: Run) -> Text:
         f"{fmt(min(v for v in hand['reach_auroc'] if v is not None))} and R² {fmt(hand['distance_r2'])}. Patching the "
         f"clean target token into a run that asks for another target restores {_cell(g['patching']['layers'][g['points'][last]]['target'])}"
         f" of the output gap at the last layer; of single heads, {top} restores the most "
-        f"({_cell(heads[top])})")
+        f"({_cell(heads[top])})" + _attention_note(g))
+
+
+def _attention_note(g: dict) -> str:
+    """The head that attends most along the graph's edges, relative to uniform attention (absent in
+    older interpret.json files)."""
+    heads = [(hook, i, c) for hook, cells in (g.get("attention") or {}).items() for i, c in enumerate(cells)
+             if c.get("mean") is not None]
+    if not heads:
+        return ""
+    hook, i, c = max(heads, key=lambda h: h[2]["mean"])
+    return (f". Attention along the graph's edges, as a multiple of uniform attention, is largest for head {i} of "
+            f"block {_layer_label(hook)}: {_cell(c)}")
 
 
 def fig_probes(run: Run) -> Html:
@@ -215,6 +227,9 @@ def llc_summary(run: Run) -> Text:
 def _bracket(g: dict) -> str:
     if not g.get("trials"):
         return "not measured (every model refused)" if g.get("refused") else "not measured"
+    if g.get("complete") is False:  # basin.json written before the search finished (interrupted or failed)
+        tried = ", ".join(f"σ {fmt(t['sigma'])}: {t['recovered']} of {t['runs']}" for t in g["trials"])
+        return f"the search did not finish; measured so far {tried}"
     if g["censored"]:
         return g["censored_note"]
     lo, hi = g["lo"], g["hi"]

@@ -187,6 +187,19 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     assert f"AUROC {blog.values.fmt(probes['target']['auroc'][-1]['mean'])}" in html
     assert "off-path comparison was not measured" in html  # a pre-trained model only: no off-path verdict
     assert "hops-heatmap-plot" in html and "is never" in html  # one seed: no interval, so never
+    heads = [(hook, i, c["mean"]) for hook, cells in probes["attention"].items() for i, c in enumerate(cells)]
+    hook, i, top = max(heads, key=lambda h: h[2])
+    assert f"largest for head {i} of block {hook.split('.')[1]}: {blog.values.fmt(top)}" in html
+    # a failed calibration reports no LLC and says why; a search that did not finish says so
+    llc["calibration"].update(chosen=None, rows=[{**row, "passes": False}])
+    llc["groups"], llc["models"] = {}, []
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    basin["groups"]["pretrain"] = {**group, "complete": False, "lo": None, "hi": None,
+                                   "trials": [{"sigma": 0.1, "recovered": 3, "runs": 4}]}
+    (run_copy / "basin.json").write_text(json.dumps(basin))
+    html = blog.render(run_copy, tmp_path / "out2").read_text()
+    assert "no model&#x27;s LLC is reported" in html and "regular 30" in html and "<td>calibration failed</td>" in html
+    assert "the search did not finish; measured so far σ 0.1: 3 of 4" in html
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):
