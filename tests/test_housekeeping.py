@@ -60,7 +60,7 @@ def test_the_page_names_a_damaged_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["graphpath.perturb", "--model", "handcrafted", "--n", "4", "--seeds", "0,0,1"], "0 repeats in [0, 0, 1]"),
-    (["graphpath.basin", "handcrafted", "--n", "4", "--seeds", "1", "1"], "1 repeats in [1, 1]"),
+    (["graphpath.basin", "handcrafted", "--n", "4", "--config", "SEEDS_TWICE"], "1 repeats in [1, 1]"),
     (["graphpath.train", "--seeds", "0,1,0"], "--seeds must be distinct"),
 ])
 def test_a_seed_given_twice_is_refused(tmp_path, capsys, argv, needle):
@@ -68,6 +68,9 @@ def test_a_seed_given_twice_is_refused(tmp_path, capsys, argv, needle):
     from graphpath.analysis.perturb import main as perturb
 
     command = {"graphpath.perturb": perturb, "graphpath.basin": basin, "graphpath.train": main}[argv[0]]
+    config = tmp_path / "seeds-twice.toml"  # basin's perturbation seeds come from its [perturb] table
+    config.write_text("[perturb]\nseeds = [1, 1]\n")
+    argv = [str(config) if a == "SEEDS_TWICE" else a for a in argv]
     assert command([*argv[1:], "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
