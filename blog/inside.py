@@ -212,8 +212,8 @@ def llc_summary(run: Run) -> Text:
             f"linear network, whose extra directions are exactly flat: " + "; ".join(checks) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting read both known LLCs within the tolerance with passing chain diagnostics, so "
-                    "no model's LLC is reported: at these settings the estimator cannot be trusted (the thorough "
-                    "preset runs longer chains)")
+                    "no model's LLC is reported: at these settings the estimator cannot be trusted"
+                    + _mixing_note(cal.get("mixing")))
     parts = []
     for name, g in doc["groups"].items():
         value = _interval(g) if g["mean"] is not None else "none"
@@ -222,6 +222,19 @@ def llc_summary(run: Run) -> Text:
                for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}): "
                 + "; ".join(parts) + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else ""))
+
+
+def _mixing_note(mix: dict | None) -> str:
+    """Why, from the regular model's Hessian spectrum (graphpath.analysis.llc_known.mixing)."""
+    if not mix or not mix.get("by_gamma"):
+        return ""
+    parts = [f"at γ {fmt(r['gamma'])} a perfectly mixed chain reads {fmt(r['localised_truth'])}, the largest stable ε "
+             f"is {fmt(r['eps_stable'])} and the flattest direction takes {fmt(r['relax_steps'])} steps to relax"
+             for r in mix["by_gamma"]]
+    return (f". The regular model's MSE Hessian on these features spans {fmt(mix['hessian_min'])} to "
+            f"{fmt(mix['hessian_max'])} (d / 2 = {fmt(mix['d'] / 2)}, nβ = {fmt(mix['nbeta'])}): " + "; ".join(parts)
+            + ". A small γ leaves the flat directions too slow to explore, a large one hides them; the stiffest "
+              "direction caps ε")
 
 
 def _bracket(g: dict) -> str:

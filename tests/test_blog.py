@@ -191,7 +191,9 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     hook, i, top = max(heads, key=lambda h: h[2])
     assert f"largest for head {i} of block {hook.split('.')[1]}: {blog.values.fmt(top)}" in html
     # a failed calibration reports no LLC and says why; a search that did not finish says so
-    llc["calibration"].update(chosen=None, rows=[{**row, "passes": False}])
+    mixing = {"d": 65, "nbeta": 268.6, "hessian_min": 2e-7, "hessian_max": 104.0, "condition": 5.2e8,
+              "by_gamma": [{"gamma": 10.0, "localised_truth": 13.9, "eps_stable": 1.43e-4, "relax_steps": 2806.0}]}
+    llc["calibration"].update(chosen=None, rows=[{**row, "passes": False}], mixing=mixing)
     llc["groups"], llc["models"] = {}, []
     (run_copy / "llc.json").write_text(json.dumps(llc))
     basin["groups"]["pretrain"] = {**group, "complete": False, "lo": None, "hi": None,
@@ -200,6 +202,8 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     html = blog.render(run_copy, tmp_path / "out2").read_text()
     assert "no model&#x27;s LLC is reported" in html and "regular 30" in html and "<td>calibration failed</td>" in html
     assert "the search did not finish; measured so far σ 0.1: 3 of 4" in html
+    assert "at γ 10 a perfectly mixed chain reads 13.9, the largest stable ε is 0.000143" in html
+    assert "2806 steps to relax" in html and "(d / 2 = 32.5" in html
 
 
 def test_unfinished_finetuning_is_a_note(run_copy, tmp_path):

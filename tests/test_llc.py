@@ -47,6 +47,32 @@ def test_localised_truth_is_d_over_2_without_localisation_and_less_with_it():
     assert K.localised_truth(xb, nbeta=10.0, gamma=100.0) < 1.0
 
 
+def test_mixing_reports_the_hessian_spectrum_and_the_stable_step_sgld_obeys():
+    x, _ = features(300, 3, seed=4)
+    xb = K.with_bias(x).float()
+    mix = K.mixing(xb, nbeta=50.0, gammas=[1.0, 100.0])
+    h = np.linalg.eigvalsh(2 * xb.double().numpy().T @ xb.double().numpy() / 300)
+    assert mix["d"] == 4 and mix["hessian_max"] == pytest.approx(h.max()) and mix["hessian_min"] == pytest.approx(h.min())
+    assert [r["localised_truth"] for r in mix["by_gamma"]] == [K.localised_truth(xb, 50.0, g) for g in (1.0, 100.0)]
+    # one constant feature: every minibatch has the Hessian 2 c^2, so the stability bound is exact
+    c, nbeta, gamma = 3.0, 20.0, 5.0
+    ones = torch.full((64, 1), c)
+    bound = K.mixing(ones, nbeta, [gamma])["by_gamma"][0]
+    assert bound["eps_stable"] == pytest.approx(4 / (nbeta * 2 * c * c + gamma))
+    assert bound["relax_steps"] == pytest.approx(2 / (bound["eps_stable"] / 2 * (nbeta * 2 * c * c + gamma)))
+    loss = K.loss_on(ones, torch.full((64,), 2 * c))
+    for share, diverges in ((0.8, False), (1.2, True)):
+        cfg = L.LLCConfig(eps=share * bound["eps_stable"], gamma=gamma, nbeta=nbeta, chains=2, steps=400, burn_in=0)
+        model = K.Regular(torch.tensor([2.0]))  # the minimum: w * c = 2 c
+        run = lambda: L.sgld_chain(model, loss, 64, cfg, nbeta, torch.Generator().manual_seed(0),  # noqa: E731
+                                   torch.Generator().manual_seed(1))
+        if diverges:
+            with pytest.raises(L.LLCError, match="diverged"):
+                run()
+        else:
+            assert all(math.isfinite(v) for v in run())
+
+
 @pytest.mark.parametrize("name", ["regular", "degenerate"])
 def test_estimator_reads_the_known_llc_at_minibatch_settings(name):
     """d/2 for both: the degenerate model's 3 (D + 2) - (D + 1) flat directions are not counted."""

@@ -87,6 +87,26 @@ def localised_truth(x: torch.Tensor, nbeta: float, gamma: float) -> float:
     return float((h * nbeta / (2 * (h * nbeta + gamma))).sum())
 
 
+def mixing(x: torch.Tensor, nbeta: float, gammas) -> dict:
+    """Why SGLD can or cannot read the regular model's LLC at these settings, from the spectrum of
+    its MSE Hessian H = 2 x^T x / N (eigenvalues h, per unit of loss; x (N, D+1)). Per gamma: the
+    localised truth (`localised_truth`); the largest stable step, eps < 4 / (nbeta h_max + gamma)
+    (the SGLD drift (eps / 2)(nbeta h + gamma) must stay below 2 along the stiffest direction); and
+    the relaxation time, in steps, of the flattest direction at half that step,
+    2 / ((eps_max / 2)(nbeta h_min + gamma)) (the exponential rate of the drift, the Ornstein-Uhlenbeck
+    process SGLD discretises). Returns {d, nbeta, hessian_min, hessian_max, condition, by_gamma
+    [{gamma, localised_truth, eps_stable, relax_steps}]}."""
+    h = torch.linalg.eigvalsh(2 * x.double().T @ x.double() / len(x)).clamp(min=0)
+    lo, hi = float(h.min()), float(h.max())
+    rows = []
+    for gamma in gammas:
+        eps = 4 / (nbeta * hi + gamma)
+        rows.append({"gamma": float(gamma), "localised_truth": localised_truth(x, nbeta, gamma), "eps_stable": eps,
+                     "relax_steps": 2 / (eps / 2 * (nbeta * lo + gamma))})
+    return {"d": int(x.shape[1]), "nbeta": float(nbeta), "hessian_min": lo, "hessian_max": hi,
+            "condition": hi / lo if lo > 0 else None, "by_gamma": rows}
+
+
 def loss_on(x: torch.Tensor, y: torch.Tensor):
     """The production loss on rows of the fixed sample: MSE."""
     def loss(model: nn.Module, rows: torch.Tensor) -> torch.Tensor:

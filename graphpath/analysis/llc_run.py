@@ -12,7 +12,9 @@
 2. Calibration (graphpath.analysis.llc.calibrate, CALIBRATION_RULE): the `--eps` x `--gamma` grid
    is run at the production settings (MSE, `--batch-size`, `--chains`, `--steps`, `--burn-in`, n,
    n*beta) on two models of known LLC built on the first model's own read-out features and labels
-   (graphpath.analysis.llc_known). One setting is chosen for every model. llc.json is rewritten
+   (graphpath.analysis.llc_known), with the regular model's Hessian spectrum (`llc_known.mixing`:
+   the localised truth, the largest stable eps and the flattest direction's relaxation time per
+   gamma). One setting is chosen for every model. llc.json is rewritten
    after every grid row, so an interrupted or failed calibration keeps what it measured; when no
    setting passes, the command exits 2 with one line and no model is estimated.
 3. Every model at that setting, with its diagnostics (llc.DIAGNOSTIC_RULE): an estimate that
@@ -39,8 +41,9 @@ from graphpath_common.rundir import RunDir
 
 from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import over_seeds
+from graphpath.analysis import llc_known as K
 from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, LLCConfig, LLCError, calibrate,
-                                    estimate_llc)
+                                    default_nbeta, estimate_llc)
 from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
@@ -103,6 +106,8 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
 
     first = sample_for(found[0], args.data_size, args.data_seed)
     features = readout_features(found[0], first)
+    x = K.known_models(features, first.label.float())["x"]
+    doc["calibration"]["mixing"] = K.mixing(x, base.nbeta or default_nbeta(len(x)), args.gamma)
 
     def keep(rows):
         doc["calibration"]["rows"] = rows
