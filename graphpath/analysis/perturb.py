@@ -8,7 +8,11 @@ within the step budget; per sigma the share of runs recovered gets a 95% Wilson 
 command sweeps a fixed sigma grid, for recovery curves and for the study's own protocol
 (experiments/perturb-study.toml, `protocol: "study"` in the output); the basin radius is
 bracketed by `python -m graphpath.basin`, over every seed of a group. Results go to
-`perturb.json` (schema in docs/contracts.md) and figures.
+`perturb.json` (schema in docs/contracts.md) and figures. The defaults (3 sigmas, 2 perturbation
+seeds per model, 100 recovery steps) fit the main job's budget: they draw recovery curves and give
+each sigma's recovered share with a Wilson interval that is wide (6 runs for a 3-seed group, 2 for
+the hand-built model), and say nothing of recovery after 100 steps; experiments/perturb.toml is the
+wider sweep.
 
 Perturbation kinds (sigma is relative to a tensor's own RMS, sqrt(mean(W^2)), unless
 `scale = "absolute"`: then the noise is N(0, sigma^2) itself, the study's `randn_like` at sigma 1):
@@ -88,8 +92,10 @@ class PerturbConfig:
     group: str | None = None  # group only: glob over parameter names
     scale: str = "relative"  # relative (noise sigma * RMS(W)) | absolute (noise sigma, the study's)
     sigmas: list = field(default_factory=lambda: [0.1, 0.3, 1.0])  # relative noise scales
-    seeds: list = field(default_factory=lambda: [0, 1, 2, 3])  # one run per sigma x seed
-    steps: int = 200  # gradient steps of recovery
+    seeds: list = field(default_factory=lambda: [0, 1])  # perturbation seeds: one run per model x sigma x seed
+    steps: int = 100  # gradient steps of recovery
+    # (the defaults are the main job's budget: a 3-seed group and the hand-built model, 3 sigmas x 2 seeds x
+    #  100 steps each; experiments/perturb.toml is the wider sweep)
     batch_size: int = 128  # fresh graphs per step
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -375,7 +381,7 @@ def parse_args(argv) -> PerturbConfig:
     parser.add_argument("--group", help="kind group: glob over parameter names, e.g. 'blocks.2.*'")
     parser.add_argument("--sigmas", type=_numbers(float), help="relative noise scales, e.g. 0.1,0.3,1")
     parser.add_argument("--seeds", type=_numbers(int), help="seeds, e.g. 0,1,2")
-    parser.add_argument("--steps", type=int, help="recovery step budget (default 200)")
+    parser.add_argument("--steps", type=int, help=f"recovery step budget (default {PerturbConfig.steps})")
     parser.add_argument("--batch-size", dest="batch_size", type=int)
     parser.add_argument("--optimizer", help=f"{', '.join(OPTIMIZERS)} (default adam)")
     parser.add_argument("--lr", type=float)
