@@ -78,9 +78,12 @@ def interpret_summary(run: Run) -> Text:
         f"edge tokens, “this endpoint is within k hops” reads with AUROC {_cell(g['edges']['auroc'][last])} (selectivity "
         f"{_cell(g['edges']['selectivity'][last])}). The hand-built model's own vertex tokens give AUROC "
         f"{fmt(min(v for v in hand['reach_auroc'] if v is not None))} and R² {fmt(hand['distance_r2'])}. Patching the "
-        f"clean target token into a run that asks for another target restores {_cell(g['patching']['layers'][g['points'][last]]['target'])}"
-        f" of the output gap at the last layer; of single heads, {top} restores the most "
-        f"({_cell(heads[top])})" + _attention_note(g))
+        f"clean target token's stream into a run that asks for another target restores, of the output gap, "
+        + ", ".join(f"{_layer_label(p) if 'embed' in p else 'block ' + _layer_label(p)} {_cell(g['patching']['layers'][p]['target'])}"
+                    for p in g["points"])
+        + " (at the embedding and after the last block the whole gap by construction: the runs differ only in "
+          "the target token, and the read-out reads that token; in between, what falls short of 1 has already "
+          f"moved to other tokens); of single heads, {top} restores the most ({_cell(heads[top])})" + _attention_note(g))
 
 
 def _attention_note(g: dict) -> str:
