@@ -40,7 +40,7 @@ from graphpath.training.partial import prepare_finetune
 from graphpath.core.rungroup import seed_dir
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
-from graphpath.training.phases import detect_phase_changes
+from graphpath.training.phases import PhaseDetector, detect_phase_changes
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
                       heldout_set, latest_checkpoint, score_heldout, train_stage)
 
@@ -160,12 +160,14 @@ def wrap(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
 
 def write_phases(run_dir: Path, finetune_losses: dict | None) -> list[dict]:
     metrics = MetricsLog(run_dir / "metrics.jsonl", True).read()
-    changes = detect_phase_changes(metrics)
+    detector = PhaseDetector()
+    changes, checked = detect_phase_changes(metrics, detector)
     path = run_dir / "phases.json"
     import json
 
     previous = json.loads(path.read_text()).get("finetune") if path.is_file() else None
-    payload = {"phase_changes": changes, "finetune": finetune_losses or previous}
+    payload = {"phase_changes": changes, "curves_checked": checked, "detector": detector.settings(),
+               "finetune": finetune_losses or previous}
     atomic_write_text(path, json.dumps(payload, indent=1))
     return changes
 

@@ -30,6 +30,7 @@ from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, re
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.training.phases import heldout_steps
 from graphpath.core.model import GraphTransformer
 
 
@@ -234,6 +235,8 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
+        # regular evals plus log-spaced early ones: the phase detector needs the warm-up's held-out curves
+        self.eval_steps = heldout_steps(stage.steps, stage.eval_every)
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
@@ -299,7 +302,7 @@ class StageLoop:
             while self.step < stage.steps:
                 lr = self.train_batch()
                 bar.update(1)
-                is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
+                is_eval = self.step in self.eval_steps
                 if self.step % stage.log_every == 0 or is_eval:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
