@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from graphpath.training.phases import (MIN_REFERENCE, NULL_FALSE_POSITIVE_RATE, PhaseDetector, detect_phase_changes,
-                                       heldout_steps, learning_order, mean_guess_losses)
+                                       curve_steps, learning_order, mean_guess_losses)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "study_log"
 STUDY_MEAN_LABEL = 5.33  # mean pre-training label of data_gen's faithful generator at the study's sizes
@@ -24,7 +24,7 @@ def _grid(rng) -> np.ndarray:
     """A logging grid like a stage's: regular evals plus log-spaced early ones, or evenly spaced points."""
     total = int(10 ** rng.uniform(2, 4.3))
     if rng.random() < 0.5:
-        return np.array(sorted(heldout_steps(total, max(1, total // int(rng.integers(4, 12))))))
+        return np.array(sorted(curve_steps(total, max(1, total // int(rng.integers(4, 12))))))
     return np.linspace(1, total, int(rng.integers(60, 300))).round().astype(int)
 
 
@@ -125,14 +125,14 @@ def test_mean_guess_losses_are_those_of_the_best_constant():
     assert out["all"] == pytest.approx(labels.var())
 
 
-def test_heldout_steps_are_dense_early():
-    steps = sorted(heldout_steps(1200, 250))
+def test_curve_steps_are_dense_early():
+    steps = sorted(curve_steps(1200, 250))
     assert {250, 500, 750, 1000, 1200} <= set(steps) and steps[0] == 1
     assert sum(s <= 150 for s in steps) >= 12  # the warm-up is sampled
 
 
 def test_records_give_per_label_changes_with_references():
-    steps = sorted(heldout_steps(3000, 500, 60))
+    steps = sorted(curve_steps(3000, 500, 60))
     counts = {"1": 300, "2": 300, "8": 400}
     refs = mean_guess_losses(counts)
     records = []
@@ -140,7 +140,7 @@ def test_records_give_per_label_changes_with_references():
         one = refs["1"] * (1 if s < 400 else 0.01)
         two = refs["2"] * (1 if s < 1500 else 0.01)
         records.append({"stage": "pretrain", "step": s, "examples": s * 256, "loss": 1.0, "label_count": counts,
-                        "eval_loss": 1.0, "eval_label_loss": {"1": one, "2": two, "8": refs["8"]}})
+                        "curve_loss": 1.0, "curve_label_loss": {"1": one, "2": two, "8": refs["8"]}})
     changes, checked = detect_phase_changes(records)
     assert {c["label"] for c in checked} == {"all", "1", "2", "8"} - {k for k, v in refs.items() if v < MIN_REFERENCE}
     by_label = {c["label"]: c for c in changes}

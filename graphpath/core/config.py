@@ -102,7 +102,7 @@ class StageConfig:
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     grad_clip: float | None = None  # max global grad norm; None (left out) = no clipping
     log_every: int = 10  # steps between metrics.jsonl lines (per-label MSE of the batch)
-    eval_every: int = 100  # steps between held-out evaluations (also at the end and at log-spaced early steps)
+    eval_every: int = 100  # steps between held-out evaluations (also at the end)
     eval_size: int = 4096  # held-out graphs (sampled once from the stage's family, own seed)
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks

@@ -17,14 +17,16 @@ leaves the band (half the reference, P ~ R / 10^0.15) at 0.69 tau and reaches P 
 1.96 tau, a fall 1.8 times the plateau; a power law or a slide straight down in log space takes
 at least as long (the ratio tends to 1.8 from above), over three times the 0.5 allowed. Noise
 and coarse log-spaced grids shrink that margin: at a 0.5-decade drop the simulated null curves
-gave 3% false positives, at 0.7 decades under 0.2%. The
+gave 3% false positives, at 0.7 decades 1 in 2,000. The
 false-positive rate on curves with no transition is measured in tests/test_phases.py
 (`NULL_FALSE_POSITIVE_RATE` is its pinned upper bound) and is what the "phase changes occur"
 finding tests against (graphpath.evaluation.findings).
 
-Curves: the per-label *held-out* losses (metrics.jsonl `eval_label_loss`), evaluated at the
-stage's regular eval steps and at log-spaced steps from step 1 on (`heldout_steps`), so the
-warm-up, where small models learn the short distances, is sampled densely. Each label's
+Curves: per-label *held-out* losses on the first CURVE_SIZE graphs of the stage's held-out set
+(metrics.jsonl `curve_label_loss`), scored at the stage's regular eval steps and at log-spaced
+steps from step 1 on (`curve_steps`), so the warm-up, where small models learn the short
+distances, is sampled densely at a fraction of a full evaluation's cost (runs logged before
+these curves existed fall back to the full held-out set's `eval_label_loss`). Each label's
 reference is (d - mu)^2 with mu the stage's mean training label (from the logged label counts);
 the total curve's reference is the label variance. Labels whose reference is under
 `MIN_REFERENCE` are not judged.
@@ -35,19 +37,21 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-DENSE_POINTS = 24  # log-spaced held-out evaluations from step 1 to the last step
+DENSE_POINTS = 20  # log-spaced curve points from step 1 to the last step
+CURVE_SIZE = 1024  # held-out graphs behind the per-label curves (the held-out set's first ones)
 # A label whose mean-guess loss is under one squared hop is answered within a hop by the mean
 # guess itself: it has no plateau to leave, so its curve is not judged.
 MIN_REFERENCE = 1.0
 # Upper bound of the detector's false-positive rate per curve on simulated curves with no
 # transition (smooth exponential and power-law decays, slides and flat plateaus at the mean-guess
 # level, with noise): measured in tests/test_phases.py::test_false_positive_rate_on_null_curves.
-NULL_FALSE_POSITIVE_RATE = 0.004
+NULL_FALSE_POSITIVE_RATE = 0.003
 
 
-def heldout_steps(total: int, every: int, dense: int = DENSE_POINTS) -> set[int]:
-    """Steps (1-based) after which a stage scores its held-out set: every `every` steps, the last
-    step, and `dense` log-spaced steps between 1 and `total` (rounded, duplicates merged)."""
+def curve_steps(total: int, every: int, dense: int = DENSE_POINTS) -> set[int]:
+    """Steps (1-based) after which a stage scores its curve set (metrics.jsonl `curve_loss`,
+    `curve_label_loss`): every `every` steps, the last step, and `dense` log-spaced steps between 1
+    and `total` (rounded, duplicates merged)."""
     steps = set(range(every, total + 1, every)) | {total}
     if dense > 0 and total > 0:
         steps |= {int(round(s)) for s in np.geomspace(1, total, dense)}
@@ -142,7 +146,8 @@ def detect_phase_changes(metrics: list[dict], detector: PhaseDetector | None = N
                          stage: str | None = None) -> tuple[list[dict], list[dict]]:
     """(changes, curves checked) from metrics.jsonl records of one or more stages.
 
-    Each stage's held-out curves (eval_label_loss per label, eval_loss as "all") are checked
+    Each stage's held-out curves (curve_label_loss per label and curve_loss as "all"; the full
+    held-out set's eval_* where a run has no curve_*) are checked
     against their mean-guess losses (from the stage's training label counts). A change:
     {stage, label, step, examples, loss_before, loss_after, plateau_steps, fall_steps, reference,
     source "heldout"}; a checked curve: {stage, label, points, reference}."""
@@ -155,11 +160,13 @@ def detect_phase_changes(metrics: list[dict], detector: PhaseDetector | None = N
         if not counts:
             continue
         references = mean_guess_losses(counts)
-        evals = [m for m in records if m.get("eval_label_loss") and m["step"] > 0]
-        curves = {"all": [(m["step"], m["examples"], m["eval_loss"]) for m in evals if m.get("eval_loss") is not None]}
-        for label in sorted({k for m in evals for k in m["eval_label_loss"]}, key=int):
-            curves[label] = [(m["step"], m["examples"], m["eval_label_loss"][label])
-                             for m in evals if label in m["eval_label_loss"]]
+        key = "curve" if any(m.get("curve_label_loss") for m in records) else "eval"
+        evals = [m for m in records if m.get(f"{key}_label_loss") and m["step"] > 0]
+        curves = {"all": [(m["step"], m["examples"], m[f"{key}_loss"]) for m in evals
+                          if m.get(f"{key}_loss") is not None]}
+        for label in sorted({k for m in evals for k in m[f"{key}_label_loss"]}, key=int):
+            curves[label] = [(m["step"], m["examples"], m[f"{key}_label_loss"][label])
+                             for m in evals if label in m[f"{key}_label_loss"]]
         for label, points in curves.items():
             reference = references.get(label)
             if not points or reference is None or reference < MIN_REFERENCE:

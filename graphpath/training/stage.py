@@ -30,7 +30,7 @@ from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, re
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
-from graphpath.training.phases import heldout_steps
+from graphpath.training.phases import CURVE_SIZE, curve_steps
 from graphpath.core.model import GraphTransformer
 
 
@@ -235,8 +235,10 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
-        # regular evals plus log-spaced early ones: the phase detector needs the warm-up's held-out curves
-        self.eval_steps = heldout_steps(stage.steps, stage.eval_every)
+        # the phase detector's per-label curves: the held-out set's first graphs at log-spaced steps
+        # from step 1 on (the warm-up included) and at every regular eval
+        self.curve_steps = curve_steps(stage.steps, stage.eval_every)
+        self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
@@ -287,6 +289,9 @@ class StageLoop:
         if with_eval and self.runtime.main:
             self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+        if self.step in self.curve_steps and self.runtime.main:
+            curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime)
+            record.update(curve_loss=curve_loss, curve_label_loss=curve_labels)
         self.metrics.write(record)
         self.sums.zero_()
 
@@ -302,8 +307,8 @@ class StageLoop:
             while self.step < stage.steps:
                 lr = self.train_batch()
                 bar.update(1)
-                is_eval = self.step in self.eval_steps
-                if self.step % stage.log_every == 0 or is_eval:
+                is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
+                if self.step % stage.log_every == 0 or is_eval or self.step in self.curve_steps:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
                     self.log(lr, speed, now - started, is_eval)
