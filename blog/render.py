@@ -14,6 +14,7 @@ import plotly.offline
 
 from graphpath_common.files import atomic_write_bytes
 
+from .evidence import EVIDENCE
 from .figures import FIGURES
 from .inside import INSIDE, available as inside_available
 from .outputs import OUTPUTS, available as outputs_available
@@ -27,7 +28,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS}
+PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS}
 
 
 class MissingValuesError(BlogError):
