@@ -7,6 +7,7 @@ each number pools: "S seeds x N graphs" (an interval over seeds and test graphs)
     findings_lead          Html  the findings table (subgroup, estimate [95% CI], threshold, p, verdict)
     findings_scope         Text  what this run's seed count and sizes can and cannot answer
     table_subgroups        Html  the test sets by target x size and by target kind
+    details_subgroups      Html  every set by every subgroup dimension, collapsed
     table_onpath_grid      Html  on-path targets t != 2 by graph size and distance
     overlap_summary        Text  how many test graphs the training stream already held
     table_phase_changes    Html  every seed's detected changes (held-out curves)
@@ -77,7 +78,8 @@ def findings_scope(run: Run) -> Text:
     data = run.eval.get("data") or run.config.get("data") or {}
     differ = sum(bool(r["differs"]) for r in table_rows(run))
     pooled = (f"Every interval here pools {seeds} seeds and the test graphs: it covers both a new seed of this "
-              f"recipe and a new draw of test graphs." if seeds > 1 else
+              f"recipe and a new draw of test graphs, and its seed-to-seed part rests on {seeds - 1} degree(s) of "
+              f"freedom, so it is wide wherever the seeds disagree." if seeds > 1 else
               "This is one seed: every interval covers the sampling of test graphs only, not the variation from "
               "seed to seed, so no statement here is about the recipe rather than this one model.")
     note = run.eval.get("findings_note", "")
@@ -107,8 +109,25 @@ def table_subgroups(run: Run) -> Html:
     seeds = _seeds(run)
     return table(["set", "subgroup", "graphs (share)", "MSE [95% CI]", "accuracy [95% CI]"], rows,
                  caption=(f"Pooled over {seeds} seeds; intervals over seeds and test graphs." if seeds > 1 else
-                          "One seed; intervals over test graphs only.") + " Every subgroup of eval.json (target, "
-                         "size, kind, distance, seen in training) for every set is in report.md.")
+                          "One seed; intervals over test graphs only.") + " Every set by every subgroup follows, "
+                         "collapsed.")
+
+
+def details_subgroups(run: Run) -> Html:
+    """Every set, every subgroup dimension, in one collapsed block (eval.json `subgroups`)."""
+    sub = (run.eval.get("subgroups") or {}).get("models", {}).get("learned")
+    if not sub:
+        raise LookupError("eval.json has no subgroups")
+    shares = (run.eval.get("subgroups") or {}).get("shares", {})
+    parts = []
+    for name, dimensions in sub.items():
+        rows = [[dimension, group, f"{count(block['count'])} "
+                 f"({shares.get(name, {}).get(dimension, {}).get(group, 0.0):.0%})", *_subgroup_cells(block)]
+                for dimension, groups in dimensions.items() for group, block in groups.items()]
+        parts.append(table(["dimension", "subgroup", "graphs (share)", "MSE [95% CI]", "accuracy [95% CI]"],
+                           rows, caption=name))
+    return Html("<div class=\"subgroups\"><details><summary>Every set by every subgroup (target, size, target kind, distance, seen in "
+                "training)</summary>\n" + "\n".join(parts) + "\n</details></div>")
 
 
 def table_onpath_grid(run: Run) -> Html:

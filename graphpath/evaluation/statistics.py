@@ -122,8 +122,12 @@ def mean_log(values, confidence: float = CONFIDENCE) -> Estimate:
     se = math.sqrt(variance)
     bounds = _interval(math.log(mean), se, df, confidence)
     value = float(x.mean())
-    # an MSE under the floor (an exact model) keeps its interval around its own value
-    low, high = (None, None) if bounds is None else (min(math.exp(bounds[0]), value), max(math.exp(bounds[1]), value))
+    if bounds is None:
+        low, high = None, None
+    elif se == 0:  # every example the same (an exact model's zeros): no spread, the value itself
+        low, high = value, value
+    else:  # an MSE under the floor keeps its interval around its own value
+        low, high = min(math.exp(bounds[0]), value), max(math.exp(bounds[1]), value)
     return Estimate(value, low, high, "log", math.log(mean), se, df, kind, x.shape[0], x.shape[1])
 
 
