@@ -22,11 +22,11 @@ false-positive rate on curves with no transition is measured in tests/test_phase
 (`NULL_FALSE_POSITIVE_RATE` is its pinned upper bound) and is what the "phase changes occur"
 finding tests against (graphpath.evaluation.findings).
 
-Curves: per-label *held-out* losses on the first CURVE_SIZE graphs of the stage's held-out set
-(metrics.jsonl `curve_label_loss`), scored at the stage's regular eval steps and at log-spaced
+Curves: per-label *held-out* losses on the first CURVE_SIZE graphs of the pre-training held-out
+set (metrics.jsonl `curve_label_loss`), scored at the stage's regular eval steps and at log-spaced
 steps from step 1 on (`curve_steps`), so the warm-up, where small models learn the short
-distances, is sampled densely at a fraction of a full evaluation's cost (runs logged before
-these curves existed fall back to the full held-out set's `eval_label_loss`). Each label's
+distances, is sampled densely at a fraction of a full evaluation's cost (fine-tuning, and runs
+logged before these curves existed, fall back to the full held-out set's `eval_label_loss`). Each label's
 reference is (d - mu)^2 with mu the stage's mean training label (from the logged label counts);
 the total curve's reference is the label variance. Labels whose reference is under
 `MIN_REFERENCE` are not judged.

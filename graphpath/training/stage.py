@@ -235,9 +235,9 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
-        # the phase detector's per-label curves: the held-out set's first graphs at log-spaced steps
-        # from step 1 on (the warm-up included) and at every regular eval
-        self.curve_steps = curve_steps(stage.steps, stage.eval_every)
+        # the phase detector's per-label curves (pre-training, where the study saw its phase changes):
+        # the held-out set's first graphs at log-spaced steps from step 1 on and at every regular eval
+        self.curve_steps = curve_steps(stage.steps, stage.eval_every) if stage_name == "pretrain" else set()
         self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
