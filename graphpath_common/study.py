@@ -15,6 +15,10 @@ from dataclasses import dataclass
 # data_gen's balancing thresholds when config.toml leaves them out (data_gen.spec.study_presets);
 # tests/test_departures.py keeps these in step with data_gen.
 DEFAULT_THRESHOLDS = {"data.pretrain_threshold": 6, "data.finetune_threshold": 4}
+# What a resolved config.toml means by leaving a key out (graphpath.core.config: unset thresholds,
+# the study's default tasks, no clipping, no decay step).
+OMITTED = {**DEFAULT_THRESHOLDS, "data.pretrain_task": "distance-12", "data.finetune_task": "distance-onpath",
+           "train.grad_clip": None, "train.decay_step": None}
 STUDY_BATCH = 2 ** 15
 # Each study set's label variance (the MSE of predicting its mean label): 20,000 graphs drawn by
 # data_gen's faithful generator at the study's sizes from the set's split-table row (draw 0);
@@ -87,12 +91,8 @@ def _lookup(config: dict, field: str):
     table = config.get(section) or {}
     if key in table:
         return table[key], True
-    if field in DEFAULT_THRESHOLDS:
-        return DEFAULT_THRESHOLDS[field], True
-    if field == "train.grad_clip" and section in config:
-        return None, True  # left out of a resolved config.toml: no clipping
-    if field in ("train.decay_step",) and section in config:
-        return None, True
+    if field in OMITTED and section in config:
+        return OMITTED[field], True
     return None, False
 
 

@@ -10,7 +10,7 @@ import pytest
 from data_gen.spec import PRESET_NAMES, study_presets
 from data_gen.splits import draw_split
 from graphpath.core.config import load_config, to_toml
-from graphpath_common.study import DEFAULT_THRESHOLDS, STUDY_LABEL_VARIANCE, STUDY_RECIPE, departures, same
+from graphpath_common.study import DEFAULT_THRESHOLDS, OMITTED, STUDY_LABEL_VARIANCE, STUDY_RECIPE, departures, same
 from graphpath_common.toml import tomllib
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -48,7 +48,7 @@ def test_every_changed_setting_appears_as_a_departure(setting):
         perturb[key] = changed[type(perturb[key])](perturb[key])
     else:
         table = config.setdefault(section, {})
-        value = table.get(key, DEFAULT_THRESHOLDS.get(setting.field))
+        value = table.get(key, OMITTED.get(setting.field))
         table[key] = changed[type(value)](value)
     rows = departures(config, parameters=parameters, perturb=perturb)
     differs = {r["field"] for r in rows if r["differs"]}
@@ -65,10 +65,21 @@ def test_the_cpu_preset_lists_the_departures_a_reviewer_asks_about():
     assert rows["parameters"]["run"] == "298,881" and rows["parameters"]["study"] == "550,433"
     assert rows["data.pretrain_threshold"]["run"] == "4" and rows["data.pretrain_threshold"]["study"] == "6"
     assert rows["perturb.lr"]["differs"] is None and rows["perturb.lr"]["run"] == "not run"
+    assert rows["data.pretrain_task"]["run"] == "distance-12" and rows["data.pretrain_task"]["differs"] is False
+    assert rows["train.grad_clip"]["differs"] is True and rows["train.decay_step"]["run"] == "none"
 
 
 def test_values_compare_as_settings():
     assert same(1e-4, 0.0001) and same([0.9, 0.999], [0.9, 0.999]) and not same(True, 1) and same(None, None)
+
+
+def test_omitted_keys_mean_the_config_defaults():
+    from graphpath.core.config import STAGE_TASKS, DataConfig, StageConfig
+
+    data, stage = DataConfig(), StageConfig()
+    assert OMITTED["data.pretrain_task"] == data.pretrain_task == STAGE_TASKS["pretrain_task"]
+    assert OMITTED["data.finetune_task"] == data.finetune_task
+    assert OMITTED["train.grad_clip"] is stage.grad_clip is None and OMITTED["train.decay_step"] is stage.decay_step
 
 
 def test_default_thresholds_are_data_gen_defaults():
