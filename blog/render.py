@@ -16,6 +16,7 @@ from graphpath_common.files import atomic_write_bytes
 
 from .evidence import EVIDENCE
 from .figures import FIGURES
+from .footer import FOOTER
 from .inside import INSIDE, available as inside_available
 from .outputs import OUTPUTS, available as outputs_available
 from .perturbation import PERTURBATION
@@ -28,7 +29,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS}
+PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS, **FOOTER}
 
 
 class MissingValuesError(BlogError):

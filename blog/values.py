@@ -11,6 +11,8 @@ import math
 import struct
 from pathlib import Path
 
+from graphpath_common.rundir import RunDir
+
 from .html import Html, Text, table
 from .rundir import Run
 
@@ -83,7 +85,7 @@ def _parameter_count(weights: Path) -> int:
 
 def model_parameters(run: Run) -> Text:
     for stage in ("finetune", "pretrain"):
-        weights = run.model_dir / "checkpoints" / f"{stage}-final.safetensors"
+        weights = RunDir(run.model_dir).weights(stage)
         if weights.is_file():
             return Text(count(_parameter_count(weights)))
     raise LookupError("no checkpoints/<stage>-final.safetensors")

@@ -27,6 +27,7 @@ import numpy as np
 
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
+from graphpath.evaluation.scores import ci_summary
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
@@ -119,15 +120,15 @@ def analyse(study: dict, losses: dict, bootstrap: int) -> dict:
             rows += [{**row, "seed": seed, "model": m} for row in sf.transfer_points(scratch, tuned)]
         for arm, ladder in (("scratch", sizes + extra), ("finetuned", sizes)):
             curves.append({"model": m, "N": n, "arm": arm, "points": [
-                {"D": d, "loss": sf.mean_ci([losses[(s, m, arm, d)] for s in study["seeds"]]),
+                {"D": d, "loss": ci_summary([losses[(s, m, arm, d)] for s in study["seeds"]]),
                  "per_seed": [losses[(s, m, arm, d)] for s in study["seeds"]]} for d in ladder]})
     summary = []
     for m, n in enumerate(n_of):
         for d in sizes:
             mine = [r for r in rows if r["model"] == m and r["D_F"] == d]
             summary.append({"model": m, "N": n, "D_F": d,
-                            "D_T": sf.mean_ci([r["D_T"] for r in mine]),
-                            "multiplier": sf.mean_ci([r["multiplier"] for r in mine]),
+                            "D_T": ci_summary([r["D_T"] for r in mine]),
+                            "multiplier": ci_summary([r["multiplier"] for r in mine]),
                             "ossified_seeds": sum(r["ossified"] for r in mine),
                             "extrapolated_seeds": sum(r["flag"] != "interpolated" for r in mine)})
     fit = sf.fit_transfer(rows, bootstrap=bootstrap, seed=0)

@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 from data_gen import SpecError
-from graphpath.core.checkpoint import load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
+from graphpath.evaluation.scores import ci_summary
 from graphpath.evaluation.predict import model_vocabulary, score_model
 from graphpath.evaluation.sets import EvalError, define_sets, load_set, resolve_names
 from graphpath.core.model import ModelConfig
@@ -30,7 +32,6 @@ from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.toml import read_toml
 
-from .scaling_fit import mean_ci
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
 KEYS = ("name", "seeds", "modes", "ranks", "lora_alpha", "bodies", "sets", "eval_size", "data", "model",
@@ -103,8 +104,12 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     results = {}
     for seed, variant in [(seed, v) for seed in study["seeds"] for v in variants(study)]:
         job = job_dir(out, Job(f"seed{seed}/{variant['name']}", {}))
-        model, info = load_model(job)
-        scored, _ = score_model(model, prepared, model_vocabulary(model, info), progress=False)
+        try:  # the sets are the study's: the job must have trained on the study's tasks
+            trained = load(job)
+            trained.require_study("experiments.partial")
+        except CheckpointError as error:
+            raise StudyError(str(error)) from None
+        scored, _ = score_model(trained.model, prepared, model_vocabulary(trained.model, trained.info), progress=False)
         results[(seed, variant["name"])] = {"best_finetune_eval": best_eval_loss(job, "finetune"),
                                             "sets": {k: {"mse": v["mse"], "accuracy": v["accuracy"]}
                                                      for k, v in scored.items()}}
@@ -114,8 +119,8 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     for variant in variants(study):
         per_seed = [results[(seed, variant["name"])] for seed in study["seeds"]]
         rows.append({**variant, "trainable": expected_trainable(model_config, variant["mode"], variant["rank"]),
-                     "finetune_loss": mean_ci([r["best_finetune_eval"] for r in per_seed]),
-                     "sets": {name: {metric: mean_ci([r["sets"][name][metric] for r in per_seed if name in r["sets"]])
+                     "finetune_loss": ci_summary([r["best_finetune_eval"] for r in per_seed]),
+                     "sets": {name: {metric: ci_summary([r["sets"][name][metric] for r in per_seed if name in r["sets"]])
                                      for metric in ("mse", "accuracy")} for name in study["sets"]},
                      "per_seed": per_seed})
     return {"schema": 1, "study": study, "total_parameters": expected_trainable(model_config, "full"),

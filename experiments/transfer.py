@@ -37,10 +37,11 @@ import numpy as np
 from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
-from graphpath.evaluation.scores import mean_ci, rounded
+from graphpath.evaluation.scores import ci_summary, rounded
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "transfer.toml"
@@ -185,13 +186,19 @@ def training_hashes(out: Path, seed: int, tasks: list[str]) -> set:
 # ---- scoring and statistics -----------------------------------------------------------------------
 
 def score_checkpoint(run_dir: Path, stage: str, batch) -> dict:
-    from graphpath.core.checkpoint import load_model
+    """Loss and accuracy of the job's final `stage` model on `batch`, which may ask another task
+    than the model's own: that is the transfer table's "A unchanged" baseline, named by the study."""
+    from graphpath.core.checkpoint import CheckpointError
+    from graphpath.core.resolve import load
     from graphpath.evaluation.predict import predict
 
-    final = Path(run_dir) / "checkpoints" / f"{stage}-final.json"
+    final = RunDir(run_dir).checkpoint(stage)
     if not final.is_file():
-        raise SweepError(f"{run_dir} is missing or unfinished (no checkpoints/{stage}-final.json)")
-    model, _ = load_model(final)
+        raise SweepError(f"{run_dir} is missing or unfinished (no {final.relative_to(run_dir)})")
+    try:
+        model = load(final).model
+    except CheckpointError as error:
+        raise SweepError(str(error)) from None
     prediction = predict(model, batch)
     label = batch.label.numpy()
     return {"loss": float(np.mean((prediction - label) ** 2)),
@@ -223,8 +230,7 @@ def score_all(study: dict, out: Path, progress: bool = True) -> tuple[list[dict]
 
 def _ci(values) -> dict:
     values = [float(v) for v in values]
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "ci95": None if low is None else [low, high], "per_seed": values}
+    return {**ci_summary(values), "per_seed": values}
 
 
 def transfer_cells(rows: list[dict], tasks: list[str], seeds: list[int], constant: dict) -> list[dict]:

@@ -146,7 +146,7 @@ def test_pool_runs_means_and_per_run_values():
 
 TOP_KEYS = {"schema_version", "title", "created_utc", "model", "primary", "max_vertices", "data", "eval", "sets",
             "set_data", "models", "phases", "grid", "reproduction", "findings", "findings_note", "figures",
-            "line_probe", "subgroups", "onpath_grid", "overlap", "departures"}
+            "line_probe", "subgroups", "onpath_grid", "overlap", "departures", "provenance"}
 BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "accuracy_ci95", "mean_label", "label_variance", "per_label",
               "confusion", "runs", "ci_kind", "seeds", "raw_histogram"}
 MODEL_KEYS = {"kind", "description", "sources", "vocabulary", "runs", "info", "results", "skipped"}

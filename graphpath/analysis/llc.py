@@ -20,9 +20,10 @@ and every row of the sweep are recorded in llc.json. A model whose every setting
 input (exit 2, nothing written); one whose settings stay finite but none qualifies gets estimate
 null beside its rows (a failed calibration, reported).
 
-Models: `RUN_DIR` (every final checkpoint, pre-train and fine-tuned, plus the hand-built model of
-the same size and the same with its sharpness lowered, `--soft-betas` as graphpath.analysis.basin, on the
-same data) or `handcrafted --n N` (the two hand-built ones). Output: `RUN_DIR/llc.json` (schema in
+Models: `RUN_DIR` (every final checkpoint, pre-train and fine-tuned, found by graphpath.core.resolve,
+on the data the run was first trained on: its pre-training set; beside a run trained on distances,
+the hand-built model of the same size and the same with its sharpness lowered, `--soft-betas` as
+graphpath.analysis.basin, on the same data) or `handcrafted --n N` (the two hand-built ones). Output: `RUN_DIR/llc.json` (schema in
 docs/contracts.md).
 """
 from __future__ import annotations
@@ -42,11 +43,14 @@ from tqdm import tqdm
 from data_gen import study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
 
-from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
 
 PROG = "python -m graphpath.llc"
 SCHEMA_VERSION = 1
@@ -197,21 +201,26 @@ def targets(model_arg: str, n_vertices: int | None, soft_betas: tuple[float, flo
     found = []
     for stage in ("pretrain", "finetune"):
         try:
-            json_path = find_checkpoint(path, stage)
-        except CheckpointError:
-            continue
-        try:
-            model, info = load_model(json_path)
+            trained = load(path, stage)  # a group of seeds: its first seed's
         except CheckpointError as error:
+            if str(error).startswith(f"no {stage} checkpoint"):
+                continue
             raise LLCError(str(error)) from None
-        found.append((stage, model, {"model": str(json_path), "stage": stage, "step": info.get("step")}, info))
+        found.append((stage, trained.model, trained.description(), trained))
     if not found:
         raise LLCError(f"no checkpoint in {path}")
-    info = found[0][3]
-    spec = study_presets(**info["data"])["pretrain"]
-    n = spec.max_vertices
+    try:  # every checkpoint on the data the run was first trained on (its pre-training set)
+        spec = found[0][3].analysis_spec(None, PROG)
+        for _, _, _, trained in found[1:]:  # one data set for every model: they must answer one question
+            trained.require_answers(spec, PROG)
+    except CheckpointError as error:
+        raise LLCError(str(error)) from None
     out = [(name, model, desc) for name, model, desc, _ in found]
-    return out + handcrafted_models(n, soft_betas), spec, path
+    if spec.task != "distance":
+        print(f"note: no hand-built models beside {path}: they answer distances, it was trained to answer "
+              f"{spec.task!r}", file=sys.stderr)
+        return out, spec, path
+    return out + handcrafted_models(spec.max_vertices, soft_betas), spec, path
 
 
 @dataclass
@@ -273,10 +282,12 @@ def _main(argv) -> int:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
     if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
         raise LLCError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
     doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma,
                       soft_betas=tuple(args.soft_betas)),
               base, progress=not args.quiet)
-    out = Path(args.out) if args.out else Path(doc.pop("out_dir")) / "llc.json"
+    doc["provenance"] = provenance.finish(invocation, "finished")
+    out = Path(args.out) if args.out else RunDir(doc.pop("out_dir")).llc
     doc.pop("out_dir", None)
     atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
     for name, result in doc["models"].items():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from data_gen import SpecError, study_presets
 from data_gen.tasks import SUITE, task_spec
-from graphpath_common.toml import read_toml, tomllib
+from graphpath_common.toml import dumps, read_toml, tomllib
 
 from graphpath.core.model import ConfigError, ModelConfig
 
@@ -299,22 +299,6 @@ def load_config(path, overrides: list[tuple[str, str]] = ()) -> RunConfig:
     return from_dict(apply_overrides(raw, list(overrides)))
 
 
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {value!r} as TOML")
-
-
 def to_toml(config: RunConfig) -> str:
     """Serialize the resolved config (round-trips through `from_dict(tomllib.loads(...))`)."""
-    values = config.to_dict()
-    lines = [f"name = {_toml_value(values['name'])}", f"seed = {values['seed']}"]
-    for section in ("data", "model", "train", "finetune"):
-        lines += ["", f"[{section}]"] + [f"{k} = {_toml_value(v)}" for k, v in values[section].items()]
-    return "\n".join(lines) + "\n"
+    return dumps(config.to_dict())

@@ -262,7 +262,10 @@ class GraphTransformer(nn.Module):
     def forward(self, batch: GraphBatch, buckets: int = 1) -> torch.Tensor:
         """Distances (B,) float32. `buckets` > 1 sorts the batch by edge count and runs that many
         chunks, each trimmed to its own longest edge list, so padding costs nothing; the result is
-        the same as `buckets=1` up to float rounding."""
+        the same as `buckets=1` up to float rounding. A graph outside the model's vocabulary (vertex
+        ids, targets or max_vertices above `max_vertices`) is a ValueError naming it
+        (`data_gen.validate.check_graphs`)."""
+        batch.check(self.config.max_vertices)
         if buckets > 1 and len(batch) >= 2 * buckets:
             order = torch.argsort(batch.num_edges, stable=True)
             pieces = [self._forward(batch[chunk].trim()) for chunk in order.tensor_split(buckets)]

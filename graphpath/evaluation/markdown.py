@@ -1,6 +1,7 @@
 """report.md, written from eval.json alone: findings first (each on its subgroup, with its test),
 then every set broken down by subgroup, the on-path grid, the training overlap, the departures
-from the study, and last the study's own mixed numbers (the reproduction table).
+from the study, the study's own mixed numbers (the reproduction table), the per-set tables, and
+last the provenance footer (how the runs and this evaluation were made).
 
 Every number says what it pools: "S seeds x N graphs" (an interval over seeds and test graphs)
 or "1 seed" (an interval over test graphs only).
@@ -139,6 +140,23 @@ def _section_figures(doc: dict) -> list[str]:
         stems.setdefault(stem, []).append(f"[{suffix}]({path})")
     return ["", "## Figures", ""] + [f"- `{stem.split('/')[-1]}`: {' · '.join(links)}" for stem, links in stems.items()]
 
+
+def _section_provenance(doc: dict) -> list[str]:
+    """The footer: how the scored runs were made and how this evaluation ran (eval.json `provenance`)."""
+    from graphpath_common.provenance import describe_invocation
+
+    def line(item: dict) -> str:
+        command, details = describe_invocation(item)
+        return f"`{command}` — {details}"
+
+    made = doc.get("provenance") or {}
+    lines = []
+    for run in made.get("runs", []):
+        recorded = [line(item) for item in run["invocations"]] or ["made before provenance was recorded"]
+        lines += [f"- `{run['run']}`:"] + [f"  - {text}" for text in recorded]
+    if made.get("evaluation"):
+        lines.append(f"- this evaluation: {line(made['evaluation'])}")
+    return ["", "## Provenance", ""] + lines if lines else []
 
 
 def _interval(ci) -> str:
@@ -309,7 +327,7 @@ def _section_reproduction(doc: dict) -> list[str]:
 
 SECTIONS = (_section_header, _section_findings, _section_seeds, _section_subgroups, _section_onpath_grid,
             _section_overlap, _section_departures, _section_reproduction, _section_sets, _section_skipped,
-            _section_grid, _section_raw_outputs, _section_line_probe, _section_figures)
+            _section_grid, _section_raw_outputs, _section_line_probe, _section_figures, _section_provenance)
 
 
 def render(doc: dict) -> str:

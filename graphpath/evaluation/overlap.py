@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from data_gen import GraphBatch
+from graphpath_common.rundir import STAGES, RunDir
 
 REPLAY_LIMIT = 2_000_000  # graphs per stage: about a minute of replay on one core at n <= 8
 _PRIME = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
@@ -55,9 +56,9 @@ def graph_hashes(edges: np.ndarray, max_vertices: int) -> np.ndarray:
 
 def _final_feeds(run_dir: Path, stage: str) -> tuple[list | None, int | None]:
     """(feed states, step) of the stage's last checkpoint: one feed state per process."""
-    from graphpath.core.checkpoint import find_checkpoint, read_info
+    from graphpath.core.checkpoint import read_info
 
-    info = read_info(find_checkpoint(Path(run_dir) / "checkpoints", stage=stage))
+    info = read_info(RunDir(run_dir).checkpoint_files(stage)[-1])
     return (info.get("train_state") or {}).get("feed"), info.get("step")
 
 
@@ -69,7 +70,7 @@ def stage_hashes(run_dir: Path, stage: str, limit: int = REPLAY_LIMIT) -> tuple[
     from graphpath.core.config import load_config, stage_specs
     from graphpath.training.feed import make_feed, stage_seed
 
-    config = load_config(Path(run_dir) / "config.toml")
+    config = load_config(RunDir(run_dir).config)
     section = config.train if stage == "pretrain" else config.finetune
     spec = stage_specs(config)[stage]
     final_feeds, final_step = _final_feeds(run_dir, stage)
@@ -120,16 +121,6 @@ def seen_status(flags: list[np.ndarray]) -> np.ndarray:
     return status
 
 
-def _has_checkpoint(run_dir: Path, stage: str) -> bool:
-    from graphpath.core.checkpoint import CheckpointError, find_checkpoint
-
-    try:
-        find_checkpoint(Path(run_dir) / "checkpoints", stage=stage)
-        return True
-    except CheckpointError:
-        return False
-
-
 def overlap_check(run_dirs: list[Path], prepared: dict, progress: bool = False,
                   limit: int = REPLAY_LIMIT) -> dict | None:
     """Which evaluation graphs each run's own training stream holds: {"stages": [per run: [per
@@ -141,7 +132,7 @@ def overlap_check(run_dirs: list[Path], prepared: dict, progress: bool = False,
 
     flags, records = {name: [] for name in prepared}, []
     for run_dir in tqdm(run_dirs, desc="training overlap", disable=not progress, leave=False):
-        stages = [s for s in ("pretrain", "finetune") if _has_checkpoint(run_dir, s)]
+        stages = [s for s in STAGES if RunDir(run_dir).checkpoint_files(s)]
         if not stages:
             return None
         try:

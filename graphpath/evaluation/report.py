@@ -8,7 +8,7 @@ on-path sets; the findings are judged on the subgroups they are about instead
 """
 from __future__ import annotations
 
-# (key, quantity, study value, the study's word, model, set): DESIGN.md's table
+# (key, quantity, study value, the study's word, model, set): the table of docs/study.md (Stages)
 STUDY = [
     ("pretrain", "pre-train: final MSE (t = 2)", 0.001623, "", "learned-pretrain", "pretrain"),
     ("finetune-before", "fine-tune set: MSE before fine-tuning", 0.5531, "", "learned-pretrain", "finetune"),

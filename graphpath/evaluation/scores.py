@@ -9,9 +9,9 @@ the numbers eval.json stores: MSE, accuracy after rounding, per-label MSE and co
 confusion counts from `confusion_matrix` — the one confusion routine (eval.json and the training
 figures): true label x prediction rounded to the nearest integer (halves up) and clipped to the
 label range 1..max_vertices.
-`mean_ci(values)` is a t-distribution confidence interval for a mean (used where only per-seed
-summaries exist); one set's MSE interval is on log(MSE), over its graphs
-(graphpath.evaluation.statistics.mean_log).
+`mean_ci(values)` is a t-distribution confidence interval for a mean, used where only per-seed
+summaries exist; `ci_summary` writes it as the studies' JSON record. One set's MSE interval is on
+log(MSE), over its graphs (graphpath.evaluation.statistics.mean_log).
 """
 from __future__ import annotations
 
@@ -81,6 +81,16 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, floa
     sem = float(values.std(ddof=1)) / math.sqrt(values.size)
     half = t_quantile(0.5 + confidence / 2, values.size - 1) * sem
     return mean, mean - half, mean + half
+
+
+def ci_summary(values, confidence: float = 0.95) -> dict:
+    """`mean_ci` as a JSON record over the finite values (None and NaN are dropped): {"mean",
+    "ci95": [low, high] or None, "n"}; mean None when no value is finite. The studies' form."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean, low, high = mean_ci(finite, confidence)
+    return {"mean": mean, "ci95": None if low is None else [low, high], "n": len(finite)}
 
 
 def rounded(prediction: np.ndarray) -> np.ndarray:

@@ -18,29 +18,29 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.rundir import RunDir, read_json
+from graphpath_common.study import departures
+from graphpath_common.toml import read_toml
 from data_gen.spec import study_sizes_up_to
 
 from handcrafted import build_bfs_transformer, model_size, stream_basis
 from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES, MIN_VERTICES
 
-import numpy as np
-
-from graphpath_common.study import departures
-
 from graphpath.evaluation import breakdown, report
 from graphpath.evaluation.overlap import overlap_check
-from graphpath.core.checkpoint import CheckpointError, load_model
-from graphpath.core.config import ConfigError, DataConfig
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import TrainedModel, load
 from graphpath.evaluation.predict import model_vocabulary, pool_runs, score_model
 from graphpath.evaluation.figures import write_figures
 from graphpath.evaluation.raw_outputs import line_probe
 from graphpath.evaluation.sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
-from graphpath.core.rungroup import is_group, seed_dirs
 
 PROG = "python -m graphpath.evaluate"
 SCHEMA_VERSION = 1
@@ -51,21 +51,12 @@ BEFORE_AFTER_SETS = ("pretrain", "finetune")
 
 # ---- loading models and runs ----------------------------------------------------------------------
 
-def _toml(path: Path) -> dict:
-    from graphpath_common.toml import tomllib
-
+def load_learned(path: Path, device: str, stage: str | None = None) -> TrainedModel:
+    """The model `path` names, through the one resolver (graphpath.core.resolve), its failures as
+    one-line EvalErrors."""
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, ValueError) as error:
-        raise EvalError(f"cannot read {path}: {error}") from None
-
-
-def load_learned(path: Path, device: str):
-    """(model, info) through graphpath.core.checkpoint, with its failures as one-line EvalErrors."""
-    try:
-        return load_model(path, device)
-    except (CheckpointError, OSError, ValueError, KeyError, RuntimeError) as error:
+        return load(path, stage, device)
+    except (CheckpointError, OSError) as error:
         raise EvalError(f"cannot load a model from {path}: {error}".splitlines()[0]) from None
 
 
@@ -97,58 +88,28 @@ def handcrafted_description(n: int) -> dict:
 
 
 def read_run(run_dir: Path, device: str) -> dict:
-    """A run's final model, its data spec (checked against config.toml), phases.json and, when the
-    run fine-tuned, its pre-training checkpoint path."""
+    """A run's final model (trained on the study's tasks, or an EvalError), its data sizes,
+    phases.json and, when the run fine-tuned, its last pre-training checkpoint."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run directory {run_dir} does not exist")
-    model, info = load_learned(run_dir, device)
-    data = info.get("data")
-    if (run_dir / "config.toml").exists():
-        table = _toml(run_dir / "config.toml").get("data")
-        if table is not None:
-            table = study_data(run_dir, table)
-        if data is not None and table is not None and table != dict(data):
-            raise EvalError(f"{run_dir}: checkpoint data spec {data} differs from config.toml [data] {table}")
-        data = data if data is not None else table
-    if data is None:
-        raise EvalError(f"{run_dir}: no data spec (neither the checkpoint nor config.toml [data] has one)")
-    phases = None
-    if (run_dir / "phases.json").exists():
-        try:
-            phases = json.loads((run_dir / "phases.json").read_text())
-        except (OSError, ValueError) as error:
-            raise EvalError(f"cannot read {run_dir / 'phases.json'}: {error}") from None
-    return {"dir": run_dir, "model": model, "info": info, "data": dict(data), "phases": phases,
-            "pretrain": last_pretrain_checkpoint(run_dir) if info.get("stage") != "pretrain" else None}
-
-
-def study_data(run_dir: Path, table: dict) -> dict:
-    """config.toml's [data] as the study sizes every set is drawn at (`study_presets` keyword
-    arguments). The sets are the study's distance tasks: a run trained on other tasks of
-    data_gen.tasks is refused (experiments.transfer scores those)."""
+    trained = load_learned(run_dir, device)
     try:
-        data = DataConfig(**table)
-    except (ConfigError, TypeError) as error:
-        raise EvalError(f"{run_dir}/config.toml [data]: {error}") from None
-    other = data.other_tasks()
-    if other:
-        raise EvalError(f"{run_dir} trained on {other}: graphpath.evaluation.suite scores the study's distance tasks "
-                        f"only (python -m experiments.transfer scores the other tasks)")
-    return data.preset_kwargs()
+        trained.require_study(PROG)
+    except CheckpointError as error:
+        raise EvalError(str(error)) from None
+    run = RunDir(run_dir)
+    phases = read_json(run.phases, EvalError) if run.phases.is_file() else None
+    return {"dir": run_dir, "model": trained.model, "info": trained.info, "data": trained.data, "phases": phases,
+            "trained": trained,
+            "pretrain": last_pretrain_checkpoint(run_dir) if trained.stage != "pretrain" else None}
 
 
 def last_pretrain_checkpoint(run_dir: Path) -> Path | None:
     """The JSON of the run's last pre-training checkpoint (`pretrain-final`, else the highest
     `pretrain-<step>`), or None when the run kept none."""
-    from graphpath.core.checkpoint import CheckpointError, find_checkpoint
-
-    if not (Path(run_dir) / "checkpoints").is_dir():
-        return None
-    try:
-        return find_checkpoint(Path(run_dir) / "checkpoints", stage="pretrain")
-    except CheckpointError:
-        return None
+    found = RunDir(run_dir).checkpoint_files("pretrain")
+    return found[-1] if found else None
 
 
 # ---- the work ------------------------------------------------------------------------------------
@@ -209,7 +170,7 @@ def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) 
         pretrain["results"] = {n: learned["results"][n] for n in before if n in learned["results"]}
         raw["learned-pretrain"] = {n: raw["learned"][n] for n in before if n in raw["learned"]}
     else:
-        pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
+        pre_models = [load_learned(r["pretrain"], device).model if r["pretrain"] else r["model"] for r in loaded]
         for run, pre_model in zip(loaded, pre_models):
             run["pretrain_model"] = pre_model  # the line-graph probe asks it too
         raw["learned-pretrain"] = score_entry(pretrain, pre_models, prepared, device, "learned-pretrain",
@@ -264,9 +225,10 @@ def document(models: dict, prepared: dict, loaded: list[dict], data: dict, setti
         doc["overlap"] = {"stages": overlap["stages"], "shares": overlap["shares"]}
     breakdown.attach(doc, raw or {}, prepared, data, doc["phases"] or [None], (overlap or {}).get("seen"))
     report.attach_findings(doc)
-    if loaded and (Path(loaded[0]["dir"]) / "config.toml").is_file():
+    config = RunDir(loaded[0]["dir"]).config if loaded else None
+    if config is not None and config.is_file():
         model = loaded[0]["model"]
-        doc["departures"] = departures(_toml(Path(loaded[0]["dir"]) / "config.toml"),
+        doc["departures"] = departures(read_toml(config, EvalError),
                                        parameters=sum(p.numel() for p in model.parameters()))
     return doc
 
@@ -278,6 +240,7 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     """The eval.json document for the learned runs (pooled) and/or the hand-built model.
     overlap: replay each run's training stream to flag test graphs it holds (the `seen` subgroups)."""
     started = time.perf_counter()
+    invocation = provenance.entry(device=device, threads=torch.get_num_threads())
     names = resolve_names(sets)
     for value, what in ((size, "--size"), (grid_size, "--grid-size")):
         if value <= 0:
@@ -319,6 +282,9 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     check = overlap_check([r["dir"] for r in loaded], prepared, progress) if loaded and overlap else None
     doc = document(models, prepared, loaded, data, settings, title, raw, check)
     doc["line_probe"] = probe
+    doc["provenance"] = {"evaluation": provenance.finish(invocation, "finished"),
+                         "runs": [{"run": str(r["dir"]), "invocations": provenance.read_invocations(r["dir"])}
+                                  for r in loaded]}
     return doc
 
 
@@ -347,20 +313,23 @@ def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    doc["figures"] = write_figures(doc, out_dir / "figures") if figures else []
+    doc["figures"] = write_figures(doc, RunDir(out_dir).figures) if figures else []
     doc["eval"]["seconds"]["figures"] = round(time.perf_counter() - started, 3)
     doc["eval"]["seconds"]["total"] = round(sum(v for k, v in doc["eval"]["seconds"].items() if k != "total"), 3)
-    atomic_write_text(out_dir / "eval.json", json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
-    atomic_write_text(out_dir / "report.md", report.render_markdown(doc))
+    atomic_write_text(RunDir(out_dir).eval, json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    atomic_write_text(RunDir(out_dir).report, report.render_markdown(doc))
     return doc
 
 
 def evaluate_run(run_dir, **options) -> dict:
-    """Score a run's final checkpoint (and the hand-built model beside it) and write eval.json,
-    report.md and figures/ into the run directory. Options: those of `evaluate` plus figures."""
+    """Score a run's final checkpoint (and the hand-built model beside it), or a group's seeds
+    pooled, and write eval.json, report.md and figures/ into the run (or group) directory; returns
+    the eval.json document. Options: those of `evaluate` plus `figures`. EvalError (one line) for
+    bad input."""
     figures = options.pop("figures", True)
-    doc = evaluate([Path(run_dir)], title=Path(run_dir).name, **options)
-    return write_outputs(doc, Path(run_dir), figures)
+    run = RunDir(run_dir)
+    doc = evaluate([seed.path for seed in run.runs()], title=run.path.name, **options)
+    return write_outputs(doc, run.path, figures)
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -396,9 +365,9 @@ def parse_args(argv):
 
 def run(args) -> Path:
     runs = ([args.run_dir] if args.run_dir else []) + list(args.runs)
-    group = args.run_dir if args.run_dir and not args.runs and is_group(args.run_dir) else None
+    group = args.run_dir if args.run_dir and not args.runs and RunDir(args.run_dir).is_group else None
     if group is not None:  # a group of seeds (train --seeds): its seeds pooled, written into the group
-        runs = seed_dirs(group)
+        runs = [seed.path for seed in RunDir(group).seeds]
     if args.model == "handcrafted":
         if runs:
             raise EvalError("--model handcrafted scores the hand-built model alone; drop RUN_DIR/--runs "
@@ -409,7 +378,7 @@ def run(args) -> Path:
             raise EvalError(f"--n must be >= 3 (vertices 1 and 2 and room for a path), got {args.n}")
         data = None
         if args.data_from:
-            table = _toml(args.data_from / "config.toml") if args.data_from.is_dir() else None
+            table = read_toml(RunDir(args.data_from).config, EvalError) if args.data_from.is_dir() else None
             if not table or "data" not in table:
                 raise EvalError(f"--data-from {args.data_from}: no config.toml with a [data] table")
             data = dict(table["data"])
@@ -434,7 +403,7 @@ def run(args) -> Path:
     seconds = doc["eval"]["seconds"]
     print(f"evaluated {len(doc['sets'])} set(s) x {len(doc['models'])} model(s) in "
           f"{time.perf_counter() - started:.1f} s (data {seconds['data']:.1f} s, scoring {seconds['scoring']:.1f} s, "
-          f"figures {seconds['figures']:.1f} s) -> {out / 'eval.json'}, {out / 'report.md'}")
+          f"figures {seconds['figures']:.1f} s) -> {RunDir(out).eval}, {RunDir(out).report}")
     for model, entry in doc["models"].items():
         for name, why in entry["skipped"].items():
             print(f"skipped {model} on {name}: {why}", file=sys.stderr)

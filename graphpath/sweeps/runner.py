@@ -15,7 +15,7 @@ pre-training failed is reported as blocked.
 
 Executors (`run_sweep(executor=...)`, `--executor`):
     local           a process pool of `--workers` processes (default: the CPUs this process may
-                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    use), one torch thread each; every job runs `graphpath.training.run.train` in-process
                     in a worker, its output in the job's job.log
     slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
                     --gpus-per-task); jobs are submitted as their dependencies finish
@@ -51,10 +51,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.cli import ArgumentParser, UsageError, run_cli
 from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
-from graphpath_common.toml import read_toml
+from graphpath_common.rundir import RunDir
+from graphpath_common.toml import read_toml, toml_value, tomllib
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
 
@@ -98,7 +99,7 @@ def job_hash(text: str, source: Path | None) -> str:
 
 
 def is_complete(run_dir: Path, stage: str) -> bool:
-    return (Path(run_dir) / "checkpoints" / f"{stage}-final.json").is_file()
+    return RunDir(run_dir).finished(stage)
 
 
 def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
@@ -120,7 +121,7 @@ def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
         source = job_dir(root, Job(job.after, {})) if job.after else None
         hashes[job.key] = digest = job_hash(config_text(job.config), source)
         out = job_dir(root, job)
-        marker = out / "job.json"
+        marker = RunDir(out).job
         if marker.is_file():
             recorded = json.loads(marker.read_text()).get("config_sha256")
             if recorded != digest:
@@ -136,39 +137,44 @@ def _claim(root: Path, job: Job, digest: str) -> None:
     """Start a job afresh: drop its stage's leftover checkpoints and record the config hash."""
     out = job_dir(root, job)
     out.mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "checkpoints").glob(f"{job.stage}-*") if (out / "checkpoints").is_dir() else ():
+    checkpoints = RunDir(out).checkpoints
+    for leftover in checkpoints.glob(f"{job.stage}-*") if checkpoints.is_dir() else ():
         leftover.unlink()
-    atomic_write_text(out / "job.json", json.dumps({"config_sha256": digest, "stage": job.stage,
+    atomic_write_text(RunDir(out).job, json.dumps({"config_sha256": digest, "stage": job.stage,
                                                     "after": job.after, "key": job.key}))
 
 
 def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
-    """Run one job in this process (a pool worker or a submitit job): train_main with one thread,
-    its stdout and stderr in run_dir/job.log. Never raises for the job's own failure."""
-    out = Path(run_dir)
-    log_path = out / "job.log"
+    """Run one job in this process (a pool worker or a submitit job): `graphpath.training.run.train`
+    with one thread, its stdout and stderr in run_dir/job.log. Never raises for the job's own failure."""
+    job = RunDir(run_dir)
     start = time.time()
     code = 1
-    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    with open(job.job_log, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         try:
-            import torch
+            from graphpath.core.checkpoint import CheckpointError
+            from graphpath.evaluation.sets import EvalError
+            from graphpath.training.feed import DataError
+            from graphpath.training.run import train
+            from graphpath.training.stage import TrainingDiverged
 
-            from graphpath.training.run import main as train_main
-
-            torch.set_num_threads(1)
-            config_path = out / "job-config.toml"
-            atomic_write_text(config_path, text)
+            config = from_dict(tomllib.loads(text))
             if source is not None:
-                checkpoints = out / "checkpoints"
-                checkpoints.mkdir(parents=True, exist_ok=True)
-                for path in (Path(source) / "checkpoints").glob("pretrain-final.*"):
-                    shutil.copyfile(path, checkpoints / path.name)
-            code = train_main(["--config", str(config_path), "--out", str(out), "--stage", stage,
-                               "--threads", "1", "--no-eval", "--no-figures"])
+                job.checkpoints.mkdir(parents=True, exist_ok=True)
+                for path in RunDir(source).checkpoints.glob(f"{RunDir(source).checkpoint('pretrain').stem}.*"):
+                    shutil.copyfile(path, job.checkpoints / path.name)
+            try:
+                train(config, job.path, stage=stage, threads=1, evaluate=False, figures=False)
+                code = 0
+            except (ConfigError, CheckpointError, DataError, EvalError, UsageError) as error:
+                print(f"graphpath.train: {error}")  # bad input: one line, as the command line says it
+                code = 2
+            except TrainingDiverged as error:
+                print(f"graphpath.train: {error}")
         except Exception:  # the job's failure, reported with its log; the sweep goes on
             traceback.print_exc()
-        ok = code == 0 and is_complete(out, stage)
-    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(log_path)}
+        ok = code == 0 and is_complete(job.path, stage)
+    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(job.job_log)}
 
 
 def _one_thread() -> None:
@@ -261,7 +267,7 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
                     result = future.result()
                 except Exception as error:  # the worker itself died (or submitit lost the job)
                     result = {"ok": False, "code": None, "seconds": None, "error": f"{type(error).__name__}: {error}",
-                              "log": str(job_dir(root, Job(key, {})) / "job.log")}
+                              "log": str(RunDir(job_dir(root, Job(key, {}))).job_log)}
                 status[key] = {**result, "status": "ran" if result["ok"] else "failed"}
                 bar.update()
                 if result["ok"]:
@@ -285,10 +291,10 @@ def require_complete(status: dict[str, dict]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise SweepError(f"{run_dir} is not a finished run directory (no metrics.jsonl)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    run = RunDir(run_dir)
+    if not run.metrics.is_file():
+        raise SweepError(f"{run_dir} is not a finished run directory (no {run.metrics.name})")
+    return run.read_metrics(SweepError)
 
 
 def best_eval_loss(run_dir: Path, stage: str) -> float:
@@ -340,8 +346,7 @@ def load_grid(path: Path) -> tuple[str, list[Job]]:
         chosen = dict(zip(axes, values))
         key = ",".join(f"{k}={_value_name(v)}" for k, v in chosen.items()) or "base"
         try:
-            raw = apply_overrides(base, [(k, json.dumps(v) if isinstance(v, str) else _toml(v))
-                                         for k, v in chosen.items()])
+            raw = apply_overrides(base, [(k, toml_value(v)) for k, v in chosen.items()])
         except ConfigError as error:
             raise SweepError(str(error)) from None
         jobs.append(Job(f"{key}/pretrain" if stage == "all" else key, raw, "pretrain"))
@@ -350,14 +355,6 @@ def load_grid(path: Path) -> tuple[str, list[Job]]:
     if not jobs or any(not v for v in axes.values()):
         raise SweepError(f"{path}: the grid has zero jobs (an axis of [grid] is empty)")
     return name, jobs
-
-
-def _toml(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return repr(value)
 
 
 def summarize(jobs: list[Job], root: Path, status: dict) -> dict:
@@ -435,7 +432,7 @@ def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: boo
     """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
     `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
     if figures:
-        doc["figures"] = write_figures(doc, out / "figures")
+        doc["figures"] = write_figures(doc, RunDir(out).figures)
     path = out / json_name
     atomic_write_text(path, json.dumps(doc, indent=1))
     return path

@@ -24,13 +24,16 @@ from tqdm import tqdm
 from data_gen import GraphBatch, GraphSpec
 from data_gen.splits import split_batch
 from graphpath_common.files import atomic_write_text
+from graphpath_common.rundir import RunDir, read_jsonl
 
 from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
                          read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
+from graphpath.core.contract import contract_to_json, stage_contract
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
 from graphpath.training.phases import CURVE_SIZE, curve_steps
+from graphpath.training.prefetch import PrefetchFeed
 from graphpath.core.model import GraphTransformer
 
 
@@ -174,9 +177,7 @@ class MetricsLog:
         self.path, self.enabled = path, enabled
 
     def read(self) -> list[dict]:
-        if not self.path.is_file():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.path)
 
     def truncate(self, stage: str, after_step: int) -> None:
         if self.enabled:
@@ -218,15 +219,17 @@ class StageLoop:
             raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
         self.model, self.base, self.spec, self.stage_name = model, unwrap(model), spec, stage_name
         self.runtime = runtime.with_precision(stage.precision)
-        self.ckpt_dir = run_dir / "checkpoints"
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", runtime.main)
+        self.ckpt_dir = RunDir(run_dir).checkpoints
+        self.metrics = MetricsLog(RunDir(run_dir).metrics, runtime.main)
         self.optimizer = stage_optimizer(self.base, stage)
         if stage_name == "finetune" and stage.optimizer == "continue" and resume_from is None:
-            continue_optimizer(self.optimizer, find_checkpoint(self.ckpt_dir / "pretrain-final.json"), stage)
+            continue_optimizer(self.optimizer, find_checkpoint(RunDir(run_dir).checkpoint("pretrain")), stage)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage))
         self.feed = make_feed(spec, stage.batch_size // runtime.world,
                               stage_seed(config.seed, stage_name, "train", runtime.rank),
                               stage.dataset, runtime.rank, runtime.world)
+        if runtime.device.type == "cuda":  # draw (and pin) the next batches while the GPU trains
+            self.feed = PrefetchFeed(self.feed, pin=True)
         self.step, self.examples = 0, 0
         if resume_from is not None:
             self.step, self.examples = _restore(resume_from, self.base, self.optimizer, self.scheduler, self.feed,
@@ -240,6 +243,7 @@ class StageLoop:
         self.curve_steps = curve_steps(stage.steps, stage.eval_every) if stage_name == "pretrain" else set()
         self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
+                     "stages": contract_to_json(stage_contract(config, stage_name)),  # what it is trained on
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
             self.info["finetune_optimizer"] = stage.optimizer
@@ -322,6 +326,8 @@ class StageLoop:
                     return {"stage": name, "stopped": True, "step": self.step}
         finally:
             bar.close()
+            if isinstance(self.feed, PrefetchFeed):
+                self.feed.close()
         self.checkpoint(f"{name}-final")
         seconds = time.perf_counter() - started
         return {"stage": name, "stopped": False, "step": self.step, "examples": self.examples,
@@ -351,6 +357,6 @@ def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtim
 
 def latest_checkpoint(run_dir: Path, stage_name: str) -> Path | None:
     try:
-        return find_checkpoint(run_dir / "checkpoints", stage=stage_name)
+        return find_checkpoint(RunDir(run_dir).checkpoints, stage=stage_name)
     except CheckpointError:
         return None
