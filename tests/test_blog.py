@@ -336,6 +336,12 @@ def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_pa
 def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
     from graphpath_common import provenance
 
+    recorded = json.loads((run_copy / "provenance.json").read_text())["invocations"][0]
+    html = blog.render(run_copy, tmp_path / "fixture").read_text()  # the fixture: trained, then scored
+    assert "python -m graphpath.train --out runs/fixture" in html and recorded["started_utc"] in html
+    assert "scored by <code>" in html and "made before provenance" not in html
+    (run_copy / "provenance.json").unlink()  # a run made before provenance was recorded
+    edit_json(run_copy / "eval.json", lambda d: d.pop("provenance"))
     html = blog.render(run_copy, tmp_path / "old").read_text()
     assert "How this run was made" in html and "made before provenance was recorded" in html
     with provenance.recorded(run_copy, ["python -m graphpath.train", "--out", "<runs/x>"], device="cpu", threads=1):
