@@ -32,6 +32,7 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import scaling_fit as sf
@@ -196,9 +197,10 @@ def _main(argv) -> int:
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise StudyError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
     out = args.out or Path("runs") / study["name"]
-    losses = run_jobs(study, out, progress=not args.quiet, **executor)
-    doc = analyse(study, losses, bootstrap)
-    path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.edt"):  # writable, and no other writer, before any job runs
+        losses = run_jobs(study, out, progress=not args.quiet, **executor)
+        doc = analyse(study, losses, bootstrap)
+        path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
     fit = doc["fit"].get("fit")
     line = (f"k={fit['k']['value']:.3g} alpha={fit['alpha']['value']:.3g} beta={fit['beta']['value']:.3g}"
             if fit else f"no fit ({doc['fit'].get('reason')})")

@@ -41,6 +41,7 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 
@@ -221,8 +222,9 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet, **executor)
-    path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.mixture"):  # writable, and no other writer, before any job runs
+        doc = run_study(study, out, progress=not args.quiet, **executor)
+        path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
     a = doc["analysis"]
     print(f"{path}: {a['cells']} cells; Spearman(log MSE, coverage) {a['spearman_log_mse_vs_coverage']}, "
           f"Spearman(log MSE, log N) {a['spearman_log_mse_vs_log_N']}; R^2 coverage {a['r2_coverage']}, "

@@ -30,6 +30,7 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 
@@ -165,8 +166,9 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet, **executor)
-    path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.partial"):  # writable, and no other writer, before any job runs
+        doc = run_study(study, out, progress=not args.quiet, **executor)
+        path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     best = min(doc["variants"], key=lambda r: r["finetune_loss"]["mean"])
     print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; best fine-tune "
           f"MSE {best['finetune_loss']['mean']:.4g} ({best['name']}, {best['trainable']:,} trainable)", file=sys.stderr)

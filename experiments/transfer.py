@@ -41,6 +41,7 @@ from graphpath.evaluation.scores import ci_summary, rounded
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
@@ -393,13 +394,14 @@ def _main(argv) -> int:
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
     start = time.time()
-    build_datasets(study, out)
-    status = run_sweep(make_jobs(study, out), out, progress=not args.quiet, desc="transfer jobs", **options)
-    require_complete(status)
-    rows, constant, report = score_all(study, out, progress=not args.quiet)
-    doc = analyse(study, rows, constant, report)
-    doc["seconds"] = time.time() - start
-    path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.transfer"):  # writable, and no other writer, before any work
+        build_datasets(study, out)
+        status = run_sweep(make_jobs(study, out), out, progress=not args.quiet, desc="transfer jobs", **options)
+        require_complete(status)
+        rows, constant, report = score_all(study, out, progress=not args.quiet)
+        doc = analyse(study, rows, constant, report)
+        doc["seconds"] = time.time() - start
+        path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
     print("\n".join(matrix_lines(doc)), file=sys.stderr)
     print(f"{path}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
           f"{doc['test_sets']['collisions_total']} test graphs dropped as training collisions; {doc['findings']}",

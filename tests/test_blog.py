@@ -215,7 +215,7 @@ def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(run_copy), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: ")
+    assert "\n" not in err and err.startswith("python -m blog: ")
     for key in ("table_reproduction", "findings_lead", "fig_grid", "model_parameters", "model_summary"):
         assert key in err
     assert not (out / "index.html").exists()  # no half page
@@ -240,7 +240,7 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main([str(FIXTURE), "--out", str(blocker / "page")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write the page" in err and err.count("\n") == 1
+    assert f"cannot write {blocker / 'page'}: {blocker} is a file" in err and err.count("\n") == 1
 
 
 def test_cli_prints_the_page_path_and_defaults_into_the_run(run_copy, capsys):

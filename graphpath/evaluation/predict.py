@@ -183,6 +183,10 @@ def score_model(model, prepared: dict, vocabulary: int | None, device="cpu", lab
             skipped[name] = reason
             continue
         prediction = predict(model, batch, device)
+        bad = int((~np.isfinite(prediction)).sum())
+        if bad:
+            raise EvalError(f"the {label} model predicts NaN or infinity for {bad} of {len(prediction)} graphs of "
+                            f"set {name}: its weights have diverged, there is nothing to score")
         results[name] = score_set(evalset, batch, prediction)
         if predictions is not None:
             predictions[name] = prediction
