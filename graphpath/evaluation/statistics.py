@@ -103,8 +103,8 @@ def crossed_variance(seed_part: np.ndarray, graph_parts: list[np.ndarray]) -> tu
 
 
 def _interval(center: float, se: float, df: float | None, confidence: float) -> tuple[float, float] | None:
-    if df is None or not math.isfinite(se):
-        return None
+    if df is None or not df > 0 or not math.isfinite(se):
+        return None  # a single example (or a constant with one seed) gives no spread to estimate
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
     return center - half, center + half
 
@@ -121,8 +121,14 @@ def mean_log(values, confidence: float = CONFIDENCE) -> Estimate:
     variance, df, kind = crossed_variance(influence.mean(axis=1), [influence.mean(axis=0)])
     se = math.sqrt(variance)
     bounds = _interval(math.log(mean), se, df, confidence)
-    low, high = (None, None) if bounds is None else (math.exp(bounds[0]), math.exp(bounds[1]))
-    return Estimate(float(x.mean()), low, high, "log", math.log(mean), se, df, kind, x.shape[0], x.shape[1])
+    value = float(x.mean())
+    if bounds is None:
+        low, high = None, None
+    elif se == 0:  # every example the same (an exact model's zeros): no spread, the value itself
+        low, high = value, value
+    else:  # an MSE under the floor keeps its interval around its own value
+        low, high = min(math.exp(bounds[0]), value), max(math.exp(bounds[1]), value)
+    return Estimate(value, low, high, "log", math.log(mean), se, df, kind, x.shape[0], x.shape[1])
 
 
 def mean_logit(hits, confidence: float = CONFIDENCE) -> Estimate:
@@ -139,7 +145,7 @@ def mean_logit(hits, confidence: float = CONFIDENCE) -> Estimate:
         variance = 1.0 / (x.size * adjusted * (1.0 - adjusted))
     se = math.sqrt(variance)
     center = math.log(adjusted / (1.0 - adjusted))
-    bounds = _interval(center, se, df if df is not None else x.size - 1.0, confidence)
+    bounds = _interval(center, se, df if df is not None else x.size - 1.0, confidence)  # df 0: no interval
     low, high = (None, None) if bounds is None else (1 / (1 + math.exp(-bounds[0])), 1 / (1 + math.exp(-bounds[1])))
     return Estimate(share, low, high, "logit", center, se, df, kind, x.shape[0], x.shape[1])
 

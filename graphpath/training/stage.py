@@ -34,6 +34,7 @@ from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfi
 from graphpath.core.contract import contract_to_json, stage_contract
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.training.phases import CURVE_SIZE, curve_steps
 from graphpath.training.prefetch import PrefetchFeed
 from graphpath.core.model import GraphTransformer
 
@@ -255,6 +256,10 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
+        # the phase detector's per-label curves (pre-training, where the study saw its phase changes):
+        # the held-out set's first graphs at log-spaced steps from step 1 on and at every regular eval
+        self.curve_steps = curve_steps(stage.steps, stage.eval_every) if stage_name == "pretrain" else set()
+        self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "stages": contract_to_json(stage_contract(config, stage_name)),  # what it is trained on
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
@@ -339,6 +344,9 @@ class StageLoop:
             self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
             self.eval_step = self.step
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+        if self.step in self.curve_steps and self.runtime.main:
+            curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime)
+            record.update(curve_loss=curve_loss, curve_label_loss=curve_labels)
         self.metrics.write(record)
         self.sums.zero_()
 
@@ -355,7 +363,7 @@ class StageLoop:
                 lr = self.train_batch()
                 bar.update(1)
                 is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
-                if self.step % stage.log_every == 0 or is_eval:
+                if self.step % stage.log_every == 0 or is_eval or self.step in self.curve_steps:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
                     self.log(lr, speed, now - started, is_eval)
