@@ -35,6 +35,14 @@ STUDY_LABEL_VARIANCE = {"pretrain": 26.91, "finetune": 0.8086, "test-onpath-smal
                         "test-onpath-large": 1.011, "test-any-small": 43.64,
                         "test-any-large-smalltarget": 41.44, "test-any-large": 36.82}
 
+# The study's order of learning in its committed training log (its `loss` file: per-step batch
+# losses of 2^15 graphs; tests/fixtures/study_log/loss_first300.txt): the step from which each of
+# distances 1, 2, 3 stays below 0.1 within those first 300 steps (graphpath.training.phases.settle_steps,
+# the measure a run's held-out curves get), and the step each first falls below it.
+# tests/test_phases.py recomputes both from the fixture.
+STUDY_SETTLE_STEPS = {"1": 17, "2": 28, "3": 56}
+STUDY_FIRST_BELOW_STEPS = {"1": 5, "2": 17, "3": 40}
+
 
 @dataclass(frozen=True)
 class Setting:
