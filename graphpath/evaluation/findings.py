@@ -192,7 +192,7 @@ def finetune_caveats(ev: Evidence) -> dict:
         parts.append(f"{seen['every-seed']:.1%} of the fine-tune set's graphs occur in every seed's training "
                      "streams, so 'after' is close to a training error, not a test")
     parts.append("no model was fine-tuned from scratch, so nothing here separates what pre-training gave "
-                 "from what 100 steps of fine-tuning learn alone")
+                 "from what fine-tuning learns alone")
     return {"normalized_before": normalized, "study_normalized_before": study_normalized,
             "seen_every_seed": None if seen is None else seen["every-seed"], "scratch_control": False,
             "text": "; ".join(parts) + "."}
