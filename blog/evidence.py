@@ -11,7 +11,10 @@ each number pools: "S seeds x N graphs" (an interval over seeds and test graphs)
     table_onpath_grid      Html  on-path targets t != 2 by graph size and distance
     overlap_summary        Text  how many test graphs the training stream already held
     table_phase_changes    Html  every seed's detected changes (held-out curves)
-    phase_order            Text  the order distances were learned in, against the study's 1, 2, 3
+    thresholds_note        Text  when the findings' thresholds were written, and which seeds are fresh
+    seen_definition        Text  what "seen in training" means
+    finetune_caveat        Text  what the fine-tuning numbers cannot show (normalised MSE, seen share, no control)
+    phase_order            Html  the step each distance settled below 0.1, per seed, against the study's 1, 2, 3
     detector_null_rate     Text  the detector's false-positive rate on curves with no transition
     departures_summary     Text  how many settings differ from the study
     table_departures       Html  this run vs the study, setting by setting
@@ -21,9 +24,9 @@ from __future__ import annotations
 
 import math
 
-from graphpath_common.study import departures
+from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS, departures
 
-from .html import Html, Text, table
+from .html import Html, Text, escape, table
 from .rundir import Run
 from .values import count, fmt, model_parameters
 
@@ -58,19 +61,62 @@ def _findings(run: Run) -> list[dict]:
     return found
 
 
+THRESHOLDS_WRITTEN = ("Thresholds written in code (graphpath/evaluation/findings.py) after an earlier run on seeds "
+                      "0-2 was seen; seeds 3+ are fresh.")
+SEEN_DEFINITION = ("A test graph counts as seen in training when the hash of its edge set (the multiset of edge "
+                   "tokens; the target token and n are ignored) occurs among the hashes of the union of the run's "
+                   "pre-training and fine-tuning streams, replayed from the run's config and seed")
+
+
+def thresholds_note(run: Run) -> Text:
+    """When the thresholds were written and which of this run's seeds are fresh (eval.json)."""
+    return Text((run.eval.get("threshold_provenance") or {}).get("text") or THRESHOLDS_WRITTEN)
+
+
+def seen_definition(run: Run) -> Text:
+    return Text(SEEN_DEFINITION + ".")
+
+
+def _seen(seen: dict | None, set_name: str = "") -> str:
+    if not seen:
+        return "—" if "training curves" in set_name else "not checked"
+    some = f" (+{seen['some-seeds']:.0%} some seeds)" if seen.get("some-seeds") else ""
+    return f"{seen['every-seed']:.0%}{some} of {count(seen['graphs'])}"
+
+
 def findings_lead(run: Run) -> Html:
     rows = []
     for f in _findings(run):
         estimate = f.get("estimate")
         value = (f"{fmt(estimate['value'])} {_interval(estimate.get('ci95'))} ({_basis(estimate)})" if estimate
                  else f.get("evidence", ""))
-        rows.append([f["finding"], f"{f['set']}: {f['subgroup']}", f["criterion"], value,
+        if f.get("counts"):
+            value += (f"; {count(f['counts']['subgroup'])} graphs against a reference of "
+                      f"{count(f['counts']['reference'])} ({f['reference']['subgroup']}, MSE "
+                      f"{fmt(f['reference']['mse'])})")
+        rows.append([f["finding"], f"{f['set']}: {f['subgroup']}", f["criterion"], value, _seen(f.get("seen"), f["set"]),
                      f"{_p(f.get('p'))} ({_p(f.get('p_adjusted'))})", STATUS_WORD[f["status"]]])
-    return table(["the study's finding", "judged on", "criterion (fixed before the run)", "this run [95% CI]",
-                  "p (corrected)", "verdict"], rows,
-                 caption="Each finding tested on the subgroup it is about; p-values corrected together "
-                         "(Benjamini-Hochberg); holds = corrected p < 0.05, does not hold = the opposite test "
-                         "is significant, inconclusive = neither.")
+    found = table(["the study's finding", "judged on", "criterion", "this run [95% CI]",
+                   "subgroup seen in training", "p (corrected)", "verdict"], rows,
+                  caption="Each finding tested on the subgroup it is about; p-values corrected together "
+                          "(Benjamini-Hochberg, controlling the false discovery rate); holds = corrected p < 0.05, "
+                          "does not hold = the opposite test is significant, inconclusive = neither. Seen: the "
+                          "share of the subgroup's graphs in every seed's training streams (defined below).")
+    why = "".join(f"<li>{escape(f['finding'])}: {escape(f['rationale'])}</li>" for f in _findings(run))
+    return Html(found + f"\n<details><summary>Why each threshold</summary><ul>{why}</ul></details>")
+
+
+def finetune_caveat(run: Run) -> Text:
+    """What the fine-tuning numbers cannot show (eval.json finding finetune-cheap `caveats`)."""
+    found = {f["key"]: f for f in run.eval.get("findings") or []}.get("finetune-cheap") or {}
+    caveats = found.get("caveats")
+    if not caveats:
+        return Text("This evaluation did not measure how the pre-trained model compares with a constant "
+                    "predictor on the fine-tune set, nor how much of that set the training streams hold; no model "
+                    "was fine-tuned from scratch, so nothing here separates what pre-training gave from what "
+                    "fine-tuning learns alone.")
+    text = caveats["text"]
+    return Text(text[0].upper() + text[1:])
 
 
 def findings_scope(run: Run) -> Text:
@@ -154,9 +200,10 @@ def overlap_summary(run: Run) -> Text:
         shares = overlap["shares"].get(name)
         if shares:
             parts.append(f"{shares.get('seen-in-training', 0):.0%} of {name}")
-    return Text(f"Of the test graphs, {', '.join(parts)} occur (as the same edge multiset) in every seed's own "
-                f"training stream ({how}{'; each replay ends in the state its checkpoint saved' if verified else ''}); "
-                "the seen / unseen split of every set is in report.md.")
+    return Text(f"Of the test graphs, {', '.join(parts)} are seen in every seed's own training streams ({how}"
+                f"{'; each replay ends in the state its checkpoint saved' if verified else ''}); each finding's "
+                "subgroup has its own share in the findings table, and the seen / unseen split of every set is in "
+                "report.md.")
 
 
 def _label_name(label, unreachable: str) -> str:
@@ -192,25 +239,50 @@ def table_phase_changes(run: Run) -> Html:
                   "fall (steps)"], rows)
 
 
-def phase_order(run: Run) -> Text:
-    from_finding = {f["key"]: f for f in _findings(run)}.get("phase-order", {})
-    orders = from_finding.get("per_seed") or []
-    seen = [o for o in orders if o]
-    if not seen:
-        return Text("No seed has detected changes for two of distances 1, 2 and 3, so this run shows no order "
-                    "of learning to compare with the study's (1, then 2, then 3).")
-    matching = sum(o == ", ".join(sorted(o.split(", "), key=int)) for o in seen)
-    listed = "; ".join(f"run {i}: {o or 'fewer than two'}" for i, o in enumerate(orders))
-    return Text(f"Distances learned, in order of their detected changes: {listed}. {matching} of {len(seen)} "
-                f"seed(s) with two or more match the study's order (1, then 2, then 3): "
-                f"{from_finding.get('status', 'not tested')}.")
+def phase_order(run: Run) -> Html:
+    """The step each of distances 1, 2, 3 settled below 0.1 in each seed, beside the study's log."""
+    order = {f["key"]: f for f in _findings(run)}.get("phase-order") or {}
+    settle = order.get("settle")
+    if not settle:
+        return Html("<p>This evaluation has no per-distance held-out curves to measure the order of learning "
+                    "from (re-run <code>python -m graphpath.evaluate</code> on a run that logged them).</p>")
+    study = ", ".join(str(v) for v in STUDY_SETTLE_STEPS.values())
+    first = ", ".join(str(v) for v in STUDY_FIRST_BELOW_STEPS.values())
+    rows = [["the study's log", *map(str, STUDY_SETTLE_STEPS.values()), "shortest first"]]
+    rows += [[f"run {i}", *["never" if item["steps"].get(d) is None else count(item["steps"][d]) for d in ("1", "2", "3")],
+              item["order"]] for i, item in enumerate(settle)]
+    matching = sum(item["order"] == "shortest first" for item in settle)
+    threshold = fmt(order.get("threshold", 0.1))
+    text = (f"<p>Measured without the detector, the order of learning is in the curves: the first logged step "
+            f"from which each distance's held-out loss stays below {threshold} (the study's committed log, per-step "
+            f"batch losses, gives {study} by the same measure; first below {threshold} at {first}). {matching} of "
+            f"{len(settle)} seed(s) learned distances 1, 2, 3 in the study's order; against a random order of "
+            f"three (chance 1/6 per seed, an exact binomial test), \"shorter distances are learned first\" "
+            f"{escape(order.get('status', 'was not tested'))} (p = {_p(order.get('p'))}, corrected "
+            f"{_p(order.get('p_adjusted'))}).</p>")
+    return Html(text + "\n" + table(["", "d = 1", "d = 2", "d = 3", "order"], rows,
+                                    caption=f"Step from which each distance's held-out loss stays below {threshold}."))
+
+
+def detector_scope(run: Run) -> Text:
+    """Which distances the detector judged, and which it leaves out by construction (phases.json)."""
+    found = {f["key"]: f for f in _findings(run)}.get("phase-changes") or {}
+    runs = [*(run.eval.get("phases") or []), run.phases]  # eval.json's copies, then the run's own
+    excluded = sorted({d for p in runs for d in (((p or {}).get("settle") or {}).get("not_judged") or {})}, key=int)
+    minimum = fmt(((run.phases.get("detector") or {}).get("min_reference")) or 1.0)
+    if excluded:
+        return Text(f"Distances {', '.join(excluded)} sit near the mean label (mean-guess loss under {minimum}), "
+                    f"so they have no plateau to fall from and the detector excludes them by construction: its "
+                    f"verdict (\"phase changes occur\": {found.get('status', 'not tested')}) says nothing about them.")
+    return Text(f"The detector judges only distances whose mean-guess loss is at least {minimum}; its verdict "
+                f"(\"phase changes occur\") is {found.get('status', 'not tested')}.")
 
 
 def table_rows(run: Run) -> list[dict]:
     perturb = next((doc.get("settings") for doc in run.perturb
                     if doc.get("target", {}).get("model") != "handcrafted"), None)
     parameters = int(str(model_parameters(run)).replace(",", ""))
-    return departures(run.config, parameters=parameters, perturb=perturb)
+    return departures(run.config, parameters=parameters, perturb=perturb, seeds=_seeds(run))
 
 
 def departures_summary(run: Run) -> Text:
@@ -237,7 +309,8 @@ def table_reproduction(run: Run) -> Html:
         normalized = r.get("normalized_mse")
         out.append([r.get("quantity", r["set"]), study, ours, fmt(r.get("study_normalized_mse")),
                     "—" if normalized is None or not math.isfinite(normalized) else fmt(normalized), accuracy,
-                    r.get("basis") or r.get("source", ""), f"{r['finding']}: {r.get('status') or 'not judged'}"])
+                    r.get("basis") or r.get("source", ""),
+                    r["finding"] if r.get("status") is None else f"{r['finding']}: {r['status']}"])
     return table(["quantity (the study's mixed set)", "study MSE", "this run MSE [95% CI]", "study MSE / constant",
                   "this run MSE / constant", "accuracy [95% CI]", "pooled over", "finding (judged above)"], out,
                  caption="MSE / constant: the MSE over the constant predictor's (the set's label variance), "

@@ -223,8 +223,10 @@ def fig_grid(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=460, xaxis_title="target t",
                       yaxis_title="graph size n", margin=dict(t=30), xaxis=dict(dtick=1),
                       yaxis=dict(dtick=1))
-    return plotly_figure(fig, "grid", "Where generalization holds: MSE over graph size n and "
-                         "target t (hover for accuracy). Empty cells were not sampled.")
+    return plotly_figure(fig, "grid", "MSE over graph size n and target t (hover for accuracy), each cell the "
+                         "pooled mixture of every kind of target its graphs hold: on a shortest 1-2 path, reachable "
+                         "off it, unreachable, and (t > n) not in the graph; not an on-path number (the on-path grid "
+                         "above splits those by distance). Empty cells were not sampled.")
 
 
 def fig_per_label(run: Run) -> Html:

@@ -386,3 +386,66 @@ def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
     assert made["started_utc"] in html and "made before provenance" not in html
     if made["git"]:
         assert made["git"]["commit"][:10] in html
+
+
+def _page_text(html: str) -> str:
+    import html as html_module
+
+    html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def test_the_page_shows_each_seeds_order_of_learning_beside_the_studys(run_copy, tmp_path):
+    settle = [{"steps": {"1": 88, "2": 270, "3": 569}, "order": "shortest first"},
+              {"steps": {"1": 186, "2": 186, "3": None}, "order": "never settled"}]
+
+    def change(doc):
+        order = next(f for f in doc["findings"] if f["key"] == "phase-order")
+        order.update(settle=settle, threshold=0.1, status="inconclusive", p=0.31, p_adjusted=0.4)
+        for phases in doc["phases"]:
+            phases["settle"] = {"threshold": 0.1, "steps": {}, "not_judged": {"3": 0.14, "4": 0.39}}
+
+    edit_json(run_copy / "eval.json", change)
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert "<tr><td>run 0</td><td>88</td><td>270</td><td>569</td><td>shortest first</td></tr>" in html
+    assert "<tr><td>run 1</td><td>186</td><td>186</td><td>never</td><td>never settled</td></tr>" in html
+    assert "<tr><td>the study&#x27;s log</td><td>17</td><td>28</td><td>56</td><td>shortest first</td></tr>" in html
+    text = _page_text(html)
+    assert "1 of 2 seed(s) learned distances 1, 2, 3 in the study's order" in text
+    assert "no order of learning" not in text
+    assert "Distances 3, 4 sit near the mean label" in text and "excludes them by construction" in text
+
+
+def test_the_page_says_when_the_thresholds_were_written_and_what_seen_means(run_copy, tmp_path):
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    assert "fixed before the run" not in text and "fixed in the code before" not in text
+    assert "after an earlier run on seeds 0-2 was seen; seeds 3+ are fresh" in text
+    assert "union of the run's pre-training and fine-tuning streams" in text and "target token and n are ignored" in text
+    assert "subgroup seen in training" in text and "Why each threshold" in text
+    assert "pooled mixture of every kind of target" in text  # the (n, t) grid is not an on-path map
+
+
+def test_the_page_gives_fine_tuning_its_caveats(run_copy, tmp_path):
+    caveats = {"normalized_before": 1.748, "study_normalized_before": 0.684, "seen_every_seed": 1.0,
+               "scratch_control": False, "text": "on the scale of a constant predictor the pre-trained model starts "
+                                                 "at 1.748 (the study: 0.684), worse than a constant predictor (1)."}
+    edit_json(run_copy / "eval.json", lambda d: next(f for f in d["findings"] if f["key"] == "finetune-cheap").update(
+        caveats=caveats))
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    assert "starts at 1.748 (the study: 0.684), worse than a constant predictor" in text
+    assert "without a from-scratch control" in text and "cannot support that reading" in text
+    assert "continued the pre-training Adam at learning rate" in text
+
+
+def test_the_line_probe_counts_each_seed_alone(run_copy, tmp_path):
+    def change(doc):
+        entry = doc["line_probe"]["models"]["learned"]
+        lengths = doc["line_probe"]["lengths"]
+        entry["per_run"] = [list(map(float, lengths)), [x + 0.7 for x in lengths]]  # all right, then all wrong
+        entry["answers"] = [x + 0.35 for x in lengths]  # the mean rounds right everywhere
+        entry["rounded_exact"] = len(lengths)
+
+    edit_json(run_copy / "eval.json", change)
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    total = len(json.loads((run_copy / "eval.json").read_text())["line_probe"]["lengths"])
+    assert f"rounds to the right length on {total}, 0 of {total} (per seed)" in text

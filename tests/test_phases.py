@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from graphpath.training.phases import (MIN_REFERENCE, NULL_FALSE_POSITIVE_RATE, PhaseDetector, detect_phase_changes,
-                                       curve_steps, learning_order, mean_guess_losses)
+from graphpath.training.phases import (CURVE_SIZE, MIN_REFERENCE, NULL_FALSE_POSITIVE_RATE, SETTLE_LOSS,
+                                       WARMUP_EVERY, PhaseDetector, curve_steps, detect_phase_changes,
+                                       learning_order, mean_guess_losses, settle_order, settle_record,
+                                       settle_steps)
+from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "study_log"
 STUDY_MEAN_LABEL = 5.33  # mean pre-training label of data_gen's faithful generator at the study's sizes
@@ -129,6 +132,72 @@ def test_curve_steps_are_dense_early():
     steps = sorted(curve_steps(1200, 250))
     assert {250, 500, 750, 1000, 1200} <= set(steps) and steps[0] == 1
     assert sum(s <= 150 for s in steps) >= 12  # the warm-up is sampled
+
+
+def test_the_warmup_is_logged_every_other_step():
+    steps = curve_steps(1200, 250, warmup=150)
+    assert set(range(WARMUP_EVERY, 151, WARMUP_EVERY)) | {1} <= steps
+    assert {250, 500, 750, 1000, 1200} <= steps
+    assert curve_steps(1200, 250) <= steps  # the log-spaced points stay
+
+
+def test_warmup_curves_cost_little():
+    """small.toml (1,200 steps of 256 graphs, 150 warm-up steps): the curve points score at most a
+    third as many graphs as training sees, forward only (a point measured ~1.5 training steps)."""
+    points = len(curve_steps(1200, 250, warmup=150))
+    assert points <= 100
+    assert points * CURVE_SIZE <= 0.35 * 1200 * 256
+
+
+def test_power_on_transitions_inside_the_warmup():
+    """small.toml's distances are learned inside its 150 warm-up steps: on the dense warm-up grid
+    the detector finds a fall from the mean-guess plateau at steps 20-140, near where it happens."""
+    rng = np.random.default_rng(11)
+    steps = np.array(sorted(curve_steps(1200, 250, warmup=150)))
+    t = steps.astype(float)
+    detector, found, near = PhaseDetector(), 0, 0
+    for _ in range(300):
+        reference = 10 ** rng.uniform(0, 1.5)
+        at, width = rng.uniform(20, 140), rng.uniform(0.5, 3)
+        level = math.log10(reference) + rng.uniform(-0.2, 0.2)
+        y = level - rng.uniform(1, 3) / (1 + np.exp(-(t - at) / width))
+        loss = 10 ** (y + rng.normal(0, rng.uniform(0.02, 0.1), len(t)))
+        changes = detector.detect(steps, loss, reference)
+        found += bool(changes)
+        near += any(abs(c["step"] - at) <= 3 * width + 2 * WARMUP_EVERY for c in changes)
+    assert found / 300 >= 0.9 and near / max(found, 1) >= 0.9
+
+
+def _records(curves: dict[str, list[float]], steps) -> list[dict]:
+    return [{"stage": "pretrain", "step": int(s), "examples": int(s) * 256, "label_count": {"1": 30, "2": 50, "3": 20},
+             "curve_label_loss": {label: values[i] for label, values in curves.items()}} for i, s in enumerate(steps)]
+
+
+def test_settle_steps_are_where_a_curve_stays_below_the_bar():
+    steps = [1, 2, 4, 8, 16, 32, 64]
+    curves = {"1": [2.0, 0.05, 0.3, 0.05, 0.04, 0.01, 0.0],  # dips below, bounces back, then stays
+              "2": [5.0, 4.0, 1.0, 0.5, 0.09, 0.08, 0.02],
+              "3": [9.0, 8.0, 7.0, 3.0, 1.0, 0.5, 0.2]}  # never
+    records = _records(curves, steps)
+    assert settle_steps(records) == {"1": 8, "2": 16, "3": None}
+    assert settle_order(settle_steps(records)) == "never settled"
+    assert settle_order({"1": 8, "2": 16, "3": 32}) == "shortest first"
+    assert settle_order({"1": 8, "2": 8, "3": 32}) == "other order"  # a tie is no order
+    record = settle_record(records)
+    assert record["threshold"] == SETTLE_LOSS == 0.1 and record["source"] == "curve_label_loss"
+    mu = (30 + 100 + 60) / 100  # labels 1, 2, 3 counted 30, 50, 20
+    assert record["not_judged"] == {label: pytest.approx((int(label) - mu) ** 2) for label in ("1", "2", "3")
+                                    if (int(label) - mu) ** 2 < MIN_REFERENCE}
+
+
+def test_settle_steps_of_the_study_log():
+    """The study's committed log by the same measure: the constants the page prints beside each seed."""
+    rows = np.loadtxt(FIXTURES / "loss_first300.txt")
+    curves = {str(d): rows[:, d].tolist() for d in (1, 2, 3)}
+    records = _records(curves, range(1, len(rows) + 1))
+    assert settle_steps(records) == STUDY_SETTLE_STEPS
+    first_below = {str(d): int(np.argmax(rows[:, d] < 0.1)) + 1 for d in (1, 2, 3)}
+    assert first_below == STUDY_FIRST_BELOW_STEPS
 
 
 def test_records_give_per_label_changes_with_references():

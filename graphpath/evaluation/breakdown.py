@@ -108,4 +108,6 @@ def attach(doc: dict, predictions: dict, prepared: dict, data: dict, phases_per_
     if predictions:
         evidence = findings_module.Evidence(predictions, batches, groups, data)
         doc["findings"] = findings_module.findings(evidence, phases_per_run)
-        doc["findings_note"] = findings_module.binomial_note(len(phases_per_run))
+        doc["findings_note"] = findings_module.binomial_note(phases_per_run)
+        seeds = [i.get("seed") for i in (doc["models"].get("learned") or {}).get("info") or []]
+        doc["threshold_provenance"] = findings_module.threshold_provenance(seeds)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS
+
 def _num(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
@@ -66,6 +68,9 @@ def _section_grid(doc: dict) -> list[str]:
         return []
     cells = grid["cells"]
     lines = ["", f"## Grid: MSE of `{primary}` by graph size n (rows) and target t (columns)", "",
+             "Each cell pools every kind of target the (n, t) graphs hold: on a shortest 1-2 path, reachable "
+             "off it, unreachable, and (t > n) not in the graph; a cell's MSE is that mixture's, not an on-path "
+             "number (the on-path grid above splits on-path targets by distance).", "",
              "| n \\ t | " + " | ".join(map(str, cells["t"])) + " |", "|---|" + "---|" * len(cells["t"])]
     for n, row in zip(cells["n"], cells["mse"]):
         lines.append(f"| {n} | " + " | ".join(_num(v) if v is not None else "" for v in row) + " |")
@@ -126,9 +131,18 @@ def _section_line_probe(doc: dict) -> list[str]:
              "| length L | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for index, length in enumerate(probe["lengths"]):
         lines.append(f"| {length} | " + " | ".join(_num(probe["models"][m]["answers"][index]) for m in names) + " |")
-    lines.append("| rounds to L | " + " | ".join(f"{probe['models'][m]['rounded_exact']}/{len(probe['lengths'])}"
-                                                  for m in names) + " |")
-    return lines
+    lines.append("| rounds to L, per seed | " + " | ".join(probe_counts(probe, m) for m in names) + " |")
+    return lines + ["", "Answers are means over seeds; *rounds to L* counts, in each seed alone, the lengths whose "
+                        "own answer rounds to L."]
+
+
+def probe_counts(probe: dict, model: str) -> str:
+    """'4, 5, 5 of 7' (per seed, each seed's own answers rounded) or '7 of 7 (1 run)'."""
+    entry, total = probe["models"][model], len(probe["lengths"])
+    runs = entry.get("per_run") or [entry["answers"]]
+    labels = probe.get("label") or probe["lengths"]
+    counts = [sum(round(a) == y for a, y in zip(answers, labels)) for answers in runs]
+    return f"{', '.join(map(str, counts))} of {total}" + (" (1 run)" if len(counts) == 1 else "")
 
 
 def _section_figures(doc: dict) -> list[str]:
@@ -185,23 +199,49 @@ def seed_names(doc: dict) -> list[str]:
     return [f"run {i}" for i in range(len(info))]
 
 
+SEEN_DEFINITION = ("a graph is seen when the hash of its edge set (the multiset of edge tokens; the target "
+                   "token and n are ignored) occurs among the hashes of the union of the run's pre-training and "
+                   "fine-tuning streams, replayed (graphpath.evaluation.overlap)")
+THRESHOLDS_WRITTEN = ("Thresholds written in code (graphpath/evaluation/findings.py) after an earlier run on seeds "
+                      "0-2 was seen; seeds 3+ are fresh.")
+
+
+def thresholds_written(doc: dict) -> str:
+    """When the findings' thresholds were written, and which of the run's seeds are fresh."""
+    return (doc.get("threshold_provenance") or {}).get("text") or THRESHOLDS_WRITTEN
+
+
+def seen_share(seen: dict | None, set_name: str = "") -> str:
+    """'62% (+11% some seeds) of 1,234', '—' for the training-curve findings, or 'not checked'."""
+    if not seen:
+        return "—" if "training curves" in set_name else "not checked"
+    some = f" (+{100 * seen['some-seeds']:.0f}% some seeds)" if seen.get("some-seeds") else ""
+    return f"{100 * seen['every-seed']:.0f}%{some} of {seen['graphs']:,}"
+
+
 def _section_findings(doc: dict) -> list[str]:
     findings = doc.get("findings") or []
     if not findings:
         return []
     seeds = len(seed_names(doc)) or 1
     lines = ["## The study's findings, each on the subgroup it is about", "",
-             "Each finding is a one-sided test against a threshold fixed in graphpath/evaluation/findings.py "
-             "before the run; the p-values of all findings are corrected together (Benjamini-Hochberg). "
+             thresholds_written(doc), "",
+             "Each finding is a one-sided test against its threshold; the p-values of all findings are corrected "
+             "together (Benjamini-Hochberg, which controls the false discovery rate at 0.05). "
              "*holds*: corrected p < 0.05; *does not hold*: the opposite test is significant; *inconclusive*: "
              "neither. Intervals are 95% over " + ("seeds and test graphs." if seeds > 1 else
-                                                    "test graphs only (one seed: seed-to-seed variation is not in them)."),
-             "", "| finding | subgroup | criterion | estimate [95% CI] | p (corrected) | verdict |",
-             "|---|---|---|---|---|---|"]
+                                                    "test graphs only (one seed: seed-to-seed variation is not in them).")
+             + " *Seen*: the share of the finding's subgroup whose graph occurs in every seed's training streams "
+             "(and in some seeds' only) - " + SEEN_DEFINITION + ".",
+             "", "| finding | subgroup | criterion | estimate [95% CI] | seen in training | p (corrected) | verdict |",
+             "|---|---|---|---|---|---|---|"]
     for f in findings:
         estimate = _estimate(f.get("estimate")) if f.get("estimate") else f.get("evidence", "")
+        if f.get("counts"):
+            estimate += (f"; {f['counts']['subgroup']:,} graphs against a reference of {f['counts']['reference']:,} "
+                         f"({f['reference']['subgroup']}, MSE {_num(f['reference']['mse'])})")
         lines.append(f"| {f['finding']} | {f['set']}: {f['subgroup']} | {f['criterion']} | {estimate} | "
-                     f"{_p(f.get('p'))} ({_p(f.get('p_adjusted'))}) | **{f['status']}** |")
+                     f"{seen_share(f.get('seen'), f['set'])} | {_p(f.get('p'))} ({_p(f.get('p_adjusted'))}) | **{f['status']}** |")
     lines += ["", "Why each threshold:", ""] + [f"- {f['finding']}: {f['rationale']}" for f in findings]
     notes = [f"- {f['finding']}: {f['evidence']}" for f in findings if f.get("evidence")]
     lines += ["", "Evidence:", ""] + notes
@@ -225,6 +265,28 @@ def _section_seeds(doc: dict) -> list[str]:
     return lines + [""]
 
 
+def _section_order(doc: dict) -> list[str]:
+    """The order of learning per seed: the step each distance's held-out loss settles below 0.1."""
+    order = {f["key"]: f for f in doc.get("findings") or []}.get("phase-order") or {}
+    settle = order.get("settle")
+    if not settle:
+        return []
+    names = seed_names(doc)
+    names = names if len(names) == len(settle) else [f"run {i}" for i in range(len(settle))]
+    lines = ["## Order of learning", "",
+             f"The first logged pre-training step from which each distance's held-out loss stays below "
+             f"{order.get('threshold', 0.1):g} (metrics.jsonl `curve_label_loss`). The study's order is 1, then 2, "
+             "then 3; in its committed training log (per-step batch losses of 2^15 graphs, its first 300 steps) "
+             "the same measure gives " + ", ".join(str(v) for v in STUDY_SETTLE_STEPS.values())
+             + " (first below 0.1: " + ", ".join(str(v) for v in STUDY_FIRST_BELOW_STEPS.values()) + ").", "",
+             "| | d = 1 | d = 2 | d = 3 | order |", "|---|---|---|---|---|",
+             "| the study's log | " + " | ".join(str(v) for v in STUDY_SETTLE_STEPS.values()) + " | shortest first |"]
+    for name, item in zip(names, settle):
+        cells = ["never" if item["steps"].get(d) is None else f"{item['steps'][d]:,}" for d in ("1", "2", "3")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {item['order']} |")
+    return lines + ["", f"{order.get('evidence', '')}; verdict: **{order.get('status')}**.", ""]
+
+
 def _subgroup_rows(table: dict, shares: dict) -> list[str]:
     rows = []
     for dimension, groups in table.items():
@@ -246,8 +308,8 @@ def _section_subgroups(doc: dict) -> list[str]:
     lines = ["## Every set by subgroup", "",
              "target: t = 2 (the pre-training target) or not; size: n within the fine-tuning sizes or beyond; "
              "kind: t on a shortest 1-2 path, reachable off it, unreachable, or not in the graph (t > n); "
-             "distance: the label; seen: the graph (its edge multiset) occurs in the run's training stream "
-             "(every seed's / no seed's / some seeds'). Each dimension's subgroups sum back to the set. "
+             "distance: the label; seen: " + SEEN_DEFINITION + " (in every seed's streams / no seed's / some "
+             "seeds'). Each dimension's subgroups sum back to the set. "
              "Normalized MSE: MSE over the whole set's constant-predictor MSE. "
              + (f"Pooled over {seeds} seeds; 95% intervals over seeds and graphs." if seeds > 1 else
                 "One seed; 95% intervals over test graphs."), ""]
@@ -276,7 +338,7 @@ def _section_overlap(doc: dict) -> list[str]:
     overlap = doc.get("overlap")
     if not overlap:
         return []
-    lines = ["## Test graphs seen in training", ""]
+    lines = ["## Test graphs seen in training", "", SEEN_DEFINITION[0].upper() + SEEN_DEFINITION[1:] + ".", ""]
     for i, stages in enumerate(overlap["stages"]):
         lines.append(f"- run {i}: " + "; ".join(
             f"{s['stage']}: {s['source']} ({s['distinct']:,} distinct graphs"
@@ -321,11 +383,11 @@ def _section_reproduction(doc: dict) -> list[str]:
         lines.append(f"| {r['quantity']} | {_num(r['study_mse'])}{word} | {_num(r['mse'])} {_interval(r.get('mse_ci95'))} | "
                      f"{_num(r.get('study_normalized_mse'))} | {_num(r.get('normalized_mse'))} | "
                      f"{_num(r.get('accuracy'))} {_interval(r.get('accuracy_ci95'))} | {r.get('basis') or r['source']} | "
-                     f"{r['finding']}: {r.get('status') or 'not judged'} |")
+                     f"{r['finding'] if r.get('status') is None else r['finding'] + ': ' + r['status']} |")
     return lines + [""]
 
 
-SECTIONS = (_section_header, _section_findings, _section_seeds, _section_subgroups, _section_onpath_grid,
+SECTIONS = (_section_header, _section_findings, _section_order, _section_seeds, _section_subgroups, _section_onpath_grid,
             _section_overlap, _section_departures, _section_reproduction, _section_sets, _section_skipped,
             _section_grid, _section_raw_outputs, _section_line_probe, _section_figures, _section_provenance)
 

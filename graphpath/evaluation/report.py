@@ -27,11 +27,13 @@ def _result(doc: dict, model: str, name: str) -> dict | None:
     return doc.get("models", {}).get(model, {}).get("results", {}).get(name)
 
 
+NOT_JUDGED = "none (off-path targets fail is judged on test-any-small only)"
 FINDING_OF = {"pretrain": "pre-training reaches a low loss", "finetune-before": "fine-tuning is cheap",
               "finetune-after": "fine-tuning is cheap", "test-onpath-small": "on-path small targets generalize",
               "test-onpath-large": "large on-path targets generalize partly",
-              "test-any-small": "off-path targets fail", "test-any-large-smalltarget": "off-path targets fail",
-              "test-any-large": "off-path targets fail"}
+              "test-any-small": "off-path targets fail",
+              # the off-path finding is judged on test-any-small only: these rows bear on no finding
+              "test-any-large-smalltarget": NOT_JUDGED, "test-any-large": NOT_JUDGED}
 
 
 def study_rows(doc: dict) -> list[dict]:

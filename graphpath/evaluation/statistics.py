@@ -29,8 +29,10 @@ Scales that need no clipping: an MSE's interval is built on log(MSE) and an accu
 logit(accuracy), both by the delta method (the influence of example (s, i) on log(mean) is
 x / mean, on logit(mean) x / (mean (1 - mean))), with Welch-Satterthwaite degrees of freedom for
 the two variance components and Student's t quantiles (scipy.stats.t). Tests of a finding are
-one-sided t tests on the same scale against a threshold fixed in code before the run; several
-findings are corrected together by Benjamini-Hochberg (scipy.stats.false_discovery_control).
+one-sided t tests on the same scale against a threshold written in code (graphpath.evaluation.findings
+says when); several findings are corrected together by Benjamini-Hochberg
+(scipy.stats.false_discovery_control), which controls the false discovery rate, not the
+family-wise error rate.
 """
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
-ALPHA = 0.05  # family-wise level of the findings' tests (after the Benjamini-Hochberg correction)
+ALPHA = 0.05  # false discovery rate of the findings' tests: a finding holds when its Benjamini-Hochberg
+# adjusted p-value is under it (BH controls the expected share of false findings among those that
+# hold, not the family-wise error rate)
 MSE_FLOOR = 1e-12  # an exact model's MSE of 0 is read as this before the log
 
 

@@ -101,6 +101,10 @@ def read_run(run_dir: Path, device: str) -> dict:
         raise EvalError(str(error)) from None
     run = RunDir(run_dir)
     phases = read_json(run.phases, EvalError) if run.phases.is_file() else None
+    if phases is not None and "settle" not in phases and run.metrics.is_file():
+        # runs written before phases.json kept the order of learning: measured from metrics.jsonl
+        from graphpath.training.phases import settle_record
+        phases = {**phases, "settle": settle_record(run.read_metrics(EvalError))}
     return {"dir": run_dir, "model": trained.model, "info": trained.info, "data": trained.data, "phases": phases,
             "trained": trained,
             "pretrain": last_pretrain_checkpoint(run_dir) if trained.stage != "pretrain" else None}
@@ -230,7 +234,7 @@ def document(models: dict, prepared: dict, loaded: list[dict], data: dict, setti
     if config is not None and config.is_file():
         model = loaded[0]["model"]
         doc["departures"] = departures(read_toml(config, EvalError),
-                                       parameters=sum(p.numel() for p in model.parameters()))
+                                       parameters=sum(p.numel() for p in model.parameters()), seeds=len(loaded))
     return doc
 
 

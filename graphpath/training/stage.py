@@ -257,8 +257,10 @@ class StageLoop:
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
         # the phase detector's per-label curves (pre-training, where the study saw its phase changes):
-        # the held-out set's first graphs at log-spaced steps from step 1 on and at every regular eval
-        self.curve_steps = curve_steps(stage.steps, stage.eval_every) if stage_name == "pretrain" else set()
+        # the held-out set's first graphs every other step through the warm-up, at log-spaced steps
+        # from step 1 on and at every regular eval
+        self.curve_steps = (curve_steps(stage.steps, stage.eval_every, warmup=stage.warmup_steps)
+                            if stage_name == "pretrain" else set())
         self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "stages": contract_to_json(stage_contract(config, stage_name)),  # what it is trained on
