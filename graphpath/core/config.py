@@ -104,8 +104,11 @@ class StageConfig:
     log_every: int = 10  # steps between metrics.jsonl lines (per-label MSE of the batch)
     eval_every: int = 100  # steps between held-out evaluations (also at the end)
     eval_size: int = 4096  # held-out graphs (sampled once from the stage's family, own seed)
+    validation_size: int | None = None  # graphs of the stage's validation split, scored beside the held-out
+    # set at every evaluation (metrics `val_loss`); a recipe search's objective, never reported; None = off
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
-    buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
+    buckets: int = 4  # sort each batch by edge count into this many trimmed chunks (padded layout)
+    pack: bool = False  # the model's packed layout: real tokens only, attention per edge count (buckets unused)
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
     mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.training.partial)
@@ -122,6 +125,8 @@ class StageConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive integer, got {value!r}")
+        need(self.validation_size is None or (_is_int(self.validation_size) and self.validation_size > 0),
+             f"validation_size must be a positive integer or left out, got {self.validation_size!r}")
         need(isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps,
              f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         for name in ("lr", "min_lr", "weight_decay"):
@@ -142,6 +147,7 @@ class StageConfig:
              f"grad_clip must be > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        need(isinstance(self.pack, bool), f"pack must be true or false, got {self.pack!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 

@@ -233,7 +233,7 @@ def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resum
 def record_before_finetune(model, config: RunConfig, spec, out: Path, runtime: Runtime) -> None:
     """Step 0 of fine-tuning: the held-out loss of the model before any fine-tuning step."""
     heldout = heldout_set(config, spec, "finetune", config.finetune)
-    before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime)
+    before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime, config.finetune.pack)
     MetricsLog(out / "metrics.jsonl", True).write(
         {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
          "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})

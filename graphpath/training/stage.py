@@ -132,10 +132,12 @@ def stage_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.A
                              lr=stage.lr, betas=tuple(stage.betas))
 
 
-def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss float32 scalar, predictions float32 (B,)) with the model under the runtime's autocast."""
+def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime,
+                 pack: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss float32 scalar, predictions float32 (B,)) with the model under the runtime's autocast,
+    in the packed layout or padded in `buckets` chunks."""
     with runtime.autocast():
-        pred = model(batch, buckets=buckets)  # (B,)
+        pred = model(batch, buckets=buckets, pack=True) if pack else model(batch, buckets=buckets)  # (B,)
     return F.mse_loss(pred.float(), batch.label.float()), pred
 
 
@@ -158,11 +160,12 @@ def label_counts(sums: torch.Tensor) -> dict[str, int]:
     return {str(label): int(counts[label]) for label in range(len(counts)) if counts[label] > 0}
 
 
-def score_heldout(model, data: GraphBatch, buckets: int, runtime: Runtime) -> tuple[float, dict[str, float]]:
+def score_heldout(model, data: GraphBatch, buckets: int, runtime: Runtime,
+                  pack: bool = False) -> tuple[float, dict[str, float]]:
     """(mse, per-label mse) of `model` on a held-out set, through the package's one inference loop
-    (`eval_core.predict`) under the runtime's autocast and the stage's edge-count buckets."""
+    (`evaluation.predict`) under the runtime's autocast and the stage's layout (packed, or buckets)."""
     pred = torch.from_numpy(predict(model, data, runtime.device, chunk=8192, autocast=runtime.autocast,
-                                    buckets=buckets))  # (B,) float64
+                                    buckets=buckets, pack=pack))  # (B,) float64
     return float(((pred - data.label.double()) ** 2).mean()), per_label(label_sums(pred, data.label, data.max_vertices))
 
 
@@ -190,6 +193,13 @@ class MetricsLog:
 
 def heldout_set(config: RunConfig, spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch:
     return split_batch(f"heldout-{stage_name}", spec=spec, size=stage.eval_size)  # every run seed: one set
+
+
+def validation_set(spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch | None:
+    """The stage's validation split (what a recipe search selects on), or None when not asked for."""
+    if stage.validation_size is None:
+        return None
+    return split_batch(f"validation-{stage_name}", spec=spec, size=stage.validation_size)
 
 
 def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spec: GraphSpec, run_dir: Path,
@@ -234,6 +244,7 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
+        self.validation = validation_set(spec, stage_name, stage) if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
@@ -256,7 +267,7 @@ class StageLoop:
         batch = self.feed.next()
         if self.runtime.device.type == "cuda":
             batch = batch.pin_memory().to(self.runtime.device, non_blocking=True)
-        loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime)
+        loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime, self.stage.pack)
         if not torch.isfinite(loss):
             where = f"checkpoints/{self.last_good}" if self.last_good else "none written yet"
             raise TrainingDiverged(f"{self.stage_name} loss became {loss.item()} at step {self.step + 1}; stopped. "
@@ -282,8 +293,11 @@ class StageLoop:
                   "label_loss": per_label(self.sums), "label_count": label_counts(self.sums), "lr": lr,
                   "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
         if with_eval and self.runtime.main:
-            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime, self.stage.pack)
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+            if self.validation is not None:
+                record["val_loss"] = score_heldout(self.base, self.validation, self.stage.buckets, self.runtime,
+                                                   self.stage.pack)[0]
         self.metrics.write(record)
         self.sums.zero_()
 
