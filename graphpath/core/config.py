@@ -111,6 +111,8 @@ class StageConfig:
     pack: bool = False  # the model's packed layout: real tokens only, attention per edge count (buckets unused)
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
+    time_budget: float | None = None  # seconds of wall clock: the decay follows the fraction of it spent and the
+    # stage ends when it is spent (or at `steps`); the step count reached depends on the machine (not deterministic)
     mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.training.partial)
     lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
     lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
@@ -148,6 +150,11 @@ class StageConfig:
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
         need(isinstance(self.pack, bool), f"pack must be true or false, got {self.pack!r}")
+        need(self.time_budget is None or (isinstance(self.time_budget, (int, float)) and not isinstance(
+            self.time_budget, bool) and self.time_budget > 0),
+             f"time_budget must be a positive number of seconds or left out, got {self.time_budget!r}")
+        need(self.time_budget is None or self.decay != "step",
+             "time_budget needs a decay that follows progress (cosine, linear or constant), not \"step\"")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 

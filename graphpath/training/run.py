@@ -17,7 +17,8 @@ Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, mod
 pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
 `--seeds 0,1,2` trains the config once per seed into OUT/seed-<k>/ (an ordinary run directory
 each) and scores them together into OUT/eval.json and OUT/report.md (means with 95% CIs over the
-seeds, each seed's numbers kept); see graphpath/core/rungroup.py.
+seeds, each seed's numbers kept); see graphpath/core/rungroup.py. On CPU the seeds train side by
+side, one process and one thread each (graphpath/training/seeds.py; `--workers K` at most K at once).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ from graphpath.core.rungroup import seed_dir
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
 from graphpath.training.phases import detect_phase_changes
+from graphpath.training.seeds import SeedsFailed, train_seeds
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
                       heldout_set, latest_checkpoint, score_heldout, train_stage)
 
@@ -68,6 +70,9 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--seeds", default=None, metavar="K,K,...",
                         help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
+    parser.add_argument("--workers", type=int, default=None, metavar="K",
+                        help="with --seeds on CPU: seeds trained at once, each in its own process with one thread "
+                             "(default: one per seed, up to the CPUs; graphpath/training/seeds.py)")
     parser.add_argument("--name", default=None, help="override the config's run name")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
@@ -101,6 +106,8 @@ def parse_args(argv):
         overrides.append(("name", f'"{args.name}"'))
     if args.threads is not None and args.threads <= 0:
         raise UsageError("--threads must be a positive integer")
+    if args.workers is not None and args.workers <= 0:
+        raise UsageError("--workers must be a positive integer")
     if args.stop_after is not None and args.stop_after <= 0:
         raise UsageError("--stop-after must be a positive number of steps")
     args.seeds = parse_seeds(args.seeds, args.seed)
@@ -302,14 +309,23 @@ def run(args, overrides) -> int:
     if runtime.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.toml", to_toml(runs[0][0]))
+    if runtime.world == 1 and runtime.device.type == "cpu":  # one process per seed, side by side
+        finished = train_seeds(args, runs, args.workers)
+    else:
+        finished = train_in_turn(args, runs, runtime)
+    if finished and scoring:
+        score_group(out, [seed_out for _, seed_out in runs], runtime.device)
+    return 0
+
+
+def train_in_turn(args, runs: list[tuple[RunConfig, Path]], runtime: Runtime) -> bool:
+    """The seeds one after another in this process (torchrun, CUDA); False when --stop-after stopped one."""
     for seed_config, seed_out in runs:
         if runtime.main:
             print(f"seed {seed_config.seed} -> {seed_out}", file=sys.stderr)
         if not train_run(args, seed_config, seed_out, runtime):
-            return 0
-    if scoring:
-        score_group(out, [seed_out for _, seed_out in runs], runtime.device)
-    return 0
+            return False
+    return True
 
 
 def study_tasks(config: RunConfig) -> bool:
@@ -349,7 +365,7 @@ def _main(argv) -> int:
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
-    except TrainingDiverged as error:
+    except (TrainingDiverged, SeedsFailed) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

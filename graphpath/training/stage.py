@@ -92,13 +92,15 @@ class Runtime:
         return nullcontext()
 
 
-def lr_factor(step: int, stage: StageConfig) -> float:
-    """Multiplier of the peak lr for optimizer step `step` (0-based): warmup, then decay."""
+def lr_factor(step: int, stage: StageConfig, progress: float | None = None) -> float:
+    """Multiplier of the peak lr for optimizer step `step` (0-based): warmup, then decay. The decay
+    follows `progress` in [0, 1] when given (a time budget's fraction spent), else the steps."""
     if step < stage.warmup_steps:
         return (step + 1) / stage.warmup_steps
     if stage.decay == "step":
         return 1.0 if step < stage.decay_step else stage.min_lr / stage.lr
-    progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
+    if progress is None:
+        progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
     floor = stage.min_lr / stage.lr
     if stage.decay == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -232,7 +234,10 @@ class StageLoop:
         self.optimizer = stage_optimizer(self.base, stage)
         if stage_name == "finetune" and stage.optimizer == "continue" and resume_from is None:
             continue_optimizer(self.optimizer, find_checkpoint(self.ckpt_dir / "pretrain-final.json"), stage)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage))
+        self.elapsed_before = float(read_info(resume_from).get("elapsed_s", 0.0)) if resume_from is not None else 0.0
+        self.clock = time.perf_counter()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda s: lr_factor(s, stage, self.budget_spent()))
         self.feed = make_feed(spec, stage.batch_size // runtime.world,
                               stage_seed(config.seed, stage_name, "train", runtime.rank),
                               stage.dataset, runtime.rank, runtime.world)
@@ -253,13 +258,27 @@ class StageLoop:
         self.sums = torch.zeros(2, spec.max_vertices + 1, dtype=torch.float64, device=runtime.device)
         self.loss_value = self.eval_loss = float("nan")
 
+    def elapsed(self) -> float:
+        """Seconds this stage has run, over every invocation (resumed runs included)."""
+        return self.elapsed_before + time.perf_counter() - self.clock
+
+    def budget_spent(self) -> float | None:
+        """The fraction of the stage's time budget spent (None without one)."""
+        if self.stage.time_budget is None:
+            return None
+        return min(1.0, self.elapsed() / self.stage.time_budget)
+
+    def finished(self) -> bool:
+        return self.step >= self.stage.steps or self.budget_spent() == 1.0
+
     def checkpoint(self, name: str) -> None:
         states = [self.feed.state()]
         if self.runtime.world > 1:
             states = [None] * self.runtime.world
             dist.all_gather_object(states, self.feed.state())
         if self.runtime.main:
-            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples},
+            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples,
+                                                             "elapsed_s": self.elapsed()},
                             self.optimizer, self.scheduler, {"feed": states})
 
     def train_batch(self) -> float:
@@ -309,21 +328,24 @@ class StageLoop:
                    disable=not (show_progress and self.runtime.main), dynamic_ncols=True)
         self.model.train()
         stop_at = None if stop_after is None else self.step + stop_after
+        self.clock = time.perf_counter()
+        finished = self.finished()
         try:
-            while self.step < stage.steps:
+            while not finished:
                 lr = self.train_batch()
                 bar.update(1)
-                is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
+                finished = self.finished()
+                is_eval = self.step % stage.eval_every == 0 or finished
                 if self.step % stage.log_every == 0 or is_eval:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
                     self.log(lr, speed, now - started, is_eval)
                     bar.set_postfix_str(f"loss {self.loss_value:.4g} | {speed:,.0f} ex/s", refresh=False)
                     tick, tick_examples = time.perf_counter(), self.examples
-                if self.step % stage.checkpoint_every == 0 and self.step < stage.steps:
+                if self.step % stage.checkpoint_every == 0 and not finished:
                     self.checkpoint(f"{name}-{self.step}")
                     self.last_good = f"{name}-{self.step}"
-                if stop_at is not None and self.step >= stop_at and self.step < stage.steps:
+                if stop_at is not None and self.step >= stop_at and not finished:
                     self.checkpoint(f"{name}-{self.step}")
                     return {"stage": name, "stopped": True, "step": self.step}
         finally:

@@ -1,0 +1,92 @@
+"""Training recipes for a CPU: a wall-clock time budget that anneals and stops in time (and carries
+over a resume), the validation loss beside the held-out loss, and seed groups trained side by side
+in the sweep runner's process pool with the same bytes as one seed at a time."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from graphpath.core.config import ConfigError, StageConfig
+from graphpath.training.run import main
+from graphpath.training.stage import lr_factor
+
+TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
+        "--data.pretrain_threshold", "3", "--data.finetune_threshold", "2",
+        "--model.d_model", "16", "--model.n_layers", "1",
+        "--train.batch_size", "32", "--train.warmup_steps", "2", "--train.log_every", "2", "--train.eval_every", "4",
+        "--train.eval_size", "64", "--finetune.batch_size", "32", "--finetune.log_every", "2",
+        "--finetune.eval_every", "3", "--finetune.eval_size", "64", "--no-eval", "--no-figures"]
+
+
+def read_metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_the_decay_follows_the_budget_fraction_when_given():
+    stage = StageConfig(steps=100, lr=1e-3, min_lr=1e-5, warmup_steps=10, decay="cosine", time_budget=60.0)
+    assert lr_factor(3, stage, 0.9) == lr_factor(3, stage) == 4 / 10  # warmup counts steps
+    assert lr_factor(50, stage, 0.0) == pytest.approx(1.0)
+    assert lr_factor(50, stage, 1.0) == pytest.approx(1e-2)  # min_lr / lr, whatever the step
+    assert lr_factor(50, stage, 0.5) == pytest.approx(lr_factor(55, stage))  # half way either way
+    for bad in (0, -1.0, "soon", True):
+        with pytest.raises(ConfigError, match="time_budget"):
+            StageConfig(time_budget=bad)
+    with pytest.raises(ConfigError, match="time_budget"):
+        StageConfig(steps=10, time_budget=5.0, decay="step", decay_step=5)
+
+
+def test_a_time_budget_anneals_and_ends_the_stage_in_time(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "1000000",
+                 "--train.time_budget", "3", "--train.min_lr", "1e-6"]) == 0
+    records = read_metrics(out)
+    info = json.loads((out / "checkpoints" / "pretrain-final.json").read_text())
+    assert 4 < info["step"] < 1000000 and 3.0 <= info["elapsed_s"] < 10.0  # one step and one evaluation past it
+    assert records[-1]["step"] == info["step"] and "eval_loss" in records[-1]  # the last step is evaluated
+    peak = max(m["lr"] for m in records)
+    assert peak > 0.5e-3 and records[-1]["lr"] < 0.1 * peak  # annealed within the budget
+    assert f"pretrain: {info['step']} steps" in capsys.readouterr().err  # the step count reached is reported
+
+
+def test_a_resumed_stage_keeps_spending_the_same_budget(tmp_path):
+    out = tmp_path / "run"
+    common = ["--stage", "pretrain", *TINY, "--train.steps", "1000000", "--train.time_budget", "30",
+              "--train.checkpoint_every", "1000"]
+    assert main(["--out", str(out), *common, "--stop-after", "4"]) == 0
+    path = out / "checkpoints" / "pretrain-4.json"
+    info = json.loads(path.read_text())
+    assert 0 < info["elapsed_s"] < 30
+    info["elapsed_s"] = 29.0  # as if 29 of the 30 seconds had gone before the interruption
+    path.write_text(json.dumps(info))
+    assert main(["--out", str(out), "--resume", "--no-eval", "--no-figures"]) == 0
+    final = json.loads((out / "checkpoints" / "pretrain-final.json").read_text())
+    assert 30.0 <= final["elapsed_s"] < 40.0
+    records = read_metrics(out)
+    assert records[-1]["lr"] < 0.1 * 1e-3  # it resumed near the end of the schedule
+
+
+def test_validation_loss_is_scored_beside_the_held_out_loss(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--stage", "pretrain", *TINY, "--train.steps", "8",
+                 "--train.validation_size", "64"]) == 0
+    evaluated = [m for m in read_metrics(out) if "eval_loss" in m]
+    assert [m["step"] for m in evaluated] == [4, 8]
+    assert all("val_loss" in m and m["val_loss"] != m["eval_loss"] for m in evaluated)  # other graphs
+    assert main(["--out", str(tmp_path / "plain"), "--stage", "pretrain", *TINY, "--train.steps", "4"]) == 0
+    assert not any("val_loss" in m for m in read_metrics(tmp_path / "plain"))
+
+
+@pytest.mark.slow
+def test_seeds_side_by_side_match_seeds_one_at_a_time(tmp_path):
+    common = [*TINY, "--train.steps", "6", "--finetune.steps", "3", "--train.pack", "true"]
+    assert main(["--out", str(tmp_path / "group"), "--seeds", "0,1", "--workers", "2", *common]) == 0
+    for seed in (0, 1):
+        alone = tmp_path / f"alone-{seed}"
+        assert main(["--out", str(alone), "--seed", str(seed), "--threads", "1", *common]) == 0
+        side = tmp_path / "group" / f"seed-{seed}"
+        assert "pretrain: 6 steps" in (side / "train.log").read_text()
+        for name in ("pretrain-final", "finetune-final"):
+            a = load_file(str(alone / "checkpoints" / f"{name}.safetensors"))
+            b = load_file(str(side / "checkpoints" / f"{name}.safetensors"))
+            assert all(torch.equal(a[key], b[key]) for key in a), (seed, name)
