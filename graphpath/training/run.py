@@ -72,7 +72,7 @@ def parse_args(argv):
                         help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="with --seeds on CPU: seeds trained at once, each in its own process with one thread "
-                             "(default: one per seed, up to the CPUs; graphpath/training/seeds.py)")
+                             "(default: all of them, up to four per CPU; graphpath/training/seeds.py)")
     parser.add_argument("--name", default=None, help="override the config's run name")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "

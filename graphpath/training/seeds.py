@@ -64,12 +64,13 @@ def seed_argv(args, config_path: Path, out: Path) -> list[str]:
 
 
 def default_workers(count: int) -> int:
-    """One worker per seed, up to the CPUs this process may use."""
+    """Every seed at once, up to four per CPU this process may use. Seeds of equal length finish
+    soonest all at once: 5 seeds on 2 cores take 2.5 seeds' time side by side, 3 in rounds of 2."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
-    return max(1, min(count, cpus))
+    return max(1, min(count, 4 * cpus))
 
 
 def steps_done(run_dir: Path, stages: list[str], config: RunConfig) -> int:
