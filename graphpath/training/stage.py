@@ -125,13 +125,15 @@ def continue_optimizer(optimizer: torch.optim.Optimizer, pretrain_json: Path, st
 
 
 def stage_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings only (not on biases or LayerNorm gains)."""
+    """AdamW; weight decay on matrices and embeddings only (not on biases or LayerNorm gains). Its
+    fused step (one kernel for every parameter) where the parameters' device has one (CPU, CUDA)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     rest = [p for p in params if p.dim() < 2]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params) or None
     return torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
-                             lr=stage.lr, betas=tuple(stage.betas))
+                             lr=stage.lr, betas=tuple(stage.betas), fused=fused)
 
 
 def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime,
