@@ -1,6 +1,7 @@
 """Training recipes for a CPU: a wall-clock time budget that anneals and stops in time (and carries
-over a resume), the validation loss beside the held-out loss, and seed groups trained side by side
-in the sweep runner's process pool with the same bytes as one seed at a time."""
+over a resume), a batch-size ramp (exact on resume), the validation loss beside the held-out loss,
+and seed groups trained side by side in the sweep runner's process pool with the same bytes as one
+seed at a time."""
 import json
 
 import pytest
@@ -64,6 +65,25 @@ def test_a_resumed_stage_keeps_spending_the_same_budget(tmp_path):
     assert 30.0 <= final["elapsed_s"] < 40.0
     records = read_metrics(out)
     assert records[-1]["lr"] < 0.1 * 1e-3  # it resumed near the end of the schedule
+
+
+def test_a_batch_ramp_grows_the_batches_and_resumes_bit_identically(tmp_path):
+    common = ["--stage", "pretrain", *TINY, "--train.steps", "9", "--train.batch_ramp", "[[3, 64], [6, 96]]",
+              "--train.checkpoint_every", "100", "--train.log_every", "1"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["--out", str(whole), *common]) == 0
+    examples = [m["examples"] for m in read_metrics(whole)]
+    assert examples == [32, 64, 96, 160, 224, 288, 384, 480, 576]
+    assert main(["--out", str(parts), *common, "--stop-after", "4"]) == 0  # across the first step up
+    assert main(["--out", str(parts), "--resume", "--stage", "pretrain", "--no-eval", "--no-figures"]) == 0
+    a = load_file(str(whole / "checkpoints" / "pretrain-final.safetensors"))
+    b = load_file(str(parts / "checkpoints" / "pretrain-final.safetensors"))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert [m["examples"] for m in read_metrics(parts)] == examples
+    for bad in ([[0, 64]], [[5, 64], [4, 96]], [[3, 0]], [[20, 64]], [3, 64]):
+        with pytest.raises(ConfigError, match="batch_ramp"):
+            StageConfig(steps=10, batch_ramp=bad)
+    assert [StageConfig(steps=10, batch_size=8, batch_ramp=[[2, 16]]).batch_at(s) for s in (0, 1, 2, 9)] == [8, 8, 16, 16]
 
 
 def test_validation_loss_is_scored_beside_the_held_out_loss(tmp_path):

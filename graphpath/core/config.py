@@ -93,6 +93,8 @@ class DataConfig:
 class StageConfig:
     steps: int = 1000  # optimizer steps in this stage
     batch_size: int = 512  # graphs per step (across all processes)
+    batch_ramp: list | None = None  # [[step, size], ...]: from that step on, batches of that size (steps rising
+    # inside (0, steps)); batch_size holds before the first. None = batch_size throughout
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr: float = 0.0  # learning rate at the end of the decay
     warmup_steps: int = 0  # linear warmup from 0 to lr
@@ -127,6 +129,12 @@ class StageConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive integer, got {value!r}")
+        ramp = self.batch_ramp
+        need(ramp is None or (isinstance(ramp, (list, tuple)) and ramp and all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and all(_is_int(v) and v > 0 for v in e) for e in ramp)
+            and all(a[0] < b[0] for a, b in zip(ramp, ramp[1:])) and ramp[-1][0] < self.steps),
+             f"batch_ramp must be [[step, size], ...] with positive sizes and steps rising inside (0, steps), "
+             f"got {ramp!r}")
         need(self.validation_size is None or (_is_int(self.validation_size) and self.validation_size > 0),
              f"validation_size must be a positive integer or left out, got {self.validation_size!r}")
         need(isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps,
@@ -157,6 +165,14 @@ class StageConfig:
              "time_budget needs a decay that follows progress (cosine, linear or constant), not \"step\"")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def batch_at(self, step: int) -> int:
+        """Graphs in optimizer step `step` (0-based): batch_size, then the ramp's sizes."""
+        size = self.batch_size
+        for start, ramped in self.batch_ramp or ():
+            if step >= start:
+                size = ramped
+        return size
 
     def check_section(self, section: str) -> None:
         """Checks that depend on the stage: mode, body and optimizer belong to fine-tuning."""

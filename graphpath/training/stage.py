@@ -227,8 +227,9 @@ class StageLoop:
                  runtime: Runtime, resume_from: Path | None):
         self.stage: StageConfig = getattr(config, "train" if stage_name == "pretrain" else "finetune")
         stage = self.stage
-        if stage.batch_size % runtime.world:
-            raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
+        for size in [stage.batch_size] + [size for _, size in stage.batch_ramp or ()]:
+            if size % runtime.world:
+                raise DataError(f"batch size {size} is not divisible by the {runtime.world} processes")
         self.model, self.base, self.spec, self.stage_name = model, unwrap(model), spec, stage_name
         self.runtime = runtime.with_precision(stage.precision)
         self.ckpt_dir = run_dir / "checkpoints"
@@ -285,6 +286,9 @@ class StageLoop:
 
     def train_batch(self) -> float:
         """One optimizer step on the next batch; returns the lr it used."""
+        size = self.stage.batch_at(self.step)
+        if self.stage.batch_ramp is not None:
+            self.feed.resize(size // self.runtime.world)
         batch = self.feed.next()
         if self.runtime.device.type == "cuda":
             batch = batch.pin_memory().to(self.runtime.device, non_blocking=True)
@@ -301,7 +305,7 @@ class StageLoop:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.examples += self.stage.batch_size
+        self.examples += size
         self.sums += label_sums(pred, batch.label, self.spec.max_vertices)
         return lr
 
