@@ -55,8 +55,9 @@ def test_buckets_give_the_same_distances_in_the_same_order():
 
 @pytest.mark.parametrize("changes", [dict(norm="pre"), dict(norm="post", attn_bias=True), dict(norm="none")])
 def test_the_packed_layout_gives_the_padded_distances_and_gradients(changes):
-    """Packed tokens (no padding, attention per edge count) compute what the padded layout does,
-    forward and backward, in the batch's own order; graphs with no edge at all included."""
+    """Packed tokens (per-token layers on real tokens only, attention gathered into the padded
+    layout) compute what the padded layout does, forward and backward, in the batch's own order;
+    graphs with no edge at all included."""
     model, data = tiny_model(**changes).train(), batch(300, seed=5, name="pretrain")
     lonely = GraphBatch(edges=torch.zeros(2, 1, 2, dtype=torch.long), num_vertices=torch.tensor([3, 4]),
                         target=torch.tensor([2, 2]), label=torch.tensor([8, 8]), path_length=torch.tensor([8, 8]),

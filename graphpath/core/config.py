@@ -110,7 +110,7 @@ class StageConfig:
     # set at every evaluation (metrics `val_loss`); a recipe search's objective, never reported; None = off
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks (padded layout)
-    pack: bool = False  # the model's packed layout: real tokens only, attention per edge count (buckets unused)
+    pack: bool = False  # the model's packed layout: per-token layers on real tokens only (buckets unused)
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
     time_budget: float | None = None  # seconds of wall clock: the decay follows the fraction of it spent and the
