@@ -118,8 +118,9 @@ def train_seeds(args, runs: list[tuple[RunConfig, Path]], workers: int | None = 
             for out, future in futures.items():
                 if out not in codes and future.done():
                     codes[out] = future.result()
-            bar.n = sum(steps_done(out, stages, config) for config, out in runs)
-            bar.refresh()
+            done = sum(steps_done(out, stages, config) for config, out in runs)
+            if done > bar.n:
+                bar.update(done - bar.n)
     finally:
         bar.close()
         close()
