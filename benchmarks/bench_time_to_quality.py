@@ -16,7 +16,7 @@
    preset and the study's recipe (post-norm, Adam, constant lr 5e-4, biases, no clipping), each
    trained by the train command for --examples graphs (its schedule ending there), side by side.
 
-    python benchmarks/bench_time_to_quality.py            # about 15 CPU-minutes
+    python benchmarks/bench_time_to_quality.py            # about 20 CPU-minutes (part 3: the preset's budget)
     python benchmarks/bench_time_to_quality.py --quick    # about 2 CPU-minutes: shorter, noisier
 Figures depend on the machine and how busy it is; the load average is printed beside them.
 """
@@ -226,7 +226,8 @@ def quality(examples: int, evaluations: int, workers: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short timings and 120K examples (noisier)")
-    parser.add_argument("--examples", type=int, default=None, help="graphs per recipe in part 3 (default 900K)")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="graphs per recipe in part 3 (default: the preset's steps x batch_size)")
     parser.add_argument("--seconds", type=float, default=None, help="wall seconds per process in part 2 (default 30)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds in part 1 (default 6)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
@@ -247,7 +248,9 @@ def main(argv=None) -> int:
                             args.compile),
            "aggregate": aggregate(new_batch, args.seconds or (8.0 if args.quick else 30.0), workers)}
     if not args.skip_quality:
-        doc["quality"] = quality(args.examples or (120_000 if args.quick else 900_000), 4, workers)
+        train = load_preset()["train"]
+        doc["quality"] = quality(args.examples or (120_000 if args.quick else train["steps"] * train["batch_size"]),
+                                 4, workers)
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1))
     return 0
