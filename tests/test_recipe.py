@@ -12,16 +12,7 @@ from graphpath.core.config import ConfigError, StageConfig
 from graphpath.training.run import main
 from graphpath.training.stage import lr_factor
 
-TINY = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
-        "--data.pretrain_threshold", "3", "--data.finetune_threshold", "2",
-        "--model.d_model", "16", "--model.n_layers", "1",
-        "--train.batch_size", "32", "--train.warmup_steps", "2", "--train.log_every", "2", "--train.eval_every", "4",
-        "--train.eval_size", "64", "--finetune.batch_size", "32", "--finetune.log_every", "2",
-        "--finetune.eval_every", "3", "--finetune.eval_size", "64", "--no-eval", "--no-figures"]
-
-
-def read_metrics(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+from test_train import TINY, read_metrics  # graphs n <= 5, a 1-layer 16-wide model: a step takes milliseconds
 
 
 def test_the_decay_follows_the_budget_fraction_when_given():
@@ -68,12 +59,12 @@ def test_a_resumed_stage_keeps_spending_the_same_budget(tmp_path):
 
 
 def test_a_batch_ramp_grows_the_batches_and_resumes_bit_identically(tmp_path):
-    common = ["--stage", "pretrain", *TINY, "--train.steps", "9", "--train.batch_ramp", "[[3, 64], [6, 96]]",
+    common = ["--stage", "pretrain", *TINY, "--train.steps", "9", "--train.batch_ramp", "[[3, 128], [6, 192]]",
               "--train.checkpoint_every", "100", "--train.log_every", "1"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["--out", str(whole), *common]) == 0
     examples = [m["examples"] for m in read_metrics(whole)]
-    assert examples == [32, 64, 96, 160, 224, 288, 384, 480, 576]
+    assert examples == [64, 128, 192, 320, 448, 576, 768, 960, 1152]
     assert main(["--out", str(parts), *common, "--stop-after", "4"]) == 0  # across the first step up
     assert main(["--out", str(parts), "--resume", "--stage", "pretrain", "--no-eval", "--no-figures"]) == 0
     a = load_file(str(whole / "checkpoints" / "pretrain-final.safetensors"))
