@@ -96,8 +96,9 @@ def test_a_finished_stage_is_fixed_and_a_stage_not_begun_is_free(tmp_path, capsy
 
 
 def test_pack_and_batch_ramp_are_fixed_and_time_budget_and_validation_size_may_change(stopped, capsys):
+    assert load_config(stopped / "config.toml").train.pack  # small.toml packs
     capsys.readouterr()
-    assert main(["--out", str(stopped), "--resume", "--train.pack", "true", "--train.batch_ramp", "[[30, 64]]",
+    assert main(["--out", str(stopped), "--resume", "--train.pack", "false", "--train.batch_ramp", "[[30, 64]]",
                  "--no-eval", "--no-figures"]) == 2
     err = capsys.readouterr().err
     refused = err.split("cannot change now:")[1].split(". On resume")[0]
