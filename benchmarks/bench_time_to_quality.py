@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from graphpath_common.jsonfile import write_json  # noqa: E402 - after the path above
+
 PRESET = ROOT / "experiments" / "small.toml"
 # The main job's pre-training recipe before this benchmark (experiments/small.toml at that time).
 TODAY = {"batch_size": 256, "lr": 1e-3, "min_lr": 1e-5, "warmup_steps": 150, "decay": "cosine",
@@ -190,7 +192,7 @@ def recipe_configs(examples: int, evaluations: int) -> dict[str, dict]:
 
 def quality(examples: int, evaluations: int, workers: int) -> dict:
     from graphpath.core.config import from_dict, to_toml
-    from graphpath.sweeps.runner import execute
+    from graphpath.sweeps.executors import execute
 
     configs = recipe_configs(examples, evaluations)
     curves = {}
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
         doc["quality"] = quality(args.examples or (120_000 if args.quick else train["steps"] * train["batch_size"]),
                                  4, workers)
     if args.json:
-        args.json.write_text(json.dumps(doc, indent=1))
+        write_json(args.json, doc)
     return 0
 
 

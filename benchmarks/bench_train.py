@@ -5,7 +5,9 @@ parameters) and train with AdamW on the same `pretrain` batches (n <= 15). The b
 study's way: every sequence padded to the maximum (16 tokens). Ours sorts each batch by edge count
 into trimmed buckets (padding is not paid for) and uses fused scaled_dot_product_attention.
 Also printed: achieved FLOP/s (matmul + attention FLOPs actually executed, x3 for forward and
-backward) against a square fp32 (CPU) / bf16 (CUDA) matmul peak measured in the same run.
+backward) against a large square matmul peak measured in the same run at the same precision
+(CPU: fp32; CUDA: TF32 and bf16, each model timed in both), i.e. the model FLOP utilisation (MFU)
+against what this device's matmul reaches, not against a datasheet.
 
     python benchmarks/bench_train.py            # batch 4096 on CPU, 32768 on CUDA
     python benchmarks/bench_train.py --quick    # about a minute on 2 cores
@@ -90,7 +92,19 @@ def time_training(model, batches, steps, buckets, device, autocast) -> float:
     return time.perf_counter() - start
 
 
+def precision_context(device: torch.device, precision: str):
+    """(autocast factory, matmul dtype for the peak) for "fp32" (CPU), "tf32" or "bf16" (CUDA);
+    sets CUDA's TF32 flags process-wide, as graphpath's trainer does."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    if precision == "bf16":
+        return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), torch.bfloat16
+    return nullcontext, torch.float32
+
+
 def matmul_peak(device, dtype, size=2048, repeats=10) -> float:
+    if device.type == "cuda":
+        size, repeats = 8192, 20
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
@@ -124,8 +138,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu")
     cuda = device.type == "cuda"
     batch_size = args.batch or (1024 if args.quick else 32768 if cuda else 4096)
-    steps = args.steps or (3 if args.quick else 5)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else nullcontext
+    steps = args.steps or (3 if args.quick else 20 if cuda else 5)
     spec = study_presets()["pretrain"]
     batches = [sample(spec, batch_size, seed).to(device) for seed in range(3)]
     config = ModelConfig(**STUDY)
@@ -135,19 +148,22 @@ def main(argv=None) -> int:
     print(f"device {device} ({torch.get_num_threads()} threads), batch {batch_size}, {steps} timed steps; "
           f"parameters ours {sum(p.numel() for p in ours.parameters()):,}, "
           f"plain {sum(p.numel() for p in plain.parameters()):,}")
-    results = {}
-    for name, model, buckets, padded in (("plain nn.TransformerEncoder, padded to max", plain, 1, 1 + spec.max_edges),
-                                         (f"graphpath ({args.buckets} buckets, fused attention)", ours, args.buckets, None)):
-        seconds = time_training(model, batches, steps, buckets, device, autocast)
-        counts = [executed_tokens(batches[i % len(batches)], buckets, padded) for i in range(steps)]
-        flops = sum(train_flops(config, t, p) for t, p in counts)
-        results[name] = (batch_size * steps / seconds, flops / seconds)
-    peak = matmul_peak(device, torch.bfloat16 if cuda else torch.float32)
-    for name, (speed, flops) in results.items():
-        print(f"  {name:48s} {speed:10,.0f} examples/s  {flops / 1e9:8.1f} GFLOP/s ({100 * flops / peak:.0f}% of peak)")
-    speeds = [v[0] for v in results.values()]
-    print(f"speed-up {speeds[1] / speeds[0]:.2f}x; matmul peak {peak / 1e9:.1f} GFLOP/s "
-          f"({'bf16' if cuda else 'fp32'} 2048x2048, measured now)")
+    precisions = ("tf32", "bf16") if cuda else ("fp32",)
+    models = (("plain nn.TransformerEncoder, padded to max", plain, 1, 1 + spec.max_edges),
+              (f"graphpath ({args.buckets} buckets, fused attention)", ours, args.buckets, None))
+    for precision in precisions:
+        autocast, dtype = precision_context(device, precision)
+        peak = matmul_peak(device, dtype)
+        speeds = []
+        for name, model, buckets, padded in models:
+            seconds = time_training(model, batches, steps, buckets, device, autocast)
+            counts = [executed_tokens(batches[i % len(batches)], buckets, padded) for i in range(steps)]
+            flops = sum(train_flops(config, t, p) for t, p in counts) / seconds
+            speeds.append(batch_size * steps / seconds)
+            print(f"  {precision:4s} {name:48s} {speeds[-1]:12,.0f} examples/s  {flops / 1e12:8.3f} TFLOP/s "
+                  f"({100 * flops / peak:.1f}% of the matmul peak); {1e6 / speeds[-1]:.2f} s per 1M examples")
+        print(f"  {precision:4s} speed-up {speeds[1] / speeds[0]:.2f}x; matmul peak {peak / 1e12:.2f} TFLOP/s "
+              f"({precision}, measured now)")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""The "inside the models" section: `inspect.json`, `llc.json` and `basin.json` of the run
+"""The "inside the models" section: `interpret.json`, `llc.json` and `basin.json` of the run
 (graphpath.analysis.interpret, graphpath.analysis.llc and graphpath.analysis.basin schemas, docs/contracts.md).
 
-    inspect_summary  Text    probes at the last layer against the random-init baseline and the
+    interpret_summary Text    probes at the last layer against the random-init baseline and the
                              hand-built reference; attention along edges; patching
     fig_probes       plotly  probe accuracy / R^2 per layer, trained vs random init
     hops_by_layer    Text    per k, the first layer whose within-k-hops probe beats random init
@@ -19,29 +19,38 @@ import json
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from graphpath_common.rundir import RunDir
+
 from .figures import TEMPLATE
 from .html import Html, Text, plotly_figure, table
 from .rundir import Run
 from .values import fmt
 
 
-def _read(run: Run, name: str) -> dict:
-    path = run.path / name
+FILES = {"interpret": lambda run: RunDir(run.path).interpret, "llc": lambda run: RunDir(run.path).llc,
+         "basin": lambda run: RunDir(run.path).basin}
+
+
+def _read(run: Run, key: str) -> dict:
+    path = FILES[key](run)
     if not path.is_file():
-        raise LookupError(f"no {name}")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise LookupError(f"no {path.name}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err})") from None
 
 
 def available(run: Run) -> dict[str, bool]:
-    return {key: (run.path / f"{key}.json").is_file() for key in ("inspect", "llc", "basin")}
+    return {key: where(run).is_file() for key, where in FILES.items()}
 
 
 def _mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def inspect_summary(run: Run) -> Text:
-    doc = _read(run, "inspect.json")
+def interpret_summary(run: Run) -> Text:
+    doc = _read(run, "interpret")
     trained, random, hand = doc["trained"], doc["random"], doc["handcrafted"]
     att = trained["attention"]
     ratios = [a / u for name in att for a, u in zip(att[name]["along_edges"], att[name]["uniform"]) if u > 0]
@@ -60,7 +69,7 @@ def inspect_summary(run: Run) -> Text:
 
 
 def fig_probes(run: Run) -> Html:
-    doc = _read(run, "inspect.json")
+    doc = _read(run, "interpret")
     layers = doc["trained"]["layers"]
     fig = make_subplots(rows=1, cols=3, subplot_titles=("within k hops", "distance R²", "edge endpoints"))
     for name, key, dash in (("trained", "trained", "solid"), ("random init", "random", "dash")):
@@ -90,10 +99,10 @@ VERDICTS = {
 
 
 def offpath_summary(run: Run) -> Text:
-    doc = _read(run, "inspect.json")
+    doc = _read(run, "interpret")
     off = doc.get("offpath")
     if not off or "layers" not in off:
-        return Text("the off-path comparison was not measured (too few off-path graphs, or an inspect.json "
+        return Text("the off-path comparison was not measured (too few off-path graphs, or an interpret.json "
                     "from before it existed: rerun python -m graphpath.interpret)")
     best = lambda values: max((v for v in values if v is not None), default=None)  # noqa: E731
     return Text(
@@ -116,7 +125,7 @@ def _layer_label(name: str) -> str:
 
 
 def hops_by_layer(run: Run) -> Text:
-    doc = _read(run, "inspect.json")
+    doc = _read(run, "interpret")
     trained, random = doc["trained"], doc["random"]
     parts = []
     for k in doc["hops_k"]:
@@ -130,7 +139,7 @@ def hops_by_layer(run: Run) -> Text:
 
 
 def fig_hops_heatmap(run: Run) -> Html:
-    doc = _read(run, "inspect.json")
+    doc = _read(run, "interpret")
     trained, random = doc["trained"], doc["random"]
     z = [[None if a is None or r is None else a - r for a, r in zip(row, base)]
          for row, base in zip(trained["hops"], random["hops"])]
@@ -144,7 +153,7 @@ def fig_hops_heatmap(run: Run) -> Html:
 
 
 def llc_summary(run: Run) -> Text:
-    doc = _read(run, "llc.json")
+    doc = _read(run, "llc")
     parts = []
     for name, result in doc["models"].items():
         est = result["estimate"]
@@ -162,7 +171,7 @@ def llc_summary(run: Run) -> Text:
 
 
 def basin_summary(run: Run) -> Text:
-    doc = _read(run, "basin.json")
+    doc = _read(run, "basin")
     parts = []
     for name, r in doc["models"].items():
         interval = f"[{fmt(r['lo'])}, {fmt(r['hi'])}]"
@@ -173,8 +182,8 @@ def basin_summary(run: Run) -> Text:
 
 
 def table_basin_llc(run: Run) -> Html:
-    basin = _read(run, "basin.json")["models"]
-    llc = _read(run, "llc.json")["models"] if available(run)["llc"] else {}
+    basin = _read(run, "basin")["models"]
+    llc = _read(run, "llc")["models"] if available(run)["llc"] else {}
     rows = []
     for name, r in basin.items():
         target = r.get("target") or {}
@@ -197,6 +206,6 @@ def table_basin_llc(run: Run) -> Html:
                  "The bracketed basin radius beside the local learning coefficient, per model")
 
 
-INSIDE = {"inspect_summary": inspect_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
+INSIDE = {"interpret_summary": interpret_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
           "basin_summary": basin_summary, "offpath_summary": offpath_summary, "table_basin_llc": table_basin_llc,
           "hops_by_layer": hops_by_layer, "fig_hops_heatmap": fig_hops_heatmap}

@@ -15,6 +15,12 @@ Shapes (batch-first):
 `max_vertices` (a plain int) is the spec's vertex vocabulary and its "infinity" label; batches
 with different `max_vertices` cannot be concatenated.
 
+What a batch may hold is checked by `check_graphs`, the one validation every model, the BFS
+labeller and the inference loop use: vertex ids in 1..num_vertices, num_vertices in
+1..max_vertices, targets in 1..max_vertices. A target above num_vertices is allowed: the study's
+any-target sets ask for vertices that are not in the graph (labelled unreachable), and tasks about
+vertex 1 itself ask with t = 1.
+
 A literal example (one graph, n = 4, edges 1-3, 2-3, 3-4, target 4, max_vertices 15):
     edges [[[1, 3], [2, 3], [3, 4], [0, 0]]], num_vertices [4], target [4], label [2],
     path_length [2]
@@ -25,6 +31,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+
+from .validate import check_graphs
 
 TENSOR_FIELDS = ("edges", "num_vertices", "target", "label", "path_length")
 
@@ -47,7 +55,27 @@ class GraphBatch:
             if value.shape != (size,):
                 raise ValueError(f"{name} must be [{size}], got {tuple(value.shape)}")
 
+    def check(self, vocabulary: int | None = None) -> "GraphBatch":
+        """`check_graphs` on this batch (against a model's `vocabulary` if given); returns self."""
+        check_graphs(self.edges, self.num_vertices, self.target, self.max_vertices, vocabulary)
+        return self
+
     # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_edges(cls, graphs, max_vertices: int, target=2, num_vertices=None,
+                   task: str = "distance") -> "GraphBatch":
+        """A batch of hand-written graphs, labelled by the package's BFS (data_gen.graphs)."""
+        from .graphs import batch_from_edges
+
+        return batch_from_edges(graphs, max_vertices, target, num_vertices, task)
+
+    @classmethod
+    def from_networkx(cls, graphs, max_vertices: int, target=2, task: str = "distance") -> "GraphBatch":
+        """A batch of networkx graphs on vertices 1..n, labelled by the package's BFS (data_gen.graphs)."""
+        from .graphs import batch_from_networkx
+
+        return batch_from_networkx(graphs, max_vertices, target, task)
+
     @classmethod
     def from_numpy(cls, arrays: dict[str, np.ndarray], max_vertices: int) -> "GraphBatch":
         """Wrap numpy arrays (any integer dtype) as int64 tensors; zero-copy when already int64."""

@@ -11,6 +11,8 @@ from collections import deque
 
 import numpy as np
 
+from .validate import check_graphs
+
 
 def neighbour_lists(num_vertices: int, edges) -> list[list[int]]:
     """Adjacency lists for vertices 0..num_vertices from (a, b) pairs; (0, 0) padding rows and
@@ -42,8 +44,12 @@ def bfs_from(neighbours: list[list[int]], source: int, unreachable: int) -> list
 def bfs_reference(num_vertices: int, edges, source: int, unreachable: int) -> list[int]:
     """Distances from `source` to every vertex 0..num_vertices (index 0 unused = unreachable).
 
-    `edges` is any iterable of (a, b) pairs; (0, 0) padding rows and self-pairs are ignored.
+    `edges` is any iterable of (a, b) pairs; (0, 0) padding rows and self-pairs are ignored. An id
+    outside 1..num_vertices is a ValueError (`data_gen.validate.check_graphs`).
     """
+    edges = [tuple(int(v) for v in pair) for pair in edges]
+    check_graphs(np.asarray(edges, dtype=np.int64).reshape(1, -1, 2), np.array([num_vertices]), np.array([source]),
+                 num_vertices)
     return bfs_from(neighbour_lists(num_vertices, edges), source, unreachable)
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
 
 from .batch import GraphBatch
@@ -191,7 +191,7 @@ def build_mixture_dataset(mixture: Mixture, size: int, seed: int, out) -> Path:
                 "path_length_histogram": {str(i): int(c) for i, c in
                                           enumerate(np.bincount(arrays["path_length"], minlength=top)) if c},
                 "shards": [{"file": shard.name, "count": size, "sha256": sha256_file(shard)}]}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    write_json(out / MANIFEST, manifest)
     return out
 
 

@@ -27,10 +27,12 @@ import numpy as np
 
 from data_gen import SpecError, study_presets
 from data_gen.build import build_dataset
+from graphpath.evaluation.scores import ci_summary
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import scaling_fit as sf
@@ -119,15 +121,15 @@ def analyse(study: dict, losses: dict, bootstrap: int) -> dict:
             rows += [{**row, "seed": seed, "model": m} for row in sf.transfer_points(scratch, tuned)]
         for arm, ladder in (("scratch", sizes + extra), ("finetuned", sizes)):
             curves.append({"model": m, "N": n, "arm": arm, "points": [
-                {"D": d, "loss": sf.mean_ci([losses[(s, m, arm, d)] for s in study["seeds"]]),
+                {"D": d, "loss": ci_summary([losses[(s, m, arm, d)] for s in study["seeds"]]),
                  "per_seed": [losses[(s, m, arm, d)] for s in study["seeds"]]} for d in ladder]})
     summary = []
     for m, n in enumerate(n_of):
         for d in sizes:
             mine = [r for r in rows if r["model"] == m and r["D_F"] == d]
             summary.append({"model": m, "N": n, "D_F": d,
-                            "D_T": sf.mean_ci([r["D_T"] for r in mine]),
-                            "multiplier": sf.mean_ci([r["multiplier"] for r in mine]),
+                            "D_T": ci_summary([r["D_T"] for r in mine]),
+                            "multiplier": ci_summary([r["multiplier"] for r in mine]),
                             "ossified_seeds": sum(r["ossified"] for r in mine),
                             "extrapolated_seeds": sum(r["flag"] != "interpolated" for r in mine)})
     fit = sf.fit_transfer(rows, bootstrap=bootstrap, seed=0)
@@ -195,9 +197,10 @@ def _main(argv) -> int:
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise StudyError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
     out = args.out or Path("runs") / study["name"]
-    losses = run_jobs(study, out, progress=not args.quiet, **executor)
-    doc = analyse(study, losses, bootstrap)
-    path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.edt"):  # writable, and no other writer, before any job runs
+        losses = run_jobs(study, out, progress=not args.quiet, **executor)
+        doc = analyse(study, losses, bootstrap)
+        path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
     fit = doc["fit"].get("fit")
     line = (f"k={fit['k']['value']:.3g} alpha={fit['alpha']['value']:.3g} beta={fit['beta']['value']:.3g}"
             if fit else f"no fit ({doc['fit'].get('reason')})")

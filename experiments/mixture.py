@@ -33,15 +33,17 @@ from data_gen import SpecError
 from data_gen.mixture import Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, sample_mixture
 from data_gen.dataset import load_dataset
 from data_gen.splits import split_rng
-from graphpath.core.checkpoint import load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
+from graphpath.evaluation.scores import ci_summary
 from graphpath.evaluation.predict import predict
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
-from .scaling_fit import mean_ci
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
 KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "models", "pretrain", "mixtures", "tests")
@@ -79,6 +81,19 @@ def run_config(study: dict, model: dict, seed: int, dataset: Path | None) -> dic
             "model": dict(model), "train": train, "finetune": {"steps": 1}}
 
 
+def trained_on_dataset(run_dir: Path, data_dir: Path):
+    """The job's model (graphpath.core.resolve), checked to have pre-trained on `data_dir`: coverage
+    is measured against that very dataset."""
+    try:
+        trained = load(run_dir)
+    except CheckpointError as error:
+        raise StudyError(str(error)) from None
+    dataset = trained.contract["pretrain"].dataset or {}
+    if Path(dataset.get("path", "")).resolve() != Path(data_dir).resolve():
+        raise StudyError(f"{run_dir} was pre-trained on {dataset.get('path') or 'fresh graphs'}, not on {data_dir}")
+    return trained
+
+
 def families(mixture: Mixture) -> set:
     return {(c.family, c.avg_degree if c.family == "erdos_renyi" else None) for c in mixture.components}
 
@@ -102,7 +117,8 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     bar = tqdm(jobs, desc="mixture scoring", unit="model", disable=not progress, dynamic_ncols=True)
     for seed, mix, m in bar:
         data_dir = out / "data" / f"{mix}-seed{seed}"
-        model, _ = load_model(job_dir(out, Job(f"{mix}-model{m}-seed{seed}", {})))
+        trained = trained_on_dataset(job_dir(out, Job(f"{mix}-model{m}-seed{seed}", {})), data_dir)
+        model = trained.model
         train = load_dataset(data_dir, verify=False)
         train_arrays = {"edges": train.edges.numpy(), "num_vertices": train.num_vertices.numpy(),
                         "label": train.label.numpy()}
@@ -124,7 +140,7 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
                 cells.append({"mixture": mix, "test": test, "model": m, "N": n,
                               "families_in_mixture": families(test_mixture) <= families(mixture),
                               "coverage": float(np.mean([r["coverage"] for r in mine])),
-                              "mse": mean_ci([r["mse"] for r in mine]), "accuracy": mean_ci([r["accuracy"] for r in mine])})
+                              "mse": ci_summary([r["mse"] for r in mine]), "accuracy": ci_summary([r["accuracy"] for r in mine])})
     public = {k: v for k, v in study.items() if not k.startswith("_")}
     return {"schema": 1, "study": public, "coverage_definition": "fraction of test graphs whose (n, edge count, "
             "label) cell occurs in the model's own training dataset (data_gen.mixture.coverage)",
@@ -206,8 +222,9 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet, **executor)
-    path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.mixture"):  # writable, and no other writer, before any job runs
+        doc = run_study(study, out, progress=not args.quiet, **executor)
+        path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
     a = doc["analysis"]
     print(f"{path}: {a['cells']} cells; Spearman(log MSE, coverage) {a['spearman_log_mse_vs_coverage']}, "
           f"Spearman(log MSE, log N) {a['spearman_log_mse_vs_log_N']}; R^2 coverage {a['r2_coverage']}, "

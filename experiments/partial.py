@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 from data_gen import SpecError
-from graphpath.core.checkpoint import load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
+from graphpath.evaluation.scores import ci_summary
 from graphpath.evaluation.predict import model_vocabulary, score_model
 from graphpath.evaluation.sets import EvalError, define_sets, load_set, resolve_names
 from graphpath.core.model import ModelConfig
@@ -28,9 +30,9 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, best_eval_loss, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
-from .scaling_fit import mean_ci
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
 KEYS = ("name", "seeds", "modes", "ranks", "lora_alpha", "bodies", "sets", "eval_size", "data", "model",
@@ -103,8 +105,12 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     results = {}
     for seed, variant in [(seed, v) for seed in study["seeds"] for v in variants(study)]:
         job = job_dir(out, Job(f"seed{seed}/{variant['name']}", {}))
-        model, info = load_model(job)
-        scored, _ = score_model(model, prepared, model_vocabulary(model, info), progress=False)
+        try:  # the sets are the study's: the job must have trained on the study's tasks
+            trained = load(job)
+            trained.require_study("experiments.partial")
+        except CheckpointError as error:
+            raise StudyError(str(error)) from None
+        scored, _ = score_model(trained.model, prepared, model_vocabulary(trained.model, trained.info), progress=False)
         results[(seed, variant["name"])] = {"best_finetune_eval": best_eval_loss(job, "finetune"),
                                             "sets": {k: {"mse": v["mse"], "accuracy": v["accuracy"]}
                                                      for k, v in scored.items()}}
@@ -114,8 +120,8 @@ def run_study(study: dict, out: Path, progress: bool = True, **executor) -> dict
     for variant in variants(study):
         per_seed = [results[(seed, variant["name"])] for seed in study["seeds"]]
         rows.append({**variant, "trainable": expected_trainable(model_config, variant["mode"], variant["rank"]),
-                     "finetune_loss": mean_ci([r["best_finetune_eval"] for r in per_seed]),
-                     "sets": {name: {metric: mean_ci([r["sets"][name][metric] for r in per_seed if name in r["sets"]])
+                     "finetune_loss": ci_summary([r["best_finetune_eval"] for r in per_seed]),
+                     "sets": {name: {metric: ci_summary([r["sets"][name][metric] for r in per_seed if name in r["sets"]])
                                      for metric in ("mse", "accuracy")} for name in study["sets"]},
                      "per_seed": per_seed})
     return {"schema": 1, "study": study, "total_parameters": expected_trainable(model_config, "full"),
@@ -160,8 +166,9 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    doc = run_study(study, out, progress=not args.quiet, **executor)
-    path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.partial"):  # writable, and no other writer, before any job runs
+        doc = run_study(study, out, progress=not args.quiet, **executor)
+        path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     best = min(doc["variants"], key=lambda r: r["finetune_loss"]["mean"])
     print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; best fine-tune "
           f"MSE {best['finetune_loss']['mean']:.4g} ({best['name']}, {best['trainable']:,} trainable)", file=sys.stderr)

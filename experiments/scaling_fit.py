@@ -129,16 +129,3 @@ def fit_transfer(rows: list[dict], bootstrap: int = 1000, seed: int = 0, low_dat
         ci = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else None
         fit[name] = {"value": point[i], "ci95": ci}
     return {**out, "fit": fit, "bootstrap": {"draws": len(draws), "skipped": skipped, "seed": seed}}
-
-
-def mean_ci(values) -> dict:
-    """Mean and 95% t-interval over seeds (None for fewer than two finite values)."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return {"mean": None, "ci95": None, "n": 0}
-    if len(x) < 2:
-        return {"mean": float(x.mean()), "ci95": None, "n": 1}
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return {"mean": float(x.mean()), "ci95": [float(x.mean() - half), float(x.mean() + half)], "n": len(x)}

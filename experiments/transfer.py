@@ -37,10 +37,12 @@ import numpy as np
 from data_gen import SpecError, sample
 from data_gen.build import build_dataset
 from data_gen.tasks import SUITE, constant_baseline, task_spec
-from graphpath.evaluation.scores import mean_ci, rounded
+from graphpath.evaluation.scores import ci_summary, rounded
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                              require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "transfer.toml"
@@ -185,13 +187,19 @@ def training_hashes(out: Path, seed: int, tasks: list[str]) -> set:
 # ---- scoring and statistics -----------------------------------------------------------------------
 
 def score_checkpoint(run_dir: Path, stage: str, batch) -> dict:
-    from graphpath.core.checkpoint import load_model
+    """Loss and accuracy of the job's final `stage` model on `batch`, which may ask another task
+    than the model's own: that is the transfer table's "A unchanged" baseline, named by the study."""
+    from graphpath.core.checkpoint import CheckpointError
+    from graphpath.core.resolve import load
     from graphpath.evaluation.predict import predict
 
-    final = Path(run_dir) / "checkpoints" / f"{stage}-final.json"
+    final = RunDir(run_dir).checkpoint(stage)
     if not final.is_file():
-        raise SweepError(f"{run_dir} is missing or unfinished (no checkpoints/{stage}-final.json)")
-    model, _ = load_model(final)
+        raise SweepError(f"{run_dir} is missing or unfinished (no {final.relative_to(run_dir)})")
+    try:
+        model = load(final).model
+    except CheckpointError as error:
+        raise SweepError(str(error)) from None
     prediction = predict(model, batch)
     label = batch.label.numpy()
     return {"loss": float(np.mean((prediction - label) ** 2)),
@@ -223,8 +231,7 @@ def score_all(study: dict, out: Path, progress: bool = True) -> tuple[list[dict]
 
 def _ci(values) -> dict:
     values = [float(v) for v in values]
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "ci95": None if low is None else [low, high], "per_seed": values}
+    return {**ci_summary(values), "per_seed": values}
 
 
 def transfer_cells(rows: list[dict], tasks: list[str], seeds: list[int], constant: dict) -> list[dict]:
@@ -387,13 +394,14 @@ def _main(argv) -> int:
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
     start = time.time()
-    build_datasets(study, out)
-    status = run_sweep(make_jobs(study, out), out, progress=not args.quiet, desc="transfer jobs", **options)
-    require_complete(status)
-    rows, constant, report = score_all(study, out, progress=not args.quiet)
-    doc = analyse(study, rows, constant, report)
-    doc["seconds"] = time.time() - start
-    path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.transfer"):  # writable, and no other writer, before any work
+        build_datasets(study, out)
+        status = run_sweep(make_jobs(study, out), out, progress=not args.quiet, desc="transfer jobs", **options)
+        require_complete(status)
+        rows, constant, report = score_all(study, out, progress=not args.quiet)
+        doc = analyse(study, rows, constant, report)
+        doc["seconds"] = time.time() - start
+        path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
     print("\n".join(matrix_lines(doc)), file=sys.stderr)
     print(f"{path}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
           f"{doc['test_sets']['collisions_total']} test graphs dropped as training collisions; {doc['findings']}",

@@ -157,6 +157,7 @@ class BFSTransformer(nn.Module):
         if batch.max_vertices != self.n:
             raise ValueError(f"the hand-built model for n={self.n} scores data with max_vertices == {self.n}, "
                              f"got max_vertices={batch.max_vertices}; build_bfs_transformer({batch.max_vertices}) instead")
+        batch.check(self.n)  # ids and targets inside 1..n, or a ValueError naming the graph
         x, mask = self.front(batch)  # (B, T, D), (B, T)
         for block in self.blocks[:upto]:
             x = block(x, mask)

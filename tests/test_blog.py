@@ -137,7 +137,7 @@ def test_perturbation_section_counts_every_model(run_copy, tmp_path):
 
 def test_optional_sections_say_not_run(run_copy, tmp_path):
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert html.count('class="not-run"') == 1  # no inspect.json
+    assert html.count('class="not-run"') == 1  # no interpret.json
     for path in run_copy.glob("perturb*.json"):
         path.unlink()
     edit_json(run_copy / "eval.json", lambda d: (d["models"].pop("handcrafted"), d.pop("grid")))
@@ -147,7 +147,7 @@ def test_optional_sections_say_not_run(run_copy, tmp_path):
 
 
 @pytest.mark.slow
-def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
+def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path):
     import torch
     from data_gen.spec import study_sizes_up_to
     from graphpath.analysis import interpret as I
@@ -159,7 +159,7 @@ def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
     save_checkpoint(tmp_path / "small" / "checkpoints", "pretrain-final", build_model(config),
                     {"model_config": config.to_dict(), "data": study_sizes_up_to(5), "step": 0, "seed": 0,
                      "stage": "pretrain"})
-    assert I.main([str(tmp_path / "small"), "--size", "128", "--no-figures", "--out", str(run_copy / "inspect.json")]) == 0
+    assert I.main([str(tmp_path / "small"), "--size", "128", "--no-figures", "--out", str(run_copy / "interpret.json")]) == 0
     basin = {"models": {"learned": {"lo": 0.1, "hi": 0.15, "closed": True, "trials": [{}, {}], "llc": 7.5,
                                     "target": {"stage": "pretrain"}}}}
     (run_copy / "basin.json").write_text(json.dumps(basin))
@@ -170,7 +170,7 @@ def test_inside_section_renders_from_inspect_llc_and_basin(run_copy, tmp_path):
     assert html.count('class="not-run"') == 0 and "probes-plot" in html
     assert "12.5" in html and "[0.1, 0.15]" in html and "within k hops" in html
     assert "<td>learned (pretrain)</td><td>[0.1, 0.15]</td><td>2</td><td>—</td><td>12.5 ± 1</td>" in html
-    off = json.loads((run_copy / "inspect.json").read_text())["offpath"]
+    off = json.loads((run_copy / "interpret.json").read_text())["offpath"]
     assert f"{blog.values.fmt(off['mse_off'])} when it is not" in html
     assert "hops-heatmap-plot" in html and "k = 0: never;" in html  # k = 0 is trivial: no probe beats random init
 
@@ -187,7 +187,7 @@ def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(run_copy), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: ")
+    assert "\n" not in err and err.startswith("python -m blog: ")
     for key in ("table_reproduction", "list_findings", "fig_grid", "model_parameters", "model_summary"):
         assert key in err
     assert not (out / "index.html").exists()  # no half page
@@ -212,7 +212,7 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main([str(FIXTURE), "--out", str(blocker / "page")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write the page" in err and err.count("\n") == 1
+    assert f"cannot write {blocker / 'page'}: {blocker} is a file" in err and err.count("\n") == 1
 
 
 def test_cli_prints_the_page_path_and_defaults_into_the_run(run_copy, capsys):
@@ -303,3 +303,21 @@ def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_pa
     edit_json(run_copy / "eval.json", strip)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert 'id="raw-outputs"' not in html and 'id="line-probe"' not in html and "{{" not in html
+
+
+def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
+    from graphpath_common import provenance
+
+    html = blog.render(run_copy, tmp_path / "old").read_text()
+    assert "How this run was made" in html and "made before provenance was recorded" in html
+    with provenance.recorded(run_copy, ["python -m graphpath.train", "--out", "<runs/x>"], device="cpu", threads=1):
+        pass
+    scored = provenance.finish(provenance.entry(["python -m graphpath.evaluate", "RUN"], "cpu", 1), "finished")
+    edit_json(run_copy / "eval.json", lambda d: d.update(provenance={"evaluation": scored, "runs": []}))
+    html = blog.render(run_copy, tmp_path / "new").read_text()
+    made = json.loads((run_copy / "provenance.json").read_text())["invocations"][0]
+    assert "python -m graphpath.train --out &lt;runs/x&gt;" in html  # escaped
+    assert "scored by <code>python -m graphpath.evaluate RUN</code>" in html
+    assert made["started_utc"] in html and "made before provenance" not in html
+    if made["git"]:
+        assert made["git"]["commit"][:10] in html

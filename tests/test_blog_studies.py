@@ -56,7 +56,7 @@ def test_edt_section_shows_the_study_numbers(tmp_path):
 
 
 def partial_doc():
-    from experiments.scaling_fit import mean_ci
+    from graphpath.evaluation.scores import ci_summary as mean_ci
 
     sets = ["finetune", "test-onpath-large", "shift-tree"]
     variants = []
@@ -74,7 +74,7 @@ def partial_doc():
 
 def mixture_doc():
     from experiments.mixture import analyse
-    from experiments.scaling_fit import mean_ci
+    from graphpath.evaluation.scores import ci_summary as mean_ci
 
     mixtures, tests, models = ["reference", "er"], ["reference", "tree", "larger-n"], [(0, 2000), (1, 20000)]
     coverage = {("reference", "reference"): 0.9, ("reference", "tree"): 0.3, ("reference", "larger-n"): 0.0,

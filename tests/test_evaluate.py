@@ -146,7 +146,7 @@ def test_pool_runs_means_and_t_interval():
 # ---- eval.json and report.md ------------------------------------------------------------------
 
 TOP_KEYS = {"schema_version", "title", "created_utc", "model", "primary", "max_vertices", "data", "eval", "sets",
-            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures", "line_probe"}
+            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures", "line_probe", "provenance"}
 BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "mean_label", "label_variance", "per_label", "confusion",
               "runs", "ci_kind", "raw_histogram"}
 MODEL_KEYS = {"kind", "description", "sources", "vocabulary", "runs", "info", "results", "skipped"}

@@ -116,6 +116,20 @@ def test_t_quantiles_match_printed_tables_and_closed_forms():
             assert t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-8)
 
 
+def test_ci_summary_drops_missing_values_and_matches_scipy():
+    from scipy import stats
+
+    from graphpath.evaluation.scores import ci_summary
+
+    record = ci_summary([1.0, None, 2.0, float("nan"), 4.0])
+    sample = np.array([1.0, 2.0, 4.0])
+    half = stats.t.ppf(0.975, 2) * sample.std(ddof=1) / math.sqrt(3)
+    assert record["n"] == 3 and record["mean"] == pytest.approx(7 / 3)
+    assert record["ci95"] == pytest.approx([7 / 3 - half, 7 / 3 + half], rel=1e-8)
+    assert ci_summary([5.0]) == {"mean": 5.0, "ci95": None, "n": 1}
+    assert ci_summary([None, float("inf")]) == {"mean": None, "ci95": None, "n": 0}
+
+
 def test_mean_ci_with_one_value_has_no_interval():
     assert mean_ci([0.7]) == (0.7, None, None)
     with pytest.raises(ValueError):

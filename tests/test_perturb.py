@@ -63,7 +63,7 @@ def test_absolute_scale_draws_noise_of_that_size():
 
 def test_recovery_brings_loss_down_on_handcrafted_n5():
     spec, eval_batch = data(5, 512, 20_000)
-    cfg = P.SweepConfig(model="handcrafted", n=5, steps=60, eval_every=20, lr=3e-3, batch_size=128)
+    cfg = P.PerturbConfig(model="handcrafted", n=5, steps=60, eval_every=20, lr=3e-3, batch_size=128)
     model = build_bfs_transformer(5)
     P.perturb_(model, "replace", 0.3, seed=2)
     curve = P.recover(model, spec, eval_batch, cfg, seed=2, device=torch.device("cpu"))
@@ -130,7 +130,7 @@ def test_presets_are_valid_sweep_configs():
 
     for path in sorted(Path("experiments").glob("perturb*.toml")):
         table = tomllib.loads(path.read_text())["perturb"]
-        cfg = P.SweepConfig(model="handcrafted", n=8, **table)
+        cfg = P.PerturbConfig(model="handcrafted", n=8, **table)
         assert cfg.steps >= 1, path
     study = tomllib.loads(Path("experiments/perturb-study.toml").read_text())["perturb"]
     assert study["kind"] == "replace" and study["scale"] == "absolute" and study["sigmas"] == [1.0]

@@ -88,6 +88,43 @@ def test_validation_loss_is_scored_beside_the_held_out_loss(tmp_path):
     assert not any("val_loss" in m for m in read_metrics(tmp_path / "plain"))
 
 
+def test_the_training_optimizer_takes_adamws_fused_step_on_cpu():
+    from graphpath.core.model import GraphTransformer, ModelConfig
+    from graphpath.training.stage import stage_optimizer
+
+    model = GraphTransformer(ModelConfig(d_model=16, n_layers=1, n_heads=2, max_vertices=5))
+    assert stage_optimizer(model, StageConfig()).defaults["fused"] is True
+    assert stage_optimizer(model.double(), StageConfig()).defaults["fused"] is None  # float64: the plain step
+
+
+def test_a_packed_run_is_the_same_bytes_for_its_seed_and_resumes_bit_identically(tmp_path, monkeypatch):
+    """The main job's recipe in small: packed layout, fused AdamW, a batch-size ramp, interrupted
+    inside each stage and resumed, against the same seed run straight through (twice)."""
+    from graphpath.core.model import GraphTransformer
+
+    packed = []
+    forward = GraphTransformer._forward_packed
+    monkeypatch.setattr(GraphTransformer, "_forward_packed",
+                        lambda self, batch: packed.append(len(batch)) or forward(self, batch))
+    common = [*TINY, "--train.steps", "9", "--train.batch_ramp", "[[4, 96]]", "--train.checkpoint_every", "100",
+              "--finetune.steps", "6", "--finetune.lr", "1e-3", "--finetune.checkpoint_every", "100",
+              "--train.pack", "true", "--finetune.pack", "true"]
+    runs = {name: tmp_path / name for name in ("whole", "again", "parts")}
+    assert main(["--out", str(runs["whole"]), *common]) == 0
+    eval_size = int(TINY[TINY.index("--train.eval_size") + 1])  # held-out scoring is packed too
+    assert [n for n in packed[:6] if n != eval_size] == [64, 64, 64, 64, 96]  # training steps, ramped at step 4
+    assert main(["--out", str(runs["again"]), *common]) == 0
+    assert main(["--out", str(runs["parts"]), *common, "--stop-after", "5"]) == 0  # past the ramp's step
+    assert main(["--out", str(runs["parts"]), "--resume", "--stop-after", "6", "--no-eval", "--no-figures"]) == 0
+    assert main(["--out", str(runs["parts"]), "--resume", "--no-eval", "--no-figures"]) == 0
+    for name in ("pretrain-final", "finetune-final"):
+        found = {run: load_file(str(path / "checkpoints" / f"{name}.safetensors")) for run, path in runs.items()}
+        for run in ("again", "parts"):
+            assert all(torch.equal(found["whole"][key], found[run][key]) for key in found["whole"]), (run, name)
+    held = lambda run: [m["eval_loss"] for m in read_metrics(run) if "eval_loss" in m]
+    assert held(runs["whole"]) == held(runs["parts"]) == held(runs["again"])
+
+
 @pytest.mark.slow
 def test_seeds_side_by_side_match_seeds_one_at_a_time(tmp_path):
     common = [*TINY, "--train.steps", "6", "--finetune.steps", "3", "--train.pack", "true"]

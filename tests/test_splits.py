@@ -17,7 +17,7 @@ from graphpath.core.config import StageConfig
 from graphpath.evaluation.sets import CACHE_FORMAT
 from graphpath.training.feed import stage_seed
 from graphpath.analysis.llc import Request
-from graphpath.analysis.perturb import SweepConfig
+from graphpath.analysis.perturb import PerturbConfig
 from oracle import check_against_networkx
 
 # Changing a row (or the seed domain) changes its graphs. When that is on purpose: bump
@@ -90,8 +90,8 @@ def test_every_split_builds_at_its_size(data):
 
 def test_default_sizes_match_the_tools_defaults():
     assert StageConfig().eval_size == SPLITS["heldout-pretrain"].size == SPLITS["heldout-finetune"].size
-    assert SweepConfig.eval_size == SPLITS["heldout-perturb"].size
-    assert SweepConfig.eval_seed == SPLITS["heldout-perturb"].seed
+    assert PerturbConfig.eval_size == SPLITS["heldout-perturb"].size
+    assert PerturbConfig.eval_seed == SPLITS["heldout-perturb"].seed
     assert Request.data_size == SPLITS["sample-llc"].size and Request.data_seed == SPLITS["sample-llc"].seed
 
 
@@ -194,4 +194,4 @@ def test_negative_or_non_integer_seeds_are_one_line_errors():
         with pytest.raises(SpecError, match=needle):
             split_rng("pretrain", **options)
     with pytest.raises(PerturbError, match="eval_seed must be an integer >= 0"):
-        SweepConfig(model="handcrafted", n=5, eval_seed=-1)
+        PerturbConfig(model="handcrafted", n=5, eval_seed=-1)

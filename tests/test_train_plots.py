@@ -1,9 +1,9 @@
 """Training figures: the confusion heatmap from metrics.confusion_matrix, HTML + PNG written
-(kaleido or the matplotlib copy)."""
+(the PNG always the matplotlib copy, through graphpath_common.figures.write_png)."""
 import numpy as np
 
 from graphpath.evaluation.scores import confusion_matrix
-from graphpath.training.figures import _png_with_matplotlib, confusion_figure, label_loss_figure, loss_figure, write_figure
+from graphpath.training.figures import confusion_figure, label_loss_figure, loss_figure, matplotlib_copy, write_figure
 
 
 def test_confusion_figure_shows_labels_that_occur_row_normalized():
@@ -31,5 +31,7 @@ def test_figures_are_written_as_html_and_png(tmp_path):
     assert (tmp_path / "figures" / "plotly.min.js").is_file()  # offline, shared by every figure
     for name, figure in (("labels", label_loss_figure(metrics, phases, "pretrain")),
                          ("confusion", confusion_figure(np.eye(3, dtype=np.int64) * 5, "t"))):
-        _png_with_matplotlib(figure, tmp_path / f"{name}.png")
+        write_figure(figure, tmp_path / name)
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        drawn = matplotlib_copy(figure).axes[0]
+        assert len(drawn.images if name == "confusion" else drawn.lines) == len(figure.data)  # every trace redrawn

@@ -34,19 +34,22 @@ import torch
 from tqdm import tqdm
 
 from data_gen.splits import split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer
 
-from graphpath.analysis.perturb import PerturbError, SweepConfig, held_out_loss, load_target, perturb_, recover
+from graphpath.analysis.perturb import PerturbError, PerturbConfig, held_out_loss, load_target, perturb_, recover
 
 PROG = "python -m graphpath.basin"
 SCHEMA_VERSION = 1
 
 
-def trial(base, spec, eval_batch, cfg: SweepConfig, sigma: float, device) -> dict:
+def trial(base, spec, eval_batch, cfg: PerturbConfig, sigma: float, device) -> dict:
     """Every seed at one sigma: {sigma, recovered [bool per seed], final [loss per seed], success}."""
     recovered, final = [], []
     for seed in cfg.seeds:
@@ -60,13 +63,20 @@ def trial(base, spec, eval_batch, cfg: SweepConfig, sigma: float, device) -> dic
             "success": sum(recovered) >= len(recovered) / 2}
 
 
+def check_bracket(lo: float, hi: float, budget: int, ratio: float, factor: float = 10.0) -> None:
+    """PerturbError unless the search's settings are finite with 0 < lo < hi, ratio > 1, factor > 1
+    and budget >= 2."""
+    finite = all(math.isfinite(v) for v in (lo, hi, ratio, factor))
+    if not (finite and 0 < lo < hi and ratio > 1 and factor > 1 and budget >= 2):
+        raise PerturbError(f"bracket needs finite numbers with 0 < lo < hi, ratio > 1, factor > 1, and budget >= 2 "
+                           f"(got lo {lo}, hi {hi}, ratio {ratio}, factor {factor}, budget {budget})")
+
+
 def bracket(succeeds, lo: float, hi: float, budget: int = 10, ratio: float = 1.5, factor: float = 10.0,
             expand: int = 3) -> dict:
     """Geometric bisection of a success/failure boundary. `succeeds(sigma) -> dict` with a bool
     `success` (see `trial`). Returns {lo, hi, trials, closed}; lo/hi are null when not found."""
-    if not (0 < lo < hi and ratio > 1 and factor > 1 and budget >= 2):
-        raise PerturbError(f"bracket needs 0 < lo < hi, ratio > 1, factor > 1, budget >= 2 (got {lo}, {hi}, "
-                           f"{ratio}, {factor}, {budget})")
+    check_bracket(lo, hi, budget, ratio, factor)
     trials: list[dict] = []
 
     def test(sigma):
@@ -98,10 +108,17 @@ def bracket(succeeds, lo: float, hi: float, budget: int = 10, ratio: float = 1.5
     return {"lo": good, "hi": bad, "closed": closed, "trials": trials}
 
 
-def models_for(cfg: SweepConfig, soft_betas: tuple[float, float]):
+def models_for(cfg: PerturbConfig, soft_betas: tuple[float, float]):
+    """[(name, model, description)], the data spec and the output directory: the learned model on
+    the data it was trained on (graphpath.analysis.perturb.load_target), and the two hand-built
+    models beside it when that data asks for distances (what they answer)."""
     base, spec, description, out_dir = load_target(cfg)
     n = spec.max_vertices
     found = [] if cfg.model == "handcrafted" else [("learned", base, description)]
+    if spec.task != "distance":
+        print(f"note: no hand-built models beside {cfg.model}: they answer distances, it was trained to answer "
+              f"{spec.task!r}", file=sys.stderr)
+        return found, spec, out_dir
     found.append(("handcrafted", build_bfs_transformer(n), {"model": "handcrafted", "n": n}))
     found.append(("handcrafted-soft", build_bfs_transformer(n, beta_hop=soft_betas[0], beta_copy=soft_betas[1]),
                   {"model": "handcrafted", "n": n, "beta_hop": soft_betas[0], "beta_copy": soft_betas[1]}))
@@ -128,19 +145,34 @@ def _main(argv) -> int:
     if args.config:
         table = read_toml(args.config, PerturbError, "config ")
         values = table.get("perturb", table)
-        reject_unknown_keys(SweepConfig, values, PerturbError, f"{args.config} [perturb]")
+        reject_unknown_keys(PerturbConfig, values, PerturbError, f"{args.config} [perturb]")
     values.update({"model": args.model, "n": args.n, "threads": args.threads, "figures": False})
     values.update({k: getattr(args, k) for k in ("steps", "seeds") if getattr(args, k) is not None})
     try:
-        cfg = SweepConfig(**values)
+        cfg = PerturbConfig(**values)
     except TypeError as error:
         raise PerturbError(str(error)) from None
+    if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
+        raise PerturbError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
+    check_bracket(args.lo, args.hi, args.budget, args.ratio)
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     models, spec, out_dir = models_for(cfg, tuple(args.soft_betas))
+    out = Path(args.out) if args.out else RunDir(out_dir).basin
+    with hold(out.parent, PROG):  # writable, and no other writer, before the search runs
+        measure(args, cfg, models, spec, out_dir, out, device, invocation)
+    return 0
+
+
+def measure(args, cfg: PerturbConfig, models, spec, out_dir: Path, out: Path, device, invocation: dict) -> None:
+    """Bracket every model's radius and write basin.json (with `invocation`, its provenance entry)."""
     eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
-    llc_path = out_dir / "llc.json"
-    llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
+    llc_path = RunDir(out_dir).llc
+    try:
+        llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PerturbError(f"cannot read the LLC estimates in {llc_path}: {error}") from None
     results = {}
     for name, model, description in tqdm(models, desc="basin", disable=args.quiet):
         model = model.to(device).eval()
@@ -154,15 +186,14 @@ def _main(argv) -> int:
         results[name] = {"target": description, "loss_before": before, **found,
                          "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
     doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
-           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
-    out = Path(args.out) if args.out else out_dir / "basin.json"
-    atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
+           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results,
+           "provenance": provenance.finish(invocation, "finished")}
+    write_json(out, doc)
     for name, r in results.items():
         print(f"{name}: basin radius in [{r['lo']}, {r['hi']}] after {len(r['trials'])} sigmas"
               f"{'' if r['closed'] else ' (bracket not closed)'}; LLC {r['llc']}"
               + (f" [{r['note']}]" if "note" in r else ""))
     print(f"wrote {out}")
-    return 0
 
 
 def main(argv=None) -> int:

@@ -19,15 +19,16 @@ Reference: the hand-built model of the same size, its own stream — "v within k
 vertex v's token after k hop blocks, and the distance from the answer token at the end (these
 should be 1; they are measured, not assumed).
 
-Output: `RUN_DIR/inspect.json` (schema in docs/contracts.md) and `RUN_DIR/figures/inspect_*.html`
-plus `inspect.png`. A few minutes on 2 cores for the CPU study's model (n <= 8, 6 layers).
+Output: `RUN_DIR/interpret.json` (schema in docs/contracts.md) and `RUN_DIR/figures/interpret_*.html`
+plus `interpret.png`. The model comes through graphpath.core.resolve (a group: its first seed's);
+a run trained on other tasks than the study's is refused in one line. A few minutes on 2 cores for the CPU study's model (n <= 8, 6 layers).
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import matplotlib
@@ -37,13 +38,17 @@ from plotly.subplots import make_subplots
 
 from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
+from graphpath_common.rundir import INTERPRET, RunDir
 from handcrafted import build_bfs_transformer
 
 from graphpath.analysis import probe_fits as P
-from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
 from graphpath.core.model import build_model, hooks
 
 matplotlib.use("Agg")
@@ -55,7 +60,7 @@ RESID = re.compile(r"^hook_embed$|^blocks\.(\d+)\.hook_resid_post$")
 PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
 
 
-class InspectError(ValueError):
+class InterpretError(ValueError):
     """Bad input (no checkpoint, unknown layer); one line, exit 2."""
 
 
@@ -71,7 +76,7 @@ def probe_layers(model, batch: GraphBatch, hops: int, layers: list[str] | None =
     if layers:
         unknown = sorted(set(layers) - set(points))
         if unknown:
-            raise InspectError(f"unknown layer(s) {', '.join(unknown)} (known: {', '.join(points)})")
+            raise InterpretError(f"unknown layer(s) {', '.join(unknown)} (known: {', '.join(points)})")
         points = [p for p in points if p in layers]
     patterns = [n for n in model.hook_names() if PATTERN.match(n)]
     _, cache = model.run_with_cache(batch, names=points + patterns)
@@ -207,18 +212,18 @@ def figures(doc: dict, directory: Path) -> list[str]:
         fig.add_scatter(x=layers, y=res["endpoints"], name=f"{name}", line_dash=dash, row=1, col=3, showlegend=False)
     fig.add_scatter(x=layers, y=mean(trained["hops_majority"]), name="majority class", line_dash="dot", row=1, col=1)
     fig.update_layout(title="Linear probes per layer (held-out)", height=380)
-    paths = [write_html(fig, directory / "inspect_probes.html")]
+    paths = [write_html(fig, directory / "interpret_probes.html")]
     att = trained["attention"]
     heads = [f"{name.split('.')[1]}.h{h}" for name in att for h in range(len(att[name]["along_edges"]))]
     ratio = [a / u if u > 0 else 0 for name in att for a, u in zip(att[name]["along_edges"], att[name]["uniform"])]
     bars = go.Figure(go.Bar(x=heads, y=ratio))
     bars.update_layout(title="Attention along graph edges / uniform (edge-token queries), per layer.head",
                        yaxis_title="ratio (1 = no preference)", height=340)
-    paths.append(write_html(bars, directory / "inspect_attention.html"))
+    paths.append(write_html(bars, directory / "interpret_attention.html"))
     patch = doc["patching"]
     pfig = go.Figure([go.Bar(x=list(patch), y=[patch[p][kind] for p in patch], name=kind) for kind in ("target", "edges")])
     pfig.update_layout(title="Activation patching: share of the output gap restored", barmode="group", height=340)
-    paths.append(write_html(pfig, directory / "inspect_patching.html"))
+    paths.append(write_html(pfig, directory / "interpret_patching.html"))
     off = doc.get("offpath") or {}
     if "layers" in off:
         ofig = go.Figure()
@@ -230,7 +235,7 @@ def figures(doc: dict, directory: Path) -> list[str]:
         ofig.update_layout(title=f"Why off-path targets fail: model MSE {off['mse_on']:.3g} on path, "
                                  f"{off['mse_off']:.3g} off path (verdict: {off['verdict']})",
                            yaxis=dict(range=[-0.2, 1.05]), height=360)
-        paths.append(write_html(ofig, directory / "inspect_offpath.html"))
+        paths.append(write_html(ofig, directory / "interpret_offpath.html"))
     mfig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for name, res, style in (("trained", trained, "-"), ("random init", random, "--")):
         axes[0].plot(mean(res["hops"]), style, label=name)
@@ -240,45 +245,37 @@ def figures(doc: dict, directory: Path) -> list[str]:
         ax.set_title(title)
         ax.set_xticks(range(len(layers)), [RESID.sub(lambda m: m.group(1) or "embed", l) for l in layers])
     axes[0].legend()
-    paths.append(write_png(mfig, directory / "inspect.png"))
+    paths.append(write_png(mfig, directory / "interpret.png"))
     plt.close(mfig)
     return [str(p) for p in paths]
 
 
-def inspect_run(run: Path, size: int, seed: int, layers: list[str] | None) -> dict:
-    if not run.is_dir():
-        raise InspectError(f"no run directory {run}")
+def interpret_run(run: Path, size: int, seed: int, layers: list[str] | None) -> dict:
+    """interpret.json's document for the run's final model (a group: its first seed's), found by
+    graphpath.core.resolve; a model trained on other tasks than the study's is refused (the probes
+    and the off-path verdict are about distances on the study's sets)."""
     try:
-        json_path = find_checkpoint(run)
-        model, info = load_model(json_path)
+        trained = load(run)
+        trained.require_study(PROG)
+        spec = trained.analysis_spec("pretrain", PROG)
     except CheckpointError as error:
-        raise InspectError(str(error)) from None
+        raise InterpretError(str(error)) from None
+    model, info, json_path = trained.model, trained.info, trained.checkpoint
     if not stream_points(model) or not any(PATTERN.match(n) for n in model.hook_names()):
-        raise InspectError(f"the model in {json_path} has no residual-stream or attention-pattern hook points "
-                           "to probe")
-    presets = study_presets(**info["data"])
-    spec = presets["pretrain"]
+        raise InterpretError(f"the model in {json_path} has no residual-stream or attention-pattern hook points "
+                             "to probe")
+    presets = study_presets(**trained.data)
     batch = split_batch("sample-inspect", spec=spec, size=size, seed=seed).trim()
     hops = spec.max_vertices
     torch.manual_seed(seed)
     random = build_model(info["model_config"]).eval()
     return {"schema": SCHEMA_VERSION, "checkpoint": str(json_path), "stage": info.get("stage"),
+            "target": trained.description(),
             "data": spec.to_dict(), "size": size, "seed": seed, "train_share": 0.75, "hops_k": list(range(hops)),
             "trained": probe_layers(model.eval(), batch, hops, layers),
             "random": probe_layers(random, batch, hops, layers),
             "patching": patching(model, batch, seed), "handcrafted": handcrafted_reference(batch, hops),
             "offpath": offpath(model, random, presets, size, seed, hops)}
-
-
-def finite(value):
-    """JSON has no NaN: an undefined R^2 or restored share (zero variance or gap) becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
 
 
 def _main(argv) -> int:
@@ -288,21 +285,30 @@ def _main(argv) -> int:
     parser.add_argument("--seed", type=int, default=SPLITS["sample-inspect"].seed,
                         help="seed of the inspected graphs (default: data_gen.splits' sample-inspect row)")
     parser.add_argument("--layers", nargs="+", help="stream points to probe (default all)")
-    parser.add_argument("--out", help="default RUN_DIR/inspect.json")
+    parser.add_argument("--out", help="default RUN_DIR/interpret.json")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-figures", dest="figures", action="store_false")
     args = parser.parse_args(argv)
     if args.size < 16:
-        raise InspectError(f"--size must be >= 16, got {args.size}")
+        raise InterpretError(f"--size must be >= 16, got {args.size}")
     if args.seed < 0:
-        raise InspectError(f"--seed must be >= 0, got {args.seed}")
+        raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     run = Path(args.run)
-    doc = inspect_run(run, args.size, args.seed, args.layers)
-    if args.figures:
-        doc["figures"] = figures(doc, run / "figures")
-    out = Path(args.out) if args.out else run / "inspect.json"
-    atomic_write_text(out, json.dumps(finite(doc), indent=1, allow_nan=False))
+    if not run.is_dir():
+        raise InterpretError(f"no run directory {run}")
+    home = RunDir(run)
+    out = Path(args.out) if args.out else home.path / INTERPRET
+    folders = [out.parent] + ([run] if args.figures and run.resolve() != out.parent.resolve() else [])
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
+    with ExitStack() as held:  # writable, and no other writer, before the probes run
+        for folder in folders:
+            held.enter_context(hold(folder, PROG))
+        doc = interpret_run(run, args.size, args.seed, args.layers)
+        doc["provenance"] = provenance.finish(invocation, "finished")
+        if args.figures:
+            doc["figures"] = figures(doc, home.figures)
+        write_json(out, doc)  # an undefined R^2 or restored share (zero variance or gap) is written as null
     hand = doc["handcrafted"]
     print(f"hand-built reference: within-k-hops accuracy {min(hand['hops']):.3f}..{max(hand['hops']):.3f}, "
           f"distance R2 {hand['distance_r2']:.4f}")
@@ -316,7 +322,7 @@ def _main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    return run_cli(PROG, _main, argv, InspectError)
+    return run_cli(PROG, _main, argv, InterpretError)
 
 
 if __name__ == "__main__":

@@ -18,16 +18,18 @@ different sigmas differ only in the noise's size.
 
 Models: `--model handcrafted --n N` (the hand-built BFS transformer; data: the study presets at
 size N, default set `test-any-large`, any target) or `--model runs/NAME` (a learned run's final
-checkpoint; data: `study_presets(**info["data"])`, default set `pretrain`). For a group of seeds
+checkpoint, found by graphpath.core.resolve; data: what it was trained on, its first stage's
+GraphSpec, which for a study run is the `pretrain` set; `--data NAME` picks a study set instead,
+refused in one line when that set does not ask what the model answers). For a group of seeds
 (`graphpath.training.run --seeds`, runs/NAME/seed-<k>/) the first seed's model is perturbed and the
-results go to runs/NAME/perturb.json.
+results go to runs/NAME/perturb.json. `--with-handcrafted` is refused for a run trained on
+another task than distances.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import fnmatch
-import json
 import math
 import sys
 import time
@@ -41,22 +43,30 @@ from tqdm import tqdm
 from data_gen import PRESET_NAMES, StreamingSampler, study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
-from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.jsonfile import finite, write_json
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer, model_size
 
-from graphpath.core.checkpoint import CheckpointError, load_model
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import load
 from graphpath.evaluation.predict import predict
 from graphpath.analysis.perturb_figures import write_figures
-from graphpath.core.rungroup import first_run
 
 KINDS = ("replace", "all", "group")
 SCALES = ("relative", "absolute")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEMA_VERSION = 1
 PROG = "python -m graphpath.perturb"
+MAX_LR = 1.0  # as graphpath.core.config's: no optimizer here recovers with steps above the weights' scale
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class PerturbError(ValueError):
@@ -64,7 +74,7 @@ class PerturbError(ValueError):
 
 
 @dataclass
-class SweepConfig:
+class PerturbConfig:
     model: str = "handcrafted"  # "handcrafted" or a run directory / checkpoint path
     n: int | None = None  # handcrafted only: vertex count the model is built for
     kind: str = "replace"  # replace | all | group
@@ -103,20 +113,24 @@ class SweepConfig:
         need(len(self.sigmas) > 0 and len(self.seeds) > 0, "empty sweep: give at least one sigma and one seed")
         need(all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.sigmas),
              f"every sigma must be a finite number >= 0, got {self.sigmas}")
-        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"seeds must be integers >= 0, got {self.seeds}")
+        require_seeds(list(self.seeds), PerturbError)
         need(isinstance(self.eval_seed, int) and self.eval_seed >= 0,
              f"eval_seed must be an integer >= 0, got {self.eval_seed!r}")
         for name in ("steps", "batch_size", "eval_size", "eval_every", "threads"):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(_finite(self.lr) and 0 < self.lr <= MAX_LR, f"lr must be a finite number in (0, {MAX_LR:g}] (a recovery "
+             f"step larger than the weights cannot recover), got {self.lr!r}")
+        need(_finite(self.weight_decay) and self.weight_decay >= 0 and self.lr * self.weight_decay < 1,
+             f"weight_decay must be a finite number >= 0 with lr * weight_decay < 1, got {self.weight_decay!r}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise PerturbError(f"unknown device {self.device!r}") from None
         need(device.type != "cuda" or torch.cuda.is_available(), f"device {self.device!r}: CUDA is not available")
-        need(self.clip is None or self.clip > 0, f"clip must be > 0 (or unset), got {self.clip}")
-        need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        need(self.clip is None or (_finite(self.clip) and self.clip > 0),
+             f"clip must be a finite number > 0 (or unset), got {self.clip}")
+        need(_finite(self.threshold) and self.threshold > 0, f"threshold must be a finite number > 0, got {self.threshold}")
         need(self.data is None or self.data in PRESET_NAMES,
              f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
         need(self.model == "handcrafted" or Path(self.model).exists(),
@@ -131,28 +145,22 @@ class SweepConfig:
 
 # ---- the model and its data ------------------------------------------------------------------
 
-def load_target(cfg: SweepConfig):
-    """(model, data spec, description dict, default output directory)."""
+def load_target(cfg: PerturbConfig):
+    """(model, data spec, description dict, default output directory). A learned model comes through
+    graphpath.core.resolve and is perturbed on the data it was trained on (its first stage's), or on
+    the study set `cfg.data` when that set asks what the model answers; anything else is refused."""
     if cfg.model == "handcrafted":
         sizes = study_sizes_up_to(cfg.n)
         spec = study_presets(**sizes)[cfg.data or "test-any-large"]
         info = {"model": "handcrafted", "n": cfg.n, "size": model_size(cfg.n, cfg.edge_tokens), "data_sizes": sizes}
         return build_bfs_transformer(cfg.n, edge_tokens=cfg.edge_tokens), spec, info, Path("runs") / f"handcrafted-n{cfg.n}"
-    path = Path(cfg.model)
-    if not path.exists():
-        raise PerturbError(f"unknown model {cfg.model!r}: not 'handcrafted' and no such run directory or checkpoint")
     try:
-        model, info = load_model(first_run(path))  # a group of seeds: its first seed's model
-        spec = study_presets(**info["data"])[cfg.data or "pretrain"]
-    except (CheckpointError, TypeError, ValueError, KeyError) as error:
-        raise PerturbError(f"checkpoint {path}: {error}") from None
-    max_vertices = info["model_config"].get("max_vertices")
-    if max_vertices != spec.max_vertices:
-        raise PerturbError(f"checkpoint {path} was built for max_vertices={max_vertices} but its data "
-                           f"spec has max_vertices={spec.max_vertices}")
-    description = {"model": str(first_run(path)), "step": info.get("step"), "stage": info.get("stage"),
-                   "model_config": info["model_config"], "data_sizes": info["data"]}
-    return model, spec, description, path if path.is_dir() else path.parent.parent
+        trained = load(cfg.model)  # a group of seeds: its first seed's model
+        spec = trained.analysis_spec(cfg.data, PROG)
+    except CheckpointError as error:
+        raise PerturbError(str(error)) from None
+    home = trained.group or trained.run
+    return trained.model, spec, trained.description(), home.path if home is not None else Path(cfg.model).parent
 
 
 # ---- perturbations ---------------------------------------------------------------------------
@@ -204,12 +212,12 @@ def held_out_loss(model: nn.Module, batch, chunk: int = 1024) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def recovery_optimizer(model: nn.Module, cfg: SweepConfig) -> torch.optim.Optimizer:
+def recovery_optimizer(model: nn.Module, cfg: PerturbConfig) -> torch.optim.Optimizer:
     kinds = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
     return kinds[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def recover(model, spec, eval_batch, cfg: SweepConfig, seed: int, device, bar=None) -> list[list[float]]:
+def recover(model, spec, eval_batch, cfg: PerturbConfig, seed: int, device, bar=None) -> list[list[float]]:
     """Gradient descent on fresh samples; returns the curve [[step, held-out loss], ...] from step 0."""
     curve = [[0, held_out_loss(model, eval_batch)]]
     optimizer = recovery_optimizer(model, cfg)
@@ -244,7 +252,7 @@ def recovery_rates(runs: list[dict]) -> dict[str, float]:
     return {repr(sigma): sum(v) / len(v) for sigma, v in sorted(by_sigma.items())}
 
 
-def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: SweepConfig, device, bar) -> dict:
+def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: PerturbConfig, device, bar) -> dict:
     """Every sigma x seed on one model: the summary fields and runs of its perturb.json."""
     base = base.to(device).eval()
     loss_before = held_out_loss(base, eval_batch)
@@ -266,13 +274,16 @@ def sweep_one(name: str, base: nn.Module, spec, eval_batch, cfg: SweepConfig, de
             "runs": runs, "recovery_rate": recovery_rates(runs), "basin_radius": basin_radius(runs)}
 
 
-def run_sweep(cfg: SweepConfig, progress: bool = True) -> list[dict]:
+def run_perturb(cfg: PerturbConfig, progress: bool = True) -> list[dict]:
     """The whole sweep: one perturb.json document per model (the model asked for, then with
     `with_handcrafted` the hand-built model on the same data)."""
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     base, spec, description, _ = load_target(cfg)
     targets = [("handcrafted" if cfg.model == "handcrafted" else "learned", base, description)]
+    if cfg.with_handcrafted and cfg.model != "handcrafted" and spec.task != "distance":
+        raise PerturbError(f"--with-handcrafted: the hand-built model answers distances; {cfg.model} was trained "
+                           f"to answer {spec.task!r} (perturb it alone)")
     if cfg.with_handcrafted and cfg.model != "handcrafted":
         n = spec.max_vertices
         targets.append(("handcrafted", build_bfs_transformer(n, edge_tokens=cfg.edge_tokens),
@@ -300,7 +311,7 @@ def _numbers(kind):
     return parse
 
 
-def parse_args(argv) -> SweepConfig:
+def parse_args(argv) -> PerturbConfig:
     parser = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="TOML file with a [perturb] table of these settings (flags override it)")
     parser.add_argument("--model", help="'handcrafted' or a run directory / checkpoint path")
@@ -336,38 +347,23 @@ def parse_args(argv) -> SweepConfig:
     if config_path:
         table = read_toml(config_path, PerturbError, "config ")
         values = table.get("perturb", table)
-        reject_unknown_keys(SweepConfig, values, PerturbError, f"{config_path} [perturb]")
+        reject_unknown_keys(PerturbConfig, values, PerturbError, f"{config_path} [perturb]")
     values.update({k: v for k, v in args.items() if v is not None})
     if values.get("model") is None:
         raise PerturbError("--model is required ('handcrafted' or a run directory)")
     try:
-        cfg = SweepConfig(**values)
+        cfg = PerturbConfig(**values)
     except TypeError as error:
         raise PerturbError(str(error)) from None
     cfg._quiet = quiet
     return cfg
 
 
-def default_out(cfg: SweepConfig) -> Path:
+def default_out(cfg: PerturbConfig) -> Path:
     if cfg.model == "handcrafted":
-        return Path("runs") / f"handcrafted-n{cfg.n}" / "perturb.json"
+        return RunDir(Path("runs") / f"handcrafted-n{cfg.n}").perturb
     path = Path(cfg.model)
-    return (path if path.is_dir() else path.parent.parent) / "perturb.json"
-
-
-def write_json(doc: dict, path: Path) -> None:
-    atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False, default=str))
-
-
-def clean_for_json(doc: dict) -> dict:
-    """JSON has no infinity: a diverged loss is written as null."""
-    finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
-    for run in doc["runs"]:
-        for key in ("loss_after", "loss_final", "loss_best"):
-            run[key] = finite(run[key])
-        run["curve"] = [[step, finite(loss)] for step, loss in run["curve"]]
-    doc["loss_before"] = finite(doc["loss_before"])
-    return doc
+    return RunDir(path if path.is_dir() else path.parent.parent).perturb
 
 
 def main(argv=None) -> int:
@@ -376,17 +372,21 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     cfg = parse_args(argv)
-    docs = [clean_for_json(doc) for doc in run_sweep(cfg, progress=not cfg._quiet)]
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
-    if cfg.figures:
-        figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
+    with hold(out.parent, PROG):  # writable, and no other writer, before the sweep runs
+        docs = [finite(doc) for doc in run_perturb(cfg, progress=not cfg._quiet)]  # a diverged loss: null
         for doc in docs:
-            doc["figures"] = figures
-    for doc, path in zip(docs, paths):
-        write_json(doc, path)
-        print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
-              f"recovery rate by sigma {doc['recovery_rate']}")
+            doc["provenance"] = provenance.finish(invocation, "finished")
+        paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
+        if cfg.figures:
+            figures = write_figures(docs, RunDir(out.parent).figures, prefix=out.stem)
+            for doc in docs:
+                doc["figures"] = figures
+        for doc, path in zip(docs, paths):
+            write_json(path, doc, default=str)
+            print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
+                  f"recovery rate by sigma {doc['recovery_rate']}")
     return 0
 
 

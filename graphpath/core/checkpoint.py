@@ -4,6 +4,7 @@ A checkpoint `checkpoints/<stage>-<step>` (or `<stage>-final`) is three files:
     <name>.safetensors        the model's weights (the unwrapped module: no `module.`/`_orig_mod.`)
     <name>.state.safetensors  training tensors: optimizer moments, torch RNG state (optional)
     <name>.json               model_config, data (study_presets kwargs), step, examples, seed, stage,
+                              `stages` (what the model was trained on: graphpath.core.contract),
                               plus `train_state` (optimizer param groups, scheduler, sampler RNG)
 Each is written to a temporary name and renamed; the JSON goes last, so a checkpoint whose JSON
 exists is complete. The JSON records `sha256`: {file name: hex digest} of both safetensors files,
@@ -12,25 +13,24 @@ data, a truncated file) are a one-line `CheckpointError` naming the file, never 
 
 `load_model(path, device)` rebuilds a model from a checkpoint alone: `path` is a run directory
 (its final checkpoint: `finetune-final` if present, else `pretrain-final`, else the newest
-numbered one) or any of a checkpoint's files or their common stem.
+numbered one) or any of a checkpoint's files or their common stem. Tools that analyse a model
+load it through `graphpath.core.resolve`, which adds what it was trained on.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_tensor_bytes, save as tensor_bytes
 from torch import nn
 
-from graphpath_common.files import atomic_write_bytes, atomic_write_text
+from graphpath_common.files import atomic_write_bytes
+from graphpath_common.jsonfile import write_json
+from graphpath_common.rundir import CHECKPOINTS, STAGES, RunDir, checkpoint_order, list_checkpoints
 
 from graphpath.core.model import ConfigError, GraphTransformer, ModelConfig
-
-STAGES = ("pretrain", "finetune")
-_NAME = re.compile(r"^(pretrain|finetune)-(\d+|final)\.json$")
 
 
 class CheckpointError(ValueError):
@@ -103,7 +103,7 @@ def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
         train_state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     _test_pause_before_json()
     json_path = directory / f"{name}.json"
-    atomic_write_text(json_path, json.dumps({**info, "sha256": digests, "train_state": train_state}, indent=1))
+    write_json(json_path, {**info, "sha256": digests, "train_state": train_state})
     return json_path
 
 
@@ -120,22 +120,16 @@ def _test_pause_before_json() -> None:
 
 
 # ---- find and read ----------------------------------------------------------------------------
-def _sort_key(path: Path):
-    stage, step = _NAME.match(path.name).groups()
-    return (STAGES.index(stage), float("inf") if step == "final" else int(step))
-
-
 def find_checkpoint(path, stage: str | None = None) -> Path:
     """The JSON file of the checkpoint `path` names (run dir, checkpoints dir, file or stem)."""
     path = Path(path)
     if path.is_dir():
-        directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        found = [p for p in directory.glob("*.json") if _NAME.match(p.name)
-                 and (stage is None or p.name.startswith(stage + "-"))]
+        directory = path / CHECKPOINTS if (path / CHECKPOINTS).is_dir() else path
+        found = list_checkpoints(directory, stage)
         if not found:
             what = f"{stage} checkpoint" if stage else "checkpoint"
             raise CheckpointError(f"no {what} in {directory}")
-        return max(found, key=_sort_key)
+        return found[-1]
     stem = str(path)
     for suffix in (".state.safetensors", ".safetensors", ".json"):
         if stem.endswith(suffix):
@@ -223,21 +217,45 @@ def verify_checkpoint(json_path: Path) -> dict:
     return info
 
 
+def verify_good(json_path: Path) -> dict:
+    """`verify_checkpoint`, and a finite held-out loss where the checkpoint records one (a
+    checkpoint whose weights already give NaN is no place to resume from)."""
+    info = verify_checkpoint(json_path)
+    if "heldout_loss" in info and info["heldout_loss"] is None:
+        raise CheckpointError(f"checkpoint {json_path} records a non-finite held-out loss (the run had diverged)")
+    return info
+
+
+def prune_checkpoints(directory: Path, stage: str, keep: int) -> None:
+    """Delete all but the newest `keep` numbered checkpoints of `stage` (the final one is kept),
+    and the leftovers of numbered checkpoints older than those (tensor files whose JSON was never
+    written). Each goes JSON first, so a checkpoint is never seen half-deleted."""
+    numbered = [p for p in list_checkpoints(directory, stage) if not p.name.endswith("-final.json")]
+    if len(numbered) <= keep:
+        return
+    oldest_kept = checkpoint_order(numbered[-keep])
+    for json_path in numbered[:-keep]:
+        json_path.unlink(missing_ok=True)
+    for path in Path(directory).glob(f"{stage}-*"):
+        step = path.name[len(stage) + 1:].split(".", 1)[0]
+        if step.isdigit() and (STAGES.index(stage), int(step)) < oldest_kept:
+            path.unlink(missing_ok=True)
+
+
 def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
     """The checkpoint `--resume` continues `stage` from (None when the stage has none yet).
 
-    Only the newest checkpoint is a candidate: if it is damaged, this does not fall back silently
-    but raises one line naming the files to delete and the previous checkpoint that verifies.
+    Only the newest checkpoint is a candidate: if it is damaged (or records a non-finite held-out
+    loss), this does not fall back silently but raises one line naming the files to delete and the
+    previous checkpoint that is good.
     """
-    directory = Path(run_dir) / "checkpoints"
-    if not directory.is_dir():
-        return None
-    found = sorted((p for p in directory.glob(f"{stage}-*.json") if _NAME.match(p.name)), key=_sort_key)
+    directory = RunDir(run_dir).checkpoints
+    found = RunDir(run_dir).checkpoint_files(stage)
     if not found:
         return None
     latest = found[-1]
     try:
-        verify_checkpoint(latest)
+        verify_good(latest)
         return latest
     except CheckpointError as error:
         problem = str(error)
@@ -245,7 +263,7 @@ def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
     previous = None
     for candidate in reversed(found[:-1]):
         try:
-            verify_checkpoint(candidate)
+            verify_good(candidate)
         except CheckpointError:
             continue
         previous = candidate.name[: -len(".json")]

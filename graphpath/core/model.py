@@ -313,7 +313,10 @@ class GraphTransformer(nn.Module):
         """Distances (B,) float32. `pack` runs the packed layout (no padding at all; see the module
         docstring) unless a hook is active. Otherwise `buckets` > 1 sorts the batch by edge count and
         runs that many chunks, each trimmed to its own longest edge list. Either way the result is
-        the same as `buckets=1` up to float rounding."""
+        the same as `buckets=1` up to float rounding. A graph outside the model's vocabulary (vertex
+        ids, targets or max_vertices above `max_vertices`) is a ValueError naming it
+        (`data_gen.validate.check_graphs`)."""
+        batch.check(self.config.max_vertices)
         if pack and len(batch) and not any(hook.active for hook in self.hook_points()):
             return self._forward_packed(batch)
         if buckets > 1 and len(batch) >= 2 * buckets:

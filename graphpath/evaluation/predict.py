@@ -13,6 +13,7 @@ blocks into means with t-intervals across seeds.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from data_gen import GraphBatch
 
 from graphpath.evaluation.raw_outputs import pool_histograms, raw_histogram
 from graphpath.evaluation.sets import EvalError, EvalSet, grid_axes
-from graphpath.evaluation.scores import cell_scores, mean_ci, score
+from graphpath.evaluation.scores import cell_scores, mean_ci, rounded, score
 
 
 def model_vocabulary(model, info: dict | None = None) -> int | None:
@@ -42,7 +43,10 @@ def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096, autocast=
     autocast: None, or a callable returning a context manager the model runs under (training's
     `Runtime.autocast`); the outputs are read as float32 first. buckets > 1 is passed on as
     `model(part, buckets=buckets)` (the learned model's edge-count bucketing within a chunk); pack
-    as `model(part, pack=True)` (the learned model's packed layout)."""
+    as `model(part, pack=True)` (the learned model's packed layout). The whole batch is checked
+    first (`GraphBatch.check` against the model's vocabulary), so a ValueError names the graph by
+    its row in `batch`, not in a sorted chunk."""
+    batch.check(model_vocabulary(model))
     training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -66,6 +70,79 @@ def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096, autocast=
         if training and hasattr(model, "train"):
             model.train()
     return out.numpy()
+
+
+@dataclass
+class Prediction:
+    """A model's answers on a batch, beside the package's BFS labels. Shapes (B,)."""
+    output: np.ndarray  # float64: the regressed value (for a distance model, the 1 -> t distance)
+    answer: np.ndarray  # int64: the output rounded, halves up (evaluation.scores.rounded)
+    label: np.ndarray  # int64: the true label of the same question (unreachable = max_vertices)
+    batch: GraphBatch
+    task: str  # what the label means: "distance", "degree", ...
+
+    def __len__(self) -> int:
+        return len(self.output)
+
+    @property
+    def correct(self) -> np.ndarray:
+        """(B,) bool: the rounded answer equals the label."""
+        return self.answer == self.label
+
+    def rows(self) -> list[dict]:
+        """One dict per graph: its edges, n, target, label, output and answer (for a table)."""
+        edges = self.batch.edges.numpy()
+        return [{"edges": [tuple(int(v) for v in pair) for pair in edges[i] if pair[0] > 0],
+                 "num_vertices": int(self.batch.num_vertices[i]), "target": int(self.batch.target[i]),
+                 "label": int(self.label[i]), "output": float(self.output[i]), "answer": int(self.answer[i])}
+                for i in range(len(self))]
+
+    def __repr__(self) -> str:
+        lines = [f"Prediction({self.task}, {len(self)} graph(s), {int(self.correct.sum())} answered correctly)"]
+        lines += [f"  target {r['target']}: output {r['output']:.3f} -> {r['answer']} (label {r['label']})"
+                  for r in self.rows()[:10]]
+        return "\n".join(lines + (["  ..."] if len(self) > 10 else []))
+
+
+def predict_graphs(model, graphs, target=None, num_vertices=None, device="cpu") -> Prediction:
+    """Any model's answers on graphs written by hand.
+
+    model: a `graphpath.load(...)` result (its vocabulary and task come from its checkpoint), a
+    learned `GraphTransformer`, or the hand-built model (`build_bfs_transformer(n)`: vocabulary n,
+    distances). graphs: a `GraphBatch` (used as is), a networkx graph or a list of them (nodes
+    exactly 1..n), one edge list [(a, b), ...] or a list of edge lists, or dicts with `edges`,
+    `num_vertices` and `target` (data_gen.HAND_DRAWN's rows). target: one vertex or one per graph
+    (default 2, the study's target; tasks about vertex 1 use 1). Vertices are numbered as the
+    study numbers them (data_gen.graphs). ValueError names the graph and the limit for a vertex
+    id, target or size outside the model's vocabulary.
+    """
+    trained = model if hasattr(model, "contract") else None
+    network = trained.model if trained is not None else model
+    vocabulary = trained.max_vertices if trained is not None else (model_vocabulary(network) or getattr(network, "n", None))
+    if vocabulary is None:
+        raise ValueError("cannot tell which vertex ids the model reads; give a GraphBatch")
+    task = trained.answers if trained is not None else "distance"
+    batch = _as_batch(graphs, vocabulary, target, num_vertices, task)
+    if batch.max_vertices != vocabulary:
+        raise ValueError(f"the batch's max_vertices {batch.max_vertices} differs from the model's vocabulary "
+                         f"{vocabulary}: 'unreachable' would mean a different label")
+    output = predict(network, batch, device)
+    return Prediction(output, rounded(output), batch.label.numpy(), batch, task)
+
+
+def _as_batch(graphs, vocabulary: int, target, num_vertices, task: str) -> GraphBatch:
+    if isinstance(graphs, GraphBatch):
+        return graphs
+    first = graphs[0] if isinstance(graphs, (list, tuple)) and graphs else graphs
+    if type(first).__module__.startswith("networkx"):
+        return GraphBatch.from_networkx(graphs, vocabulary, 2 if target is None else target, task)
+    if isinstance(first, dict):
+        rows = list(graphs)
+        return GraphBatch.from_edges([row["edges"] for row in rows], vocabulary,
+                                     [row["target"] for row in rows] if target is None else target,
+                                     [row.get("num_vertices") for row in rows] if num_vertices is None else num_vertices,
+                                     task)
+    return GraphBatch.from_edges(graphs, vocabulary, 2 if target is None else target, num_vertices, task)
 
 
 def expressible(evalset: EvalSet, vocabulary: int | None) -> str | None:
@@ -106,7 +183,12 @@ def score_model(model, prepared: dict, vocabulary: int | None, device="cpu", lab
         if reason:
             skipped[name] = reason
             continue
-        results[name] = score_set(evalset, batch, predict(model, batch, device))
+        prediction = predict(model, batch, device)
+        bad = int((~np.isfinite(prediction)).sum())
+        if bad:
+            raise EvalError(f"the {label} model predicts NaN or infinity for {bad} of {len(prediction)} graphs of "
+                            f"set {name}: its weights have diverged, there is nothing to score")
+        results[name] = score_set(evalset, batch, prediction)
     return results, skipped
 
 

@@ -13,7 +13,7 @@ FAIL_MSE = 1.0  # RMS error of a whole hop or more: the answer is not the distan
 LOW_MSE = 0.05  # pre-training "reaches a low loss": the study's 0.0016 with room for a CPU budget
 CHEAP_RATIO = 5.0  # fine-tuning lowers the fine-tune set's MSE at least this many times
 
-# (key, quantity, study value, the study's word, model, set): DESIGN.md's table
+# (key, quantity, study value, the study's word, model, set): the table of docs/study.md (Stages)
 STUDY = [
     ("pretrain", "pre-train: final MSE (t = 2)", 0.001623, "", "learned-pretrain", "pretrain"),
     ("finetune-before", "fine-tune set: MSE before fine-tuning", 0.5531, "", "learned-pretrain", "finetune"),
@@ -384,8 +384,27 @@ def _section_figures(doc: dict) -> list[str]:
     return ["", "## Figures", ""] + [f"- `{stem.split('/')[-1]}`: {' · '.join(links)}" for stem, links in stems.items()]
 
 
+def _section_provenance(doc: dict) -> list[str]:
+    """The footer: how the scored runs were made and how this evaluation ran (eval.json `provenance`)."""
+    from graphpath_common.provenance import describe_invocation
+
+    def line(item: dict) -> str:
+        command, details = describe_invocation(item)
+        return f"`{command}` — {details}"
+
+    made = doc.get("provenance") or {}
+    lines = []
+    for run in made.get("runs", []):
+        recorded = [line(item) for item in run["invocations"]] or ["made before provenance was recorded"]
+        lines += [f"- `{run['run']}`:"] + [f"  - {text}" for text in recorded]
+    if made.get("evaluation"):
+        lines.append(f"- this evaluation: {line(made['evaluation'])}")
+    return ["", "## Provenance", ""] + lines if lines else []
+
+
 SECTIONS = (_section_header, _section_reproduction, _section_findings, _section_seeds, _section_sets,
-            _section_skipped, _section_grid, _section_raw_outputs, _section_line_probe, _section_figures)
+            _section_skipped, _section_grid, _section_raw_outputs, _section_line_probe, _section_figures,
+            _section_provenance)
 
 
 def render_markdown(doc: dict) -> str:

@@ -10,7 +10,8 @@ confusion counts from `confusion_matrix` — the one confusion routine (eval.jso
 figures): true label x prediction rounded to the nearest integer (halves up) and clipped to the
 label range 1..max_vertices.
 `mean_ci(values)` is a t-distribution confidence interval for a mean (seeds across runs, or
-squared errors across the graphs of one set).
+squared errors across the graphs of one set), the package's only one; `ci_summary` writes it as
+the studies' JSON record.
 """
 from __future__ import annotations
 
@@ -78,6 +79,16 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float | None, floa
     sem = float(values.std(ddof=1)) / math.sqrt(values.size)
     half = t_quantile(0.5 + confidence / 2, values.size - 1) * sem
     return mean, mean - half, mean + half
+
+
+def ci_summary(values, confidence: float = 0.95) -> dict:
+    """`mean_ci` as a JSON record over the finite values (None and NaN are dropped): {"mean",
+    "ci95": [low, high] or None, "n"}; mean None when no value is finite. The studies' form."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean, low, high = mean_ci(finite, confidence)
+    return {"mean": mean, "ci95": None if low is None else [low, high], "n": len(finite)}
 
 
 def rounded(prediction: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ study's before/after numbers. `graphpath.training.run` calls `evaluate_run(run_d
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,21 +20,25 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
+from graphpath_common.rundir import RunDir, read_json
+from graphpath_common.toml import read_toml
 from data_gen.spec import study_sizes_up_to
 
 from handcrafted import build_bfs_transformer, model_size, stream_basis
 from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES, MIN_VERTICES
 
 from graphpath.evaluation import report
-from graphpath.core.checkpoint import CheckpointError, load_model
-from graphpath.core.config import ConfigError, DataConfig
+from graphpath.core.checkpoint import CheckpointError
+from graphpath.core.resolve import TrainedModel, load
 from graphpath.evaluation.predict import model_vocabulary, pool_runs, score_model
 from graphpath.evaluation.figures import write_figures
 from graphpath.evaluation.raw_outputs import line_probe
 from graphpath.evaluation.sets import EvalError, SET_NAMES, default_cache_dir, define_sets, load_set, resolve_names
-from graphpath.core.rungroup import is_group, seed_dirs
 
 PROG = "python -m graphpath.evaluate"
 SCHEMA_VERSION = 1
@@ -46,21 +49,12 @@ BEFORE_AFTER_SETS = ("pretrain", "finetune")
 
 # ---- loading models and runs ----------------------------------------------------------------------
 
-def _toml(path: Path) -> dict:
-    from graphpath_common.toml import tomllib
-
+def load_learned(path: Path, device: str, stage: str | None = None) -> TrainedModel:
+    """The model `path` names, through the one resolver (graphpath.core.resolve), its failures as
+    one-line EvalErrors."""
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, ValueError) as error:
-        raise EvalError(f"cannot read {path}: {error}") from None
-
-
-def load_learned(path: Path, device: str):
-    """(model, info) through graphpath.core.checkpoint, with its failures as one-line EvalErrors."""
-    try:
-        return load_model(path, device)
-    except (CheckpointError, OSError, ValueError, KeyError, RuntimeError) as error:
+        return load(path, stage, device)
+    except (CheckpointError, OSError) as error:
         raise EvalError(f"cannot load a model from {path}: {error}".splitlines()[0]) from None
 
 
@@ -92,58 +86,28 @@ def handcrafted_description(n: int) -> dict:
 
 
 def read_run(run_dir: Path, device: str) -> dict:
-    """A run's final model, its data spec (checked against config.toml), phases.json and, when the
-    run fine-tuned, its pre-training checkpoint path."""
+    """A run's final model (trained on the study's tasks, or an EvalError), its data sizes,
+    phases.json and, when the run fine-tuned, its last pre-training checkpoint."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise EvalError(f"run directory {run_dir} does not exist")
-    model, info = load_learned(run_dir, device)
-    data = info.get("data")
-    if (run_dir / "config.toml").exists():
-        table = _toml(run_dir / "config.toml").get("data")
-        if table is not None:
-            table = study_data(run_dir, table)
-        if data is not None and table is not None and table != dict(data):
-            raise EvalError(f"{run_dir}: checkpoint data spec {data} differs from config.toml [data] {table}")
-        data = data if data is not None else table
-    if data is None:
-        raise EvalError(f"{run_dir}: no data spec (neither the checkpoint nor config.toml [data] has one)")
-    phases = None
-    if (run_dir / "phases.json").exists():
-        try:
-            phases = json.loads((run_dir / "phases.json").read_text())
-        except (OSError, ValueError) as error:
-            raise EvalError(f"cannot read {run_dir / 'phases.json'}: {error}") from None
-    return {"dir": run_dir, "model": model, "info": info, "data": dict(data), "phases": phases,
-            "pretrain": last_pretrain_checkpoint(run_dir) if info.get("stage") != "pretrain" else None}
-
-
-def study_data(run_dir: Path, table: dict) -> dict:
-    """config.toml's [data] as the study sizes every set is drawn at (`study_presets` keyword
-    arguments). The sets are the study's distance tasks: a run trained on other tasks of
-    data_gen.tasks is refused (experiments.transfer scores those)."""
+    trained = load_learned(run_dir, device)
     try:
-        data = DataConfig(**table)
-    except (ConfigError, TypeError) as error:
-        raise EvalError(f"{run_dir}/config.toml [data]: {error}") from None
-    other = data.other_tasks()
-    if other:
-        raise EvalError(f"{run_dir} trained on {other}: graphpath.evaluation.suite scores the study's distance tasks "
-                        f"only (python -m experiments.transfer scores the other tasks)")
-    return data.preset_kwargs()
+        trained.require_study(PROG)
+    except CheckpointError as error:
+        raise EvalError(str(error)) from None
+    run = RunDir(run_dir)
+    phases = read_json(run.phases, EvalError) if run.phases.is_file() else None
+    return {"dir": run_dir, "model": trained.model, "info": trained.info, "data": trained.data, "phases": phases,
+            "trained": trained,
+            "pretrain": last_pretrain_checkpoint(run_dir) if trained.stage != "pretrain" else None}
 
 
 def last_pretrain_checkpoint(run_dir: Path) -> Path | None:
     """The JSON of the run's last pre-training checkpoint (`pretrain-final`, else the highest
     `pretrain-<step>`), or None when the run kept none."""
-    from graphpath.core.checkpoint import CheckpointError, find_checkpoint
-
-    if not (Path(run_dir) / "checkpoints").is_dir():
-        return None
-    try:
-        return find_checkpoint(Path(run_dir) / "checkpoints", stage="pretrain")
-    except CheckpointError:
-        return None
+    found = RunDir(run_dir).checkpoint_files("pretrain")
+    return found[-1] if found else None
 
 
 # ---- the work ------------------------------------------------------------------------------------
@@ -197,7 +161,7 @@ def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) 
     if not any(r["pretrain"] for r in loaded):  # never fine-tuned: the final model is the pre-trained one
         pretrain["results"] = {n: learned["results"][n] for n in before if n in learned["results"]}
     else:
-        pre_models = [load_learned(r["pretrain"], device)[0] if r["pretrain"] else r["model"] for r in loaded]
+        pre_models = [load_learned(r["pretrain"], device).model if r["pretrain"] else r["model"] for r in loaded]
         for run, pre_model in zip(loaded, pre_models):
             run["pretrain_model"] = pre_model  # the line-graph probe asks it too
         score_entry(pretrain, pre_models, prepared, device, "learned-pretrain", progress, before)
@@ -255,6 +219,7 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
              progress: bool = True, title: str | None = None) -> dict:
     """The eval.json document for the learned runs (pooled) and/or the hand-built model."""
     started = time.perf_counter()
+    invocation = provenance.entry(device=device, threads=torch.get_num_threads())
     names = resolve_names(sets)
     for value, what in ((size, "--size"), (grid_size, "--grid-size")):
         if value <= 0:
@@ -263,7 +228,13 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
         raise EvalError(f"--seed (the evaluation draw) must be >= 0, got {seed}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EvalError(f"device {device} requested but CUDA is not available")
+    refuse_repeats(runs)
     loaded = [read_run(r, device) for r in runs]
+    seeds = [r["info"].get("seed") for r in loaded]
+    repeated = sorted({s for s in seeds if s is not None and seeds.count(s) > 1})
+    if repeated:
+        raise EvalError(f"runs to pool must be different seeds; seed {repeated[0]} is in "
+                        f"{', '.join(str(r['dir']) for r in loaded if r['info'].get('seed') == repeated[0])}")
     for other in loaded[1:]:
         if other["data"] != loaded[0]["data"]:
             raise EvalError(f"runs disagree on the data spec: {loaded[0]['dir']} has {loaded[0]['data']}, "
@@ -295,7 +266,19 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
                             "scoring": round(time.perf_counter() - started - data_seconds, 3)}}
     doc = document(models, prepared, loaded, data, settings, title)
     doc["line_probe"] = probe
+    doc["provenance"] = {"evaluation": provenance.finish(invocation, "finished"),
+                         "runs": [{"run": str(r["dir"]), "invocations": provenance.read_invocations(r["dir"])}
+                                  for r in loaded]}
     return doc
+
+
+def refuse_repeats(runs: list[Path]) -> None:
+    """EvalError when a run is given twice (it would count twice in every pooled mean and CI)."""
+    seen = set()
+    for run in runs:
+        if Path(run).resolve() in seen:
+            raise EvalError(f"run {run} is given twice; each run counts once in the pooled numbers")
+        seen.add(Path(run).resolve())
 
 
 def probe_models(loaded: list[dict], models: dict, handcrafted_n: int | None, n_max: int, device: str) -> dict:
@@ -323,20 +306,24 @@ def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    doc["figures"] = write_figures(doc, out_dir / "figures") if figures else []
+    doc["figures"] = write_figures(doc, RunDir(out_dir).figures) if figures else []
     doc["eval"]["seconds"]["figures"] = round(time.perf_counter() - started, 3)
     doc["eval"]["seconds"]["total"] = round(sum(v for k, v in doc["eval"]["seconds"].items() if k != "total"), 3)
-    atomic_write_text(out_dir / "eval.json", json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
-    atomic_write_text(out_dir / "report.md", report.render_markdown(doc))
+    write_json(RunDir(out_dir).eval, doc, default=str)
+    atomic_write_text(RunDir(out_dir).report, report.render_markdown(doc))
     return doc
 
 
 def evaluate_run(run_dir, **options) -> dict:
-    """Score a run's final checkpoint (and the hand-built model beside it) and write eval.json,
-    report.md and figures/ into the run directory. Options: those of `evaluate` plus figures."""
+    """Score a run's final checkpoint (and the hand-built model beside it), or a group's seeds
+    pooled, and write eval.json, report.md and figures/ into the run (or group) directory, holding
+    it (graphpath_common.locks); returns the eval.json document. Options: those of `evaluate` plus
+    `figures`. EvalError (one line) for bad input."""
     figures = options.pop("figures", True)
-    doc = evaluate([Path(run_dir)], title=Path(run_dir).name, **options)
-    return write_outputs(doc, Path(run_dir), figures)
+    run = RunDir(run_dir)
+    with hold(run.path, PROG):
+        doc = evaluate([seed.path for seed in run.runs()], title=run.path.name, **options)
+        return write_outputs(doc, run.path, figures)
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -370,9 +357,9 @@ def parse_args(argv):
 
 def run(args) -> Path:
     runs = ([args.run_dir] if args.run_dir else []) + list(args.runs)
-    group = args.run_dir if args.run_dir and not args.runs and is_group(args.run_dir) else None
+    group = args.run_dir if args.run_dir and not args.runs and RunDir(args.run_dir).is_group else None
     if group is not None:  # a group of seeds (train --seeds): its seeds pooled, written into the group
-        runs = seed_dirs(group)
+        runs = [seed.path for seed in RunDir(group).seeds]
     if args.model == "handcrafted":
         if runs:
             raise EvalError("--model handcrafted scores the hand-built model alone; drop RUN_DIR/--runs "
@@ -383,7 +370,7 @@ def run(args) -> Path:
             raise EvalError(f"--n must be >= 3 (vertices 1 and 2 and room for a path), got {args.n}")
         data = None
         if args.data_from:
-            table = _toml(args.data_from / "config.toml") if args.data_from.is_dir() else None
+            table = read_toml(RunDir(args.data_from).config, EvalError) if args.data_from.is_dir() else None
             if not table or "data" not in table:
                 raise EvalError(f"--data-from {args.data_from}: no config.toml with a [data] table")
             data = dict(table["data"])
@@ -400,15 +387,19 @@ def run(args) -> Path:
         if args.threads < 1:
             raise EvalError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    missing = [str(r) for r in runs if not Path(r).is_dir()]
+    if missing:
+        raise EvalError(f"run directory {missing[0]} does not exist")
     started = time.perf_counter()
-    doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
-                   sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed, device=args.device,
-                   cache_dir=cache, progress=not args.quiet, title=out.name)
-    write_outputs(doc, out, figures=not args.no_figures)
+    with hold(out, PROG):  # checked writable, and no other writer, before the work
+        doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
+                       sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed,
+                       device=args.device, cache_dir=cache, progress=not args.quiet, title=out.name)
+        write_outputs(doc, out, figures=not args.no_figures)
     seconds = doc["eval"]["seconds"]
     print(f"evaluated {len(doc['sets'])} set(s) x {len(doc['models'])} model(s) in "
           f"{time.perf_counter() - started:.1f} s (data {seconds['data']:.1f} s, scoring {seconds['scoring']:.1f} s, "
-          f"figures {seconds['figures']:.1f} s) -> {out / 'eval.json'}, {out / 'report.md'}")
+          f"figures {seconds['figures']:.1f} s) -> {RunDir(out).eval}, {RunDir(out).report}")
     for model, entry in doc["models"].items():
         for name, why in entry["skipped"].items():
             print(f"skipped {model} on {name}: {why}", file=sys.stderr)

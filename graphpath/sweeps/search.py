@@ -48,6 +48,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import read_toml
 
@@ -281,9 +283,10 @@ def run_search(spec: SearchSpec, out: Path, spec_text: str, executor: str = "loc
     active = [start(spec, Trial(study, t._trial_id), out, t.intermediate_values)  # an interrupted search's
               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
     limit = workers or (spec.trials if executor == "slurm" else default_workers())
-    submit, close, limit = make_executor(executor, out, limit, slurm)
+    submit, close, limit = make_executor(executor, out, limit, slurm, call=run_piece)
     bar = tqdm(total=spec.trials, initial=min(finished(), spec.trials), desc=f"{spec.name} trials", unit="trial",
                disable=not progress, dynamic_ncols=True)
+    interrupted = False
     try:
         while True:
             while len(active) < limit and finished() + len(active) < spec.trials:
@@ -292,7 +295,7 @@ def run_search(spec: SearchSpec, out: Path, spec_text: str, executor: str = "loc
             for running in active:
                 if running.future is None:
                     resume = any((running.run_dir / "checkpoints").glob("pretrain-*.json"))
-                    running.future = submit(run_piece, str(running.run_dir), running.config_text,
+                    running.future = submit(str(running.run_dir), running.config_text,
                                             piece_steps(running, spec), resume)
             if not active:
                 break
@@ -312,9 +315,12 @@ def run_search(spec: SearchSpec, out: Path, spec_text: str, executor: str = "loc
                     bar.update()
                     bar.write(f"trial {running.trial.number}: {state.lower()}"
                               + (f", log {result['log']}" if state == "FAIL" else ""))
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         bar.close()
-        close()
+        close(interrupted)
     return study
 
 
@@ -335,7 +341,7 @@ def summary(study, spec: SearchSpec, out: Path) -> dict:
 
 
 def _main(argv) -> int:
-    from graphpath_common.cli import ArgumentParser
+    from graphpath_common.cli import ArgumentParser, handled_interrupt
 
     parser = ArgumentParser(prog="python -m graphpath.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("spec", type=Path, help="search spec TOML (see the module docstring)")
@@ -352,14 +358,21 @@ def _main(argv) -> int:
     out = args.out or Path("runs") / spec.name
     options = executor_options(args)
     started = time.time()
-    try:
-        study = run_search(spec, out, args.spec.read_text(), progress=not args.quiet, **options)
-    except KeyboardInterrupt:
-        print(f"python -m graphpath.search: interrupted; rerun the same command to continue ({out})", file=sys.stderr)
-        return 130
-    doc = summary(study, spec, out)
-    doc["seconds"] = round(time.time() - started, 1)
-    atomic_write_text(out / "search.json", json.dumps(doc, indent=1))
+    with hold(out, "python -m graphpath.search"):  # one search writes a directory at a time
+        try:
+            study = run_search(spec, out, args.spec.read_text(), progress=not args.quiet, **options)
+        except KeyboardInterrupt:
+            print(f"python -m graphpath.search: interrupted; rerun the same command to continue ({out})",
+                  file=sys.stderr)
+            return handled_interrupt()
+        doc = summary(study, spec, out)
+        doc["seconds"] = round(time.time() - started, 1)
+        write_json(out / "search.json", doc)
+        return report_best(doc, spec, out)
+
+
+def report_best(doc: dict, spec: SearchSpec, out: Path) -> int:
+    """best.toml and the closing line; 1 when no trial completed."""
     if doc["best"] is None:
         print(f"{out / 'search.json'}: no trial completed", file=sys.stderr)
         return 1

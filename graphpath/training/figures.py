@@ -1,24 +1,24 @@
 """Training figures: total loss, per-label losses with detected phase changes, confusion heatmap.
 
 Each figure is interactive plotly HTML (using figures/plotly.min.js, so it opens offline) with a PNG
-beside it: written by kaleido when it works here, else drawn again with matplotlib.
+beside it, drawn again with matplotlib and written by graphpath_common.figures.write_png (the one PNG
+writer: plotly's own static export, kaleido, needs a Chrome binary).
 Files: figures/loss.html, figures/label_loss-<stage>.html, figures/confusion-<stage>.html.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from graphpath_common.figures import write_html
-from graphpath_common.files import atomic_path
+from graphpath_common.figures import write_html, write_png
+from graphpath_common.rundir import RunDir, read_json
 
 from graphpath.evaluation.predict import predict
 from graphpath.evaluation.scores import confusion_matrix
-from graphpath.training.stage import MetricsLog, Runtime, heldout_set
+from graphpath.training.stage import Runtime, heldout_set
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd"]
@@ -85,7 +85,8 @@ def confusion_figure(counts: np.ndarray, title: str, lowest: int = 1) -> go.Figu
     return fig
 
 
-def _png_with_matplotlib(fig: go.Figure, path: Path) -> None:
+def matplotlib_copy(fig: go.Figure):
+    """A matplotlib figure drawing the same lines, markers or heatmap as the plotly `fig`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,20 +110,21 @@ def _png_with_matplotlib(fig: go.Figure, path: Path) -> None:
     if any(t.type == "scatter" for t in fig.data):
         axes.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=110, format="png")
-    plt.close(figure)
+    return figure
 
 
 def write_figure(fig: go.Figure, path: Path, png: bool = True) -> None:
-    """`path`.html (atomic) and, if `png`, `path`.png beside it."""
+    """`path`.html and, if `png`, `path`.png beside it (both atomic)."""
     write_html(fig, path.with_suffix(".html"))
     if not png:
         return
-    with atomic_path(path.with_suffix(".png")) as tmp_png:
-        try:
-            fig.write_image(tmp_png, format="png", width=900, height=550)
-        except Exception:  # kaleido missing or unable to start a browser here: matplotlib instead
-            _png_with_matplotlib(fig, tmp_png)
+    import matplotlib.pyplot as plt
+
+    figure = matplotlib_copy(fig)
+    try:
+        write_png(figure, path.with_suffix(".png"))
+    finally:
+        plt.close(figure)
 
 
 def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runtime) -> None:
@@ -130,9 +132,10 @@ def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runti
     from graphpath.core.config import stage_specs
 
     png = os.environ.get("GRAPHPATH_NO_PNG") is None
-    figures = run_dir / "figures"
-    metrics = MetricsLog(run_dir / "metrics.jsonl", True).read()
-    phases = json.loads((run_dir / "phases.json").read_text())["phase_changes"]
+    run = RunDir(run_dir)
+    figures = run.figures
+    metrics = run.read_metrics()
+    phases = read_json(run.phases)["phase_changes"]
     write_figure(loss_figure(metrics), figures / "loss", png)
     write_figure(label_loss_figure(metrics, phases, stage), figures / f"label_loss-{stage}", png)
     spec = stage_specs(config)[stage]

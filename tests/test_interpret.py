@@ -114,14 +114,14 @@ def test_attention_and_patching_on_a_small_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_writes_inspect_json(tmp_path, capsys):
+def test_cli_writes_interpret_json(tmp_path, capsys):
     run = _run(tmp_path / "run")
     assert I.main([str(run), "--size", "256"]) == 0, capsys.readouterr().err
-    doc = json.loads((run / "inspect.json").read_text())
+    doc = json.loads((run / "interpret.json").read_text())
     assert doc["trained"]["layers"] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
     assert len(doc["trained"]["hops"][0]) == 5 and all(a == 1.0 for a in doc["handcrafted"]["hops"])
     assert doc["trained"]["endpoints"][0] > 0.95  # the embedding holds the edge's own vertices
-    assert all((run / "figures" / name).is_file() for name in ("inspect_probes.html", "inspect.png"))
+    assert all((run / "figures" / name).is_file() for name in ("interpret_probes.html", "interpret.png"))
     off = doc["offpath"]
     assert off["verdict"] in {"no-failure", "readout", "no-reach-signal", "reach-not-distance", "reach-missing"}
     assert len(off["hops_off_random"]) == len(off["distance_r2_off_random"]) == 3
@@ -137,7 +137,7 @@ def test_model_without_hook_points_exits_2(tmp_path, capsys, monkeypatch):
     code = I.main([str(run), "--size", "64", "--no-figures"])
     err = capsys.readouterr().err
     assert code == 2 and "no residual-stream" in err and err.count("\n") == 1, err
-    assert not (run / "inspect.json").exists()
+    assert not (run / "interpret.json").exists()
 
 
 @pytest.mark.parametrize("args,needle", [(["nowhere"], "no run directory"), (["EMPTY"], "no checkpoint"),
