@@ -67,6 +67,12 @@ def fig_loss_curves(run: Run) -> Html:
             x=[row["examples"] for row in rows if label in row.get("label_loss", {})],
             y=[row["label_loss"][label] for row in rows if label in row.get("label_loss", {})],
             name=label_name(label, mv), mode="lines", line=dict(color=PALETTE[i % len(PALETTE)])))
+        curve = [row for row in rows if label in (row.get("curve_label_loss") or {})]
+        if curve:  # the held-out points the phase detector reads (graphpath.training.phases)
+            fig.add_trace(go.Scatter(
+                x=[row["examples"] for row in curve], y=[row["curve_label_loss"][label] for row in curve],
+                name=f"{label_name(label, mv)}, held-out", mode="markers", legendgroup=label,
+                marker=dict(color=PALETTE[i % len(PALETTE)], size=5, symbol="circle-open")))
     changes = [pc for pc in run.phases["phase_changes"] if pc["stage"] == "pretrain"]
     if changes:
         fig.add_trace(go.Scatter(
@@ -80,7 +86,9 @@ def fig_loss_curves(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=460, xaxis_title="training examples seen",
                       yaxis_title="MSE (log)", yaxis_type="log", legend_title_text="label",
                       margin=dict(t=30))
-    return plotly_figure(fig, "loss-curves", "Pre-training loss, total and per true distance. "
+    who = f" ({run.model_dir.name}, the first of the seeds)" if run.seed_runs else ""
+    return plotly_figure(fig, "loss-curves", f"Pre-training loss{who}, total and per true distance: lines are "
+                         "training batches, open circles the held-out points the phase detector reads. "
                          "Crosses and dotted lines mark the detected phase changes.")
 
 
@@ -97,7 +105,8 @@ def fig_finetune(run: Run) -> Html:
                   annotation_text=f"after: {after:.4g}", annotation_position="bottom right")
     fig.update_layout(template=TEMPLATE, height=360, xaxis_title="fine-tuning step",
                       yaxis_title="MSE (log)", yaxis_type="log", margin=dict(t=30))
-    return plotly_figure(fig, "finetune", "Fine-tuning on on-path targets in small graphs: "
+    who = f" ({run.model_dir.name}, the first of the seeds; the trainer's held-out set)" if run.seed_runs else ""
+    return plotly_figure(fig, "finetune", f"Fine-tuning on on-path targets in small graphs{who}: "
                          "loss on the fine-tuning set before and after.")
 
 
@@ -214,8 +223,10 @@ def fig_grid(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=460, xaxis_title="target t",
                       yaxis_title="graph size n", margin=dict(t=30), xaxis=dict(dtick=1),
                       yaxis=dict(dtick=1))
-    return plotly_figure(fig, "grid", "Where generalization holds: MSE over graph size n and "
-                         "target t (hover for accuracy). Empty cells were not sampled.")
+    return plotly_figure(fig, "grid", "MSE over graph size n and target t (hover for accuracy), each cell the "
+                         "pooled mixture of every kind of target its graphs hold: on a shortest 1-2 path, reachable "
+                         "off it, unreachable, and (t > n) not in the graph; not an on-path number (the on-path grid "
+                         "above splits those by distance). Empty cells were not sampled.")
 
 
 def fig_per_label(run: Run) -> Html:

@@ -78,11 +78,25 @@ def fig_line_probe(run: Run) -> Html:
                          "of every length L, the distance from vertex 1 to vertex 2 is L (dashed line).")
 
 
+def probe_counts(probe: dict, entry: dict) -> list[int]:
+    """Per seed, the lengths whose own answer rounds to L (eval.json `answers` are seed means)."""
+    labels = probe.get("label") or probe["lengths"]
+    return [sum(round(a) == y for a, y in zip(answers, labels)) for answers in (entry.get("per_run") or [entry["answers"]])]
+
+
 def line_probe_summary(run: Run) -> Text:
     probe = run.eval["line_probe"]
     longest, total = probe["lengths"][-1], len(probe["lengths"])
-    parts = [f"the {MODEL_NAMES.get(label, label)} model answers {fmt(entry['answers'][-1])} and rounds to "
-             f"the right length on {entry['rounded_exact']} of {total}" for label, entry in probe["models"].items()]
+    parts = []
+    for label, entry in probe["models"].items():
+        counts = probe_counts(probe, entry)
+        name = MODEL_NAMES.get(label, label)
+        if len(counts) > 1:
+            parts.append(f"the {name} model answers {fmt(entry['answers'][-1])} (mean of {len(counts)} seeds) and "
+                         f"rounds to the right length on {', '.join(map(str, counts))} of {total} (per seed)")
+        else:
+            parts.append(f"the {name} model answers {fmt(entry['answers'][-1])} and rounds to the right length on "
+                         f"{counts[0]} of {total}")
     return Text(f"on the {longest}-hop path " + "; ".join(parts))
 
 

@@ -14,6 +14,7 @@ import plotly.offline
 
 from graphpath_common.files import WriteError, atomic_write_bytes
 
+from .evidence import EVIDENCE
 from .figures import FIGURES
 from .footer import FOOTER
 from .inside import INSIDE, available as inside_available
@@ -28,7 +29,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS, **FOOTER}
+PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS, **FOOTER}
 
 
 class MissingValuesError(BlogError):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from graphpath_common.rundir import RunDir
 
-from .html import Html, Text, escape, table
+from .html import Html, Text, table
 from .rundir import Run
 
 
@@ -70,8 +70,9 @@ def pretrain_final_loss(run: Run) -> Text:
     rows = run.stage_metrics("pretrain")
     held_out = [row for row in rows if row.get("eval_loss") is not None]
     row = held_out[-1] if held_out else _last(run.metrics, "pretrain")
+    who = f"{run.model_dir.name}, " if run.seed_runs else ""
     return Text(f"{fmt(row['eval_loss'] if held_out else row['loss'])} "
-                f"({'held-out' if held_out else 'last training batch'})")
+                f"({who}{'held-out set' if held_out else 'last training batch'})")
 
 
 def _parameter_count(weights: Path) -> int:
@@ -203,92 +204,35 @@ def table_stream(run: Run) -> Html:
 
 
 def phase_changes_found(run: Run) -> Text:
-    """'no phase change', '1 phase change', '3 phase changes' (pre-training)."""
-    found = sum(pc["stage"] == "pretrain" for pc in run.phases["phase_changes"])
-    return Text(f"{found or 'no'} phase change{'' if found == 1 else 's'}")
+    """'no phase change', '1 phase change', '3 phase changes' in pre-training, over every seed
+    scored (eval.json `phases`, else the run's phases.json)."""
+    runs = run.eval.get("phases") or []
+    runs = runs if len(runs) > 1 else [run.phases]
+    found = sum(pc["stage"] == "pretrain" for phases in runs for pc in (phases or {}).get("phase_changes", []))
+    where = f" over {len(runs)} seeds" if len(runs) > 1 else ""
+    return Text(f"{found or 'no'} phase change{'' if found == 1 else 's'}{where}")
 
 
-def table_phase_changes(run: Run) -> Html:
-    changes = sorted((pc for pc in run.phases["phase_changes"]), key=lambda pc: (pc["stage"], pc["step"]))
-    if not changes:
-        return Html('<p class="none-found">No phase change was detected in this run.</p>')
-    mv = str(run.eval.get("max_vertices") or run.config["data"]["n_max"])
-    rows = [[pc["stage"], "total" if pc["label"] == "all" else
-             ("unreachable" if str(pc["label"]) == mv else f"d = {pc['label']}"),
-             count(pc["step"]), count(pc["examples"]), count(pc["plateau_steps"]),
-             fmt(pc["loss_before"]), fmt(pc["loss_after"])] for pc in changes]
-    return table(["stage", "label", "step", "examples", "plateau (steps)", "loss before",
-                  "loss after"], rows)
+def _finetune(run: Run, key: str, field: str) -> Text:
+    """The pooled number from eval.json's study row (all seeds, the evaluator's fine-tune set), else
+    the trainer's own held-out number for the first seed (phases.json); the text says which."""
+    row = next((r for r in run.eval.get("reproduction", []) if r.get("key") == key), None)
+    if row is not None and row.get("mse") is not None and not str(row.get("source", "")).startswith("phases.json"):
+        return Text(f"{fmt(row['mse'])} ({row.get('basis') or row.get('source')})")
+    seed = run.model_dir.name if run.seed_runs else "this run"
+    return Text(f"{fmt(run.phases['finetune'][field])} ({seed}, the trainer's held-out set)")
 
 
 def finetune_before(run: Run) -> Text:
-    return Text(fmt(run.phases["finetune"]["loss_before"]))
+    return _finetune(run, "finetune-before", "loss_before")
 
 
 def finetune_after(run: Run) -> Text:
-    return Text(fmt(run.phases["finetune"]["loss_after"]))
+    return _finetune(run, "finetune-after", "loss_after")
 
 
 def finetune_steps(run: Run) -> Text:
     return Text(count(_last(run.metrics, "finetune")["step"]))
-
-
-def _reproduction(run: Run) -> list[dict]:
-    rows = run.eval["reproduction"]
-    if not rows:
-        raise ValueError("eval.json has an empty reproduction table")
-    return rows
-
-
-def _verdict(holds) -> str:
-    return {True: "holds", False: "does not hold"}.get(holds, "not tested")
-
-
-def table_reproduction(run: Run) -> Html:
-    rows = []
-    for row in _reproduction(run):
-        ci = row.get("mse_ci95")
-        study = fmt(row["study_mse"]) + (f" ({row['study_verdict']})" if row.get("study_verdict") else "")
-        rows.append([row.get("quantity", row["set"]), study,
-                     "—" if row["mse"] is None else fmt(row["mse"]),
-                     f"{fmt(ci[0])} – {fmt(ci[1])}" if ci else "—", row["finding"],
-                     _verdict(row["holds"])])
-    return table(["quantity", "study MSE", "this run", "95% CI", "the study's finding", "here"], rows)
-
-
-def list_findings(run: Run) -> Html:
-    """The evaluator's findings (eval.json `findings`: finding, criterion, holds, evidence),
-    reproduced ones first, then the size comparison from the (n, t) grid."""
-    label = {True: "Reproduced", False: "Not reproduced", None: "Not tested"}
-    items = []
-    for row in sorted(run.eval["findings"], key=lambda row: {True: 0, False: 1}.get(row["holds"], 2)):
-        items.append(f"<li><strong>{label[row['holds']]}:</strong> {escape(row['finding'])} "
-                     f"<span class=\"evidence\">(criterion: {escape(row['criterion'])}; this run: "
-                     f"{escape(row['evidence'])})</span></li>")
-    if not items:
-        raise ValueError("eval.json lists no findings")
-    return Html('<ul class="findings">\n' + "\n".join(items + _grid_findings(run)) + "\n</ul>")
-
-
-def _grid_findings(run: Run) -> list[str]:
-    """Rounded accuracy inside vs beyond the fine-tuning sizes, from the (n, t) grid if present."""
-    grid = run.eval.get("grid") or {}
-    if grid.get("train_n_max") is None or not grid.get("accuracy"):
-        return []
-    inside, beyond = [], []
-    for n, row, counts in zip(grid["n"], grid["accuracy"], grid["count"]):
-        for value, cells in zip(row, counts):
-            if value is not None and cells:
-                (inside if n <= grid["train_n_max"] else beyond).append((value, cells))
-
-    def mean(cells):
-        return sum(v * c for v, c in cells) / sum(c for _, c in cells)
-
-    if not inside or not beyond:
-        return []
-    return [f"<li><strong>Size:</strong> on the (n, t) grid, {mean(inside):.1%} of answers are right "
-            f"after rounding on graphs up to n = {escape(grid['train_n_max'])} (the fine-tuning "
-            f"sizes), and {mean(beyond):.1%} on larger graphs.</li>"]
 
 
 VALUES = {name: provider for name, provider in list(globals().items())

@@ -6,13 +6,14 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
 import blog
 from blog.__main__ import main
 from blog.markup import TemplateError, placeholders, select_sections, to_html
-from blog.html import Html, Text
+from blog.html import Html, Text, escape
 from blog.values import fmt
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_fixture"
@@ -48,10 +49,14 @@ def test_render_writes_offline_page(tmp_path):
 
 
 def test_numbers_come_from_the_run(run_copy, tmp_path):
-    edit_json(run_copy / "phases.json", lambda d: d["finetune"].update(loss_before=0.7777, loss_after=0.03125))
-    edit_json(run_copy / "eval.json", lambda d: d["reproduction"][0].update(study_mse=123.25))
+    def change(doc):
+        doc["reproduction"][0].update(study_mse=123.25)
+        doc["reproduction"][1].update(mse=0.7777)
+        doc["reproduction"][2].update(mse=0.03125)
+    edit_json(run_copy / "eval.json", change)
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert "scores 0.7777 on this task" in html and "it scores 0.03125" in html
+    # the fine-tune numbers are the evaluator's, and say what they pool
+    assert "scores 0.7777 (1 seed, 4,096 graphs) on this task" in html and "it scores 0.03125 (1 seed" in html
     assert "<td>123.2</td>" in html  # fmt keeps four significant figures
     rows = [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
     examples = [r["examples"] for r in rows if r["stage"] == "pretrain"][-1]
@@ -77,7 +82,7 @@ def test_run_text_is_escaped(run_copy, tmp_path):
 
     def change(doc):
         doc["sets"]["<b>bold</b>"] = doc["sets"]["pretrain"]
-        doc["findings"][0]["evidence"] = "a < b & c"
+        doc["findings"][0]["criterion"] = "a < b & c"
 
     edit_json(run_copy / "eval.json", change)
     html = blog.render(run_copy, tmp_path / "out").read_text()
@@ -106,12 +111,35 @@ def test_handcrafted_size_and_stream_table(run_copy, tmp_path):
 
 def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
     change = {"stage": "pretrain", "label": "2", "step": 35, "examples": 2240, "loss_before": 6.5,
-              "loss_after": 0.0625, "plateau_steps": 20}
+              "loss_after": 0.0625, "plateau_steps": 20, "fall_steps": 4, "reference": 5.5, "source": "heldout"}
     edit_json(run_copy / "phases.json", lambda d: d["phase_changes"].append(change))
     html = blog.render(run_copy, tmp_path / "out").read_text()
-    assert "found 1 phase change in pre-training" in html
-    assert "<tr><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>20</td><td>6.5</td><td>0.0625</td></tr>" in html
+    assert "1 phase change in pre-training" in html
+    assert ("<tr><td>run 0</td><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>5.5</td><td>6.5</td>"
+            "<td>0.0625</td><td>4</td></tr>") in html
     assert re.search(r'"name":\s*"phase change"', html)
+    assert "at most 0.3% of curves" in html  # the detector's pinned null rate, from phases.json
+
+
+def test_the_page_leads_with_the_findings_and_lists_every_departure(run_copy, tmp_path):
+    from graphpath_common.study import departures
+    from graphpath_common.toml import read_toml
+
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert html.index("What generalized, and what did not") < html.index(">Reproduction<")
+    doc = json.loads((run_copy / "eval.json").read_text())
+    for finding in doc["findings"]:
+        assert f"<td>{escape(finding['finding'])}</td>" in html and f"<td>{escape(finding['status'])}</td>" in html
+    perturb = json.loads((run_copy / "perturb.json").read_text())["settings"]
+    parameters = sum(int(np.prod(v.shape)) for v in load_file(run_copy / "checkpoints" / "finetune-final.safetensors").values())
+    rows = departures(read_toml(run_copy / "config.toml", ValueError), parameters=parameters, perturb=perturb)
+    section = html[html.index("This run and the study"):html.index("A transformer built by hand")]
+    differing = [r for r in rows if r["differs"]]
+    assert differing and f"{len(differing)} of the {len(rows)} settings" in section
+    for r in differing:  # every setting that differs from the study is on the page, as this run has it
+        cells = "".join(f"<td>{escape(v)}</td>" for v in (r["what"], r["study"], r["run"], "differs"))
+        assert cells in section, r["field"]
+    assert "This is one seed" in html and "1 seed, " in html
 
 
 def test_perturbation_section_counts_every_model(run_copy, tmp_path):
@@ -188,7 +216,7 @@ def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
     assert main([str(run_copy), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and err.startswith("python -m blog: ")
-    for key in ("table_reproduction", "list_findings", "fig_grid", "model_parameters", "model_summary"):
+    for key in ("table_reproduction", "findings_lead", "fig_grid", "model_parameters", "model_summary"):
         assert key in err
     assert not (out / "index.html").exists()  # no half page
 
@@ -308,6 +336,12 @@ def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_pa
 def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
     from graphpath_common import provenance
 
+    recorded = json.loads((run_copy / "provenance.json").read_text())["invocations"][0]
+    html = blog.render(run_copy, tmp_path / "fixture").read_text()  # the fixture: trained, then scored
+    assert "python -m graphpath.train --out runs/fixture" in html and recorded["started_utc"] in html
+    assert "scored by <code>" in html and "made before provenance" not in html
+    (run_copy / "provenance.json").unlink()  # a run made before provenance was recorded
+    edit_json(run_copy / "eval.json", lambda d: d.pop("provenance"))
     html = blog.render(run_copy, tmp_path / "old").read_text()
     assert "How this run was made" in html and "made before provenance was recorded" in html
     with provenance.recorded(run_copy, ["python -m graphpath.train", "--out", "<runs/x>"], device="cpu", threads=1):
@@ -321,3 +355,66 @@ def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
     assert made["started_utc"] in html and "made before provenance" not in html
     if made["git"]:
         assert made["git"]["commit"][:10] in html
+
+
+def _page_text(html: str) -> str:
+    import html as html_module
+
+    html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", html_module.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+def test_the_page_shows_each_seeds_order_of_learning_beside_the_studys(run_copy, tmp_path):
+    settle = [{"steps": {"1": 88, "2": 270, "3": 569}, "order": "shortest first"},
+              {"steps": {"1": 186, "2": 186, "3": None}, "order": "never settled"}]
+
+    def change(doc):
+        order = next(f for f in doc["findings"] if f["key"] == "phase-order")
+        order.update(settle=settle, threshold=0.1, status="inconclusive", p=0.31, p_adjusted=0.4)
+        for phases in doc["phases"]:
+            phases["settle"] = {"threshold": 0.1, "steps": {}, "not_judged": {"3": 0.14, "4": 0.39}}
+
+    edit_json(run_copy / "eval.json", change)
+    html = blog.render(run_copy, tmp_path / "out").read_text()
+    assert "<tr><td>run 0</td><td>88</td><td>270</td><td>569</td><td>shortest first</td></tr>" in html
+    assert "<tr><td>run 1</td><td>186</td><td>186</td><td>never</td><td>never settled</td></tr>" in html
+    assert "<tr><td>the study&#x27;s log</td><td>17</td><td>28</td><td>56</td><td>shortest first</td></tr>" in html
+    text = _page_text(html)
+    assert "1 of 2 seed(s) learned distances 1, 2, 3 in the study's order" in text
+    assert "no order of learning" not in text
+    assert "Distances 3, 4 sit near the mean label" in text and "excludes them by construction" in text
+
+
+def test_the_page_says_when_the_thresholds_were_written_and_what_seen_means(run_copy, tmp_path):
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    assert "fixed before the run" not in text and "fixed in the code before" not in text
+    assert "after an earlier run on seeds 0-2 was seen; seeds 3+ are fresh" in text
+    assert "union of the run's pre-training and fine-tuning streams" in text and "target token and n are ignored" in text
+    assert "subgroup seen in training" in text and "Why each threshold" in text
+    assert "pooled mixture of every kind of target" in text  # the (n, t) grid is not an on-path map
+
+
+def test_the_page_gives_fine_tuning_its_caveats(run_copy, tmp_path):
+    caveats = {"normalized_before": 1.748, "study_normalized_before": 0.684, "seen_every_seed": 1.0,
+               "scratch_control": False, "text": "on the scale of a constant predictor the pre-trained model starts "
+                                                 "at 1.748 (the study: 0.684), worse than a constant predictor (1)."}
+    edit_json(run_copy / "eval.json", lambda d: next(f for f in d["findings"] if f["key"] == "finetune-cheap").update(
+        caveats=caveats))
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    assert "starts at 1.748 (the study: 0.684), worse than a constant predictor" in text
+    assert "without a from-scratch control" in text and "cannot support that reading" in text
+    assert "continued the pre-training Adam at learning rate" in text
+
+
+def test_the_line_probe_counts_each_seed_alone(run_copy, tmp_path):
+    def change(doc):
+        entry = doc["line_probe"]["models"]["learned"]
+        lengths = doc["line_probe"]["lengths"]
+        entry["per_run"] = [list(map(float, lengths)), [x + 0.7 for x in lengths]]  # all right, then all wrong
+        entry["answers"] = [x + 0.35 for x in lengths]  # the mean rounds right everywhere
+        entry["rounded_exact"] = len(lengths)
+
+    edit_json(run_copy / "eval.json", change)
+    text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
+    total = len(json.loads((run_copy / "eval.json").read_text())["line_probe"]["lengths"])
+    assert f"rounds to the right length on {total}, 0 of {total} (per seed)" in text

@@ -15,8 +15,8 @@ from graphpath.evaluation.predict import pool_runs, predict, score_model
 from graphpath.evaluation.sets import (EvalError, define_sets, grid_cells, load_set, resolve_names, sample_grid,
                                  SET_NAMES, SHIFT_NAMES)
 from graphpath.evaluation.suite import evaluate_run, main, prepare
-from graphpath.evaluation.scores import mean_ci
 from graphpath.core.model import GraphTransformer, ModelConfig
+from graphpath.training.phases import NULL_FALSE_POSITIVE_RATE
 from handcrafted import build_bfs_transformer
 from oracle import label_of
 
@@ -48,7 +48,10 @@ def make_run(directory, data=DATA, seed=0, config_data=None, stages=("pretrain",
     table = config_data or data
     (directory / "config.toml").write_text("[data]\n" + "".join(f"{k} = {v}\n" for k, v in table.items()))
     phases = {"phase_changes": [{"stage": "pretrain", "label": "1", "step": 40, "examples": 4000,
-                                 "loss_before": 1.0, "loss_after": 0.1, "plateau_steps": 20}],
+                                 "loss_before": 1.0, "loss_after": 0.1, "plateau_steps": 20, "fall_steps": 5,
+                                 "reference": 1.0, "source": "heldout"}],
+              "curves_checked": [{"stage": "pretrain", "label": label, "points": 20, "reference": 1.0}
+                                 for label in ("all", "1")],
               "finetune": {"loss_before": 0.6, "loss_after": 0.02}}
     (directory / "phases.json").write_text(json.dumps(phases))
     return directory
@@ -127,17 +130,13 @@ def test_predict_is_chunked_and_keeps_order(prepared):
     assert calls == [20, 20, 8]
 
 
-def test_pool_runs_means_and_t_interval():
+def test_pool_runs_means_and_per_run_values():
     blocks = [{"count": 4, "mean_label": 2.0, "label_variance": 1.0, "mse": m, "accuracy": a,
                "per_label": {"1": {"count": 4, "mse": m}}, "confusion": {"labels": [1, 2], "counts": [[1, 0], [0, 3]]},
                "runs": 1, "ci_kind": "graphs"} for m, a in ((1.0, 0.5), (2.0, 0.6), (4.0, 0.7))]
     pooled = pool_runs(blocks)
-    mean, low, high = mean_ci([1.0, 2.0, 4.0])
-    assert low < 0  # three spread-out runs: the raw interval crosses zero, MSE cannot
-    assert pooled["mse"] == pytest.approx(mean) and pooled["mse_ci95"] == pytest.approx([0.0, high])
-    _, acc_low, acc_high = mean_ci([0.5, 0.6, 0.7])
-    assert pooled["accuracy_ci95"] == pytest.approx([acc_low, min(acc_high, 1.0)])
-    assert pooled["accuracy"] == pytest.approx(0.6) and pooled["runs"] == 3 and pooled["ci_kind"] == "seeds"
+    assert pooled["mse"] == pytest.approx(7 / 3) and pooled["mse_ci95"] is None  # filled from per-example errors
+    assert pooled["accuracy"] == pytest.approx(0.6) and pooled["runs"] == 3 and pooled["ci_kind"] == "seeds+graphs"
     assert pooled["confusion"]["counts"] == [[3, 0], [0, 9]]
     assert pooled["per_run"]["mse"] == [1.0, 2.0, 4.0]
     assert pool_runs(blocks[:1]) is blocks[0]
@@ -146,13 +145,20 @@ def test_pool_runs_means_and_t_interval():
 # ---- eval.json and report.md ------------------------------------------------------------------
 
 TOP_KEYS = {"schema_version", "title", "created_utc", "model", "primary", "max_vertices", "data", "eval", "sets",
-            "set_data", "models", "phases", "grid", "reproduction", "findings", "figures", "line_probe", "provenance"}
-BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "mean_label", "label_variance", "per_label", "confusion",
-              "runs", "ci_kind", "raw_histogram"}
+            "set_data", "models", "phases", "grid", "reproduction", "findings", "findings_note", "figures",
+            "line_probe", "subgroups", "onpath_grid", "overlap", "departures", "provenance", "threshold_provenance"}
+BLOCK_KEYS = {"count", "mse", "mse_ci95", "accuracy", "accuracy_ci95", "mean_label", "label_variance", "per_label",
+              "confusion", "runs", "ci_kind", "seeds", "raw_histogram"}
 MODEL_KEYS = {"kind", "description", "sources", "vocabulary", "runs", "info", "results", "skipped"}
-ROW_KEYS = {"key", "set", "quantity", "study_mse", "study_verdict", "mse", "mse_ci95", "ci_kind", "runs", "source",
-            "finding", "holds", "per_run"}
-FINDING_KEYS = {"key", "finding", "criterion", "holds", "evidence"}
+ROW_KEYS = {"key", "set", "model", "quantity", "study_mse", "study_verdict", "mse", "mse_ci95", "ci_kind", "runs",
+            "source", "finding", "holds", "status", "per_run", "study_normalized_mse", "normalized_mse",
+            "normalized_ci95", "accuracy", "accuracy_ci95", "constant_mse", "basis"}
+FINDING_KEYS = {"key", "finding", "model", "set", "subgroup", "criterion", "threshold", "rationale", "estimate",
+                "per_seed", "p", "p_against", "p_adjusted", "p_against_adjusted", "status", "holds", "evidence", "seen"}
+# what single findings add (graphpath.evaluation.findings): fine-tuning's caveats, the large-target
+# finding's counts and reference group, the order finding's settle steps per seed
+FINDING_EXTRAS = {"finetune-cheap": {"caveats"}, "onpath-large-partly": {"counts", "reference"},
+                  "phase-order": {"settle"}}
 
 
 def test_evaluate_run_writes_a_stable_schema(tmp_path):
@@ -176,9 +182,13 @@ def test_evaluate_run_writes_a_stable_schema(tmp_path):
     assert sum(map(sum, stored["grid"]["count"])) == GRID_SIZE * len(grid_cells(6))
     assert [r["key"] for r in stored["reproduction"]][:3] == ["pretrain", "finetune-before", "finetune-after"]
     assert all(set(r) == ROW_KEYS for r in stored["reproduction"])
-    assert all(set(f) == FINDING_KEYS for f in stored["findings"])
+    for f in stored["findings"]:
+        assert set(f) - FINDING_EXTRAS.get(f["key"], set()) == FINDING_KEYS, f["key"]
     phase = next(f for f in stored["findings"] if f["key"] == "phase-changes")
-    assert phase["holds"] is True
+    assert phase["p"] == pytest.approx(1 - (1 - NULL_FALSE_POSITIVE_RATE) ** 2)  # one seed, two curves checked
+    assert set(stored["subgroups"]["models"]) == {"learned", "learned-pretrain"}
+    assert stored["overlap"]["stages"][0][0]["verified"] is False  # untrained stand-in checkpoints (step 1)
+    assert {r["field"] for r in stored["departures"] if r["differs"]} >= {"data.n_max", "parameters"}
     assert (run / "report.md").read_text().count("| test: on-path small target |") == 1
     for figure in stored["figures"]:
         assert (run / figure).is_file()
@@ -219,17 +229,16 @@ def test_cli_pools_runs_across_seeds(tmp_path, capsys):
     assert code == 0, err
     doc = json.loads((tmp_path / "pooled" / "eval.json").read_text())
     block = doc["sets"]["test-any-large"]
-    assert block["runs"] == 3 and block["ci_kind"] == "seeds" and len(block["per_run"]["mse"]) == 3
-    mean, low, high = mean_ci(block["per_run"]["mse"])
-    assert block["mse"] == pytest.approx(mean) and block["mse_ci95"] == pytest.approx([max(low, 0.0), high])
+    assert block["runs"] == 3 and block["ci_kind"] == "seeds+graphs" and len(block["per_run"]["mse"]) == 3
+    assert block["mse"] == pytest.approx(np.mean(block["per_run"]["mse"]))
+    assert 0 < block["mse_ci95"][0] < block["mse"] < block["mse_ci95"][1]
     findings = {f["key"]: f for f in doc["findings"]}
-    assert findings["phase-changes"]["runs_holding"] == "3/3" and findings["phase-changes"]["holds"] is True
-    assert [r["holds"] for r in findings["phase-changes"]["per_run"]] == [True, True, True]
+    assert findings["phase-changes"]["per_seed"] == [True, True, True] and findings["phase-changes"]["holds"] is True
     rows = {r["key"]: r for r in doc["reproduction"]}
     assert rows["test-any-large"]["per_run"] == block["per_run"]["mse"]
-    assert rows["finetune-after"]["per_run"] == [0.02, 0.02, 0.02]  # from each run's phases.json
+    assert rows["test-any-large"]["basis"] == f"pooled: 3 seeds x {SIZE} graphs"
     report = (tmp_path / "pooled" / "report.md").read_text()
-    assert "## Across seeds" in report and "- **Holds in every seed:** " in report
+    assert "## Per seed" in report and "| phase changes occur | holds | True | True | True |" in report
     assert [len(m["per_run"]) for m in doc["line_probe"]["models"].values()] == [3]
 
 
@@ -244,7 +253,8 @@ def test_without_a_pretrain_checkpoint_finetune_numbers_come_from_phases(tmp_pat
     assert rows["finetune-after"]["source"].startswith("phases.json")
     assert rows["pretrain"]["source"].startswith("final (fine-tuned) model")
     cheap = next(f for f in doc["findings"] if f["key"] == "finetune-cheap")
-    assert cheap["holds"] is True and rows["finetune-before"]["holds"] is True
+    assert cheap["status"] == "not measured"  # the trainer's two numbers carry no per-example errors to test
+    assert rows["finetune-before"]["status"] == "not measured"
 
 
 @pytest.mark.parametrize("case", ["missing dir", "no checkpoint", "unknown set", "config mismatch",
@@ -320,7 +330,7 @@ def test_raw_histogram_is_normalised_per_label_and_matches_numpy():
 
 
 def test_a_model_that_outputs_the_labels_puts_all_mass_on_the_diagonal(prepared):
-    from graphpath.evaluation.report import diagonal_share
+    from graphpath.evaluation.markdown import diagonal_share
 
     results, _ = score_model(Oracle(), prepared, 6, progress=False)
     for name, block in results.items():

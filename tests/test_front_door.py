@@ -134,7 +134,7 @@ def test_evaluate_from_python_pools_a_group_of_seeds(tmp_path):
     doc = graphpath.evaluate(group, sets=["pretrain"], size=32, grid_size=1, cache_dir=tmp_path / "cache",
                              compare_handcrafted=False, figures=False, progress=False)
     assert doc["models"]["learned"]["sources"] == [str(group.seed(0).path), str(group.seed(1).path)]
-    assert doc["sets"]["pretrain"]["runs"] == 2 and doc["sets"]["pretrain"]["ci_kind"] == "seeds"
+    assert doc["sets"]["pretrain"]["runs"] == 2 and doc["sets"]["pretrain"]["ci_kind"] == "seeds+graphs"
     assert json.loads(group.eval.read_text())["title"] == "group" and group.report.is_file()
     assert [run["run"] for run in doc["provenance"]["runs"]] == doc["models"]["learned"]["sources"]
     with pytest.raises(Exception, match="seeds must be distinct"):  # a UsageError: one line, nothing written

@@ -9,6 +9,7 @@ from data_gen import sample, study_presets
 from graphpath.training import stage as trainer
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, load_config, to_toml
 from graphpath.training.run import DEFAULT_CONFIG, main
+from graphpath.training.phases import curve_steps
 from graphpath.training.stage import Runtime, compute_loss, lr_factor
 
 # Graphs n <= 5, a 1-layer 16-wide model: a step takes milliseconds.
@@ -37,6 +38,13 @@ def test_loss_falls_on_a_learnable_set(tmp_path):
     assert records[-1]["eval_loss"] < baseline / 3
     assert set(records[0]) >= {"stage", "step", "examples", "loss", "label_loss", "lr", "examples_per_s"}
     assert records[0]["examples"] == records[0]["step"] * 64
+    # the phase detector's held-out curve: every other step through the warm-up, log-spaced from
+    # step 1, then every eval
+    curve = [m["step"] for m in records if "curve_label_loss" in m]
+    assert curve == sorted(curve_steps(120, 120, warmup=2)) and curve[:3] == [1, 2, 3] and 120 in curve
+    assert all(m["curve_loss"] > 0 for m in records if "curve_label_loss" in m)
+    phases = json.loads((out / "phases.json").read_text())
+    assert {c["label"] for c in phases["curves_checked"]} >= {"all"} and phases["detector"]["min_drop"] == 0.7
 
 
 def weights(path):

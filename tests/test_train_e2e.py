@@ -9,6 +9,7 @@ from data_gen import study_presets
 from graphpath_common.toml import tomllib
 from graphpath.core.checkpoint import load_model
 from graphpath.evaluation.suite import evaluate_run
+from graphpath.training.phases import curve_steps
 
 
 @pytest.mark.slow
@@ -39,10 +40,13 @@ def test_default_command_at_a_reduced_size(tmp_path, monkeypatch):
     assert (presets["pretrain"].max_vertices, presets["finetune"].n_max) == (8, 5)
     assert config["data"]["n_max"] == 8 and config["train"]["steps"] == 60
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics if m["stage"] == "pretrain"] == list(range(10, 61, 10))
+    logged = [m["step"] for m in metrics if m["stage"] == "pretrain"]  # every 10 steps, and the detector's curve
+    assert logged == sorted(set(range(10, 61, 10)) | curve_steps(60, 30, warmup=10))
+    assert set(range(2, 11, 2)) <= set(logged)  # the warm-up, every other step
     assert [m["step"] for m in metrics if m["stage"] == "finetune"] == [0] + list(range(5, 11, 5))
     phases = json.loads((out / "phases.json").read_text())
-    assert set(phases) == {"phase_changes", "finetune"}
+    assert set(phases) == {"phase_changes", "curves_checked", "detector", "settle", "finetune"}
+    assert set(phases["settle"]["steps"]) == {"1", "2", "3"} and phases["settle"]["threshold"] == 0.1
     for name in ("pretrain-40", "pretrain-final", "finetune-final"):
         assert (out / "checkpoints" / f"{name}.safetensors").is_file()
     model, info = load_model(out)

@@ -54,7 +54,9 @@ def test_a_full_disk_mid_training_is_one_line_and_keeps_the_checkpoints_written(
     for step in (10, 20):
         verify_checkpoint(run / "checkpoints" / f"pretrain-{step}.json")
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [5, 10, 15, 20, 25, 30]
+    steps = [m["step"] for m in lines]  # log lines every 5 steps, plus the phase detector's curve points
+    assert steps == sorted(set(steps)) and {5, 10, 15, 20, 25, 30} <= set(steps)
+    assert max(steps) == 30  # every line up to the failed checkpoint was kept, none after it
     monkeypatch.undo()
     assert main(["--out", str(run), "--resume", "--no-eval", "--no-figures"]) == 0  # space again: it continues
 

@@ -8,7 +8,7 @@ figures): batched under `torch.no_grad()`, chunks sorted by edge count so each c
 padding (never a Python loop per graph), optionally under the caller's autocast and with the
 learned model's edge-count buckets inside each chunk. `score_model` returns one result block
 per set (metrics.score, plus per-cell tables for the grid); `pool_runs` turns several runs'
-blocks into means with t-intervals across seeds.
+blocks into means (their intervals over seeds and graphs come from graphpath.evaluation.breakdown).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from data_gen import GraphBatch
 
 from graphpath.evaluation.raw_outputs import pool_histograms, raw_histogram
 from graphpath.evaluation.sets import EvalError, EvalSet, grid_axes
-from graphpath.evaluation.scores import cell_scores, mean_ci, rounded, score
+from graphpath.evaluation.scores import cell_scores, rounded, score
 
 
 def model_vocabulary(model, info: dict | None = None) -> int | None:
@@ -170,10 +170,13 @@ def score_set(evalset: EvalSet, batch: GraphBatch, prediction: np.ndarray) -> di
 
 
 def score_model(model, prepared: dict, vocabulary: int | None, device="cpu", label: str = "model",
-                progress: bool = True, only: list[str] | None = None) -> tuple[dict, dict]:
+                progress: bool = True, only: list[str] | None = None,
+                predictions: dict | None = None) -> tuple[dict, dict]:
     """({set: block}, {set: reason skipped}) for one model on the prepared sets.
 
     prepared: {name: (EvalSet, GraphBatch, data hash)}; `only` restricts to some of them.
+    predictions: a dict to receive each scored set's (B,) raw predictions (for the subgroups and
+    the findings' per-example statistics).
     """
     results, skipped = {}, {}
     names = [name for name in prepared if only is None or name in only]
@@ -189,6 +192,8 @@ def score_model(model, prepared: dict, vocabulary: int | None, device="cpu", lab
             raise EvalError(f"the {label} model predicts NaN or infinity for {bad} of {len(prediction)} graphs of "
                             f"set {name}: its weights have diverged, there is nothing to score")
         results[name] = score_set(evalset, batch, prediction)
+        if predictions is not None:
+            predictions[name] = prediction
     return results, skipped
 
 
@@ -201,18 +206,19 @@ def _mean_nested(tables: list) -> list:
 
 
 def pool_runs(blocks: list[dict]) -> dict:
-    """One block from several runs' blocks for the same set (same graphs): means, t-intervals
-    across runs (`ci_kind` "seeds"; None with one run), summed confusion counts."""
+    """One block from several runs' blocks for the same set (same graphs): means, each run's
+    values (`per_run`), summed confusion counts; `ci_kind` "seeds+graphs", the interval itself
+    left for graphpath.evaluation.breakdown.set_intervals (it needs the per-example errors)."""
     if len(blocks) == 1:
         return blocks[0]
     first = blocks[0]
     pooled = {key: first[key] for key in ("count", "mean_label", "label_variance")}
-    for metric, top in (("mse", None), ("accuracy", 1.0)):
+    for metric in ("mse", "accuracy"):
         values = [b[metric] for b in blocks]
-        mean, low, high = mean_ci(values)
-        pooled[metric] = mean
-        # a t-interval from few runs can leave the metric's range: clip it there (MSE >= 0, accuracy <= 1)
-        pooled[f"{metric}_ci95"] = None if low is None else [max(low, 0.0), high if top is None else min(high, top)]
+        pooled[metric] = float(np.mean(values))  # the runs share their graphs: the grand mean
+        # intervals need every example of every run (seeds and test graphs are crossed):
+        # graphpath.evaluation.breakdown.set_intervals fills them from the raw predictions
+        pooled[f"{metric}_ci95"] = None
         pooled.setdefault("per_run", {})[metric] = values
     labels = sorted({k for b in blocks for k in b["per_label"]}, key=int)
     pooled["per_label"] = {}
@@ -230,5 +236,5 @@ def pool_runs(blocks: list[dict]) -> dict:
             pooled[table] = {**axes, "mse": _mean_nested([b[table]["mse"] for b in blocks]),
                              "accuracy": _mean_nested([b[table]["accuracy"] for b in blocks]),
                              "count": first[table]["count"]}
-    pooled.update(runs=len(blocks), ci_kind="seeds")
+    pooled.update(runs=len(blocks), ci_kind="seeds+graphs")
     return pooled

@@ -9,9 +9,9 @@ the numbers eval.json stores: MSE, accuracy after rounding, per-label MSE and co
 confusion counts from `confusion_matrix` — the one confusion routine (eval.json and the training
 figures): true label x prediction rounded to the nearest integer (halves up) and clipped to the
 label range 1..max_vertices.
-`mean_ci(values)` is a t-distribution confidence interval for a mean (seeds across runs, or
-squared errors across the graphs of one set), the package's only one; `ci_summary` writes it as
-the studies' JSON record.
+`mean_ci(values)` is a t-distribution confidence interval for a mean, used where only per-seed
+summaries exist; `ci_summary` writes it as the studies' JSON record. One set's MSE interval is on
+log(MSE), over its graphs (graphpath.evaluation.statistics.mean_log).
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import functools
 import math
 
 import numpy as np
+
+from graphpath.evaluation.statistics import mean_log
 
 
 def _beta_fraction(a: float, b: float, x: float) -> float:
@@ -134,7 +136,8 @@ def score(prediction, label, max_vertices: int, confidence: float = 0.95) -> dic
     if label.min() < 1 or label.max() > max_vertices:
         raise ValueError(f"labels must lie in [1, {max_vertices}], got [{label.min()}, {label.max()}]")
     squared = (prediction - label) ** 2  # (B,)
-    mse, low, high = mean_ci(squared, confidence)
+    estimate = mean_log(squared, confidence)  # an interval on log(MSE): never below 0
+    mse, low, high = estimate.value, estimate.low, estimate.high
     guess = rounded(np.nan_to_num(prediction, nan=-1.0, posinf=max_vertices + 1, neginf=-1.0))
     labels = np.arange(1, max_vertices + 1)  # (L,)
     counts = np.bincount(label, minlength=max_vertices + 1)[1:]  # (L,)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -26,13 +27,15 @@ from graphpath_common.files import atomic_write_text
 from graphpath_common.jsonfile import write_json
 from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir, read_json
+from graphpath_common.study import departures
 from graphpath_common.toml import read_toml
 from data_gen.spec import study_sizes_up_to
 
 from handcrafted import build_bfs_transformer, model_size, stream_basis
 from handcrafted.bfs_transformer import MAX_SUPPORTED_VERTICES, MIN_VERTICES
 
-from graphpath.evaluation import report
+from graphpath.evaluation import breakdown, report
+from graphpath.evaluation.overlap import overlap_check
 from graphpath.core.checkpoint import CheckpointError
 from graphpath.core.resolve import TrainedModel, load
 from graphpath.evaluation.predict import model_vocabulary, pool_runs, score_model
@@ -98,6 +101,10 @@ def read_run(run_dir: Path, device: str) -> dict:
         raise EvalError(str(error)) from None
     run = RunDir(run_dir)
     phases = read_json(run.phases, EvalError) if run.phases.is_file() else None
+    if phases is not None and "settle" not in phases and run.metrics.is_file():
+        # runs written before phases.json kept the order of learning: measured from metrics.jsonl
+        from graphpath.training.phases import settle_record
+        phases = {**phases, "settle": settle_record(run.read_metrics(EvalError))}
     return {"dir": run_dir, "model": trained.model, "info": trained.info, "data": trained.data, "phases": phases,
             "trained": trained,
             "pretrain": last_pretrain_checkpoint(run_dir) if trained.stage != "pretrain" else None}
@@ -129,44 +136,52 @@ def _entry(kind: str, description: str, sources: list[str], vocabulary, runs_inf
 
 
 def score_entry(entry: dict, models: list, prepared: dict, device: str, label: str, progress: bool,
-                only=None) -> None:
-    """Fill entry's results (pooled over `models`, one per run) and skipped sets."""
-    per_run = []
+                only=None) -> dict:
+    """Fill entry's results (pooled over `models`, one per run) and skipped sets; returns each
+    scored set's raw predictions {set: (S runs, B graphs)}."""
+    per_run, raw = [], []
     for model in models:
-        results, skipped = score_model(model, prepared, entry["vocabulary"], device, label, progress, only)
+        predictions = {}
+        results, skipped = score_model(model, prepared, entry["vocabulary"], device, label, progress, only,
+                                       predictions)
         per_run.append(results)
+        raw.append(predictions)
         entry["skipped"].update(skipped)
     for name in per_run[0]:
         entry["results"][name] = pool_runs([r[name] for r in per_run])
+    return {name: np.stack([r[name] for r in raw]) for name in per_run[0]}
 
 
 def _info(info: dict) -> dict:
     return {k: info.get(k) for k in ("step", "seed", "stage", "model_config", "precision", "finetune_optimizer")}
 
 
-def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) -> dict:
-    """{"learned": entry, "learned-pretrain": entry (pretrain/finetune sets only)} for the runs."""
+def score_runs(loaded: list[dict], prepared: dict, device: str, progress: bool) -> tuple[dict, dict]:
+    """({"learned": entry, "learned-pretrain": entry (pretrain/finetune sets only)}, their raw
+    predictions {entry label: {set: (S, B)}}) for the runs."""
     vocab = {model_vocabulary(r["model"], r["info"]) for r in loaded}
     if len(vocab) > 1:
         raise EvalError(f"runs disagree on the model vocabulary: {sorted(vocab, key=str)}")
     infos = [_info(r["info"]) for r in loaded]
     learned = _entry("learned", "the run's final checkpoint", [str(r["dir"]) for r in loaded], vocab.pop(), infos)
-    score_entry(learned, [r["model"] for r in loaded], prepared, device, "learned", progress)
+    raw = {"learned": score_entry(learned, [r["model"] for r in loaded], prepared, device, "learned", progress)}
     models = {"learned": learned}
     before = [n for n in BEFORE_AFTER_SETS if n in prepared]
     if not before or not all(r["pretrain"] or r["info"].get("stage") == "pretrain" for r in loaded):
-        return models
+        return models, raw
     pretrain = _entry("learned", "the run's pre-training checkpoint (before fine-tuning)",
                       [str(r["pretrain"] or r["dir"]) for r in loaded], learned["vocabulary"], infos)
     if not any(r["pretrain"] for r in loaded):  # never fine-tuned: the final model is the pre-trained one
         pretrain["results"] = {n: learned["results"][n] for n in before if n in learned["results"]}
+        raw["learned-pretrain"] = {n: raw["learned"][n] for n in before if n in raw["learned"]}
     else:
         pre_models = [load_learned(r["pretrain"], device).model if r["pretrain"] else r["model"] for r in loaded]
         for run, pre_model in zip(loaded, pre_models):
             run["pretrain_model"] = pre_model  # the line-graph probe asks it too
-        score_entry(pretrain, pre_models, prepared, device, "learned-pretrain", progress, before)
+        raw["learned-pretrain"] = score_entry(pretrain, pre_models, prepared, device, "learned-pretrain",
+                                              progress, before)
     models["learned-pretrain"] = pretrain
-    return models
+    return models, raw
 
 
 def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, beside: bool) -> dict | None:
@@ -183,8 +198,10 @@ def score_handcrafted(n: int, prepared: dict, device: str, progress: bool, besid
     return entry
 
 
-def document(models: dict, prepared: dict, loaded: list[dict], data: dict, settings: dict, title) -> dict:
-    """Assemble eval.json (schema in docs/contracts.md) from the scored models."""
+def document(models: dict, prepared: dict, loaded: list[dict], data: dict, settings: dict, title,
+             raw: dict | None = None, overlap: dict | None = None) -> dict:
+    """Assemble eval.json (schema in docs/contracts.md) from the scored models, their raw
+    predictions ({entry label: {set: (S, B)}}) and the training-overlap check (`overlap_check`)."""
     primary = "learned" if "learned" in models else "handcrafted"
     results = models[primary]["results"]
     set_data = {name: {"kind": s.kind, "description": s.description, "spec": s.spec.to_dict(),
@@ -208,16 +225,25 @@ def document(models: dict, prepared: dict, loaded: list[dict], data: dict, setti
             if row["key"] == "finetune-after":
                 row.update(mse=None, mse_ci95=None, source="the run has no fine-tuning stage")
     report.fill_from_phases(doc["reproduction"], doc["phases"] or [None])
-    doc["findings"] = report.findings(doc, doc["phases"] or [None])
+    doc["findings"] = []
+    if overlap is not None:
+        doc["overlap"] = {"stages": overlap["stages"], "shares": overlap["shares"]}
+    breakdown.attach(doc, raw or {}, prepared, data, doc["phases"] or [None], (overlap or {}).get("seen"))
     report.attach_findings(doc)
+    config = RunDir(loaded[0]["dir"]).config if loaded else None
+    if config is not None and config.is_file():
+        model = loaded[0]["model"]
+        doc["departures"] = departures(read_toml(config, EvalError),
+                                       parameters=sum(p.numel() for p in model.parameters()), seeds=len(loaded))
     return doc
 
 
 def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int | None = None,
              compare_handcrafted: bool = True, sets=None, size: int = DEFAULT_SIZE,
              grid_size: int = DEFAULT_GRID_SIZE, seed: int = 0, device: str = "cpu", cache_dir="default",
-             progress: bool = True, title: str | None = None) -> dict:
-    """The eval.json document for the learned runs (pooled) and/or the hand-built model."""
+             progress: bool = True, title: str | None = None, overlap: bool = True) -> dict:
+    """The eval.json document for the learned runs (pooled) and/or the hand-built model.
+    overlap: replay each run's training stream to flag test graphs it holds (the `seen` subgroups)."""
     started = time.perf_counter()
     invocation = provenance.entry(device=device, threads=torch.get_num_threads())
     names = resolve_names(sets)
@@ -247,7 +273,7 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     cache = default_cache_dir() if cache_dir == "default" else (None if cache_dir is None else Path(cache_dir))
     prepared = prepare(data, names, size, grid_size, seed, cache, progress)
     data_seconds = time.perf_counter() - started
-    models = score_runs(loaded, prepared, device, progress) if loaded else {}
+    models, raw = score_runs(loaded, prepared, device, progress) if loaded else ({}, {})
     beside = bool(loaded) and handcrafted_n is None and compare_handcrafted
     if beside:
         handcrafted_n = data.get("n_max", 15)
@@ -264,7 +290,8 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
                 "cache_dir": None if cache is None else str(cache),
                 "seconds": {"data": round(data_seconds, 3),
                             "scoring": round(time.perf_counter() - started - data_seconds, 3)}}
-    doc = document(models, prepared, loaded, data, settings, title)
+    check = overlap_check([r["dir"] for r in loaded], prepared, progress) if loaded and overlap else None
+    doc = document(models, prepared, loaded, data, settings, title, raw, check)
     doc["line_probe"] = probe
     doc["provenance"] = {"evaluation": provenance.finish(invocation, "finished"),
                          "runs": [{"run": str(r["dir"]), "invocations": provenance.read_invocations(r["dir"])}
@@ -351,6 +378,8 @@ def parse_args(argv):
     parser.add_argument("--no-cache", action="store_true", help="draw the sets afresh, store nothing")
     parser.add_argument("--no-handcrafted", action="store_true", help="do not score the hand-built model beside runs")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--no-overlap", action="store_true", help="do not replay the runs' training streams "
+                        "to flag test graphs seen in training (the `seen` subgroups)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -394,7 +423,8 @@ def run(args) -> Path:
     with hold(out, PROG):  # checked writable, and no other writer, before the work
         doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
                        sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed,
-                       device=args.device, cache_dir=cache, progress=not args.quiet, title=out.name)
+                       device=args.device, cache_dir=cache, progress=not args.quiet, title=out.name,
+                       overlap=not args.no_overlap)
         write_outputs(doc, out, figures=not args.no_figures)
     seconds = doc["eval"]["seconds"]
     print(f"evaluated {len(doc['sets'])} set(s) x {len(doc['models'])} model(s) in "

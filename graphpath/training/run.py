@@ -57,7 +57,7 @@ from graphpath.core.model import GraphTransformer
 from graphpath.training.partial import prepare_finetune
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
-from graphpath.training.phases import detect_phase_changes
+from graphpath.training.phases import PhaseDetector, detect_phase_changes, settle_record
 from graphpath.training.resume import RESUMABLE, check_changes, write_record
 from graphpath.training.seeds import SeedsFailed, train_seeds
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
@@ -187,9 +187,12 @@ def wrap(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
 
 def write_phases(run_dir: Path, finetune_losses: dict | None) -> list[dict]:
     run = RunDir(run_dir)
-    changes = detect_phase_changes(run.read_metrics())
+    detector = PhaseDetector()
+    metrics = run.read_metrics()
+    changes, checked = detect_phase_changes(metrics, detector)
     previous = read_json(run.phases).get("finetune") if run.phases.is_file() else None
-    write_json(run.phases, {"phase_changes": changes, "finetune": finetune_losses or previous})
+    write_json(run.phases, {"phase_changes": changes, "curves_checked": checked, "detector": detector.settings(),
+                            "settle": settle_record(metrics), "finetune": finetune_losses or previous})
     return changes
 
 

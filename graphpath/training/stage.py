@@ -34,6 +34,7 @@ from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfi
 from graphpath.core.contract import contract_to_json, stage_contract
 from graphpath.evaluation.predict import predict
 from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.training.phases import CURVE_SIZE, curve_steps
 from graphpath.training.prefetch import PrefetchFeed
 from graphpath.core.model import GraphTransformer
 
@@ -274,6 +275,12 @@ class StageLoop:
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
         self.validation = validation_set(spec, stage_name, stage) if runtime.main else None
+        # the phase detector's per-label curves (pre-training, where the study saw its phase changes):
+        # the held-out set's first graphs every other step through the warm-up, at log-spaced steps
+        # from step 1 on and at every regular eval
+        self.curve_steps = (curve_steps(stage.steps, stage.eval_every, warmup=stage.warmup_steps)
+                            if stage_name == "pretrain" else set())
+        self.curve_set = self.heldout[:CURVE_SIZE] if runtime.main else None
         self.info = {"model_config": self.base.config.to_dict(), "data": config.data.preset_kwargs(),
                      "stages": contract_to_json(stage_contract(config, stage_name)),  # what it is trained on
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
@@ -379,6 +386,10 @@ class StageLoop:
             if self.validation is not None:
                 record["val_loss"] = score_heldout(self.base, self.validation, self.stage.buckets, self.runtime,
                                                    self.stage.pack)[0]
+        if self.step in self.curve_steps and self.runtime.main:
+            curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime,
+                                                     self.stage.pack)
+            record.update(curve_loss=curve_loss, curve_label_loss=curve_labels)
         self.metrics.write(record)
         self.sums.zero_()
 
@@ -398,7 +409,7 @@ class StageLoop:
                 bar.update(1)
                 finished = self.finished()
                 is_eval = self.step % stage.eval_every == 0 or finished
-                if self.step % stage.log_every == 0 or is_eval:
+                if self.step % stage.log_every == 0 or is_eval or self.step in self.curve_steps:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
                     self.log(lr, speed, now - started, is_eval)
