@@ -112,7 +112,7 @@ def test_a_packed_run_is_the_same_bytes_for_its_seed_and_resumes_bit_identically
     runs = {name: tmp_path / name for name in ("whole", "again", "parts")}
     assert main(["--out", str(runs["whole"]), *common]) == 0
     eval_size = int(TINY[TINY.index("--train.eval_size") + 1])  # held-out scoring is packed too
-    assert [n for n in packed[:6] if n != eval_size] == [64, 64, 64, 64, 96]  # training steps, ramped at step 4
+    assert [n for n in packed if n != eval_size][:5] == [64, 64, 64, 64, 96]  # training steps, ramped at step 4
     assert main(["--out", str(runs["again"]), *common]) == 0
     assert main(["--out", str(runs["parts"]), *common, "--stop-after", "5"]) == 0  # past the ramp's step
     assert main(["--out", str(runs["parts"]), "--resume", "--stop-after", "6", "--no-eval", "--no-figures"]) == 0
