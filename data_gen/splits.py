@@ -84,6 +84,12 @@ TABLE: tuple[Split, ...] = (
           "graphpath.training.stage: pre-training held-out loss (the stage's spec, [train] eval_size)"),
     Split("heldout-finetune", "caller", 4096, 10002,
           "graphpath.training.stage: fine-tuning held-out loss, before and during (the stage's spec, [finetune] eval_size)"),
+    Split("validation-pretrain", "caller", 4096, 10003,
+          "graphpath.training.stage: pre-training validation loss, the objective of recipe searches "
+          "(graphpath.search); never reported (the stage's spec, [train] validation_size)"),
+    Split("validation-finetune", "caller", 4096, 10004,
+          "graphpath.training.stage: fine-tuning validation loss, the objective of recipe searches "
+          "(graphpath.search); never reported (the stage's spec, [finetune] validation_size)"),
     Split("heldout-perturb", "caller", 512, 20000,
           "graphpath.analysis.perturb / graphpath.analysis.basin: recovery curves (the sweep's data set, eval_size)"),
     Split("sample-llc", "caller", 2048, 30000, "graphpath.analysis.llc: the loss the SGLD chains sample (data_size)"),

@@ -65,8 +65,9 @@ def test_every_changed_setting_appears_as_a_departure(setting):
 # Keys of a resolved config that change how a run is logged, checkpointed or batched in memory,
 # not what it learns: they are not departures from the study's recipe. Pre-training's mode, body
 # and optimizer are fine-tuning-only settings (graphpath.core.config rejects other values there).
+# buckets and pack choose how a batch is laid out (the same model up to float rounding), like compile
 BOOKKEEPING = {"name", "seed", "log_every", "eval_every", "eval_size", "checkpoint_every", "keep_checkpoints",
-               "buckets", "compile", "train.mode", "train.body", "train.optimizer", "lora_rank", "lora_alpha"}
+               "buckets", "pack", "compile", "train.mode", "train.body", "train.optimizer", "lora_rank", "lora_alpha"}
 
 
 def study_config() -> dict:

@@ -175,3 +175,16 @@ def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsy
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
     assert doc["provenance"]["status"] == "failed: calibration failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "llc.json"]  # no temporary left
+
+
+def test_calibration_may_fail_records_the_failure_and_exits_0(capsys, tmp_path):
+    """The main job's form: a calibration where no setting passes is a measured outcome (llc.json
+    says so, the page says no LLC is reported), not an error that stops the chain of commands."""
+    out = tmp_path / "llc.json"
+    code = R.main(["handcrafted", "--n", "4", "--eps", "10", "1e-9", "--gamma", "1", "--chains", "2", "--steps", "8",
+                   "--burn-in", "2", "--data-size", "64", "--quiet", "--out", str(out), "--calibration-may-fail"])
+    err = capsys.readouterr().err
+    assert code == 0 and err.count("\n") == 1 and "no LLC reported: calibration failed" in err, err
+    doc = json.loads(out.read_text())
+    assert doc["calibration"]["chosen"] is None and doc["models"] == []
+    assert doc["provenance"]["status"] == "failed: calibration failed"

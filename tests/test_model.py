@@ -53,6 +53,38 @@ def test_buckets_give_the_same_distances_in_the_same_order():
         torch.testing.assert_close(model(data, buckets=4), model(data), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("changes", [dict(norm="pre"), dict(norm="post", attn_bias=True), dict(norm="none")])
+def test_the_packed_layout_gives_the_padded_distances_and_gradients(changes):
+    """Packed tokens (per-token layers on real tokens only, attention gathered into the padded
+    layout) compute what the padded layout does, forward and backward, in the batch's own order;
+    graphs with no edge at all included."""
+    model, data = tiny_model(**changes).train(), batch(300, seed=5, name="pretrain")
+    lonely = GraphBatch(edges=torch.zeros(2, 1, 2, dtype=torch.long), num_vertices=torch.tensor([3, 4]),
+                        target=torch.tensor([2, 2]), label=torch.tensor([8, 8]), path_length=torch.tensor([8, 8]),
+                        max_vertices=8)
+    data = GraphBatch.cat([data, lonely])
+    assert len(set(data.num_edges.tolist())) >= 5 and 0 in data.num_edges.tolist()
+    grads = []
+    for pack in (False, True):
+        model.zero_grad()
+        out = model(data, pack=pack)
+        (out * torch.linspace(-1, 1, len(data))).sum().backward()  # order-sensitive
+        grads.append([p.grad.clone() for p in model.parameters()])
+        if pack:
+            torch.testing.assert_close(out, padded, rtol=1e-5, atol=1e-5)
+        padded = out.detach()
+    for packed_grad, padded_grad in zip(grads[1], grads[0]):
+        torch.testing.assert_close(packed_grad, padded_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_an_active_hook_runs_the_padded_layout():
+    model, data = tiny_model(), batch(32, seed=6)
+    seen = []
+    with torch.no_grad(), hooks(model, {"blocks.0.hook_resid_post": lambda m, i, o: seen.append(o.shape)}):
+        model(data, pack=True)
+    assert seen == [(32, 1 + data.trim().edges.shape[1], 32)]
+
+
 def test_the_target_token_matters():
     model, data = tiny_model(), batch(seed=3)
     moved = GraphBatch(edges=data.edges, num_vertices=data.num_vertices, target=(data.target % 8) + 1,

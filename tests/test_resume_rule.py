@@ -93,3 +93,18 @@ def test_a_finished_stage_is_fixed_and_a_stage_not_begun_is_free(tmp_path, capsy
     err = capsys.readouterr().err
     assert "pretrain finished" in err and "train.lr (0.001 -> 0.01)" in err
     assert load_config(run / "config.toml").train.lr == 0.001
+
+
+def test_pack_and_batch_ramp_are_fixed_and_time_budget_and_validation_size_may_change(stopped, capsys):
+    assert load_config(stopped / "config.toml").train.pack  # small.toml packs
+    capsys.readouterr()
+    assert main(["--out", str(stopped), "--resume", "--train.pack", "false", "--train.batch_ramp", "[[30, 64]]",
+                 "--no-eval", "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    refused = err.split("cannot change now:")[1].split(". On resume")[0]
+    assert "train.pack" in refused and "train.batch_ramp" in refused, err
+    assert main(["--out", str(stopped), "--resume", "--train.time_budget", "600", "--train.validation_size", "32",
+                 "--stage", "pretrain", "--no-eval", "--no-figures"]) == 0
+    (record,) = json.loads((stopped / "resumes.json").read_text())
+    assert record["changed"] == {"train.time_budget": [None, 600], "train.validation_size": [None, 32]}
+    assert [m["step"] for m in metrics(stopped) if "val_loss" in m] == [40]  # scored from the resumed step on

@@ -30,6 +30,7 @@ def test_default_command_at_a_reduced_size(tmp_path, monkeypatch):
         code = train_cli.main(["--out", str(out), "--model.n_layers", "2", "--model.d_model", "32",
                                "--train.steps", "60", "--train.eval_every", "30", "--train.eval_size", "512",
                                "--train.batch_size", "128", "--train.warmup_steps", "10", "--train.checkpoint_every", "40",
+                               "--train.log_every", "10",
                                "--finetune.steps", "10", "--finetune.eval_size", "512", "--finetune.batch_size", "128"])
     finally:
         torch.set_num_threads(before)

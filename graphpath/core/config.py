@@ -96,6 +96,8 @@ class DataConfig:
 class StageConfig:
     steps: int = 1000  # optimizer steps in this stage
     batch_size: int = 512  # graphs per step (across all processes)
+    batch_ramp: list | None = None  # [[step, size], ...]: from that step on, batches of that size (steps rising
+    # inside (0, steps)); batch_size holds before the first. None = batch_size throughout
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr: float = 0.0  # learning rate at the end of the decay
     warmup_steps: int = 0  # linear warmup from 0 to lr
@@ -107,11 +109,16 @@ class StageConfig:
     log_every: int = 10  # steps between metrics.jsonl lines (per-label MSE of the batch)
     eval_every: int = 100  # steps between held-out evaluations (also at the end)
     eval_size: int = 4096  # held-out graphs (sampled once from the stage's family, own seed)
+    validation_size: int | None = None  # graphs of the stage's validation split, scored beside the held-out
+    # set at every evaluation (metrics `val_loss`); a recipe search's objective, never reported; None = off
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
     keep_checkpoints: int = 3  # numbered checkpoints kept per stage, the newest (the finals are always kept)
-    buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
+    buckets: int = 4  # sort each batch by edge count into this many trimmed chunks (padded layout)
+    pack: bool = False  # the model's packed layout: per-token layers on real tokens only (buckets unused)
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
+    time_budget: float | None = None  # seconds of wall clock: the decay follows the fraction of it spent and the
+    # stage ends when it is spent (or at `steps`); the step count reached depends on the machine (not deterministic)
     mode: str = "full"  # fine-tuning only: full | norm-embed | readout | lora (graphpath.training.partial)
     lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
     lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
@@ -127,6 +134,14 @@ class StageConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive integer, got {value!r}")
+        ramp = self.batch_ramp
+        need(ramp is None or (isinstance(ramp, (list, tuple)) and ramp and all(
+            isinstance(e, (list, tuple)) and len(e) == 2 and all(_is_int(v) and v > 0 for v in e) for e in ramp)
+            and all(a[0] < b[0] for a, b in zip(ramp, ramp[1:])) and ramp[-1][0] < self.steps),
+             f"batch_ramp must be [[step, size], ...] with positive sizes and steps rising inside (0, steps), "
+             f"got {ramp!r}")
+        need(self.validation_size is None or (_is_int(self.validation_size) and self.validation_size > 0),
+             f"validation_size must be a positive integer or left out, got {self.validation_size!r}")
         need(isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps,
              f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         for name in ("lr", "min_lr", "weight_decay"):
@@ -149,8 +164,21 @@ class StageConfig:
              f"grad_clip must be a finite number > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
+        need(isinstance(self.pack, bool), f"pack must be true or false, got {self.pack!r}")
+        need(self.time_budget is None or (_is_number(self.time_budget) and self.time_budget > 0),
+             f"time_budget must be a finite number of seconds > 0 or left out, got {self.time_budget!r}")
+        need(self.time_budget is None or self.decay != "step",
+             "time_budget needs a decay that follows progress (cosine, linear or constant), not \"step\"")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def batch_at(self, step: int) -> int:
+        """Graphs in optimizer step `step` (0-based): batch_size, then the ramp's sizes."""
+        size = self.batch_size
+        for start, ramped in self.batch_ramp or ():
+            if step >= start:
+                size = ramped
+        return size
 
     def warnings(self, section: str) -> list[str]:
         """Settings that train, but not as their names promise (one line each)."""

@@ -37,14 +37,15 @@ def model_vocabulary(model, info: dict | None = None) -> int | None:
 
 
 def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096, autocast=None,
-            buckets: int = 1) -> np.ndarray:
+            buckets: int = 1, pack: bool = False) -> np.ndarray:
     """(B,) float64 predictions of `model` on every graph of `batch`, in the batch's order.
 
     autocast: None, or a callable returning a context manager the model runs under (training's
     `Runtime.autocast`); the outputs are read as float32 first. buckets > 1 is passed on as
-    `model(part, buckets=buckets)` (the learned model's edge-count bucketing within a chunk).
-    The whole batch is checked first (`GraphBatch.check` against the model's vocabulary), so a
-    ValueError names the graph by its row in `batch`, not in a sorted chunk."""
+    `model(part, buckets=buckets)` (the learned model's edge-count bucketing within a chunk); pack
+    as `model(part, pack=True)` (the learned model's packed layout). The whole batch is checked
+    first (`GraphBatch.check` against the model's vocabulary), so a ValueError names the graph by
+    its row in `batch`, not in a sorted chunk."""
     batch.check(model_vocabulary(model))
     training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -57,7 +58,10 @@ def predict(model, batch: GraphBatch, device="cpu", chunk: int = 4096, autocast=
                 index = order[start:start + chunk]
                 part = batch[index].trim().to(device)
                 with autocast() if autocast is not None else nullcontext():
-                    value = model(part, buckets=buckets) if buckets > 1 else model(part)  # (C,)
+                    if pack:
+                        value = model(part, pack=True)  # (C,)
+                    else:
+                        value = model(part, buckets=buckets) if buckets > 1 else model(part)  # (C,)
                 if not isinstance(value, torch.Tensor) or value.shape != (len(index),):
                     shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
                     raise EvalError(f"model returned {shape}, expected distances of shape ({len(index)},)")

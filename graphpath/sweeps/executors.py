@@ -144,9 +144,22 @@ def _interrupt_pool(pool: ProcessPoolExecutor) -> None:
             os.kill(process.pid, signal.SIGINT)
 
 
-def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
+def interruptible(call, *args):
+    """`call(*args)` in a pool worker with Ctrl-C reaching it (see _worker_setup), as `execute` does."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main_thread else None
+    try:
+        return call(*args)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None, call=None):
     """(submit(run_dir, config text, stage, source) -> future with .done() / .result() / .cancel(),
-    close(interrupted=False), at most this many at once)."""
+    close(interrupted=False), at most this many at once). `call`: a module-level function the jobs
+    run instead of `execute` (submit(*args) runs call(*args); a seed group's seeds, a search's
+    trial pieces); with slurm it is submitted as it is (not requeued on preemption as TrainJob is)."""
     check_executor(kind)
     if kind == "local":
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_setup)
@@ -156,13 +169,16 @@ def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None
                 _interrupt_pool(pool)
             pool.shutdown(wait=True, cancel_futures=True)
 
+        if call is not None:
+            return lambda *args: pool.submit(interruptible, call, *args), close, workers
         return lambda *args: pool.submit(execute, *args), close, workers
     folder = Path(root) / "submitit"
     slurm = dict(slurm or {})
+    job = (lambda: call) if call is not None else TrainJob
     if kind == "submitit-local":
         executor = submitit.LocalExecutor(folder)
         executor.update_parameters(timeout_min=int(slurm.get("time", 60)))
-        return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
+        return lambda *args: executor.submit(job(), *args), lambda interrupted=False: None, workers
     executor = submitit.AutoExecutor(folder, cluster="slurm")
     params = {"timeout_min": int(slurm.get("time", 60)), "cpus_per_task": int(slurm.get("cpus_per_task", 1)),
               "tasks_per_node": 1, "nodes": 1, "name": "graphpath-sweep"}
@@ -171,4 +187,4 @@ def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None
     if slurm.get("gpus_per_task"):
         params["gpus_per_node"] = int(slurm["gpus_per_task"])
     executor.update_parameters(**params)
-    return lambda *args: executor.submit(TrainJob(), *args), lambda interrupted=False: None, workers
+    return lambda *args: executor.submit(job(), *args), lambda interrupted=False: None, workers

@@ -29,6 +29,10 @@ class StreamFeed:
     def next(self) -> GraphBatch:
         return next(self.sampler)
 
+    def resize(self, batch_size: int) -> None:
+        """Later batches hold `batch_size` graphs (a batch-size ramp; the stream stays the same)."""
+        self.sampler.batch_size = batch_size
+
     def state(self) -> dict:
         return {"kind": "stream", "rng": self.sampler.state()}
 
@@ -59,6 +63,12 @@ class DatasetFeed:
         index = np.sort(self.order[start:start + self.batch_size])  # sorted reads are cheaper on a memmap
         self.offset += span
         return self.dataset[index].trim()
+
+    def resize(self, batch_size: int) -> None:
+        """Later batches hold `batch_size` graphs (a batch-size ramp)."""
+        if len(self.dataset) < batch_size * self.world:
+            raise DataError(f"the dataset has {len(self.dataset)} graphs, fewer than one batch ({batch_size * self.world})")
+        self.batch_size = batch_size
 
     def state(self) -> dict:
         return {"kind": "dataset", "epoch_rng": self.epoch_state, "offset": self.offset}

@@ -141,7 +141,8 @@ def write_stage_figures(run_dir: Path, model, config, stage: str, runtime: Runti
     spec = stage_specs(config)[stage]
     stage_config = config.train if stage == "pretrain" else config.finetune
     heldout = heldout_set(config, spec, stage, stage_config)
-    pred = predict(model, heldout, runtime.device, autocast=runtime.autocast, buckets=stage_config.buckets)
+    pred = predict(model, heldout, runtime.device, autocast=runtime.autocast, buckets=stage_config.buckets,
+                   pack=stage_config.pack)
     lowest = 1 if spec.task == "distance" else 0  # data_gen.tasks: other tasks' labels start at 0
     counts = confusion_matrix(pred, heldout.label.numpy(), spec.max_vertices, lowest)
     write_figure(confusion_figure(counts, f"{stage}: held-out labels vs predictions (row-normalized, log colour)",

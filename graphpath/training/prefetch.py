@@ -21,7 +21,8 @@ class PrefetchFeed:
     """`feed` (a StreamFeed or DatasetFeed) with up to `depth` batches drawn ahead on one thread.
 
     next() -> GraphBatch; state() -> the wrapped feed's JSON state after the last batch returned;
-    set_state(state) drops the batches drawn ahead and restarts from `state`; close() stops the
+    set_state(state) drops the batches drawn ahead and restarts from `state`; resize(size) does the
+    same from the current state when the size changes; close() stops the
     thread. An exception raised while drawing is raised again by the next() that would have
     returned that batch.
     """
@@ -31,6 +32,7 @@ class PrefetchFeed:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.feed, self.depth, self.pin = feed, depth, pin
         self._state = feed.state()
+        self._size = None  # the batch size last asked for by resize (None: the feed's own)
         self._start()
 
     def _start(self) -> None:
@@ -71,6 +73,18 @@ class PrefetchFeed:
         self.close()
         self.feed.set_state(state)
         self._state = self.feed.state()
+        self._start()
+
+    def resize(self, batch_size: int) -> None:
+        """Later batches hold `batch_size` graphs (a batch-size ramp): on a change, the batches drawn
+        ahead are dropped and drawing restarts from the state after the last batch handed out, so
+        the batches are those the unwrapped feed would give."""
+        if batch_size == self._size:
+            return
+        self.close()
+        self.feed.set_state(self._state)
+        self.feed.resize(batch_size)
+        self._size = batch_size
         self._start()
 
     def close(self) -> None:

@@ -10,8 +10,11 @@ a checkpoint it has *started*; once it has `<stage>-final` it has *finished*. Th
   not run again, so a new value would be a claim about steps that never used it.
 - A started stage's table is fixed except `RESUMABLE`: the peak and final learning rate (`lr`,
   `min_lr`: the usual answer to a diverging run), `steps` (not below the step reached),
-  `grad_clip`, and the bookkeeping keys that change no weight (`log_every`, `eval_every`,
-  `checkpoint_every`, `keep_checkpoints`, `compile`). A change to these holds from the step the
+  `grad_clip`, `time_budget` (the decay follows the new budget; the seconds already spent are
+  carried over), and the bookkeeping keys that change no weight (`log_every`, `eval_every`,
+  `checkpoint_every`, `keep_checkpoints`, `compile`, `validation_size`). `pack` (the model's
+  layout: it changes every step's float rounding) and `batch_ramp` (the batches drawn) are fixed
+  like every other key, so a resumed stage stays bit-identical to one run straight through. A change to these holds from the step the
   stage resumes at: the schedule is rebuilt from the new values (warmup and decay keep their
   shape), and `resumes.json` records the stage, that step and each key's old and new value.
 - A stage that has not started takes any value: it will run with it from its first step.
@@ -32,8 +35,8 @@ from graphpath_common.rundir import STAGES, RunDir
 
 from graphpath.core.config import RunConfig
 
-RESUMABLE = ("lr", "min_lr", "steps", "grad_clip", "log_every", "eval_every", "checkpoint_every",
-             "keep_checkpoints", "compile")
+RESUMABLE = ("lr", "min_lr", "steps", "grad_clip", "time_budget", "log_every", "eval_every", "checkpoint_every",
+             "keep_checkpoints", "compile", "validation_size")
 SECTION = {"pretrain": "train", "finetune": "finetune"}
 STAGE_DATA = {"pretrain": ("pretrain_threshold", "pretrain_task"),
               "finetune": ("finetune_n_max", "finetune_threshold", "finetune_task")}

@@ -15,13 +15,15 @@ Examples:
 
 Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, model, train =
 pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
-With `--resume` a started stage may change only lr, min_lr, steps, grad_clip and bookkeeping keys,
+With `--resume` a started stage may change only lr, min_lr, steps, grad_clip, time_budget and bookkeeping keys,
 from the step it resumes at (graphpath/training/resume.py); config.toml never holds a value the
 run did not use. A loss that becomes NaN stops the run at its last checkpoint with a finite
 held-out loss, with the command that continues from it at a lower lr.
 `--seeds 0,1,2` trains the config once per seed into OUT/seed-<k>/ (an ordinary run directory
 each) and scores them together into OUT/eval.json and OUT/report.md (means with 95% CIs over the
-seeds, each seed's numbers kept); graphpath_common.rundir describes a group's layout.
+seeds, each seed's numbers kept); graphpath_common.rundir describes a group's layout. On CPU the
+seeds train side by side, one process and one thread each (graphpath/training/seeds.py;
+`--workers K` at most K at once).
 
 From Python, `train(config, out, ...)` runs the same stages (`graphpath.train(...)`); the command
 line goes through the same two steps, `resolve_config` then `run_training` (its overrides are
@@ -57,6 +59,7 @@ from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
 from graphpath.training.phases import PhaseDetector, detect_phase_changes, settle_record
 from graphpath.training.resume import RESUMABLE, check_changes, write_record
+from graphpath.training.seeds import SeedsFailed, train_seeds
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
                       heldout_set, latest_checkpoint, score_heldout, train_stage)
 
@@ -87,6 +90,9 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--seeds", default=None, metavar="K,K,...",
                         help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
+    parser.add_argument("--workers", type=int, default=None, metavar="K",
+                        help="with --seeds on CPU: seeds trained at once, each in its own process with one thread "
+                             "(default: all of them, up to four per CPU; graphpath/training/seeds.py)")
     parser.add_argument("--name", default=None, help="override the config's run name")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
@@ -122,6 +128,8 @@ def parse_args(argv):
         raise UsageError("--threads must be a positive integer")
     if args.stop_after is not None and args.stop_after <= 0:
         raise UsageError("--stop-after must be a positive number of steps")
+    if args.workers is not None and args.workers <= 0:
+        raise UsageError("--workers must be a positive integer")
     args.seeds = parse_seeds(args.seeds, args.seed)
     return args, overrides
 
@@ -229,12 +237,15 @@ class Options:
     figures: bool = True
     stop_after: int | None = None  # stop after this many steps with a checkpoint, as an interruption would
     progress: bool = True  # tqdm bars
+    workers: int | None = None  # seeds on CPU: at most this many side by side (None: all, up to four per CPU)
 
     def __post_init__(self):
         if self.stage not in STAGE_CHOICES:
             raise UsageError(f"stage must be one of {', '.join(STAGE_CHOICES)}, got {self.stage!r}")
         if self.stop_after is not None and (not isinstance(self.stop_after, int) or self.stop_after <= 0):
             raise UsageError("--stop-after must be a positive number of steps")
+        if self.workers is not None and (not isinstance(self.workers, int) or self.workers <= 0):
+            raise UsageError("--workers must be a positive integer")
 
     @property
     def stages(self) -> list[str]:
@@ -279,7 +290,7 @@ def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resum
 def record_before_finetune(model, config: RunConfig, spec, out: Path, runtime: Runtime) -> None:
     """Step 0 of fine-tuning: the held-out loss of the model before any fine-tuning step."""
     heldout = heldout_set(config, spec, "finetune", config.finetune)
-    before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime)
+    before, labels = score_heldout(unwrap(model), heldout, config.finetune.buckets, runtime, config.finetune.pack)
     MetricsLog(RunDir(out).metrics, True).write(
         {"stage": "finetune", "step": 0, "examples": 0, "loss": before, "label_loss": labels, "lr": 0.0,
          "examples_per_s": 0.0, "eval_loss": before, "eval_label_loss": labels})
@@ -386,13 +397,23 @@ def train_all(config: RunConfig, out: Path, options: Options, seeds: list[int] |
         return RunDir(out)
     group = RunDir(out)
     runs = [(dataclasses.replace(config, seed=seed), group.seed(seed).path) for seed in seeds]
+    side_by_side = runtime.world == 1 and runtime.device.type == "cpu"  # one process per seed (seeds.py)
     changes = []
     for seed_config, seed_out in runs:
-        hold_dir(seed_out)
+        if not side_by_side:  # side by side, each seed's own process holds its directory
+            hold_dir(seed_out)
         changes.append(check_run(options, seed_config, seed_out, runtime))
     with recording(runtime, out, command, threads) as entry:
         if runtime.main:
             atomic_write_text(group.config, to_toml(runs[0][0]))
+        if side_by_side:
+            finished = train_seeds(options, runtime.device.type, group.config, runs, options.workers)
+            entry["status"] = "finished" if finished else "stopped"
+            if not finished:
+                print(f"stopped after --stop-after; continue with {continue_with}", file=sys.stderr)
+            elif scoring:
+                score_group(out, [seed_out for _, seed_out in runs], runtime.device)
+            return group
         for (seed_config, seed_out), seed_changes in zip(runs, changes):
             if runtime.main:
                 print(f"seed {seed_config.seed} -> {seed_out}", file=sys.stderr)
@@ -408,7 +429,8 @@ def train_all(config: RunConfig, out: Path, options: Options, seeds: list[int] |
 
 def train(config=None, out=None, *, stage: str = "all", seeds: list[int] | None = None, resume: bool = False,
           device: str = "auto", threads: int | None = None, evaluate: bool = True, figures: bool = True,
-          stop_after: int | None = None, overrides: dict | None = None, progress: bool = True) -> RunDir:
+          stop_after: int | None = None, overrides: dict | None = None, progress: bool = True,
+          workers: int | None = None) -> RunDir:
     """Pre-train, fine-tune and score from Python: what `python -m graphpath.train` runs.
 
     config: a `RunConfig`, a TOML path, or None (experiments/small.toml; with `resume`, or with
@@ -416,7 +438,8 @@ def train(config=None, out=None, *, stage: str = "all", seeds: list[int] | None 
     out: the run directory (default runs/<config name>).
     overrides: {"train.lr": 1e-3, "model.n_layers": 4, "seed": 1, ...}: dotted config keys and
         Python values, checked exactly as `--train.lr 1e-3` on the command line.
-    seeds: train once per seed into out/seed-<k>/ and score them pooled into `out`.
+    seeds: train once per seed into out/seed-<k>/ and score them pooled into `out` (on CPU side by
+        side, each in its own process with one thread, at most `workers` at once).
     stage, resume, device ("auto" | "cpu" | "cuda"), threads, evaluate, figures, stop_after,
     progress: as the command line's flags.
 
@@ -426,13 +449,14 @@ def train(config=None, out=None, *, stage: str = "all", seeds: list[int] | None 
     UsageError naming the keys), graphpath_common.files.WriteError (an output that cannot be
     written) or graphpath_common.locks.FolderBusy (another process is writing `out`), and
     TrainingDiverged (the loss became NaN; the message names the last good checkpoint and the
-    command that continues from it). Ctrl-C raises KeyboardInterrupt with `continue_with`, the
+    command that continues from it), graphpath.training.seeds.SeedsFailed (seeds trained side by
+    side that failed, naming their logs). Ctrl-C raises KeyboardInterrupt with `continue_with`, the
     command that resumes the run.
     """
     if overrides is not None and not isinstance(overrides, dict):
         raise UsageError(f"overrides must be a dict of dotted keys to values, got {type(overrides).__name__}")
     texts = [(key, toml_value(value)) for key, value in (overrides or {}).items()]
-    options = Options(stage, resume, evaluate, figures, stop_after, progress)
+    options = Options(stage, resume, evaluate, figures, stop_after, progress, workers)
     if seeds is not None:
         seeds = require_seeds(list(seeds), UsageError)  # distinct: a repeat would count twice
     config, out = resolve_config(config, out, texts, resume, stage)
@@ -473,7 +497,8 @@ def _main(argv) -> int:
         args, overrides = parse_args(argv)
         try:
             config, out = resolve_config(args.config, args.out, overrides, args.resume, args.stage)
-            options = Options(args.stage, args.resume, not args.no_eval, not args.no_figures, args.stop_after)
+            options = Options(args.stage, args.resume, not args.no_eval, not args.no_figures, args.stop_after,
+                              workers=args.workers)
             command = command_line(PROG, argv)
             run_training(config, out, options, args.seeds, args.device, args.threads, command)
             return 0
@@ -482,7 +507,7 @@ def _main(argv) -> int:
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
-    except TrainingDiverged as error:
+    except (TrainingDiverged, SeedsFailed) as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:

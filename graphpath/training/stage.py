@@ -112,13 +112,15 @@ class Runtime:
         return f"{launch} --out {run_dir} --resume{extra}"
 
 
-def lr_factor(step: int, stage: StageConfig) -> float:
-    """Multiplier of the peak lr for optimizer step `step` (0-based): warmup, then decay."""
+def lr_factor(step: int, stage: StageConfig, progress: float | None = None) -> float:
+    """Multiplier of the peak lr for optimizer step `step` (0-based): warmup, then decay. The decay
+    follows `progress` in [0, 1] when given (a time budget's fraction spent), else the steps."""
     if step < stage.warmup_steps:
         return (step + 1) / stage.warmup_steps
     if stage.decay == "step":
         return 1.0 if step < stage.decay_step else stage.min_lr / stage.lr
-    progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
+    if progress is None:
+        progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
     floor = stage.min_lr / stage.lr
     if stage.decay == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -143,19 +145,23 @@ def continue_optimizer(optimizer: torch.optim.Optimizer, pretrain_json: Path, st
 
 
 def stage_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices and embeddings only (not on biases or LayerNorm gains)."""
+    """AdamW; weight decay on matrices and embeddings only (not on biases or LayerNorm gains). Its
+    fused step (one kernel for every parameter) where the parameters' device has one (CPU, CUDA)."""
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     rest = [p for p in params if p.dim() < 2]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype == torch.float32 for p in params) or None
     return torch.optim.AdamW([{"params": decay, "weight_decay": stage.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
-                             lr=stage.lr, betas=tuple(stage.betas))
+                             lr=stage.lr, betas=tuple(stage.betas), fused=fused)
 
 
-def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss float32 scalar, predictions float32 (B,)) with the model under the runtime's autocast."""
+def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime,
+                 pack: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss float32 scalar, predictions float32 (B,)) with the model under the runtime's autocast,
+    in the packed layout or padded in `buckets` chunks."""
     with runtime.autocast():
-        pred = model(batch, buckets=buckets)  # (B,)
+        pred = model(batch, buckets=buckets, pack=True) if pack else model(batch, buckets=buckets)  # (B,)
     return F.mse_loss(pred.float(), batch.label.float()), pred
 
 
@@ -178,11 +184,12 @@ def label_counts(sums: torch.Tensor) -> dict[str, int]:
     return {str(label): int(counts[label]) for label in range(len(counts)) if counts[label] > 0}
 
 
-def score_heldout(model, data: GraphBatch, buckets: int, runtime: Runtime) -> tuple[float, dict[str, float]]:
+def score_heldout(model, data: GraphBatch, buckets: int, runtime: Runtime,
+                  pack: bool = False) -> tuple[float, dict[str, float]]:
     """(mse, per-label mse) of `model` on a held-out set, through the package's one inference loop
-    (`eval_core.predict`) under the runtime's autocast and the stage's edge-count buckets."""
+    (`evaluation.predict`) under the runtime's autocast and the stage's layout (packed, or buckets)."""
     pred = torch.from_numpy(predict(model, data, runtime.device, chunk=8192, autocast=runtime.autocast,
-                                    buckets=buckets))  # (B,) float64
+                                    buckets=buckets, pack=pack))  # (B,) float64
     return float(((pred - data.label.double()) ** 2).mean()), per_label(label_sums(pred, data.label, data.max_vertices))
 
 
@@ -210,6 +217,13 @@ def heldout_set(config: RunConfig, spec: GraphSpec, stage_name: str, stage: Stag
     return split_batch(f"heldout-{stage_name}", spec=spec, size=stage.eval_size)  # every run seed: one set
 
 
+def validation_set(spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch | None:
+    """The stage's validation split (what a recipe search selects on), or None when not asked for."""
+    if stage.validation_size is None:
+        return None
+    return split_batch(f"validation-{stage_name}", spec=spec, size=stage.validation_size)
+
+
 def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spec: GraphSpec, run_dir: Path,
                 runtime: Runtime, resume_from: Path | None = None, stop_after: int | None = None,
                 show_progress: bool = True) -> dict:
@@ -233,8 +247,9 @@ class StageLoop:
                  runtime: Runtime, resume_from: Path | None):
         self.stage: StageConfig = getattr(config, "train" if stage_name == "pretrain" else "finetune")
         stage = self.stage
-        if stage.batch_size % runtime.world:
-            raise DataError(f"batch_size {stage.batch_size} is not divisible by the {runtime.world} processes")
+        for size in [stage.batch_size] + [size for _, size in stage.batch_ramp or ()]:
+            if size % runtime.world:
+                raise DataError(f"batch size {size} is not divisible by the {runtime.world} processes")
         self.model, self.base, self.spec, self.stage_name = model, unwrap(model), spec, stage_name
         self.runtime = runtime.with_precision(stage.precision)
         self.ckpt_dir = RunDir(run_dir).checkpoints
@@ -242,7 +257,10 @@ class StageLoop:
         self.optimizer = stage_optimizer(self.base, stage)
         if stage_name == "finetune" and stage.optimizer == "continue" and resume_from is None:
             continue_optimizer(self.optimizer, find_checkpoint(RunDir(run_dir).checkpoint("pretrain")), stage)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, stage))
+        self.elapsed_before = float(read_info(resume_from).get("elapsed_s", 0.0)) if resume_from is not None else 0.0
+        self.clock = time.perf_counter()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda s: lr_factor(s, stage, self.budget_spent()))
         self.feed = make_feed(spec, stage.batch_size // runtime.world,
                               stage_seed(config.seed, stage_name, "train", runtime.rank),
                               stage.dataset, runtime.rank, runtime.world)
@@ -256,6 +274,7 @@ class StageLoop:
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
         self.heldout = heldout_set(config, spec, stage_name, stage) if runtime.main else None
+        self.validation = validation_set(spec, stage_name, stage) if runtime.main else None
         # the phase detector's per-label curves (pre-training, where the study saw its phase changes):
         # the held-out set's first graphs every other step through the warm-up, at log-spaced steps
         # from step 1 on and at every regular eval
@@ -288,13 +307,27 @@ class StageLoop:
         the main process (unless it did at this step already), then shared (every process calls
         this at the same steps)."""
         if self.runtime.main and self.eval_step != self.step:
-            self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime,
+                                              self.stage.pack)
             self.eval_step = self.step
         if self.runtime.world > 1:
             shared = [self.eval_loss]
             dist.broadcast_object_list(shared, src=0)
             self.eval_loss = shared[0]
         return self.eval_loss
+
+    def elapsed(self) -> float:
+        """Seconds this stage has run, over every invocation (resumed runs included)."""
+        return self.elapsed_before + time.perf_counter() - self.clock
+
+    def budget_spent(self) -> float | None:
+        """The fraction of the stage's time budget spent (None without one)."""
+        if self.stage.time_budget is None:
+            return None
+        return min(1.0, self.elapsed() / self.stage.time_budget)
+
+    def finished(self) -> bool:
+        return self.step >= self.stage.steps or self.budget_spent() == 1.0
 
     def checkpoint(self, name: str) -> None:
         """Save a checkpoint if its weights are good (finite held-out loss, recorded in its JSON),
@@ -308,17 +341,20 @@ class StageLoop:
             dist.all_gather_object(states, self.feed.state())
         if self.runtime.main:
             save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples,
-                                                             "heldout_loss": loss},
+                                                             "heldout_loss": loss, "elapsed_s": self.elapsed()},
                             self.optimizer, self.scheduler, {"feed": states})
             prune_checkpoints(self.ckpt_dir, self.stage_name, self.stage.keep_checkpoints)
         self.last_good = name
 
     def train_batch(self) -> float:
         """One optimizer step on the next batch; returns the lr it used."""
+        size = self.stage.batch_at(self.step)
+        if self.stage.batch_ramp is not None:
+            self.feed.resize(size // self.runtime.world)
         batch = self.feed.next()
         if self.runtime.device.type == "cuda":
             batch = batch.pin_memory().to(self.runtime.device, non_blocking=True)
-        loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime)
+        loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime, self.stage.pack)
         if not torch.isfinite(loss):
             self.step += 1  # the step whose batch gave it
             raise self.diverged("loss", loss.item())
@@ -330,7 +366,7 @@ class StageLoop:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        self.examples += self.stage.batch_size
+        self.examples += size
         self.sums += label_sums(pred, batch.label, self.spec.max_vertices)
         return lr
 
@@ -343,11 +379,16 @@ class StageLoop:
                   "label_loss": per_label(self.sums), "label_count": label_counts(self.sums), "lr": lr,
                   "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
         if with_eval and self.runtime.main:
-            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime,
+                                                        self.stage.pack)
             self.eval_step = self.step
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+            if self.validation is not None:
+                record["val_loss"] = score_heldout(self.base, self.validation, self.stage.buckets, self.runtime,
+                                                   self.stage.pack)[0]
         if self.step in self.curve_steps and self.runtime.main:
-            curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime)
+            curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime,
+                                                     self.stage.pack)
             record.update(curve_loss=curve_loss, curve_label_loss=curve_labels)
         self.metrics.write(record)
         self.sums.zero_()
@@ -360,20 +401,23 @@ class StageLoop:
                    disable=not (show_progress and self.runtime.main), dynamic_ncols=True)
         self.model.train()
         stop_at = None if stop_after is None else self.step + stop_after
+        self.clock = time.perf_counter()
+        finished = self.finished()
         try:
-            while self.step < stage.steps:
+            while not finished:
                 lr = self.train_batch()
                 bar.update(1)
-                is_eval = self.step % stage.eval_every == 0 or self.step == stage.steps
+                finished = self.finished()
+                is_eval = self.step % stage.eval_every == 0 or finished
                 if self.step % stage.log_every == 0 or is_eval or self.step in self.curve_steps:
                     now = time.perf_counter()
                     speed = (self.examples - tick_examples) / max(now - tick, 1e-9)
                     self.log(lr, speed, now - started, is_eval)
                     bar.set_postfix_str(f"loss {self.loss_value:.4g} | {speed:,.0f} ex/s", refresh=False)
                     tick, tick_examples = time.perf_counter(), self.examples
-                if self.step % stage.checkpoint_every == 0 and self.step < stage.steps:
+                if self.step % stage.checkpoint_every == 0 and not finished:
                     self.checkpoint(f"{name}-{self.step}")
-                if stop_at is not None and self.step >= stop_at and self.step < stage.steps:
+                if stop_at is not None and self.step >= stop_at and not finished:
                     self.checkpoint(f"{name}-{self.step}")
                     return {"stage": name, "stopped": True, "step": self.step}
         finally:
