@@ -38,6 +38,14 @@ def test_a_flat_model_that_never_learned_fails_the_ratio():
     assert "no constant-predictor" in check_series(STEPS, flat_but_bad, 2000, rule)["reason"]
 
 
+def test_the_floor_passes_a_power_law_whose_remaining_gain_is_small_on_the_task_scale():
+    tail = 0.5 * (STEPS / 100.0) ** -1.0  # 0.05 -> 0.025 over the last half: 25% better per window
+    assert not check_series(STEPS, tail, 2000, Criterion(), baseline=4.0)["plateau"]
+    floored = check_series(STEPS, tail, 2000, Criterion(floor=0.005), baseline=4.0)  # gains < 0.02 of 4.0
+    assert floored["plateau"] and floored["change"] > 0.05
+    assert not check_series(STEPS, 100 * tail, 2000, Criterion(floor=0.005), baseline=4.0)["plateau"]
+
+
 def test_windows_without_points_are_not_converged():
     verdict = check_series([1000, 2000], [1.0, 1.0], 2000, Criterion(window=0.2))
     assert not verdict["converged"] and "window" in verdict["reason"]

@@ -12,8 +12,12 @@ run (`[convergence.pretrain]`, `[convergence.finetune]`):
     last        mean of the series over steps (T (1 - f), T]
     previous    mean over steps (T (1 - 2f), T (1 - f)]
     change      (previous - last) / last: the relative improvement over the last window
-    plateau     change <= `tolerance`. A loss still falling by more fails; a flat or rising one
-                (overfitting a fixed dataset) passes: more steps would not lower it.
+    plateau     change <= `tolerance`, or (previous - last) <= `floor` x the constant-predictor loss
+                when `floor` is set. A loss still falling by more fails; a flat or rising one
+                (overfitting a fixed dataset) passes: more steps would not lower it. The floor
+                judges what is left on the scale of the task (the share of the label variance
+                still to gain): a loss falling as a power law towards 0 keeps losing a fixed
+                fraction per window, so a relative tolerance alone is never met near 0.
     learned     last <= `max_ratio` x the constant-predictor loss of the data the series is
                 measured on (its label variance), when `max_ratio` is set: a pre-trained model
                 that has not learned its task is not a pre-trained model.
@@ -52,6 +56,7 @@ class Criterion:
     window: float = 0.25  # fraction of the stage's steps in each of the two compared windows
     tolerance: float = 0.05  # largest relative improvement over the last window that counts as a plateau
     max_ratio: float | None = None  # last-window loss / constant-predictor loss must not exceed this
+    floor: float | None = None  # an improvement below this x the constant-predictor loss is a plateau too
     series: str = "eval_loss"  # eval_loss (held-out) | loss (training, per log line)
 
     def __post_init__(self):
@@ -61,6 +66,8 @@ class Criterion:
             raise ConvergenceError(f"convergence tolerance must be >= 0, got {self.tolerance!r}")
         if self.max_ratio is not None and not (isinstance(self.max_ratio, (int, float)) and self.max_ratio > 0):
             raise ConvergenceError(f"convergence max_ratio must be > 0 or left out, got {self.max_ratio!r}")
+        if self.floor is not None and not (isinstance(self.floor, (int, float)) and self.floor >= 0):
+            raise ConvergenceError(f"convergence floor must be >= 0 or left out, got {self.floor!r}")
         if self.series not in SERIES:
             raise ConvergenceError(f"convergence series must be one of {', '.join(SERIES)}, got {self.series!r}")
 
@@ -76,6 +83,8 @@ class Criterion:
     def describe(self) -> str:
         text = (f"{self.series} improved by at most {self.tolerance:.0%} between the last two windows of "
                 f"{self.window:.0%} of the steps")
+        if self.floor is not None:
+            text += f" (or by at most {self.floor:g} x the constant-predictor loss)"
         if self.max_ratio is not None:
             text += f", and ended at most {self.max_ratio:g} x the constant-predictor loss"
         return text
@@ -115,11 +124,13 @@ def check_series(steps, values, total_steps: int, criterion: Criterion, baseline
         return {**out, "reason": f"{criterion.series} is not finite"}
     out["last"], out["previous"] = float(last.mean()), float(previous.mean())
     out["change"] = (out["previous"] - out["last"]) / max(out["last"], 1e-12)
-    out["plateau"] = out["change"] <= criterion.tolerance
+    needs_baseline = criterion.max_ratio is not None or criterion.floor is not None
+    if needs_baseline and (baseline is None or not baseline > 0):
+        return {**out, "reason": "no constant-predictor loss to compare with"}
+    out["plateau"] = out["change"] <= criterion.tolerance or (
+        criterion.floor is not None and out["previous"] - out["last"] <= criterion.floor * baseline)
     reasons = [] if out["plateau"] else [f"still improving {out['change']:.1%} over the last window"]
     if criterion.max_ratio is not None:
-        if baseline is None or not baseline > 0:
-            return {**out, "reason": "no constant-predictor loss to compare with"}
         out["ratio"] = out["last"] / baseline
         out["learned"] = out["ratio"] <= criterion.max_ratio
         if not out["learned"]:
