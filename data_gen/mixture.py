@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from graphpath_common.files import atomic_write_text
 from graphpath_common.keys import reject_unknown_keys
 
 from .batch import GraphBatch

@@ -23,7 +23,6 @@ figures `mixture-coverage.html`, `mixture-matrix.html`, `mixture-size.html`.
 """
 from __future__ import annotations
 
-import json
 import sys
 import zlib
 from pathlib import Path

@@ -14,6 +14,7 @@ from experiments import transfer_stats as ts
 from graphpath.core.config import from_dict, stage_specs
 from graphpath.training.feed import make_feed, stage_seed
 from tests.oracle import task_label
+from tiny_studies import TRANSFER_GRAPHS
 
 TASKS = ["distance-12", "distance-any", "reachable", "degree"]
 
@@ -184,7 +185,7 @@ def test_samples_avoid_every_training_graph():
     (lambda t: t.replace("lrs = [1e-3, 3e-3]", "lrs = []"), "lrs must be"),
     (lambda t: t.replace("n_layers = 3", "n_layers = 2"), "cannot compute distances up to 4"),
     (lambda t: t.replace("name = \"t\"", "name = \"t\"\nfdr = 1.5"), "fdr must lie"),
-    (lambda t: t.replace("[data]", "whatever = 1\n[data]"), "whatever"),
+    (lambda t: t.replace("validation_size = 64", "validation_size = 64\nwhatever = 1"), "whatever"),
 ])
 def test_bad_study_input_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     path = tmp_path / "t.toml"
@@ -220,17 +221,7 @@ finetune_sizes = [32]
 lrs = [1e-3, 3e-3]
 test_size = 128
 validation_size = 64
-[data]
-n_max = 5
-[model]
-d_model = 8
-n_layers = 3
-n_heads = 1
-[steps]
-epochs = 1
-min_steps = 16
-max_steps = 16
-[pretrain]
+""" + TRANSFER_GRAPHS + """[pretrain]
 steps = 20
 batch_size = 32
 lr = 3e-3

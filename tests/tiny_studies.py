@@ -41,6 +41,19 @@ max_steps = 32
 """
 
 
+TRANSFER_GRAPHS = """[data]
+n_max = 5
+[model]
+d_model = 8
+n_layers = 3
+n_heads = 1
+[steps]
+epochs = 1
+min_steps = 16
+max_steps = 16
+"""
+
+
 def two_models(second_layers: int = 3) -> str:
     return TWO_MODELS.format(second_layers=second_layers)
 
