@@ -103,11 +103,12 @@ def correct(cells: list[dict], fdr: float) -> dict:
 
 
 def relative_matrix(cells: list[dict], tasks: list[str], size: int) -> np.ndarray:
-    """(T, T) mean relative transfer at one D_B, rows = source, diagonal NaN (kept apart)."""
+    """(T, T) mean relative transfer at one D_B, rows = source; the diagonal (kept apart) and cells
+    whose jobs did not all converge are NaN."""
     index = {t: i for i, t in enumerate(tasks)}
     matrix = np.full((len(tasks), len(tasks)), np.nan)
     for cell in cells:
-        if cell["size"] == size and not cell["diagonal"]:
+        if cell["size"] == size and not cell["diagonal"] and cell["converged"]:
             matrix[index[cell["source"]], index[cell["target"]]] = cell["relative"]["mean"]
     return matrix
 
