@@ -3,18 +3,19 @@
 Definitions, for one model size N (non-embedding parameters):
     L_scratch(D)   test loss on task B of a model trained from scratch on D examples of B
     L_ft(D_F)      test loss of the model pre-trained on A, then fine-tuned on D_F examples of B
-    D_E            the from-scratch data that reaches L_ft(D_F) (Hernandez et al., section 2,
-                   figure 1): the from-scratch curve is made monotone (running minimum over
+    D_E            the from-scratch data that reaches L_ft(D_F) (Hernandez et al., section 1 and
+                   figure 1: effective data): the from-scratch curve is made monotone (running minimum over
                    increasing D, so more data never looks worse) and log D is interpolated
                    linearly in log L between the two rungs that bracket the target (exact for a
                    power law L = c D^-a). A loss below the best scratch loss (or above the worst)
                    is extrapolated along the last (first) segment and flagged "extrapolated-high"
                    ("extrapolated-low"), at most 10x beyond the ladder ("out-of-range", D_E None).
-    D_T = D_E - D_F    effective data transferred (section 2, equation 2.1's left side); kept
-                   when negative (pre-training hurt: the paper's "ossification", section 3.3).
-    (D_F + D_T) / D_F  the effective data multiplier (section 3.1).
+    D_T = D_E - D_F    effective data transferred (section 1, figure 1); kept when negative
+                   (pre-training hurt: what the paper calls ossification).
+    (D_F + D_T) / D_F  the effective data multiplier (the paper's "pre-training effectively
+                   multiplies the fine-tuning dataset size").
 
-Fit (section 3, equation 3.1): D_T = k * D_F^alpha * N^beta, least squares on log D_T over the
+Fit (section 1, equation 1.1): D_T = k * D_F^alpha * N^beta, least squares on log D_T over the
 **low-data regime**: D_T > 0, D_E interpolated, D_F no larger than `low_data_max` (default: the
 median of the D_F ladder). The points are computed on **seed-averaged curves** (geometric mean of
 the test loss over seeds, per N, arm and D), so seed noise enters D_E once, averaged, and not
