@@ -96,7 +96,11 @@ seeds = [0, 1]
 max_vertices = 5
 train_size = 512
 test_size = 64
-""" + two_models() + TINY_PRETRAIN + """[mixtures.reference]
+""" + two_models() + TINY_PRETRAIN + """[convergence.pretrain]
+tolerance = 10.0
+max_ratio = 100.0
+series = "loss"
+[mixtures.reference]
 components = [{family = "reference", n_max = 4, weight = 1.0}]
 [mixtures.blend]
 components = [{family = "tree", n_max = 4, weight = 0.5}, {family = "erdos_renyi", avg_degree = 3.0, n_max = 4, weight = 0.5}]
@@ -145,7 +149,7 @@ def test_mixture_study_end_to_end(tmp_path):
     assert manifest["relabelled"] and all(r["unseen_ids"] == 0.0 for r in doc["raw"])
     cell = next(c for c in doc["cells"] if (c["mixture"], c["test"]) == ("reference", "reference"))
     assert cell["families_in_mixture"] and cell["coverage"] > 0.9 and cell["label_support"] == 1.0
-    assert doc["gate"]["jobs"] == 2 * 2 * 2 == len(doc["gate"]["verdicts"])
+    assert doc["gate"]["jobs"] == 2 * 2 * 2 == len(doc["gate"]["verdicts"]) == doc["gate"]["converged"]  # lenient gate
     assert not doc["analysis"]["size_law"] and "2 model sizes" in doc["analysis"]["size_law_reason"]
     assert (out / "figures" / "mixture-coverage.html").is_file()
 
