@@ -76,18 +76,20 @@ def load_study(path: Path) -> dict:
     n_max = study_presets(**study.get("data", {}))["pretrain"].n_max
     for index, model in enumerate(models):  # every job's config must be valid before any job runs
         protocol.require_depth(model, n_max, f"[[models]] {index + 1}")
-        config_text(run_config(study, model, seeds[0], None, "random", max(sizes)))
+        config_text(run_config(study, model, seeds[0], Path("/d"), "random", max(sizes)))
     pre = study["pretrain"]
     study["_gates"]["pretrain"].check_every(pre.get("steps", 1000), pre.get("eval_every", 100), "[pretrain]")
     return study
 
 
-def run_config(study: dict, model: dict, seed: int, dataset: Path | None, body: str, size: int,
+def run_config(study: dict, model: dict, seed: int, dataset: Path | None, body: str, size: int | None,
                factor: int = 1) -> dict:
-    finetune = {**study["finetune"], "body": body,
-                **protocol.steps_for(size, study["finetune"].get("batch_size", 64), study["steps"], factor)}
+    """A job's run config: pre-training (`dataset` None, `size` None: its [finetune] is a placeholder
+    the job never runs, so the fixed-data rule does not enter its hash) or a fixed-data arm."""
+    finetune = {"steps": 1}
     if dataset is not None:
-        finetune["dataset"] = str(Path(dataset).resolve())
+        finetune = {**study["finetune"], "body": body, "dataset": str(Path(dataset).resolve()),
+                    **protocol.steps_for(size, study["finetune"].get("batch_size", 64), study["steps"], factor)}
     return {"name": study["name"], "seed": seed, "data": dict(study.get("data", {})), "model": dict(model),
             "train": dict(study["pretrain"]), "finetune": finetune}
 
@@ -110,7 +112,7 @@ def make_jobs(study: dict, out: Path) -> tuple[list[Job], dict]:
     for seed in study["seeds"]:
         for m, model in enumerate(study["models"]):
             base = f"seed{seed}-model{m}"
-            jobs.append(Job(f"{base}/pretrain", run_config(study, model, seed, None, "pretrained", 1 << 30)))
+            jobs.append(Job(f"{base}/pretrain", run_config(study, model, seed, None, "pretrained", None)))
             for arm, ladder in (("scratch", sizes + extra), ("finetuned", sizes), ("doubled", [top])):
                 for size in ladder:
                     data = dataset_for(out, study, seed, size)

@@ -127,6 +127,21 @@ def test_steps_grow_with_the_data_and_double_for_the_check():
     assert steps_for(16, 32, rule)["batch_size"] == 16 and steps_for(1024, 32, rule)["eval_every"] == 40
 
 
+def test_pretraining_jobs_do_not_depend_on_the_fixed_data_rule(tmp_path):
+    """Changing [steps] reruns the fixed-data arms, never the pre-trainings they start from."""
+    from experiments.edt import load_study, run_config
+    from graphpath.sweeps.runner import config_text
+
+    path = tmp_path / "study.toml"
+    texts = []
+    for rule in (TINY_STEPS, TINY_STEPS.replace("max_steps = 32", "max_steps = 64")):
+        path.write_text(TINY_STUDY.replace(TINY_STEPS, rule))
+        study = load_study(path)
+        texts.append((config_text(run_config(study, study["models"][0], 0, None, "pretrained", None)),
+                      config_text(run_config(study, study["models"][0], 0, tmp_path, "random", 4096))))
+    assert texts[0][0] == texts[1][0] and texts[0][1] != texts[1][1]
+
+
 @pytest.mark.slow
 def test_edt_study_end_to_end(tmp_path):
     import json
