@@ -119,10 +119,12 @@ def variants(study: dict) -> list[dict]:
 
 
 def run_config(study: dict, seed: int, pair: list[str], variant: dict | None, lr: float) -> dict:
-    finetune = {**study["finetune"], "lr": lr}
-    finetune["min_lr"] = min(finetune.get("min_lr", 0.0), lr)
+    """A job's run config: the pair's pre-training (`variant` None: its [finetune] is a placeholder
+    the job never runs, so the fine-tuning grid does not enter its hash) or one fine-tuning."""
+    finetune = {"steps": 1}
     if variant is not None:
-        finetune.update(mode=variant["mode"], body=variant["body"])
+        finetune = {**study["finetune"], "lr": lr, "mode": variant["mode"], "body": variant["body"]}
+        finetune["min_lr"] = min(finetune.get("min_lr", 0.0), lr)
         if variant["rank"] is not None:
             finetune["lora_rank"] = variant["rank"]
             if "lora_alpha" in study:
