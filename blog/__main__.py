@@ -1,17 +1,21 @@
 """`python -m blog RUN_DIR [--out DIR]`: render a run directory as an interactive page."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from .render import POST, render
-from .rundir import BlogError
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.locks import hold
+
+from .render import POST, write_page
+from .rundir import BlogError, load_run
+
+PROG = "python -m blog"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m blog",
+def _main(argv: list[str] | None) -> int:
+    parser = ArgumentParser(
+        prog=PROG,
         description="Render a graphpath run directory (config.toml, metrics.jsonl, phases.json, "
                     "eval.json; perturb*.json if present) as a self-contained "
                     "interactive page that opens offline: DIR/index.html plus DIR/assets/.")
@@ -21,14 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--post", metavar="FILE", default=str(POST),
                         help="the post's markdown source with placeholders (default: %(default)s)")
     args = parser.parse_args(argv)
+    run = load_run(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / "blog"
-    try:
-        index = render(args.run_dir, out, args.post)
-    except BlogError as err:
-        print("error: " + " ".join(str(err).splitlines()), file=sys.stderr)  # always one line
-        return 2
+    with hold(out, PROG):  # writable, and no other writer, before the page is built
+        index = write_page(run, out, args.post)
     print(index)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bad input (the run, the post, the output folder): one line, exit 2; Ctrl-C: exit 130."""
+    return run_cli(PROG, _main, argv, BlogError)
 
 
 if __name__ == "__main__":

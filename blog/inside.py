@@ -35,7 +35,10 @@ def _read(run: Run, key: str) -> dict:
     path = FILES[key](run)
     if not path.is_file():
         raise LookupError(f"no {path.name}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err})") from None
 
 
 def available(run: Run) -> dict[str, bool]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import mpld3.urls
 import plotly.offline
 
-from graphpath_common.files import atomic_write_bytes
+from graphpath_common.files import WriteError, atomic_write_bytes
 
 from .figures import FIGURES
 from .footer import FOOTER
@@ -120,16 +120,19 @@ def render(run_dir: str | Path, out_dir: str | Path, post: str | Path = POST) ->
     Raises BlogError (RunDirError, MissingValuesError, OutputError, TemplateError) with a
     one-line message; nothing is written unless the whole page could be built.
     """
-    run = load_run(run_dir)
+    return write_page(load_run(run_dir), out_dir, post)
+
+
+def write_page(run: Run, out_dir: str | Path, post: str | Path = POST) -> Path:
+    """`render` for a loaded run: the page is built whole, then written (index.html last)."""
     document = build_html(run, Path(post))
     out_dir = Path(out_dir)
     try:
-        (out_dir / "assets").mkdir(parents=True, exist_ok=True)
         for name, data in _assets().items():
             atomic_write_bytes(out_dir / "assets" / name, data)
         index = out_dir / "index.html"
         atomic_write_bytes(index, document.encode("utf-8"))
-    except OSError as err:
-        raise OutputError(f"cannot write the page to {out_dir}: {err.strerror or err}") from None
+    except WriteError as err:
+        raise OutputError(f"cannot write the page to {out_dir}: {err}") from None
     return index
 

@@ -75,11 +75,15 @@ def pretrain_final_loss(run: Run) -> Text:
 
 
 def _parameter_count(weights: Path) -> int:
-    """Sum of tensor sizes from a safetensors header (8-byte length, then JSON); no tensor is read."""
-    with weights.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    """Sum of tensor sizes from a safetensors header (8-byte length, then JSON); no tensor is read.
+    A damaged file is a ValueError naming it."""
+    try:
+        with weights.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")
+    except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"{weights} is damaged or not a safetensors file ({type(err).__name__}: {err})") from None
 
 
 def model_parameters(run: Run) -> Text:

@@ -19,23 +19,27 @@ or
 
 Work is split into fixed-size shards (one task each, seeds from SeedSequence(seed, spawn_key=
 (shard,))), so any --workers gives the same bytes. Everything is written into a temporary
-directory beside --out and renamed when complete; see dataset.py for the layout.
+directory beside --out and renamed when complete; see dataset.py for the layout. One process builds
+a given --out at a time (graphpath_common.locks); a second one exits 2 naming the first.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from graphpath_common.cli import ArgumentParser, UsageError, run_cli
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.files import cannot_write
+from graphpath_common.jsonfile import json_text
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.locks import hold
 
 from .dataset import FORMAT, MANIFEST, SHARD_SIZE, DatasetError, make_shard, shard_counts
 from .fast import warm_up
@@ -120,6 +124,11 @@ def _check_build_args(size: int, seed: int, workers: int, shard_size: int, out: 
         raise DatasetError(f"{out} exists and is not a directory")
 
 
+def _leave_ctrl_c() -> None:
+    """A pool worker ignores Ctrl-C: the parent stops the pool and removes the temporary folder."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _make_shards(spec: GraphSpec, size: int, seed: int, folder: Path, workers: int, shard_size: int,
                  progress: bool, desc: str) -> list[dict]:
     """Write every shard into `folder` (in worker processes if workers > 1); their manifest
@@ -133,7 +142,7 @@ def _make_shards(spec: GraphSpec, size: int, seed: int, folder: Path, workers: i
             outcomes, pool = map(_shard_task, tasks), None
         else:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+            pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)), initializer=_leave_ctrl_c)
             outcomes = pool.imap_unordered(_shard_task, tasks)
         try:
             for index, entry in outcomes:
@@ -180,7 +189,13 @@ def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, 
     """Build the dataset at `out` (see the module docstring); returns its path."""
     out = Path(out)
     _check_build_args(size, seed, workers, shard_size, out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with hold(out.parent, PROG, name=out.name):  # writable, and no other builder of out
+        _check_build_args(size, seed, workers, shard_size, out, force)  # again: one may have finished meanwhile
+        return _build(spec, size, seed, out, workers, shard_size, origin, progress)
+
+
+def _build(spec: GraphSpec, size: int, seed: int, out: Path, workers: int, shard_size: int, origin: dict | None,
+           progress: bool) -> Path:
     temporary = out.parent / f".tmp-{out.name}-{os.getpid()}"
     shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
@@ -190,16 +205,12 @@ def build_dataset(spec: GraphSpec, size: int, seed: int, out, workers: int = 1, 
         manifest, label_counts = _manifest(spec, size, seed, shard_size, origin, shards)
         title = f"{out.name}: {size} graphs, seed {seed} (label {spec.max_vertices} = unreachable)"
         label_distribution(label_counts, spec.max_vertices, title, temporary)
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        (temporary / MANIFEST).write_text(json_text(manifest) + "\n")
         _move_into_place(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return out
-
-
-def _cannot_write(out: Path, error: OSError) -> UsageError:
-    return UsageError(f"cannot write {out}: {error.strerror or error}")
 
 
 def _main(argv) -> int:
@@ -211,8 +222,8 @@ def _main(argv) -> int:
     try:
         path = build_dataset(spec, args.size, args.seed, args.out, workers=args.workers, force=args.force,
                              shard_size=args.shard_size, origin=origin)
-    except OSError as error:  # e.g. --out in a folder we may not write to, or a full disk
-        raise _cannot_write(args.out, error) from None
+    except OSError as error:  # e.g. a full disk: the temporary folder is gone, nothing else was touched
+        raise cannot_write(args.out, error) from None
     print(f"wrote {args.size} graphs to {path}")
     return 0
 

@@ -85,7 +85,7 @@ def write_arrays(arrays: dict[str, np.ndarray], spec: GraphSpec, out, origin: di
     `spec.max_edges`): the shard first, the manifest last (its presence marks the dataset complete).
     `spec` fixes the padding width and vocabulary; `origin` (JSON) says where the graphs came from
     (a mixture, shuffled labels, ...) and is merged into the manifest."""
-    from graphpath_common.files import atomic_write_text
+    from graphpath_common.jsonfile import write_json
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def write_arrays(arrays: dict[str, np.ndarray], spec: GraphSpec, out, origin: di
                 "path_length_histogram": {str(i): int(c) for i, c in
                                           enumerate(np.bincount(arrays["path_length"], minlength=top)) if c},
                 "shards": [{"file": shard.name, "count": count, "sha256": sha256_file(shard)}]}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    write_json(out / MANIFEST, manifest)
     return out
 
 

@@ -22,7 +22,7 @@ FIELDS = ("edges", "num_vertices", "target", "label", "path_length")
 def study_keep_table(spec: GraphSpec) -> np.ndarray:
     """(V + 1,) float64: the study rule's keep probability for each key (key V = unreachable).
 
-    The key is the label for target 'fixed' and the 1-2 distance for 'on_path' (DESIGN.md).
+    The key is the label for target 'fixed' and the 1-2 distance for 'on_path' (docs/study.md, Data).
     """
     unreachable = spec.max_vertices
     distance = np.arange(unreachable + 1)

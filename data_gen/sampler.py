@@ -139,7 +139,7 @@ def on_path_targets(from_one: np.ndarray, from_two: np.ndarray, num_vertices: np
 # ---- balancing --------------------------------------------------------------------------------
 
 def study_keep_probability(spec: GraphSpec, label: np.ndarray, path_length: np.ndarray) -> np.ndarray:
-    """The study's acceptance rule (DESIGN.md), as a probability per graph."""
+    """The study's acceptance rule (docs/study.md, Data), as a probability per graph."""
     unreachable = spec.max_vertices
     threshold = spec.threshold
     if spec.target == "fixed":

@@ -24,7 +24,7 @@ N_DRAWS = ("example", "graph")
 T_MAX_RULES = ("redraw", "cap")
 MAX_SUPPORTED_VERTICES = 64  # labels use one uint64 bitset per vertex
 # The study's balancing thresholds: pre-training keeps every distance >= 6, fine-tuning keeps
-# every 1-2 distance >= 4 (DESIGN.md).
+# every 1-2 distance >= 4 (docs/study.md, Data).
 STUDY_THRESHOLD = {"fixed": 6, "on_path": 4}
 
 
@@ -171,7 +171,7 @@ def study_presets(n_max: int = 15, finetune_n_max: int = STUDY_FINETUNE_N_MAX,
                   small_target: int = STUDY_SMALL_TARGET,
                   pretrain_threshold: int | None = None,
                   finetune_threshold: int | None = None) -> dict[str, GraphSpec]:
-    """The study's seven datasets (DESIGN.md's table) at any size.
+    """The study's seven datasets (the table of docs/study.md) at any size.
 
     Defaults are the study's: graphs up to 15 vertices, fine-tuning on graphs up to 7, "small"
     targets <= 7. A CPU-sized variant changes the bounds, e.g. `study_presets(8, 5, 5, 4, 3)`.

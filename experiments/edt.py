@@ -39,6 +39,7 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                                      require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import protocol
@@ -282,12 +283,13 @@ def _main(argv) -> int:
     if not isinstance(bootstrap, int) or bootstrap < 0:
         raise StudyError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
     out = args.out or Path("runs") / study["name"]
-    start = time.time()
-    jobs, cells = make_jobs(study, out)
-    require_complete(run_sweep(jobs, out, progress=not args.quiet, desc="edt jobs", **executor))
-    doc = analyse(study, score_jobs(study, out, cells), judge(study, out, jobs), cells, bootstrap)
-    doc["seconds"] = time.time() - start
-    path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.edt"):  # writable, and no other writer, before any job runs
+        start = time.time()
+        jobs, cells = make_jobs(study, out)
+        require_complete(run_sweep(jobs, out, progress=not args.quiet, desc="edt jobs", **executor))
+        doc = analyse(study, score_jobs(study, out, cells), judge(study, out, jobs), cells, bootstrap)
+        doc["seconds"] = time.time() - start
+        path = save_study(doc, out, "edt.json", write_figures, figures=not args.no_figures)
     print(f"{path}: {summary_line(doc)}", file=sys.stderr)
     return 0
 

@@ -42,6 +42,7 @@ from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                                      require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import coverage_fit, protocol
@@ -204,10 +205,11 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    jobs = run_jobs(study, out, progress=not args.quiet, **executor)
-    raw, verdicts = score(study, out, jobs, progress=not args.quiet)
-    doc = analyse(study, raw, verdicts)
-    path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.mixture"):  # writable, and no other writer, before any job runs
+        jobs = run_jobs(study, out, progress=not args.quiet, **executor)
+        raw, verdicts = score(study, out, jobs, progress=not args.quiet)
+        doc = analyse(study, raw, verdicts)
+        path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
     print(f"{path}: {summary_line(doc)}", file=sys.stderr)
     return 0
 

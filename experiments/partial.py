@@ -45,6 +45,7 @@ from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir
                                      run_sweep, save_study, study_parser)
 from graphpath.training.partial import BODIES, MODES, expected_trainable
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import protocol
@@ -245,13 +246,14 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
-    jobs = make_jobs(study)
-    require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet, desc="partial jobs",
-                               **executor))
-    verdicts = protocol.gate(out, {k: (job.stage, rule, job.config) for k, (job, rule) in jobs.items()},
-                             study["_gates"])
-    doc = analyse(study, score_jobs(study, out), verdicts)
-    path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.partial"):  # writable, and no other writer, before any job runs
+        jobs = make_jobs(study)
+        require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet,
+                                   desc="partial jobs", **executor))
+        verdicts = protocol.gate(out, {k: (job.stage, rule, job.config) for k, (job, rule) in jobs.items()},
+                                 study["_gates"])
+        doc = analyse(study, score_jobs(study, out), verdicts)
+        path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     found = [f"{t['pair']} {t['mode']} ({np.exp(t['log_ratio']['mean']):.2g}x)" for t in doc["body_tests"] if t["finding"]]
     print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; {doc['gate']['converged']} of "
           f"{doc['gate']['jobs']} jobs converged; the pre-trained body beats the random one after BH in "

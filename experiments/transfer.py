@@ -44,6 +44,7 @@ from graphpath.sweeps.convergence import Criterion, criteria, gate_summary, labe
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
                                      require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.toml import read_toml
 
 from . import protocol
@@ -332,17 +333,18 @@ def _main(argv) -> int:
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
     start = time.time()
-    build_datasets(study, out)
-    jobs = make_jobs(study, out)
-    require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet,
-                               desc="transfer jobs", **options))
-    losses, constant, report, _ = score_all(study, out, progress=not args.quiet)
-    scores, choices = choose(study, losses)
-    verdicts = protocol.gate(out, {key: (job.stage, rule, job.config) for key, (job, rule) in jobs.items()},
-                             study["_gates"])
-    doc = analyse(study, scores, constant, report, verdicts, choices)
-    doc["seconds"] = time.time() - start
-    path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
+    with hold(out, "python -m experiments.transfer"):  # writable, and no other writer, before any work
+        build_datasets(study, out)
+        jobs = make_jobs(study, out)
+        require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet,
+                                   desc="transfer jobs", **options))
+        losses, constant, report, _ = score_all(study, out, progress=not args.quiet)
+        scores, choices = choose(study, losses)
+        verdicts = protocol.gate(out, {key: (job.stage, rule, job.config) for key, (job, rule) in jobs.items()},
+                                 study["_gates"])
+        doc = analyse(study, scores, constant, report, verdicts, choices)
+        doc["seconds"] = time.time() - start
+        path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
     print(f"{path}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
           f"{doc['gate']['converged']} of {doc['gate']['jobs']} jobs converged; {doc['findings']}", file=sys.stderr)
     return 0

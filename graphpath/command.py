@@ -24,6 +24,15 @@ class CommandModule(types.ModuleType):
         return getattr(import_module(module), name)(*args, **kwargs)
 
 
-def make_callable(module_name: str) -> None:
-    """Make the module `module_name` (already in sys.modules) a CommandModule."""
-    sys.modules[module_name].__class__ = CommandModule
+def make_command(module_name: str, function: str, cli: str):
+    """Make the module `module_name` (already in sys.modules) a CommandModule calling `function`;
+    returns its command line's `main(argv=None) -> int` (`cli`), imported when run."""
+    module = sys.modules[module_name]
+    module.FUNCTION = function
+    module.__class__ = CommandModule
+
+    def main(argv=None) -> int:
+        where, _, name = cli.partition(":")
+        return getattr(import_module(where), name)(argv)
+
+    return main

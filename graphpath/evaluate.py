@@ -11,18 +11,9 @@ A group of seeds (train --seeds) is scored pooled into the group directory.
 """
 import sys
 
-from graphpath.command import make_callable
+from graphpath.command import make_command
 
-FUNCTION = "graphpath.evaluation.suite:evaluate_run"
-
-
-def main(argv=None) -> int:
-    from graphpath.evaluation.suite import main as suite_main
-
-    return suite_main(argv)
-
-
-make_callable(__name__)
+main = make_command(__name__, "graphpath.evaluation.suite:evaluate_run", "graphpath.evaluation.suite:main")
 
 if __name__ == "__main__":
     sys.exit(main())

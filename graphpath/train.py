@@ -13,18 +13,9 @@ keys, e.g. {"train.steps": 200, "model.n_layers": 2}. See graphpath.training.run
 """
 import sys
 
-from graphpath.command import make_callable
+from graphpath.command import make_command
 
-FUNCTION = "graphpath.training.run:train"
-
-
-def main(argv=None) -> int:
-    from graphpath.training.run import main as run_main
-
-    return run_main(argv)
-
-
-make_callable(__name__)
+main = make_command(__name__, "graphpath.training.run:train", "graphpath.training.run:main")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,9 +21,14 @@ def reject_unknown_keys(known: type | Iterable[str], values, error: type[Excepti
         raise error(f"unknown {what} key(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})")
 
 
-def require_seeds(seeds, error: type[Exception]) -> list[int]:
-    """`seeds` as given, if it is a non-empty list of non-negative integers; else `error`."""
+def require_seeds(seeds, error: type[Exception], what: str = "seeds") -> list[int]:
+    """`seeds` as given, if it is a non-empty list of distinct non-negative integers; else `error`
+    (a repeated seed would count twice in every rate, mean and interval pooled over seeds)."""
     if (not isinstance(seeds, list) or not seeds
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-        raise error(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+        raise error(f"{what} must be a non-empty list of non-negative integers, got {seeds!r}")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise error(f"{what} must be distinct: {', '.join(map(str, repeated))} repeats in {seeds!r} "
+                    "(it would count twice)")
     return seeds

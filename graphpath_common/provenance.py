@@ -15,13 +15,14 @@ trained into the directory (a resumed run adds one). An entry:
                   | "interrupted"
 
 Tools that write their own JSON (eval.json, perturb.json, ...) carry one such entry under
-`provenance` instead of appending here. Torch-free: versions come from the installed package
-metadata, so recording never imports a library.
+`provenance` instead of appending here. provenance.json is read, extended and rewritten while the
+run directory is held (graphpath_common.locks; re-entrant, so a command that holds it already
+keeps holding it), as strict JSON (graphpath_common.jsonfile). Torch-free: versions come from the
+installed package metadata, so recording never imports a library.
 """
 from __future__ import annotations
 
 import datetime
-import json
 import platform
 import socket
 import subprocess
@@ -30,8 +31,9 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
-from .files import atomic_write_text
-from .rundir import RunDir, read_json
+from .jsonfile import write_json
+from .locks import hold
+from .rundir import RunDir
 
 SCHEMA = 1
 SOURCE = Path(__file__).resolve().parent.parent  # the checkout (or site-packages) the code runs from
@@ -64,6 +66,11 @@ def git_state(source: Path = SOURCE) -> dict | None:
     return {"commit": commit.strip(), "dirty": None if changes is None else bool(changes.strip())}
 
 
+def command_line(prog: str, argv: list[str] | None) -> list[str]:
+    """The command as typed: `prog` and its arguments (`sys.argv[1:]` when `argv` is None)."""
+    return [prog, *(sys.argv[1:] if argv is None else argv)]
+
+
 def entry(command: list[str] | str | None = None, device: str | None = None, threads: int | None = None) -> dict:
     """A provenance entry for a command starting now (status "running")."""
     if command is None:
@@ -83,7 +90,7 @@ def finish(record: dict, status: str) -> dict:
 
 
 def _write(run: RunDir, invocations: list[dict]) -> None:
-    atomic_write_text(run.provenance, json.dumps({"schema": SCHEMA, "invocations": invocations}, indent=1) + "\n")
+    write_json(run.provenance, {"schema": SCHEMA, "invocations": invocations})
 
 
 def read_invocations(run_dir) -> list[dict]:
@@ -96,22 +103,24 @@ def read_invocations(run_dir) -> list[dict]:
 def recorded(run_dir, command=None, device: str | None = None, threads: int | None = None):
     """Append an entry to `run_dir`/provenance.json for the duration of the block; its status on
     leaving: "finished", or what the block sets in `entry["status"]` ("stopped"), "interrupted"
-    on Ctrl-C, "failed: <first line>" on an exception (which is re-raised)."""
+    on Ctrl-C, "failed: <first line>" on an exception (which is re-raised). The directory is held
+    for the block (graphpath_common.locks): no other process appends between our read and write."""
     run = RunDir(run_dir)
-    run.path.mkdir(parents=True, exist_ok=True)
-    previous = read_invocations(run)
     record = entry(command, device, threads)
-    _write(run, previous + [record])
-    try:
-        yield record
-    except KeyboardInterrupt:
-        _write(run, previous + [finish(record, "interrupted")])
-        raise
-    except BaseException as error:
-        text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        _write(run, previous + [finish(record, f"failed: {text}")])
-        raise
-    _write(run, previous + [finish(record, "finished" if record["status"] == "running" else record["status"])])
+    program = record["command"] if isinstance(record["command"], str) else " ".join(record["command"][:1])
+    with hold(run.path, program):
+        previous = read_invocations(run)
+        _write(run, previous + [record])
+        try:
+            yield record
+        except KeyboardInterrupt:
+            _write(run, previous + [finish(record, "interrupted")])
+            raise
+        except BaseException as error:
+            text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            _write(run, previous + [finish(record, f"failed: {text}")])
+            raise
+        _write(run, previous + [finish(record, "finished" if record["status"] == "running" else record["status"])])
 
 
 def describe_invocation(item: dict) -> tuple[str, str]:

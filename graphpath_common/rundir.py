@@ -4,6 +4,7 @@
     RUN/provenance.json           how the directory was made (graphpath_common.provenance)
     RUN/metrics.jsonl             one JSON object per logged training step
     RUN/phases.json               detected phase changes, the fine-tuning before/after losses
+    RUN/resumes.json              settings a resume changed, and from which step (graphpath.training.resume)
     RUN/checkpoints/<stage>-<step>.{safetensors,state.safetensors,json}, <stage>-final.*
     RUN/eval.json, RUN/report.md  the evaluation suite's scores and report
     RUN/figures/                  every figure (training, evaluation, perturbation, interpret)
@@ -30,6 +31,7 @@ CONFIG = "config.toml"
 PROVENANCE = "provenance.json"
 METRICS = "metrics.jsonl"
 PHASES = "phases.json"
+RESUMES = "resumes.json"
 CHECKPOINTS = "checkpoints"
 EVAL = "eval.json"
 REPORT = "report.md"
@@ -147,6 +149,10 @@ class RunDir:
     @property
     def phases(self) -> Path:
         return self.path / PHASES
+
+    @property
+    def resumes(self) -> Path:
+        return self.path / RESUMES
 
     @property
     def checkpoints(self) -> Path:

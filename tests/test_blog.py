@@ -187,7 +187,7 @@ def test_missing_values_are_all_listed(run_copy, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(run_copy), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and err.startswith("error: ")
+    assert "\n" not in err and err.startswith("python -m blog: ")
     for key in ("table_reproduction", "list_findings", "fig_grid", "model_parameters", "model_summary"):
         assert key in err
     assert not (out / "index.html").exists()  # no half page
@@ -212,7 +212,7 @@ def test_unwritable_output_is_one_line_exit_2(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main([str(FIXTURE), "--out", str(blocker / "page")]) == 2
     err = capsys.readouterr().err
-    assert "cannot write the page" in err and err.count("\n") == 1
+    assert f"cannot write {blocker / 'page'}: {blocker} is a file" in err and err.count("\n") == 1
 
 
 def test_cli_prints_the_page_path_and_defaults_into_the_run(run_copy, capsys):
@@ -303,3 +303,21 @@ def test_without_raw_histograms_or_probe_the_page_still_renders(run_copy, tmp_pa
     edit_json(run_copy / "eval.json", strip)
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert 'id="raw-outputs"' not in html and 'id="line-probe"' not in html and "{{" not in html
+
+
+def test_the_footer_says_how_the_run_was_made(run_copy, tmp_path):
+    from graphpath_common import provenance
+
+    html = blog.render(run_copy, tmp_path / "old").read_text()
+    assert "How this run was made" in html and "made before provenance was recorded" in html
+    with provenance.recorded(run_copy, ["python -m graphpath.train", "--out", "<runs/x>"], device="cpu", threads=1):
+        pass
+    scored = provenance.finish(provenance.entry(["python -m graphpath.evaluate", "RUN"], "cpu", 1), "finished")
+    edit_json(run_copy / "eval.json", lambda d: d.update(provenance={"evaluation": scored, "runs": []}))
+    html = blog.render(run_copy, tmp_path / "new").read_text()
+    made = json.loads((run_copy / "provenance.json").read_text())["invocations"][0]
+    assert "python -m graphpath.train --out &lt;runs/x&gt;" in html  # escaped
+    assert "scored by <code>python -m graphpath.evaluate RUN</code>" in html
+    assert made["started_utc"] in html and "made before provenance" not in html
+    if made["git"]:
+        assert made["git"]["commit"][:10] in html

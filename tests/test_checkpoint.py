@@ -95,6 +95,11 @@ def test_finetuning_a_differently_shaped_model_exits_2(tmp_path, capsys):
                      "--train.steps", "2"]) == 0
         assert main(["--out", str(out), "--stage", "finetune", *small, "--model.d_model", "32",
                      "--model.n_layers", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]  # the run's own config.toml refuses it first
+        assert "cannot change now: model.d_model (16 -> 32)" in err
+        (out / "config.toml").unlink()  # a run dir holding only the checkpoint (as a sweep's fine-tuning job)
+        assert main(["--out", str(out), "--stage", "finetune", *small, "--model.d_model", "32",
+                     "--model.n_layers", "1"]) == 2
     finally:
         torch.set_num_threads(before)
     err = capsys.readouterr().err.strip().splitlines()[-1]

@@ -28,8 +28,20 @@ def test_data_table_is_typed_and_rejects_unknown_keys():
 
 
 def test_stage_is_validated_on_construction():
-    with pytest.raises(ConfigError, match="lr must be > 0"):
+    with pytest.raises(ConfigError, match=r"lr must lie in \(0, 1\]"):
         StageConfig(lr=0)
+    for value in (1e38, float("inf"), float("nan"), -1e-3):  # none of these can train
+        with pytest.raises(ConfigError, match="^lr must"):
+            StageConfig(lr=value)
+    with pytest.raises(ConfigError, match="weight_decay must be a finite number"):
+        StageConfig(weight_decay=float("inf"))
+    with pytest.raises(ConfigError, match=r"lr \* weight_decay must be < 1"):
+        StageConfig(lr=0.5, weight_decay=2.0)
+    with pytest.raises(ConfigError, match="grad_clip must be a finite number"):
+        StageConfig(grad_clip=float("nan"))
+    StageConfig(lr=1.0, weight_decay=0.99)  # the bounds themselves are allowed
+    with pytest.raises(ConfigError, match="keep_checkpoints must be a positive integer"):
+        StageConfig(keep_checkpoints=0)
     with pytest.raises(ConfigError, match="precision must be one of"):
         StageConfig(precision="fp16")
     with pytest.raises(ConfigError, match="optimizer must be one of"):

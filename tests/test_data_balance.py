@@ -13,7 +13,7 @@ ALPHA = 1e-3  # per test; seeds are fixed, so a pass or fail is reproducible
 
 
 def study_rule(spec: GraphSpec, key: int) -> float:
-    """The study's keep probability written out from DESIGN.md, independently of the code."""
+    """The study's keep probability written out from docs/study.md (Data), independently of the code."""
     if spec.target == "fixed":
         if key == spec.max_vertices:
             return 1 / 15 if spec.max_vertices == 15 else 1 / spec.max_vertices

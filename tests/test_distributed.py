@@ -38,3 +38,23 @@ def test_two_processes_train_both_stages_and_score(tmp_path):
     assert [r["step"] for r in rows if r["stage"] == "finetune"][:1] == [0]  # the before-fine-tuning score
     assert max(r["examples"] for r in rows if r["stage"] == "pretrain") == 6 * 32
     assert (out / "eval.json").is_file() and (out / "report.md").is_file()
+
+
+def test_a_stopped_torchrun_run_is_told_the_command_that_resumes_it(tmp_path):
+    """The hint after a stop is a torchrun command with the run's process layout, and running it
+    finishes the run (a single-process --resume would be refused: "written by 2 processes")."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    first = subprocess.run([*launch, "-m", "graphpath.train", "--out", str(out), "--threads", "1", *TINY,
+                            "--stage", "pretrain", "--train.steps", "6", "--train.batch_size", "32",
+                            "--stop-after", "3"], env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    hint = f"continue with torchrun --standalone --nproc-per-node 2 -m graphpath.train --out {out} --resume"
+    assert hint in first.stderr
+    command = hint.split("continue with torchrun ")[1].split()
+    again = subprocess.run([sys.executable, "-m", "torch.distributed.run", *command, "--stage", "pretrain",
+                            "--threads", "1", "--no-eval", "--no-figures"], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((out / "checkpoints" / "pretrain-final.json").read_text())["step"] == 6

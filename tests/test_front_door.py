@@ -126,3 +126,17 @@ def test_load_refuses_in_one_line(tmp_path):
         with pytest.raises(graphpath.CheckpointError, match=needle) as caught:
             graphpath.load(path)
         assert "\n" not in str(caught.value)
+
+
+def test_evaluate_from_python_pools_a_group_of_seeds(tmp_path):
+    group = graphpath.train(None, tmp_path / "group", seeds=[0, 1], stage="pretrain", overrides=TINY,
+                            figures=False, threads=1, progress=False)
+    doc = graphpath.evaluate(group, sets=["pretrain"], size=32, grid_size=1, cache_dir=tmp_path / "cache",
+                             compare_handcrafted=False, figures=False, progress=False)
+    assert doc["models"]["learned"]["sources"] == [str(group.seed(0).path), str(group.seed(1).path)]
+    assert doc["sets"]["pretrain"]["runs"] == 2 and doc["sets"]["pretrain"]["ci_kind"] == "seeds"
+    assert json.loads(group.eval.read_text())["title"] == "group" and group.report.is_file()
+    assert [run["run"] for run in doc["provenance"]["runs"]] == doc["models"]["learned"]["sources"]
+    with pytest.raises(Exception, match="seeds must be distinct"):  # a UsageError: one line, nothing written
+        graphpath.train(None, tmp_path / "bad", seeds=[1, 1], overrides=TINY)
+    assert not (tmp_path / "bad").exists()

@@ -106,3 +106,19 @@ def test_render_markdown_is_its_sections_in_order():
     assert headings == ["## The study's numbers (MSE)", "## The study's findings here", "## Across seeds",
                         "## Every set", "## Line-graph probe"]
     assert "| 2 | 2 |" in text and "| rounds to L | 2/2 |" in text
+
+
+def test_the_report_ends_with_how_the_runs_were_made():
+    from graphpath.evaluation.report import render_markdown
+    from graphpath_common.provenance import entry, finish
+
+    made = finish(entry(["python -m graphpath.train", "--seeds", "0,1"], "cpu", 1), "finished")
+    scored = finish(entry(["python -m graphpath.evaluate", "runs/x"], "cpu", 2), "finished")
+    doc = {"provenance": {"evaluation": scored, "runs": [{"run": "runs/x/seed-0", "invocations": [made]},
+                                                         {"run": "runs/x/seed-1", "invocations": []}]}}
+    lines = render_markdown(doc).splitlines()
+    start = lines.index("## Provenance")
+    footer = "\n".join(lines[start:])
+    assert lines[-1].startswith("- this evaluation: `python -m graphpath.evaluate runs/x`")
+    assert "`python -m graphpath.train --seeds 0,1` — graphpath" in footer and "cpu, 1 thread(s)" in footer
+    assert "- `runs/x/seed-1`:\n  - made before provenance was recorded" in footer

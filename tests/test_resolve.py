@@ -130,11 +130,14 @@ def test_every_tool_on_a_run_trained_on_other_tasks(runs, capsys, tmp_path):
     assert perturb.main(["--model", run, *quick, "--out", str(tmp_path / "p.json")]) == 0
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["data"]["task"] == "reachable" and doc["target"]["trained_on"]["finetune"]["task"] == "reachable"
+    assert doc["provenance"]["command"][:3] == ["python -m graphpath.perturb", "--model", run]
+    assert doc["provenance"]["status"] == "finished" and doc["provenance"]["ended_utc"]
     capsys.readouterr()
     assert basin.main([run, "--budget", "2", "--steps", "2", "--seeds", "0", "--quiet",
                        "--out", str(tmp_path / "b.json")]) == 0
     assert "no hand-built models beside" in capsys.readouterr().err
-    assert set(json.loads((tmp_path / "b.json").read_text())["models"]) == {"learned"}
+    basin_doc = json.loads((tmp_path / "b.json").read_text())
+    assert set(basin_doc["models"]) == {"learned"} and basin_doc["provenance"]["command"][1] == run
     one_line_exit_2(capsys, llc.main([run, "--chains", "1", "--steps", "2", "--burn-in", "1", "--data-size", "8",
                                       "--quiet", "--out", str(tmp_path / "l.json")]), "trained to answer 'reachable'")
     assert not (tmp_path / "l.json").exists()

@@ -34,10 +34,12 @@ import torch
 from tqdm import tqdm
 
 from data_gen.splits import split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
-from graphpath_common.rundir import RunDir
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer
 
@@ -61,13 +63,20 @@ def trial(base, spec, eval_batch, cfg: PerturbConfig, sigma: float, device) -> d
             "success": sum(recovered) >= len(recovered) / 2}
 
 
+def check_bracket(lo: float, hi: float, budget: int, ratio: float, factor: float = 10.0) -> None:
+    """PerturbError unless the search's settings are finite with 0 < lo < hi, ratio > 1, factor > 1
+    and budget >= 2."""
+    finite = all(math.isfinite(v) for v in (lo, hi, ratio, factor))
+    if not (finite and 0 < lo < hi and ratio > 1 and factor > 1 and budget >= 2):
+        raise PerturbError(f"bracket needs finite numbers with 0 < lo < hi, ratio > 1, factor > 1, and budget >= 2 "
+                           f"(got lo {lo}, hi {hi}, ratio {ratio}, factor {factor}, budget {budget})")
+
+
 def bracket(succeeds, lo: float, hi: float, budget: int = 10, ratio: float = 1.5, factor: float = 10.0,
             expand: int = 3) -> dict:
     """Geometric bisection of a success/failure boundary. `succeeds(sigma) -> dict` with a bool
     `success` (see `trial`). Returns {lo, hi, trials, closed}; lo/hi are null when not found."""
-    if not (0 < lo < hi and ratio > 1 and factor > 1 and budget >= 2):
-        raise PerturbError(f"bracket needs 0 < lo < hi, ratio > 1, factor > 1, budget >= 2 (got {lo}, {hi}, "
-                           f"{ratio}, {factor}, {budget})")
+    check_bracket(lo, hi, budget, ratio, factor)
     trials: list[dict] = []
 
     def test(sigma):
@@ -143,12 +152,27 @@ def _main(argv) -> int:
         cfg = PerturbConfig(**values)
     except TypeError as error:
         raise PerturbError(str(error)) from None
+    if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
+        raise PerturbError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
+    check_bracket(args.lo, args.hi, args.budget, args.ratio)
     torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     models, spec, out_dir = models_for(cfg, tuple(args.soft_betas))
+    out = Path(args.out) if args.out else RunDir(out_dir).basin
+    with hold(out.parent, PROG):  # writable, and no other writer, before the search runs
+        measure(args, cfg, models, spec, out_dir, out, device, invocation)
+    return 0
+
+
+def measure(args, cfg: PerturbConfig, models, spec, out_dir: Path, out: Path, device, invocation: dict) -> None:
+    """Bracket every model's radius and write basin.json (with `invocation`, its provenance entry)."""
     eval_batch = split_batch("heldout-perturb", spec=spec, size=cfg.eval_size, seed=cfg.eval_seed).to(device)
     llc_path = RunDir(out_dir).llc
-    llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
+    try:
+        llc = json.loads(llc_path.read_text())["models"] if llc_path.is_file() else {}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PerturbError(f"cannot read the LLC estimates in {llc_path}: {error}") from None
     results = {}
     for name, model, description in tqdm(models, desc="basin", disable=args.quiet):
         model = model.to(device).eval()
@@ -162,15 +186,14 @@ def _main(argv) -> int:
         results[name] = {"target": description, "loss_before": before, **found,
                          "llc": (llc.get(llc_name, {}).get("estimate") or {}).get("llc")}
     doc = {"schema": SCHEMA_VERSION, "data": spec.to_dict(), "settings": asdict(cfg), "lo_start": args.lo,
-           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results}
-    out = Path(args.out) if args.out else RunDir(out_dir).basin
-    atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
+           "hi_start": args.hi, "budget": args.budget, "ratio": args.ratio, "models": results,
+           "provenance": provenance.finish(invocation, "finished")}
+    write_json(out, doc)
     for name, r in results.items():
         print(f"{name}: basin radius in [{r['lo']}, {r['hi']}] after {len(r['trials'])} sigmas"
               f"{'' if r['closed'] else ' (bracket not closed)'}; LLC {r['llc']}"
               + (f" [{r['note']}]" if "note" in r else ""))
     print(f"wrote {out}")
-    return 0
 
 
 def main(argv=None) -> int:

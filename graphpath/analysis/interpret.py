@@ -25,10 +25,10 @@ a run trained on other tasks than the study's is refused in one line. A few minu
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import matplotlib
@@ -38,9 +38,11 @@ from plotly.subplots import make_subplots
 
 from data_gen import GraphBatch, study_presets
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.figures import write_html, write_png
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.rundir import INTERPRET, RunDir
 from handcrafted import build_bfs_transformer
 
@@ -276,17 +278,6 @@ def interpret_run(run: Path, size: int, seed: int, layers: list[str] | None) -> 
             "offpath": offpath(model, random, presets, size, seed, hops)}
 
 
-def finite(value):
-    """JSON has no NaN: an undefined R^2 or restored share (zero variance or gap) becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
 def _main(argv) -> int:
     parser = ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("run", help="run directory with checkpoints")
@@ -304,12 +295,20 @@ def _main(argv) -> int:
         raise InterpretError(f"--seed must be >= 0, got {args.seed}")
     torch.set_num_threads(max(1, args.threads))
     run = Path(args.run)
-    doc = interpret_run(run, args.size, args.seed, args.layers)
+    if not run.is_dir():
+        raise InterpretError(f"no run directory {run}")
     home = RunDir(run)
-    if args.figures:
-        doc["figures"] = figures(doc, home.figures)
     out = Path(args.out) if args.out else home.path / INTERPRET
-    atomic_write_text(out, json.dumps(finite(doc), indent=1, allow_nan=False))
+    folders = [out.parent] + ([run] if args.figures and run.resolve() != out.parent.resolve() else [])
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
+    with ExitStack() as held:  # writable, and no other writer, before the probes run
+        for folder in folders:
+            held.enter_context(hold(folder, PROG))
+        doc = interpret_run(run, args.size, args.seed, args.layers)
+        doc["provenance"] = provenance.finish(invocation, "finished")
+        if args.figures:
+            doc["figures"] = figures(doc, home.figures)
+        write_json(out, doc)  # an undefined R^2 or restored share (zero variance or gap) is written as null
     hand = doc["handcrafted"]
     print(f"hand-built reference: within-k-hops accuracy {min(hand['hops']):.3f}..{max(hand['hops']):.3f}, "
           f"distance R2 {hand['distance_r2']:.4f}")

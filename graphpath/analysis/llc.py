@@ -29,7 +29,6 @@ docs/contracts.md).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -43,8 +42,10 @@ from tqdm import tqdm
 from data_gen import study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
 
@@ -191,7 +192,7 @@ def targets(model_arg: str, n_vertices: int | None, soft_betas: tuple[float, flo
         if not (isinstance(n_vertices, int) and 3 <= n_vertices <= 64):
             raise LLCError(f"handcrafted needs --n in [3, 64], got {n_vertices!r}")
         spec = study_presets(**study_sizes_up_to(n_vertices))["test-any-large"]
-        return handcrafted_models(n_vertices, soft_betas), spec, Path("runs") / f"handcrafted-n{n_vertices}"
+        return handcrafted_models(n_vertices, soft_betas), spec, default_dir(model_arg, n_vertices)
     path = Path(model_arg)
     if not path.is_dir():
         raise LLCError(f"unknown model {model_arg!r}: not 'handcrafted' and no such run directory")
@@ -218,8 +219,13 @@ def targets(model_arg: str, n_vertices: int | None, soft_betas: tuple[float, flo
     if spec.task != "distance":
         print(f"note: no hand-built models beside {path}: they answer distances, it was trained to answer "
               f"{spec.task!r}", file=sys.stderr)
-        return out, spec, path
-    return out + handcrafted_models(spec.max_vertices, soft_betas), spec, path
+        return out, spec, default_dir(model_arg, n_vertices)
+    return out + handcrafted_models(spec.max_vertices, soft_betas), spec, default_dir(model_arg, n_vertices)
+
+
+def default_dir(model_arg: str, n_vertices: int | None) -> Path:
+    """Where llc.json goes without --out: the run directory, or runs/handcrafted-n<N>."""
+    return Path("runs") / f"handcrafted-n{n_vertices}" if model_arg == "handcrafted" else Path(model_arg)
 
 
 @dataclass
@@ -281,12 +287,17 @@ def _main(argv) -> int:
         LLCConfig(eps=value, gamma=value)  # every grid value is checked before any work
     if not all(math.isfinite(b) and b > 0 for b in args.soft_betas):
         raise LLCError(f"--soft-betas must be two finite numbers > 0, got {args.soft_betas}")
-    doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma,
-                      soft_betas=tuple(args.soft_betas)),
-              base, progress=not args.quiet)
-    out = Path(args.out) if args.out else RunDir(doc.pop("out_dir")).llc
-    doc.pop("out_dir", None)
-    atomic_write_text(out, json.dumps(doc, indent=1, allow_nan=False))
+    if args.model != "handcrafted" and not Path(args.model).is_dir():
+        raise LLCError(f"unknown model {args.model!r}: not 'handcrafted' and no such run directory")
+    out = Path(args.out) if args.out else RunDir(default_dir(args.model, args.n)).llc
+    invocation = provenance.entry(provenance.command_line(PROG, argv), "cpu", torch.get_num_threads())
+    with hold(out.parent, PROG):  # writable, and no other writer, before the chains run
+        doc = run(Request(args.model, args.n, args.data_size, eps_grid=args.eps, gamma_grid=args.gamma,
+                          soft_betas=tuple(args.soft_betas)),
+                  base, progress=not args.quiet)
+        doc["provenance"] = provenance.finish(invocation, "finished")
+        doc.pop("out_dir", None)
+        write_json(out, doc)
     for name, result in doc["models"].items():
         est = result["estimate"]
         if est is None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import json
 import math
 import sys
 import time
@@ -44,10 +43,12 @@ from tqdm import tqdm
 from data_gen import PRESET_NAMES, StreamingSampler, study_presets
 from data_gen.spec import study_sizes_up_to
 from data_gen.splits import SPLITS, split_batch
+from graphpath_common import provenance
 from graphpath_common.cli import ArgumentParser, run_cli
-from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import finite, write_json
+from graphpath_common.keys import reject_unknown_keys, require_seeds
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
-from graphpath_common.keys import reject_unknown_keys
 from graphpath_common.toml import read_toml
 from handcrafted import build_bfs_transformer, model_size
 
@@ -61,6 +62,11 @@ SCALES = ("relative", "absolute")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEMA_VERSION = 1
 PROG = "python -m graphpath.perturb"
+MAX_LR = 1.0  # as graphpath.core.config's: no optimizer here recovers with steps above the weights' scale
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class PerturbError(ValueError):
@@ -107,20 +113,24 @@ class PerturbConfig:
         need(len(self.sigmas) > 0 and len(self.seeds) > 0, "empty sweep: give at least one sigma and one seed")
         need(all(isinstance(s, (int, float)) and math.isfinite(s) and s >= 0 for s in self.sigmas),
              f"every sigma must be a finite number >= 0, got {self.sigmas}")
-        need(all(isinstance(s, int) and s >= 0 for s in self.seeds), f"seeds must be integers >= 0, got {self.seeds}")
+        require_seeds(list(self.seeds), PerturbError)
         need(isinstance(self.eval_seed, int) and self.eval_seed >= 0,
              f"eval_seed must be an integer >= 0, got {self.eval_seed!r}")
         for name in ("steps", "batch_size", "eval_size", "eval_every", "threads"):
             value = getattr(self, name)
             need(isinstance(value, int) and value > 0, f"{name} must be a positive integer, got {value!r}")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(_finite(self.lr) and 0 < self.lr <= MAX_LR, f"lr must be a finite number in (0, {MAX_LR:g}] (a recovery "
+             f"step larger than the weights cannot recover), got {self.lr!r}")
+        need(_finite(self.weight_decay) and self.weight_decay >= 0 and self.lr * self.weight_decay < 1,
+             f"weight_decay must be a finite number >= 0 with lr * weight_decay < 1, got {self.weight_decay!r}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise PerturbError(f"unknown device {self.device!r}") from None
         need(device.type != "cuda" or torch.cuda.is_available(), f"device {self.device!r}: CUDA is not available")
-        need(self.clip is None or self.clip > 0, f"clip must be > 0 (or unset), got {self.clip}")
-        need(self.threshold > 0, f"threshold must be > 0, got {self.threshold}")
+        need(self.clip is None or (_finite(self.clip) and self.clip > 0),
+             f"clip must be a finite number > 0 (or unset), got {self.clip}")
+        need(_finite(self.threshold) and self.threshold > 0, f"threshold must be a finite number > 0, got {self.threshold}")
         need(self.data is None or self.data in PRESET_NAMES,
              f"unknown data set {self.data!r} (choose from {', '.join(PRESET_NAMES)})")
         need(self.model == "handcrafted" or Path(self.model).exists(),
@@ -356,38 +366,27 @@ def default_out(cfg: PerturbConfig) -> Path:
     return RunDir(path if path.is_dir() else path.parent.parent).perturb
 
 
-def write_json(doc: dict, path: Path) -> None:
-    atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False, default=str))
-
-
-def clean_for_json(doc: dict) -> dict:
-    """JSON has no infinity: a diverged loss is written as null."""
-    finite = lambda v: v if v is not None and math.isfinite(v) else None  # noqa: E731
-    for run in doc["runs"]:
-        for key in ("loss_after", "loss_final", "loss_best"):
-            run[key] = finite(run[key])
-        run["curve"] = [[step, finite(loss)] for step, loss in run["curve"]]
-    doc["loss_before"] = finite(doc["loss_before"])
-    return doc
-
-
 def main(argv=None) -> int:
     return run_cli(PROG, _main, argv, PerturbError)
 
 
 def _main(argv) -> int:
     cfg = parse_args(argv)
-    docs = [clean_for_json(doc) for doc in run_perturb(cfg, progress=not cfg._quiet)]
     out = Path(cfg.out) if cfg.out else default_out(cfg)
-    paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
-    if cfg.figures:
-        figures = write_figures(docs, out.parent / "figures", prefix=out.stem)
+    invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
+    with hold(out.parent, PROG):  # writable, and no other writer, before the sweep runs
+        docs = [finite(doc) for doc in run_perturb(cfg, progress=not cfg._quiet)]  # a diverged loss: null
         for doc in docs:
-            doc["figures"] = figures
-    for doc, path in zip(docs, paths):
-        write_json(doc, path)
-        print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
-              f"recovery rate by sigma {doc['recovery_rate']}")
+            doc["provenance"] = provenance.finish(invocation, "finished")
+        paths = [out] + [out.with_name(f"{out.stem}-{doc['name']}.json") for doc in docs[1:]]
+        if cfg.figures:
+            figures = write_figures(docs, RunDir(out.parent).figures, prefix=out.stem)
+            for doc in docs:
+                doc["figures"] = figures
+        for doc, path in zip(docs, paths):
+            write_json(path, doc, default=str)
+            print(f"wrote {path}: {doc['name']} basin radius {doc['basin_radius']}, "
+                  f"recovery rate by sigma {doc['recovery_rate']}")
     return 0
 
 

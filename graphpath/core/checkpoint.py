@@ -26,8 +26,9 @@ import torch
 from safetensors.torch import load as load_tensor_bytes, save as tensor_bytes
 from torch import nn
 
-from graphpath_common.files import atomic_write_bytes, atomic_write_text
-from graphpath_common.rundir import CHECKPOINTS, RunDir, list_checkpoints
+from graphpath_common.files import atomic_write_bytes
+from graphpath_common.jsonfile import write_json
+from graphpath_common.rundir import CHECKPOINTS, STAGES, RunDir, checkpoint_order, list_checkpoints
 
 from graphpath.core.model import ConfigError, GraphTransformer, ModelConfig
 
@@ -102,7 +103,7 @@ def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
         train_state["scheduler"] = scheduler.state_dict() if scheduler is not None else None
     _test_pause_before_json()
     json_path = directory / f"{name}.json"
-    atomic_write_text(json_path, json.dumps({**info, "sha256": digests, "train_state": train_state}, indent=1))
+    write_json(json_path, {**info, "sha256": digests, "train_state": train_state})
     return json_path
 
 
@@ -216,11 +217,37 @@ def verify_checkpoint(json_path: Path) -> dict:
     return info
 
 
+def verify_good(json_path: Path) -> dict:
+    """`verify_checkpoint`, and a finite held-out loss where the checkpoint records one (a
+    checkpoint whose weights already give NaN is no place to resume from)."""
+    info = verify_checkpoint(json_path)
+    if "heldout_loss" in info and info["heldout_loss"] is None:
+        raise CheckpointError(f"checkpoint {json_path} records a non-finite held-out loss (the run had diverged)")
+    return info
+
+
+def prune_checkpoints(directory: Path, stage: str, keep: int) -> None:
+    """Delete all but the newest `keep` numbered checkpoints of `stage` (the final one is kept),
+    and the leftovers of numbered checkpoints older than those (tensor files whose JSON was never
+    written). Each goes JSON first, so a checkpoint is never seen half-deleted."""
+    numbered = [p for p in list_checkpoints(directory, stage) if not p.name.endswith("-final.json")]
+    if len(numbered) <= keep:
+        return
+    oldest_kept = checkpoint_order(numbered[-keep])
+    for json_path in numbered[:-keep]:
+        json_path.unlink(missing_ok=True)
+    for path in Path(directory).glob(f"{stage}-*"):
+        step = path.name[len(stage) + 1:].split(".", 1)[0]
+        if step.isdigit() and (STAGES.index(stage), int(step)) < oldest_kept:
+            path.unlink(missing_ok=True)
+
+
 def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
     """The checkpoint `--resume` continues `stage` from (None when the stage has none yet).
 
-    Only the newest checkpoint is a candidate: if it is damaged, this does not fall back silently
-    but raises one line naming the files to delete and the previous checkpoint that verifies.
+    Only the newest checkpoint is a candidate: if it is damaged (or records a non-finite held-out
+    loss), this does not fall back silently but raises one line naming the files to delete and the
+    previous checkpoint that is good.
     """
     directory = RunDir(run_dir).checkpoints
     found = RunDir(run_dir).checkpoint_files(stage)
@@ -228,7 +255,7 @@ def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
         return None
     latest = found[-1]
     try:
-        verify_checkpoint(latest)
+        verify_good(latest)
         return latest
     except CheckpointError as error:
         problem = str(error)
@@ -236,7 +263,7 @@ def resume_checkpoint(run_dir: Path, stage: str) -> Path | None:
     previous = None
     for candidate in reversed(found[:-1]):
         try:
-            verify_checkpoint(candidate)
+            verify_good(candidate)
         except CheckpointError:
             continue
         previous = candidate.name[: -len(".json")]

@@ -16,6 +16,7 @@ keys are rejected with the list of known ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ PRECISIONS = ("fp32", "tf32", "bf16")  # fp32 everywhere; tf32: TF32 matmuls on 
 OPTIMIZERS = ("fresh", "continue")  # fine-tuning: a new AdamW, or keep stepping the pre-training one
 # [data] keys beyond the presets: each stage's task (the study's distance tasks by default).
 STAGE_TASKS = {"pretrain_task": "distance-12", "finetune_task": "distance-onpath"}
+MAX_LR = 1.0  # the largest peak learning rate a stage accepts
 
 
 def _need(ok: bool, message: str) -> None:
@@ -43,7 +45,8 @@ def _is_int(value) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (not a bool): NaN and infinity cannot train."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -105,6 +108,7 @@ class StageConfig:
     eval_every: int = 100  # steps between held-out evaluations (also at the end)
     eval_size: int = 4096  # held-out graphs (sampled once from the stage's family, own seed)
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
+    keep_checkpoints: int = 3  # numbered checkpoints kept per stage, the newest (the finals are always kept)
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks
     dataset: str | None = None  # pre-built dataset directory; None = stream fresh graphs
     compile: bool = False  # torch.compile the model's tensor program (weights are saved uncompiled)
@@ -118,7 +122,8 @@ class StageConfig:
     def __post_init__(self):
         """Checks that hold in any stage (messages without the section; `check_section` adds it)."""
         need = _need
-        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_size", "checkpoint_every", "buckets"):
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_size", "checkpoint_every", "buckets",
+                     "keep_checkpoints"):
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                  f"{name} must be a positive integer, got {value!r}")
@@ -126,24 +131,33 @@ class StageConfig:
              f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
         for name in ("lr", "min_lr", "weight_decay"):
             value = getattr(self, name)
-            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
-                 f"{name} must be a non-negative number, got {value!r}")
-        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+            need(_is_number(value) and value >= 0, f"{name} must be a finite number >= 0, got {value!r}")
+        need(0 < self.lr <= MAX_LR, f"lr must lie in (0, {MAX_LR:g}] (an Adam step moves each weight by about lr; "
+             f"above {MAX_LR:g} it outgrows the weights themselves), got {self.lr!r}")
         need(self.min_lr <= self.lr, f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        need(self.lr * self.weight_decay < 1, f"lr * weight_decay must be < 1 (each step multiplies the weights by "
+             f"1 - lr * weight_decay), got {self.lr} * {self.weight_decay}")
         need(self.decay in DECAYS, f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
         need((self.decay == "step") == (self.decay_step is not None),
              "decay_step is needed with decay \"step\" and only then")
         need(self.decay_step is None or (isinstance(self.decay_step, int) and 0 < self.decay_step <= self.steps),
              f"decay_step must lie in [1, steps={self.steps}], got {self.decay_step!r}")
         need(isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
-             and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas),
+             and all(_is_number(b) and 0 <= b < 1 for b in self.betas),
              f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        need(self.grad_clip is None or (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0),
-             f"grad_clip must be > 0 or absent, got {self.grad_clip!r}")
+        need(self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0),
+             f"grad_clip must be a finite number > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def warnings(self, section: str) -> list[str]:
+        """Settings that train, but not as their names promise (one line each)."""
+        if self.warmup_steps > self.steps:
+            return [f"[{section}] warmup_steps ({self.warmup_steps}) exceeds steps ({self.steps}): the learning rate "
+                    f"stops at {self.steps / self.warmup_steps:.3g} of its peak lr = {self.lr:g}, never reaching it"]
+        return []
 
     def check_section(self, section: str) -> None:
         """Checks that depend on the stage: mode, body and optimizer belong to fine-tuning."""

@@ -19,13 +19,12 @@ could be chosen).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from data_gen import GraphSpec, SpecError
 from data_gen.tasks import SUITE_FIELDS
 
 from graphpath.core.config import STAGE_TASKS, DataConfig, RunConfig, stage_specs
-from graphpath.core.model import ConfigError
+from graphpath.core.model import ConfigError, ModelConfig
 
 STAGES = ("pretrain", "finetune")
 
@@ -107,18 +106,11 @@ def legacy_contract(info: dict, config: RunConfig | None) -> dict[str, StageData
     if known, else the study's tasks at the checkpoint's `data` sizes."""
     if config is None:
         try:
-            config = RunConfig(data=DataConfig(**info["data"]),
-                               model=_model_config(info))
+            config = RunConfig(data=DataConfig(**info["data"]), model=ModelConfig.from_dict(info["model_config"]))
         except (ConfigError, TypeError, KeyError) as error:
             raise ContractError(f"checkpoint data {info.get('data')!r}: {error}") from None
     return {name: StageData(config.tasks[f"{name}_task"], stage_specs(config)[name])
             for name in trained_stages(config, info["stage"])}
-
-
-def _model_config(info: dict):
-    from graphpath.core.model import ModelConfig
-
-    return ModelConfig.from_dict(info["model_config"])
 
 
 def answers(contract: dict[str, StageData]) -> str:
@@ -134,7 +126,3 @@ def is_study(contract: dict[str, StageData]) -> bool:
 
 def describe(contract: dict[str, StageData]) -> str:
     return "; ".join(f"{name} {data.describe()}" for name, data in contract.items())
-
-
-def path_of(dataset: dict | None) -> Path | None:
-    return None if not dataset else Path(dataset["path"])

@@ -179,7 +179,12 @@ def score_model(model, prepared: dict, vocabulary: int | None, device="cpu", lab
         if reason:
             skipped[name] = reason
             continue
-        results[name] = score_set(evalset, batch, predict(model, batch, device))
+        prediction = predict(model, batch, device)
+        bad = int((~np.isfinite(prediction)).sum())
+        if bad:
+            raise EvalError(f"the {label} model predicts NaN or infinity for {bad} of {len(prediction)} graphs of "
+                            f"set {name}: its weights have diverged, there is nothing to score")
+        results[name] = score_set(evalset, batch, prediction)
     return results, skipped
 
 

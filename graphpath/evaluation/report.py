@@ -13,7 +13,7 @@ FAIL_MSE = 1.0  # RMS error of a whole hop or more: the answer is not the distan
 LOW_MSE = 0.05  # pre-training "reaches a low loss": the study's 0.0016 with room for a CPU budget
 CHEAP_RATIO = 5.0  # fine-tuning lowers the fine-tune set's MSE at least this many times
 
-# (key, quantity, study value, the study's word, model, set): DESIGN.md's table
+# (key, quantity, study value, the study's word, model, set): the table of docs/study.md (Stages)
 STUDY = [
     ("pretrain", "pre-train: final MSE (t = 2)", 0.001623, "", "learned-pretrain", "pretrain"),
     ("finetune-before", "fine-tune set: MSE before fine-tuning", 0.5531, "", "learned-pretrain", "finetune"),

@@ -13,7 +13,6 @@ study's before/after numbers. `graphpath.training.run` calls `evaluate_run(run_d
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,9 +20,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common import provenance
+from graphpath_common.cli import ArgumentParser, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import read_toml
 from data_gen.spec import study_sizes_up_to
@@ -227,7 +228,13 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
         raise EvalError(f"--seed (the evaluation draw) must be >= 0, got {seed}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise EvalError(f"device {device} requested but CUDA is not available")
+    refuse_repeats(runs)
     loaded = [read_run(r, device) for r in runs]
+    seeds = [r["info"].get("seed") for r in loaded]
+    repeated = sorted({s for s in seeds if s is not None and seeds.count(s) > 1})
+    if repeated:
+        raise EvalError(f"runs to pool must be different seeds; seed {repeated[0]} is in "
+                        f"{', '.join(str(r['dir']) for r in loaded if r['info'].get('seed') == repeated[0])}")
     for other in loaded[1:]:
         if other["data"] != loaded[0]["data"]:
             raise EvalError(f"runs disagree on the data spec: {loaded[0]['dir']} has {loaded[0]['data']}, "
@@ -265,6 +272,15 @@ def evaluate(runs: list[Path], *, data: dict | None = None, handcrafted_n: int |
     return doc
 
 
+def refuse_repeats(runs: list[Path]) -> None:
+    """EvalError when a run is given twice (it would count twice in every pooled mean and CI)."""
+    seen = set()
+    for run in runs:
+        if Path(run).resolve() in seen:
+            raise EvalError(f"run {run} is given twice; each run counts once in the pooled numbers")
+        seen.add(Path(run).resolve())
+
+
 def probe_models(loaded: list[dict], models: dict, handcrafted_n: int | None, n_max: int, device: str) -> dict:
     """{entry label: [one model per run]} for the line-graph probe: the learned runs' final and
     pre-training checkpoints and the hand-built model, where each was scored."""
@@ -293,20 +309,21 @@ def write_outputs(doc: dict, out_dir: Path, figures: bool = True) -> dict:
     doc["figures"] = write_figures(doc, RunDir(out_dir).figures) if figures else []
     doc["eval"]["seconds"]["figures"] = round(time.perf_counter() - started, 3)
     doc["eval"]["seconds"]["total"] = round(sum(v for k, v in doc["eval"]["seconds"].items() if k != "total"), 3)
-    atomic_write_text(RunDir(out_dir).eval, json.dumps(doc, indent=1, allow_nan=False, default=str) + "\n")
+    write_json(RunDir(out_dir).eval, doc, default=str)
     atomic_write_text(RunDir(out_dir).report, report.render_markdown(doc))
     return doc
 
 
 def evaluate_run(run_dir, **options) -> dict:
     """Score a run's final checkpoint (and the hand-built model beside it), or a group's seeds
-    pooled, and write eval.json, report.md and figures/ into the run (or group) directory; returns
-    the eval.json document. Options: those of `evaluate` plus `figures`. EvalError (one line) for
-    bad input."""
+    pooled, and write eval.json, report.md and figures/ into the run (or group) directory, holding
+    it (graphpath_common.locks); returns the eval.json document. Options: those of `evaluate` plus
+    `figures`. EvalError (one line) for bad input."""
     figures = options.pop("figures", True)
     run = RunDir(run_dir)
-    doc = evaluate([seed.path for seed in run.runs()], title=run.path.name, **options)
-    return write_outputs(doc, run.path, figures)
+    with hold(run.path, PROG):
+        doc = evaluate([seed.path for seed in run.runs()], title=run.path.name, **options)
+        return write_outputs(doc, run.path, figures)
 
 
 # ---- command line --------------------------------------------------------------------------------
@@ -370,11 +387,15 @@ def run(args) -> Path:
         if args.threads < 1:
             raise EvalError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    missing = [str(r) for r in runs if not Path(r).is_dir()]
+    if missing:
+        raise EvalError(f"run directory {missing[0]} does not exist")
     started = time.perf_counter()
-    doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
-                   sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed, device=args.device,
-                   cache_dir=cache, progress=not args.quiet, title=out.name)
-    write_outputs(doc, out, figures=not args.no_figures)
+    with hold(out, PROG):  # checked writable, and no other writer, before the work
+        doc = evaluate(runs, data=data, handcrafted_n=args.n, compare_handcrafted=not args.no_handcrafted,
+                       sets=args.sets, size=args.size, grid_size=args.grid_size, seed=args.seed,
+                       device=args.device, cache_dir=cache, progress=not args.quiet, title=out.name)
+        write_outputs(doc, out, figures=not args.no_figures)
     seconds = doc["eval"]["seconds"]
     print(f"evaluated {len(doc['sets'])} set(s) x {len(doc['models'])} model(s) in "
           f"{time.perf_counter() - started:.1f} s (data {seconds['data']:.1f} s, scoring {seconds['scoring']:.1f} s, "

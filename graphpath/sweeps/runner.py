@@ -7,15 +7,20 @@ the hash of its resolved config:
     Job(key, config, "finetune", after=pretrain_key) the pre-trained job's `pretrain-final`
                                                      checkpoint is copied in, then --stage finetune
 A job is complete when its stage's final checkpoint exists; complete jobs are skipped, so a killed
-study reruns only what is missing, and a rerun retries only jobs that failed (a half-done job starts
-again from scratch, its own files only). A job directory whose recorded hash differs from the
-grid's config, or that holds files but no job.json, is an error before anything runs: results of
-two configs are never mixed. A fine-tuning job waits for its pre-training job; one whose
-pre-training failed is reported as blocked.
+study reruns only what is missing, and a rerun retries only jobs that failed. A job that was killed
+or preempted continues from its own last good checkpoint (`graphpath.train --resume`); on Slurm,
+submitit requeues a preempted or timed-out job (`TrainJob.checkpoint`), which continues the same
+way. A job directory whose recorded hash differs from the grid's config, or that holds files but no
+job.json, is an error before anything runs: results of two configs are never mixed. A fine-tuning
+job waits for its pre-training job; one whose pre-training failed is reported as blocked.
 
-Executors (`run_sweep(executor=...)`, `--executor`):
+Ctrl-C stops the sweep with one line (exit 130): a local job in progress is interrupted (it keeps
+its checkpoints), submitit jobs are cancelled; rerun the command to continue them. The sweep's
+folder is held while it runs (graphpath_common.locks): a second sweep into it exits 2.
+
+Executors (`run_sweep(executor=...)`, `--executor`; graphpath/sweeps/executors.py):
     local           a process pool of `--workers` processes (default: the CPUs this process may
-                    use), one torch thread each; every job runs `graphpath.training.run.main` in-process
+                    use), one torch thread each; every job runs `graphpath.training.run.train` in-process
                     in a worker, its output in the job's job.log
     slurm           submitit's AutoExecutor on a Slurm cluster (--partition, --time, --cpus-per-task,
                     --gpus-per-task); jobs are submitted as their dependencies finish
@@ -39,32 +44,25 @@ import contextlib
 import hashlib
 import itertools
 import json
-import multiprocessing
-import os
-import shutil
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from graphpath_common.cli import ArgumentParser, UsageError, run_cli
-from graphpath_common.files import atomic_write_text
+from graphpath_common.cli import ArgumentParser, run_cli
+from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.locks import hold
 from graphpath_common.rundir import RunDir
-from graphpath_common.toml import read_toml, toml_value, tomllib
+from graphpath_common.toml import read_toml, toml_value
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
+from graphpath.sweeps.executors import EXECUTORS, SweepError, check_executor, default_workers, is_complete, make_executor
 
-EXECUTORS = ("local", "slurm", "submitit-local")
+PROG = "python -m graphpath.sweep"
 STAGES = ("pretrain", "finetune")
-
-
-class SweepError(ValueError):
-    """Bad sweep input (unknown executor, empty grid, foreign run directory); one line, exit 2."""
 
 
 class SweepFailed(RuntimeError):
@@ -96,10 +94,6 @@ def job_hash(text: str, source: Path | None) -> str:
     if source is not None:
         text += f"\n# from {Path(source).resolve()}\n"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def is_complete(run_dir: Path, stage: str) -> bool:
-    return RunDir(run_dir).finished(stage)
 
 
 def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
@@ -134,87 +128,11 @@ def check_jobs(jobs: list[Job], root: Path) -> dict[str, str]:
 
 
 def _claim(root: Path, job: Job, digest: str) -> None:
-    """Start a job afresh: drop its stage's leftover checkpoints and record the config hash."""
+    """Record the job's config hash (check_jobs has made sure a recorded one matches, so the
+    checkpoints of an earlier attempt are this job's own and it continues from them)."""
     out = job_dir(root, job)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoints = RunDir(out).checkpoints
-    for leftover in checkpoints.glob(f"{job.stage}-*") if checkpoints.is_dir() else ():
-        leftover.unlink()
-    atomic_write_text(RunDir(out).job, json.dumps({"config_sha256": digest, "stage": job.stage,
-                                                    "after": job.after, "key": job.key}))
-
-
-def execute(run_dir: str, text: str, stage: str, source: str | None) -> dict:
-    """Run one job in this process (a pool worker or a submitit job): `graphpath.training.run.train`
-    with one thread, its stdout and stderr in run_dir/job.log. Never raises for the job's own failure."""
-    job = RunDir(run_dir)
-    start = time.time()
-    code = 1
-    with open(job.job_log, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        try:
-            from graphpath.core.checkpoint import CheckpointError
-            from graphpath.evaluation.sets import EvalError
-            from graphpath.training.feed import DataError
-            from graphpath.training.run import train
-            from graphpath.training.stage import TrainingDiverged
-
-            config = from_dict(tomllib.loads(text))
-            if source is not None:
-                job.checkpoints.mkdir(parents=True, exist_ok=True)
-                for path in RunDir(source).checkpoints.glob(f"{RunDir(source).checkpoint('pretrain').stem}.*"):
-                    shutil.copyfile(path, job.checkpoints / path.name)
-            try:
-                train(config, job.path, stage=stage, threads=1, evaluate=False, figures=False)
-                code = 0
-            except (ConfigError, CheckpointError, DataError, EvalError, UsageError) as error:
-                print(f"graphpath.train: {error}")  # bad input: one line, as the command line says it
-                code = 2
-            except TrainingDiverged as error:
-                print(f"graphpath.train: {error}")
-        except Exception:  # the job's failure, reported with its log; the sweep goes on
-            traceback.print_exc()
-        ok = code == 0 and is_complete(job.path, stage)
-    return {"ok": ok, "code": code, "seconds": time.time() - start, "log": str(job.job_log)}
-
-
-def _one_thread() -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None):
-    """(submit(fn, *args) -> future with .done() / .result(), close(), at most this many at once)."""
-    if kind not in EXECUTORS:
-        raise SweepError(f"unknown executor {kind!r} (choose from {', '.join(EXECUTORS)})")
-    if kind == "local":
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
-        return pool.submit, lambda: pool.shutdown(wait=True, cancel_futures=True), workers
-    import submitit
-
-    folder = Path(root) / "submitit"
-    slurm = dict(slurm or {})
-    if kind == "submitit-local":
-        executor = submitit.LocalExecutor(folder)
-        executor.update_parameters(timeout_min=int(slurm.get("time", 60)))
-        return executor.submit, lambda: None, workers
-    executor = submitit.AutoExecutor(folder, cluster="slurm")
-    params = {"timeout_min": int(slurm.get("time", 60)), "cpus_per_task": int(slurm.get("cpus_per_task", 1)),
-              "tasks_per_node": 1, "nodes": 1, "name": "graphpath-sweep"}
-    if slurm.get("partition"):
-        params["slurm_partition"] = slurm["partition"]
-    if slurm.get("gpus_per_task"):
-        params["gpus_per_node"] = int(slurm["gpus_per_task"])
-    executor.update_parameters(**params)
-    return executor.submit, lambda: None, workers
+    write_json(RunDir(out).job, {"config_sha256": digest, "stage": job.stage, "after": job.after, "key": job.key})
 
 
 def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int | None = None,
@@ -226,10 +144,14 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
     input; a job's failure never stops the others.
     """
     root = Path(root)
-    if executor not in EXECUTORS:
-        raise SweepError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+    check_executor(executor)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise SweepError(f"--workers must be a positive integer, got {workers!r}")
+    with hold(root, "graphpath.sweeps.runner.run_sweep"):  # a command running it holds root already
+        return _run_jobs(jobs, root, executor, workers, slurm, progress, desc)
+
+
+def _run_jobs(jobs, root: Path, executor: str, workers, slurm, progress: bool, desc: str) -> dict[str, dict]:
     hashes = check_jobs(jobs, root)
     status = {job.key: {"status": "done"} for job in jobs if is_complete(job_dir(root, job), job.stage)}
     pending = [job for job in jobs if job.key not in status]
@@ -240,7 +162,7 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
         return status
     limit = workers or (len(pending) if executor == "slurm" else default_workers())
     submit, close, limit = make_executor(executor, root, min(limit, len(pending)), slurm)
-    running = {}
+    running, interrupted = {}, False
     try:
         while pending or running:
             for job in list(pending):
@@ -255,7 +177,7 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
                 elif before in ("done", "ran"):
                     _claim(root, job, hashes[job.key])
                     source = str(job_dir(root, Job(job.after, {}))) if job.after else None
-                    running[job.key] = submit(execute, str(job_dir(root, job)), config_text(job.config), job.stage, source)
+                    running[job.key] = submit(str(job_dir(root, job)), config_text(job.config), job.stage, source)
                     pending.remove(job)
             finished = [key for key, future in running.items() if future.done()]
             if not finished:
@@ -274,9 +196,15 @@ def run_sweep(jobs: list[Job], root: Path, executor: str = "local", workers: int
                     say(f"{key}: finished in {result['seconds']:.1f}s")
                 else:
                     say(f"{key}: FAILED (exit {result['code']}); log: {result['log']}")
+    except KeyboardInterrupt:
+        interrupted = True
+        for future in running.values():  # submitit jobs are cancelled; a local pool's are interrupted by close
+            with contextlib.suppress(Exception):
+                future.cancel()
+        raise
     finally:
         bar.close()
-        close()
+        close(interrupted)
     return status
 
 
@@ -299,7 +227,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def best_eval_loss(run_dir: Path, stage: str) -> float:
     """The best held-out loss of a stage (early stopping; the fine-tune step-0 line included)."""
-    losses = [m["eval_loss"] for m in read_metrics(run_dir) if m["stage"] == stage and "eval_loss" in m]
+    losses = [m["eval_loss"] for m in read_metrics(run_dir)
+              if m["stage"] == stage and m.get("eval_loss") is not None]  # null: a non-finite loss
     if not losses:
         raise SweepError(f"{run_dir} has no held-out {stage} evaluation")
     return float(min(losses))
@@ -370,20 +299,22 @@ def summarize(jobs: list[Job], root: Path, status: dict) -> dict:
 
 
 def _main(argv) -> int:
-    parser = ArgumentParser(prog="python -m graphpath.sweep", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("grid", type=Path, help="grid TOML (see the module docstring / docs/contracts.md)")
     add_executor_options(parser)
     parser.add_argument("--out", type=Path, default=None, help="sweep directory (default runs/<name>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     name, jobs = load_grid(args.grid)
+    options = executor_options(args)
     out = args.out or Path("runs") / name
     start = time.time()
-    status = run_sweep(jobs, out, progress=not args.quiet, desc=f"{name} jobs", **executor_options(args))
-    seconds = time.time() - start
-    doc = summarize(jobs, out, status)
-    doc.update(name=name, grid=str(args.grid), seconds=seconds)
-    atomic_write_text(out / "sweep.json", json.dumps(doc, indent=1))
+    with hold(out, PROG):
+        status = run_sweep(jobs, out, progress=not args.quiet, desc=f"{name} jobs", **options)
+        seconds = time.time() - start
+        doc = summarize(jobs, out, status)
+        doc.update(name=name, grid=str(args.grid), seconds=seconds)
+        write_json(out / "sweep.json", doc)
     ran = sum(s["status"] == "ran" for s in status.values())
     print(f"{out / 'sweep.json'}: {len(jobs)} jobs, {ran} run now in {seconds:.1f}s"
           + (f" ({ran / seconds:.3f} jobs/s)" if ran else ""), file=sys.stderr)
@@ -417,8 +348,9 @@ def add_executor_options(parser) -> None:
 
 
 def executor_options(args) -> dict:
-    if args.executor not in EXECUTORS:
-        raise SweepError(f"unknown executor {args.executor!r} (choose from {', '.join(EXECUTORS)})")
+    """The executor settings of a command line, checked before any work (an executor that cannot
+    run here, Slurm without Slurm, is one line, exit 2)."""
+    check_executor(args.executor)
     if args.workers is not None and args.workers < 1:
         raise SweepError(f"--workers must be a positive integer, got {args.workers}")
     if args.time < 1:
@@ -430,11 +362,12 @@ def executor_options(args) -> dict:
 
 def save_study(doc: dict, out: Path, json_name: str, write_figures, figures: bool = True) -> Path:
     """A study's last step: its figures into `out/figures` (their paths under doc["figures"]) unless
-    `figures` is false, then `doc` as `out/<json_name>`; returns that JSON's path."""
+    `figures` is false, then `doc` as `out/<json_name>` (a non-finite number as null); returns that
+    JSON's path."""
     if figures:
-        doc["figures"] = write_figures(doc, out / "figures")
+        doc["figures"] = write_figures(doc, RunDir(out).figures)
     path = out / json_name
-    atomic_write_text(path, json.dumps(doc, indent=1))
+    write_json(path, doc)
     return path
 
 
@@ -452,7 +385,7 @@ def run_study_cli(prog: str, body, argv, *user_errors) -> int:
 
 
 def main(argv=None) -> int:
-    return run_study_cli("python -m graphpath.sweep", _main, argv)
+    return run_study_cli(PROG, _main, argv)
 
 
 if __name__ == "__main__":

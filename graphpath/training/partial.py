@@ -26,6 +26,8 @@ Trainable parameter counts (`trainable_count`), per block with width D, H heads 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -50,8 +52,8 @@ def validate_stage(mode, rank, alpha, body, section: str) -> None:
     if mode == "lora":
         need(isinstance(rank, int) and not isinstance(rank, bool) and rank >= 1,
              f"lora_rank must be a positive integer with mode \"lora\", got {rank!r}")
-        need(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha > 0,
-             f"lora_alpha must be a positive number, got {alpha!r}")
+        need(isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0,
+             f"lora_alpha must be a finite number > 0, got {alpha!r}")
     else:
         need(rank is None, f"lora_rank is only used with mode \"lora\" (mode is {mode!r})")
 

@@ -15,12 +15,17 @@ Examples:
 
 Any config key can be overridden with `--SECTION.KEY VALUE` (sections: data, model, train =
 pre-training, finetune); `--seed` and `--name` set the top-level keys. Unknown keys are errors.
+With `--resume` a started stage may change only lr, min_lr, steps, grad_clip and bookkeeping keys,
+from the step it resumes at (graphpath/training/resume.py); config.toml never holds a value the
+run did not use. A loss that becomes NaN stops the run at its last checkpoint with a finite
+held-out loss, with the command that continues from it at a lower lr.
 `--seeds 0,1,2` trains the config once per seed into OUT/seed-<k>/ (an ordinary run directory
 each) and scores them together into OUT/eval.json and OUT/report.md (means with 95% CIs over the
 seeds, each seed's numbers kept); graphpath_common.rundir describes a group's layout.
 
 From Python, `train(config, out, ...)` runs the same stages (`graphpath.train(...)`); the command
-line resolves its arguments and calls it, and so does the sweep runner.
+line goes through the same two steps, `resolve_config` then `run_training` (its overrides are
+already text); the sweep runner calls `train` itself.
 """
 from __future__ import annotations
 
@@ -28,16 +33,18 @@ import argparse
 import dataclasses
 import os
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from graphpath_common.cli import ArgumentParser, UsageError, run_cli
+from graphpath_common.cli import ArgumentParser, UsageError, handled_interrupt, run_cli
 from graphpath_common.files import atomic_write_text
+from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import require_seeds
-from graphpath_common.provenance import recorded
+from graphpath_common.locks import hold
+from graphpath_common.provenance import command_line, recorded
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import toml_value
 
@@ -49,6 +56,7 @@ from graphpath.training.partial import prepare_finetune
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
 from graphpath.training.phases import detect_phase_changes
+from graphpath.training.resume import RESUMABLE, check_changes, write_record
 from graphpath.training.stage import (MetricsLog, Runtime, TrainingDiverged, choose_precision,
                       heldout_set, latest_checkpoint, score_heldout, train_stage)
 
@@ -62,7 +70,8 @@ def parse_args(argv):
         prog=PROG, description=__doc__,
         epilog="Overrides: --SECTION.KEY VALUE, e.g. --train.lr 1e-3 --train.steps 500 --model.n_layers 4 "
                "--data.n_max 6 --finetune.steps 50. Run directory: config.toml, metrics.jsonl, phases.json, "
-               "checkpoints/, figures/, eval.json (see docs/contracts.md).",
+               "checkpoints/, figures/, eval.json (see docs/contracts.md). One process writes a run directory "
+               "at a time: a second one exits 2 naming the first.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML preset (default: experiments/small.toml; with --resume or --stage finetune "
@@ -72,7 +81,9 @@ def parse_args(argv):
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto = cuda when available, else cpu")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its latest checkpoint (finished stages are skipped)")
+                        help="continue the run in --out from its latest checkpoint (finished stages are skipped); "
+                             f"a started stage may change only {', '.join(RESUMABLE)} (from the step it resumes "
+                             "at, recorded in resumes.json), a finished one nothing")
     parser.add_argument("--seed", type=int, default=None, help="override the config's seed")
     parser.add_argument("--seeds", default=None, metavar="K,K,...",
                         help="train once per seed into OUT/seed-<k>/, then score the seeds pooled into OUT")
@@ -167,13 +178,10 @@ def wrap(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
 
 
 def write_phases(run_dir: Path, finetune_losses: dict | None) -> list[dict]:
-    import json
-
     run = RunDir(run_dir)
     changes = detect_phase_changes(run.read_metrics())
     previous = read_json(run.phases).get("finetune") if run.phases.is_file() else None
-    payload = {"phase_changes": changes, "finetune": finetune_losses or previous}
-    atomic_write_text(run.phases, json.dumps(payload, indent=1))
+    write_json(run.phases, {"phase_changes": changes, "finetune": finetune_losses or previous})
     return changes
 
 
@@ -230,9 +238,11 @@ class Options:
         return ["pretrain", "finetune"] if self.stage == "all" else [self.stage]
 
 
-def check_run(options: Options, config: RunConfig, out: Path, runtime: Runtime) -> None:
+def check_run(options: Options, config: RunConfig, out: Path, runtime: Runtime) -> dict:
     """Refuse, before anything is written: existing checkpoints without --resume, fine-tuning with
-    no pre-training, a precision the device cannot run."""
+    no pre-training, a precision the device cannot run, a damaged checkpoint to resume from, a value
+    a started stage may not change (graphpath.training.resume). Returns the resumable changes to
+    record."""
     for name in options.stages:
         choose_precision(runtime.device.type, (config.train if name == "pretrain" else config.finetune).precision)
         if not options.resume and latest_checkpoint(out, name) is not None:
@@ -241,6 +251,10 @@ def check_run(options: Options, config: RunConfig, out: Path, runtime: Runtime) 
     if "pretrain" not in options.stages and not pretrained.is_file():
         raise UsageError(f"{out} has no finished pre-training ({pretrained.relative_to(out)}); "
                          "run --stage pretrain first")
+    if options.resume:
+        for name in options.stages:
+            resume_checkpoint(out, name)  # a damaged one: one line now, before config.toml is rewritten
+    return check_changes(config, out)
 
 
 def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resumed: bool) -> torch.nn.Module:
@@ -286,12 +300,15 @@ def finish_stage(options: Options, model, config: RunConfig, name: str, result: 
     print(summary_line(result, changes, extra), file=sys.stderr)
 
 
-def train_run(options: Options, config: RunConfig, out: Path, runtime: Runtime) -> bool:
-    """Every asked-for stage of one run into `out`; False when `stop_after` stopped it early."""
+def train_run(options: Options, config: RunConfig, out: Path, runtime: Runtime, changes: dict,
+              continue_with: str) -> bool:
+    """Every asked-for stage of one run into `out`; False when `stop_after` stopped it early.
+    `changes`: the resumable changes check_run allowed, recorded in resumes.json; `continue_with`:
+    the command that resumes the run, for the line that says it stopped."""
     presets = stage_specs(config)  # each stage's task (data.pretrain_task / finetune_task)
     run = RunDir(out)
     if runtime.main:
-        out.mkdir(parents=True, exist_ok=True)
+        write_record(out, changes)
         atomic_write_text(run.config, to_toml(config))
     for name in options.stages:
         resume_from = resume_checkpoint(out, name) if options.resume else None  # damaged newest: one line, exit 2
@@ -308,8 +325,8 @@ def train_run(options: Options, config: RunConfig, out: Path, runtime: Runtime) 
                              options.progress)
         if result["stopped"]:
             if runtime.main:
-                print(f"{name}: stopped after step {result['step']}; continue with "
-                      f"python -m graphpath.train --out {out} --resume", file=sys.stderr)
+                print(f"{name}: stopped after step {result['step']}; continue with {continue_with}",
+                      file=sys.stderr)
             return False
         if runtime.main:
             finish_stage(options, model, config, name, result, out, runtime)
@@ -326,33 +343,58 @@ def recording(runtime: Runtime, out: Path, command, threads: int | None):
 
 def run_training(config: RunConfig, out: Path, options: Options, seeds: list[int] | None = None,
                  device: str = "auto", threads: int | None = None, command=None) -> RunDir:
-    """Train (and score) one run, or one run per seed into OUT/seed-<k>/ scored pooled into OUT."""
+    """Train (and score) one run, or one run per seed into OUT/seed-<k>/ scored pooled into OUT,
+    holding every directory it writes (graphpath_common.locks; the main process writes, the others
+    only train). Ctrl-C raises KeyboardInterrupt with `continue_with`: the command that resumes."""
     if threads is not None:
         if not isinstance(threads, int) or threads <= 0:
             raise UsageError("--threads must be a positive integer")
         torch.set_num_threads(threads)
     runtime = setup_runtime(device)
+    continue_with = runtime.resume_command(out, f" --seeds {','.join(map(str, seeds))}" if seeds else "")
+    try:
+        with ExitStack() as held:
+            return train_all(config, out, options, seeds, runtime, held, command, threads, continue_with)
+    except KeyboardInterrupt as interrupt:
+        interrupt.continue_with = continue_with if runtime.main else None
+        raise
+
+
+def train_all(config: RunConfig, out: Path, options: Options, seeds: list[int] | None, runtime: Runtime,
+              held: ExitStack, command, threads: int | None, continue_with: str) -> RunDir:
+    """`run_training`'s work, each directory held in `held` before anything is checked or written."""
+    def hold_dir(path: Path) -> None:
+        if runtime.main:
+            held.enter_context(hold(path, PROG))
+
     scoring = options.stage == "all" and options.evaluate and runtime.main and study_tasks(config)
+    hold_dir(out)
+    for name in options.stages:
+        section = "train" if name == "pretrain" else "finetune"
+        for line in getattr(config, section).warnings(section) if runtime.main else ():
+            print(f"{PROG}: warning: {line}", file=sys.stderr)
     if seeds is None:
-        check_run(options, config, out, runtime)
+        changes = check_run(options, config, out, runtime)
         with recording(runtime, out, command, threads) as entry:
-            finished = train_run(options, config, out, runtime)
+            finished = train_run(options, config, out, runtime, changes, continue_with)
             if finished and scoring:
                 score(out, runtime.device)
             entry["status"] = "finished" if finished else "stopped"
         return RunDir(out)
     group = RunDir(out)
     runs = [(dataclasses.replace(config, seed=seed), group.seed(seed).path) for seed in seeds]
+    changes = []
     for seed_config, seed_out in runs:
-        check_run(options, seed_config, seed_out, runtime)
+        hold_dir(seed_out)
+        changes.append(check_run(options, seed_config, seed_out, runtime))
     with recording(runtime, out, command, threads) as entry:
         if runtime.main:
             atomic_write_text(group.config, to_toml(runs[0][0]))
-        for seed_config, seed_out in runs:
+        for (seed_config, seed_out), seed_changes in zip(runs, changes):
             if runtime.main:
                 print(f"seed {seed_config.seed} -> {seed_out}", file=sys.stderr)
             with recording(runtime, seed_out, command, threads) as seed_entry:
-                finished = train_run(options, seed_config, seed_out, runtime)
+                finished = train_run(options, seed_config, seed_out, runtime, seed_changes, continue_with)
                 seed_entry["status"] = entry["status"] = "finished" if finished else "stopped"
             if not finished:
                 return group
@@ -377,17 +419,19 @@ def train(config=None, out=None, *, stage: str = "all", seeds: list[int] | None 
 
     Returns the run directory (`RunDir`; `run.finished("finetune")` says whether it completed).
     Raises ConfigError, CheckpointError, DataError, EvalError or UsageError (bad input, one line,
-    nothing written) and TrainingDiverged (the loss became NaN; the message names the last
-    good checkpoint).
+    nothing written; with `resume`, a change graphpath.training.resume does not allow is a
+    UsageError naming the keys), graphpath_common.files.WriteError (an output that cannot be
+    written) or graphpath_common.locks.FolderBusy (another process is writing `out`), and
+    TrainingDiverged (the loss became NaN; the message names the last good checkpoint and the
+    command that continues from it). Ctrl-C raises KeyboardInterrupt with `continue_with`, the
+    command that resumes the run.
     """
     if overrides is not None and not isinstance(overrides, dict):
         raise UsageError(f"overrides must be a dict of dotted keys to values, got {type(overrides).__name__}")
     texts = [(key, toml_value(value)) for key, value in (overrides or {}).items()]
     options = Options(stage, resume, evaluate, figures, stop_after, progress)
     if seeds is not None:
-        seeds = require_seeds(list(seeds), UsageError)
-        if len(set(seeds)) != len(seeds):
-            raise UsageError(f"seeds must be distinct, got {seeds}")
+        seeds = require_seeds(list(seeds), UsageError)  # distinct: a repeat would count twice
     config, out = resolve_config(config, out, texts, resume, stage)
     command = f"graphpath.train(out={str(out)!r}, stage={stage!r}, seeds={seeds!r}, resume={resume!r})"
     return run_training(config, out, options, seeds, device, threads, command)
@@ -415,8 +459,9 @@ def score_group(out: Path, runs: list[Path], device: torch.device) -> None:
 
 
 def main(argv=None) -> int:
-    """Bad input, configuration, data or checkpoints: one line, exit 2 (graphpath_common.cli);
-    a diverged loss: one line, exit 1; Ctrl-C: exit 130 with how to resume."""
+    """Bad input, configuration, data or checkpoints, an unwritable or busy run directory: one
+    line, exit 2 (graphpath_common.cli); a diverged loss: one line, exit 1, with the command that
+    continues from the last good checkpoint; Ctrl-C: exit 130 with the command that resumes."""
     return run_cli(PROG, _main, argv, ConfigError, CheckpointError, DataError, EvalError)
 
 
@@ -426,7 +471,7 @@ def _main(argv) -> int:
         try:
             config, out = resolve_config(args.config, args.out, overrides, args.resume, args.stage)
             options = Options(args.stage, args.resume, not args.no_eval, not args.no_figures, args.stop_after)
-            command = [PROG, *(sys.argv[1:] if argv is None else argv)]
+            command = command_line(PROG, argv)
             run_training(config, out, options, args.seeds, args.device, args.threads, command)
             return 0
         finally:
@@ -437,9 +482,14 @@ def _main(argv) -> int:
     except TrainingDiverged as error:
         print(f"{PROG}: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:
+        continue_with = getattr(interrupt, "continue_with", "")
+        if continue_with is None:  # a torchrun process other than the main one: it says nothing
+            return handled_interrupt()
+        if not continue_with:  # before the run had a directory: graphpath_common.cli says it
+            raise
+        print(f"{PROG}: interrupted; continue from the last checkpoint with {continue_with}", file=sys.stderr)
+        return handled_interrupt()
 
 
 if __name__ == "__main__":

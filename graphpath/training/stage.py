@@ -9,8 +9,8 @@ and the loss in float32). The study trained in float32 after bf16 broke training
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,11 +23,13 @@ from tqdm import tqdm
 
 from data_gen import GraphBatch, GraphSpec
 from data_gen.splits import split_batch
-from graphpath_common.files import atomic_write_text
+from graphpath_common.files import append_line, atomic_write_text
+from graphpath_common.jsonfile import json_line
 from graphpath_common.rundir import RunDir, read_jsonl
 
-from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, read_info, read_train_tensors,
-                         read_weights, load_weights_into, save_checkpoint, unwrap, CheckpointError)
+from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, prune_checkpoints, read_info,
+                                       read_train_tensors, read_weights, load_weights_into, save_checkpoint,
+                                       unwrap, CheckpointError)
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from graphpath.core.contract import contract_to_json, stage_contract
 from graphpath.evaluation.predict import predict
@@ -37,7 +39,8 @@ from graphpath.core.model import GraphTransformer
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+    """The loss became NaN or infinite; the message names the step, the last good checkpoint and
+    the command that continues from it with a lower learning rate."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,19 @@ class Runtime:
         if self.precision.autocast_dtype is not None:
             return torch.autocast(self.device.type, dtype=self.precision.autocast_dtype)
         return nullcontext()
+
+    def resume_command(self, run_dir: Path, extra: str = "") -> str:
+        """The command that continues the run in `run_dir`: under torchrun with the same process
+        layout (a checkpoint holds one data-feed state per process, so one process cannot resume
+        a run of several)."""
+        launch = "python -m graphpath.train"
+        if self.world > 1:
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
+            nodes = self.world // max(per_node, 1)
+            launch = (f"torchrun {f'--nnodes {nodes}' if nodes > 1 else '--standalone'} --nproc-per-node {per_node} "
+                      "-m graphpath.train")
+            extra += " (with the launch's own rendezvous options)" if nodes > 1 else ""
+        return f"{launch} --out {run_dir} --resume{extra}"
 
 
 def lr_factor(step: int, stage: StageConfig) -> float:
@@ -181,12 +197,12 @@ class MetricsLog:
     def truncate(self, stage: str, after_step: int) -> None:
         if self.enabled:
             kept = [m for m in self.read() if not (m["stage"] == stage and m["step"] > after_step)]
-            atomic_write_text(self.path, "".join(json.dumps(m) + "\n" for m in kept))
+            atomic_write_text(self.path, "".join(json_line(m) + "\n" for m in kept))
 
     def write(self, record: dict) -> None:
+        """One line, whole or not at all; a non-finite number is written as null."""
         if self.enabled:
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_line(self.path, json_line(record))
 
 
 def heldout_set(config: RunConfig, spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch:
@@ -198,7 +214,9 @@ def train_stage(model: GraphTransformer, config: RunConfig, stage_name: str, spe
                 show_progress: bool = True) -> dict:
     """Train `model` (already initialized or loaded) for one stage; returns a summary dict.
 
-    Writes metrics lines, checkpoints every `checkpoint_every` steps and `<stage>-final` at the end.
+    Writes metrics lines, checkpoints every `checkpoint_every` steps (keeping the newest
+    `keep_checkpoints`) and `<stage>-final` at the end; a checkpoint only of weights whose held-out
+    loss is finite (else TrainingDiverged, as for a non-finite batch loss).
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
     would (resume continues bit-identically on CPU). Fine-tuning with `optimizer = "continue"`
     starts from the pre-training optimizer in `run_dir/checkpoints/pretrain-final`.
@@ -232,7 +250,7 @@ class StageLoop:
         self.step, self.examples = 0, 0
         if resume_from is not None:
             self.step, self.examples = _restore(resume_from, self.base, self.optimizer, self.scheduler, self.feed,
-                                                runtime)
+                                                runtime, stage)
             self.metrics.truncate(stage_name, self.step)
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
@@ -242,18 +260,51 @@ class StageLoop:
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
             self.info["finetune_optimizer"] = stage.optimizer
+        self.run_dir = run_dir
         self.last_good = f"{stage_name}-{self.step}" if resume_from is not None else None
         self.sums = torch.zeros(2, spec.max_vertices + 1, dtype=torch.float64, device=runtime.device)
         self.loss_value = self.eval_loss = float("nan")
+        self.eval_step = None  # the step self.eval_loss was measured at
+
+    def diverged(self, what: str, value: float) -> TrainingDiverged:
+        """The error for a non-finite `what` at this step, with the command that continues from
+        the last good checkpoint (or restarts the stage when there is none) at a tenth of the lr."""
+        section = "train" if self.stage_name == "pretrain" else "finetune"
+        where = (f"last good checkpoint: checkpoints/{self.last_good}" if self.last_good
+                 else f"no good {self.stage_name} checkpoint yet, so the stage restarts from step 0")
+        command = self.runtime.resume_command(self.run_dir, f" --{section}.lr {self.stage.lr / 10:g}")
+        return TrainingDiverged(f"{self.stage_name} {what} became {value} at step {self.step}; stopped ({where}). "
+                                f"Continue with a lower lr: {command}")
+
+    def heldout_loss(self) -> float:
+        """The held-out loss of the weights as they are now, the same on every process: measured by
+        the main process (unless it did at this step already), then shared (every process calls
+        this at the same steps)."""
+        if self.runtime.main and self.eval_step != self.step:
+            self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_step = self.step
+        if self.runtime.world > 1:
+            shared = [self.eval_loss]
+            dist.broadcast_object_list(shared, src=0)
+            self.eval_loss = shared[0]
+        return self.eval_loss
 
     def checkpoint(self, name: str) -> None:
+        """Save a checkpoint if its weights are good (finite held-out loss, recorded in its JSON),
+        keep the newest `keep_checkpoints` numbered ones; TrainingDiverged otherwise."""
+        loss = self.heldout_loss()
+        if not math.isfinite(loss):
+            raise self.diverged("held-out loss", loss)
         states = [self.feed.state()]
         if self.runtime.world > 1:
             states = [None] * self.runtime.world
             dist.all_gather_object(states, self.feed.state())
         if self.runtime.main:
-            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples},
+            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples,
+                                                             "heldout_loss": loss},
                             self.optimizer, self.scheduler, {"feed": states})
+            prune_checkpoints(self.ckpt_dir, self.stage_name, self.stage.keep_checkpoints)
+        self.last_good = name
 
     def train_batch(self) -> float:
         """One optimizer step on the next batch; returns the lr it used."""
@@ -262,9 +313,8 @@ class StageLoop:
             batch = batch.pin_memory().to(self.runtime.device, non_blocking=True)
         loss, pred = compute_loss(self.model, batch, self.stage.buckets, self.runtime)
         if not torch.isfinite(loss):
-            where = f"checkpoints/{self.last_good}" if self.last_good else "none written yet"
-            raise TrainingDiverged(f"{self.stage_name} loss became {loss.item()} at step {self.step + 1}; stopped. "
-                                   f"Last good checkpoint: {where} (try a lower lr, then --resume)")
+            self.step += 1  # the step whose batch gave it
+            raise self.diverged("loss", loss.item())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.stage.grad_clip is not None:
@@ -287,6 +337,7 @@ class StageLoop:
                   "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
         if with_eval and self.runtime.main:
             self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime)
+            self.eval_step = self.step
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
         self.metrics.write(record)
         self.sums.zero_()
@@ -312,7 +363,6 @@ class StageLoop:
                     tick, tick_examples = time.perf_counter(), self.examples
                 if self.step % stage.checkpoint_every == 0 and self.step < stage.steps:
                     self.checkpoint(f"{name}-{self.step}")
-                    self.last_good = f"{name}-{self.step}"
                 if stop_at is not None and self.step >= stop_at and self.step < stage.steps:
                     self.checkpoint(f"{name}-{self.step}")
                     return {"stage": name, "stopped": True, "step": self.step}
@@ -327,7 +377,11 @@ class StageLoop:
                 "examples_per_s": (self.examples - start_examples) / max(seconds, 1e-9)}
 
 
-def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtime) -> tuple[int, int]:
+def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtime,
+             stage: StageConfig) -> tuple[int, int]:
+    """Load a checkpoint's weights, optimizer, schedule, feed and RNG state; returns (step,
+    examples). The schedule is rebuilt from `stage` (the same values, or the `lr`, `min_lr` or
+    `steps` a resume may change: graphpath.training.resume), from the restored step on."""
     info = read_info(json_path)
     state = info["train_state"]
     load_weights_into(model, read_weights(json_path), json_path)
@@ -337,6 +391,10 @@ def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtim
     except (KeyError, ValueError) as error:
         raise CheckpointError(f"optimizer state in {json_path} does not fit: {error}") from None
     scheduler.load_state_dict(state["scheduler"])
+    scheduler.base_lrs = [stage.lr for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:  # LambdaLR's own rule: base_lr * factor(last_epoch)
+        group["initial_lr"] = stage.lr
+        group["lr"] = stage.lr * lr_factor(scheduler.last_epoch, stage)
     feeds = state["feed"]
     if len(feeds) != runtime.world:
         raise CheckpointError(f"{json_path} was written by {len(feeds)} processes, this run has {runtime.world}")
