@@ -24,6 +24,7 @@ figures `mixture-coverage.html`, `mixture-matrix.html`, `mixture-size.html`.
 from __future__ import annotations
 
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -205,10 +206,12 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
+    start = time.time()
     with hold(out, "python -m experiments.mixture"):  # writable, and no other writer, before any job runs
         jobs = run_jobs(study, out, progress=not args.quiet, **executor)
         raw, verdicts = score(study, out, jobs, progress=not args.quiet)
         doc = analyse(study, raw, verdicts)
+        doc["seconds"] = time.time() - start  # wall time of this invocation (jobs already done are not rerun)
         path = save_study(doc, out, "mixture.json", write_figures, figures=not args.no_figures)
     print(f"{path}: {summary_line(doc)}", file=sys.stderr)
     return 0

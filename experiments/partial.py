@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +247,7 @@ def _main(argv) -> int:
     executor = executor_options(args)
     study = load_study(args.config)
     out = args.out or Path("runs") / study["name"]
+    start = time.time()
     with hold(out, "python -m experiments.partial"):  # writable, and no other writer, before any job runs
         jobs = make_jobs(study)
         require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet,
@@ -253,6 +255,7 @@ def _main(argv) -> int:
         verdicts = protocol.gate(out, {k: (job.stage, rule, job.config) for k, (job, rule) in jobs.items()},
                                  study["_gates"])
         doc = analyse(study, score_jobs(study, out), verdicts)
+        doc["seconds"] = time.time() - start  # wall time of this invocation (jobs already done are not rerun)
         path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     found = [f"{t['pair']} {t['mode']} ({np.exp(t['log_ratio']['mean']):.2g}x)" for t in doc["body_tests"] if t["finding"]]
     print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; {doc['gate']['converged']} of "

@@ -152,6 +152,7 @@ def test_mixture_study_end_to_end(tmp_path):
     assert doc["gate"]["jobs"] == 2 * 2 * 2 == len(doc["gate"]["verdicts"]) == doc["gate"]["converged"]  # lenient gate
     assert not doc["analysis"]["size_law"] and "2 model sizes" in doc["analysis"]["size_law_reason"]
     assert (out / "figures" / "mixture-coverage.html").is_file()
+    assert doc["seconds"] > 0  # the page states the run's wall time
 
 
 def simulate_cells(rng, seeds, slope=-3.0, size_slope=-0.2, sizes=(12e3, 30e3, 80e3, 200e3)):

@@ -61,7 +61,6 @@ def test_partial_study_end_to_end(tmp_path):
         assert set(row["sets"]) == {"shift-tree"} and row["test"]["loss"]["n"] == 2
     # the reported test loss is the chosen lr's final model on the seed's test sample
     row = doc["variants"][2]
-    job = out / "jobs" / "seed1" / "degree--distance-onpath" / lr_name(row["lr"]) / "lora-r2-pretrained"
     assert row["pair"] == "distance-12--distance-onpath"
     job = out / "jobs" / "seed1" / row["pair"] / lr_name(row["lr"]) / row["name"]
     spec = task_spec("distance-onpath", n_max=4, max_vertices=5)
@@ -77,6 +76,7 @@ def test_partial_study_end_to_end(tmp_path):
     assert changed == {"readout.weight", "readout.bias"}
     assert len(doc["body_tests"]) == 2 * 3 and all("log_ratio" in t for t in doc["body_tests"])
     assert (out / "figures" / "partial-finetune.html").is_file()
+    assert doc["seconds"] > 0  # the page states the run's wall time
 
 
 @pytest.mark.parametrize("preset", ["partial.toml", "partial-gpu.toml"])
