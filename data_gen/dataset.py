@@ -80,6 +80,32 @@ def make_shard(spec: GraphSpec, count: int, seed: int, index: int, folder: Path)
             "path_length_counts": np.bincount(arrays["path_length"], minlength=top).tolist()}
 
 
+def write_arrays(arrays: dict[str, np.ndarray], spec: GraphSpec, out, origin: dict) -> Path:
+    """A one-shard dataset of graphs already drawn (`sample_arrays`' layout, edges padded to
+    `spec.max_edges`): the shard first, the manifest last (its presence marks the dataset complete).
+    `spec` fixes the padding width and vocabulary; `origin` (JSON) says where the graphs came from
+    (a mixture, shuffled labels, ...) and is merged into the manifest."""
+    from graphpath_common.jsonfile import write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    count = len(arrays["label"])
+    shard = out / shard_name(0)
+    records = pack({k: np.asarray(arrays[k]).astype(np.uint8) for k in TENSOR_FIELDS})
+    tmp = shard.with_name(shard.name + ".tmp.npy")
+    np.save(tmp, records)
+    tmp.replace(shard)
+    top = spec.max_vertices + 1
+    manifest = {"format": FORMAT, "spec": spec.to_dict(), "preset": None, "data": None, **origin, "count": count,
+                "shard_size": count, "layout": "one shard",
+                "label_histogram": {str(i): int(c) for i, c in enumerate(np.bincount(arrays["label"], minlength=top)) if c},
+                "path_length_histogram": {str(i): int(c) for i, c in
+                                          enumerate(np.bincount(arrays["path_length"], minlength=top)) if c},
+                "shards": [{"file": shard.name, "count": count, "sha256": sha256_file(shard)}]}
+    write_json(out / MANIFEST, manifest)
+    return out
+
+
 def read_manifest(folder) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST

@@ -12,11 +12,15 @@ to `max_edges(max_vertices)` edge slots, so a mixture sample is an ordinary `Gra
 `build_mixture_dataset` writes an ordinary pre-built dataset (`load_dataset` reads it; a training
 stage's `dataset` key can name it).
 
-Coverage (the measure the mixture study reports): a graph's cell is (n, number of edges, label).
-`coverage(test, train)` = the fraction of test graphs whose cell occurs at least once in the
-training sample: 1 = every test graph looks, by these observable features, like some training
-graph; 0 = none does. It needs no family names, so a held-out family that resembles a trained one
-(trees vs sparse reference graphs of the same size) is partly covered.
+Coverage (the measure the mixture study reports) is defined on the inputs only, never the label,
+and is blind to vertex names: a graph's cell is (vertices touched by an edge, distinct edges,
+degree of the source 1, degree of the target) (`input_cells`). `coverage(test, train)` = the
+fraction of test graphs whose cell occurs at least once in the training sample: 1 = every test
+graph looks, by these features, like some training graph; 0 = none does. It needs no family names,
+so a held-out family that resembles a trained one is partly covered. What the labels cover is a
+separate number: `label_support(test, train)`, the fraction of test graphs whose label occurs in
+training. `unseen_ids(test, train)`: the fraction of test graphs using a vertex id (in an edge or
+as the target) that no training graph uses, whose embedding training never moved.
 """
 from __future__ import annotations
 
@@ -27,11 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graphpath_common.jsonfile import write_json
 from graphpath_common.keys import reject_unknown_keys
 
 from .batch import GraphBatch
-from .dataset import FORMAT, MANIFEST, pack, sha256_file
+from .dataset import write_arrays
 from .sampler import as_generator, sample_arrays
 from .spec import FAMILIES, GraphSpec, SpecError
 
@@ -170,41 +173,77 @@ def as_batch(arrays: dict[str, np.ndarray], max_vertices: int) -> GraphBatch:
     return GraphBatch.from_numpy({k: v for k, v in arrays.items() if k != "component"}, max_vertices)
 
 
-def build_mixture_dataset(mixture: Mixture, size: int, seed: int, out) -> Path:
-    """A pre-built dataset (one shard; `data_gen.load_dataset` format) of `size` mixture graphs.
+def build_mixture_dataset(mixture: Mixture, size: int, seed: int, out, relabel: bool = False) -> Path:
+    """A pre-built dataset (one shard; `data_gen.load_dataset` format) of `size` mixture graphs,
+    with vertex ids randomly relabelled (`relabel_ids`) when asked.
 
     The manifest's `spec` is an Erdos-Renyi spec at the vocabulary (it fixes the padding width and
     the vocabulary only); `mixture` records the real distribution."""
-    out = Path(out)
-    arrays = sample_mixture(mixture, size, np.random.default_rng(seed))
-    out.mkdir(parents=True, exist_ok=True)
-    shard = out / "shard-00000.npy"
-    records = pack({k: v.astype(np.uint8) for k, v in arrays.items() if k != "component"})
-    tmp = shard.with_name(shard.name + ".tmp.npy")
-    np.save(tmp, records)
-    tmp.replace(shard)
-    top = mixture.max_vertices + 1
+    rng = np.random.default_rng(seed)
+    arrays = sample_mixture(mixture, size, rng)
+    if relabel:
+        arrays = relabel_ids(arrays, mixture.max_vertices, rng)
     padding = GraphSpec(family="erdos_renyi", n_min=3, n_max=mixture.max_vertices, max_vertices=mixture.max_vertices)
-    manifest = {"format": FORMAT, "spec": padding.to_dict(), "preset": None, "data": None,
-                "mixture": mixture.to_dict(), "seed": seed, "count": size, "shard_size": size, "layout": "one shard",
-                "label_histogram": {str(i): int(c) for i, c in enumerate(np.bincount(arrays["label"], minlength=top)) if c},
-                "path_length_histogram": {str(i): int(c) for i, c in
-                                          enumerate(np.bincount(arrays["path_length"], minlength=top)) if c},
-                "shards": [{"file": shard.name, "count": size, "sha256": sha256_file(shard)}]}
-    write_json(out / MANIFEST, manifest)
+    return write_arrays(arrays, padding, out, {"mixture": mixture.to_dict(), "seed": seed, "relabelled": relabel})
+
+
+def relabel_ids(arrays: dict[str, np.ndarray], max_vertices: int, rng) -> dict[str, np.ndarray]:
+    """Every graph's vertices 2..V renamed by its own uniform permutation (vertex 1, the source,
+    keeps its id): a graph on n vertices then uses ids anywhere in 1..V, so every id's embedding is
+    trained whatever n. Distances do not change; num_vertices becomes V (the ids not used are
+    isolated vertices: unreachable, as absent targets were), edges are rewritten (a, b) with a < b."""
+    rng = as_generator(rng)
+    size = len(arrays["label"])
+    keys = rng.random((size, max_vertices - 1))
+    perm = np.concatenate([np.zeros((size, 2), dtype=np.int64), np.argsort(keys, axis=1) + 2], axis=1)  # (B, V + 1)
+    perm[:, 1] = 1  # id 0 (padding) -> 0, 1 -> 1, 2..V -> a permutation of 2..V
+    rows = np.arange(size)[:, None, None]
+    edges = perm[rows, np.asarray(arrays["edges"])]  # (B, M, 2)
+    edges = np.sort(edges, axis=2)  # (a, b) with a < b; padding (0, 0) stays
+    out = dict(arrays)
+    out.update(edges=edges, target=perm[np.arange(size), np.asarray(arrays["target"])],
+               num_vertices=np.full(size, max_vertices, dtype=np.int64))
     return out
 
 
-def cells(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """(B,) int64 cell code of each graph: (n, number of edges, label)."""
-    edges = np.asarray(arrays["edges"])
-    num_edges = (edges[..., 0] > 0).sum(axis=1)
-    return (np.asarray(arrays["num_vertices"]) * 10_000 + num_edges) * 100 + np.asarray(arrays["label"])
+def input_cells(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """(B,) int64 cell code of each graph's inputs: (vertices touched by an edge, distinct edges,
+    degree of vertex 1, degree of the target), all counted on distinct edges, so invariant to
+    renaming the vertices 2..V and to repeated edge tokens."""
+    edges = np.asarray(arrays["edges"])  # (B, M, 2)
+    size, _, _ = edges.shape
+    top = int(max(edges.max(initial=0), np.asarray(arrays["target"]).max(initial=0))) + 1
+    adjacency = np.zeros((size, top, top), dtype=bool)  # (B, V + 1, V + 1)
+    rows = np.repeat(np.arange(size), edges.shape[1])
+    a, b = edges[..., 0].ravel(), edges[..., 1].ravel()
+    adjacency[rows, a, b] = adjacency[rows, b, a] = True
+    adjacency[:, 0, :] = adjacency[:, :, 0] = False  # padding rows (0, 0)
+    degree = adjacency.sum(axis=2)  # (B, V + 1)
+    touched = (degree > 0).sum(axis=1)
+    distinct = degree.sum(axis=1) // 2
+    target = np.asarray(arrays["target"])
+    return ((touched * 100 + distinct) * 100 + degree[:, 1]) * 100 + degree[np.arange(size), target]
 
 
 def coverage(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> float:
-    """Fraction of test graphs whose (n, edges, label) cell occurs in the training sample."""
-    return float(np.isin(cells(test), np.unique(cells(train))).mean())
+    """Fraction of test graphs whose input cell (`input_cells`) occurs in the training sample."""
+    return float(np.isin(input_cells(test), np.unique(input_cells(train))).mean())
+
+
+def label_support(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> float:
+    """Fraction of test graphs whose label occurs in the training sample (reported apart)."""
+    return float(np.isin(np.asarray(test["label"]), np.unique(train["label"])).mean())
+
+
+def unseen_ids(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> float:
+    """Fraction of test graphs with a vertex id (edge or target) that no training graph uses."""
+    def used(arrays):
+        return np.unique(np.concatenate([np.asarray(arrays["edges"]).ravel(), np.asarray(arrays["target"])]))
+
+    seen = used(train)
+    ids = np.concatenate([np.asarray(test["edges"]).reshape(len(test["target"]), -1),
+                          np.asarray(test["target"])[:, None]], axis=1)
+    return float((~np.isin(ids, seen) & (ids > 0)).any(axis=1).mean())
 
 
 def mixture_hash(mixture: Mixture) -> str:

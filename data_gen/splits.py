@@ -98,6 +98,13 @@ TABLE: tuple[Split, ...] = (
           "graphs of the off-path analysis (keys 1 and 2)"),
     Split("mixture-tests", "caller", 1024, 50000,
           "experiments.mixture: the study's named test mixtures (key = crc32 of the test's name, test_size)"),
+    # the studies beyond the paper: one reported test sample and one selection sample per seed
+    Split("study-test", "caller", 2048, 60000,
+          "experiments.*: the reported test sample of a study's task (key = crc32 of 'study:task', draw = the "
+          "job seed + 1, so intervals over seeds include the sampling of test graphs)"),
+    Split("study-validation", "caller", 1024, 60001,
+          "experiments.*: what a study selects on (the fine-tuning lr of every arm), never reported (key and "
+          "draw as study-test)"),
 )
 SPLITS = types.MappingProxyType({split.name: split for split in TABLE})
 EVAL_NAMES = tuple(s.name for s in TABLE if s.spec != "caller")  # what graphpath.evaluation.suite scores

@@ -1,55 +1,63 @@
 """python -m experiments.transfer — the task-to-task transfer matrix over data_gen's task suite.
 
-For every seed and every ordered pair (A, B) of the study's tasks (data_gen.tasks.SUITE names):
-    pretrain-A   one run on a fixed dataset of D_A graphs of A (`[pretrain]`)
-    A-to-B       that model fine-tuned on D_B graphs of B (`[finetune]`); the same D_B dataset for
-                 every A within a seed (the diagonal A = B included, kept apart in the analysis)
-    baseline-B   the same initialisation (the seed's untrained model) fine-tuned on the same D_B
-    zero-shot    pretrain-A's model scored on B with no fine-tuning
-Every model is scored on a test set of B drawn for the seed, from which every graph that occurs in
-one of the seed's training sets is removed first (canonical hash: vertex count + sorted set of
-edges); the number removed is reported. Loss = MSE (every task regresses an integer label),
-accuracy = rounded prediction equals the label.
-
-    transfer(A->B)  = baseline loss - transferred loss        (> 0: pre-training on A helped B)
-    relative(A->B)  = transfer / constant-predictor loss of B (B's label variance on its test set)
-with 95% t-intervals over seeds. The similarity of A and B is the mean of relative(A->B) and
-relative(B->A); tasks are clustered on 1 - similarity / max similarity (average linkage); the
-asymmetry relative(A->B) - relative(B->A) is reported beside it.
+For every seed, every ordered pair (A, B) of the study's tasks (data_gen.tasks.SUITE names) and
+every fine-tuning size D_B in `finetune_sizes`:
+    pretrain-A     one run on a fixed dataset of D_A graphs of A (`[pretrain]`)
+    control        one run of equal compute on the `control` task's D_A graphs with their labels
+                   shuffled across graphs (the same inputs and label marginal, no task)
+    A-to-B         pretrain-A fine-tuned on D_B graphs of B (the same dataset for every A)
+    control-to-B   the control fine-tuned on the same data
+    baseline-B     the seed's untrained initialisation (the one every pre-training starts from)
+                   trained on the same data
+    zero-shot      pretrain-A scored on B with no fine-tuning
+Every fine-tuning arm runs at each lr of `lrs`, for steps that grow with D_B ([steps]); the lr of
+each (arm, A, B, D_B) is the one with the lowest mean loss over seeds on B's validation sample
+(split study-validation), and only its test losses are reported (split study-test). Both samples
+are drawn per seed, and every graph of the seed's training sets (and, for validation, of the test
+sample) is removed first (canonical hash: vertex count + sorted set of edges). Every job is judged
+by the convergence gate ([convergence]); a cell whose jobs did not all converge is marked and left
+out of the tests. Statistics: experiments.transfer_stats (t-intervals over seeds, BH across
+cells). Loss = MSE, accuracy = rounded prediction equals the label.
 
     python -m experiments.transfer                                 # CPU default (transfer.toml)
     python -m experiments.transfer --config experiments/transfer-gpu.toml --workers 8
-    python -m experiments.transfer --executor slurm --partition gpu --time 30
 
-Output (`--out`, default runs/<name>): jobs/ (graphpath.training.run run directories), data/ (datasets and
-test sets), transfer.json, figures/transfer-matrix.html, transfer-dendrogram.html,
-transfer-asymmetry.html. Rerunning skips finished jobs and retries failed ones.
+Output (`--out`, default runs/<name>): jobs/, data/, transfer.json, figures/transfer-matrix.html,
+transfer-dendrogram.html, transfer-asymmetry.html. Rerunning skips finished jobs.
 """
 from __future__ import annotations
 
 import hashlib
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from data_gen import SpecError, sample
+from data_gen import SpecError
 from data_gen.build import build_dataset
-from data_gen.tasks import SUITE, constant_baseline, task_spec
-from graphpath.evaluation.scores import ci_summary, rounded
+from data_gen.dataset import load_dataset, write_arrays
+from data_gen.splits import split_batch
+from data_gen.tasks import SUITE, task_spec
+from graphpath.sweeps.convergence import Criterion, criteria, gate_summary, label_variance
 from graphpath.sweeps.runner import (Job, SweepError, config_text, executor_options, job_dir,
-                             require_complete, run_study_cli, run_sweep, save_study, study_parser)
+                                     require_complete, run_study_cli, run_sweep, save_study, study_parser)
 from graphpath_common.keys import reject_unknown_keys, require_seeds
 from graphpath_common.locks import hold
-from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml
 
+from . import protocol
+from . import transfer_stats as ts
+from .transfer_figures import write_figures
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "transfer.toml"
-KEYS = ("name", "tasks", "seeds", "pretrain_size", "finetune_size", "test_size", "balance_threshold",
-        "data", "model", "pretrain", "finetune")
+KEYS = ("name", "tasks", "control", "seeds", "pretrain_size", "finetune_sizes", "lrs", "test_size",
+        "validation_size", "balance_threshold", "fdr", "steps", "convergence", "data", "model", "pretrain",
+        "finetune", "answers")
 DATA_KEYS = ("n_max",)
-PURPOSES = {"pretrain": 0, "finetune": 1, "test": 2}
+PURPOSES = {"pretrain": 0, "finetune": 1}
+GATES = {"pretrain": Criterion(max_ratio=0.1), "control": Criterion(), "finetune": Criterion()}
 
 
 def load_study(path: Path) -> dict:
@@ -59,89 +67,127 @@ def load_study(path: Path) -> dict:
     tasks, seeds = study.get("tasks"), study.get("seeds", [0, 1, 2])
     if not isinstance(tasks, list) or len(tasks) < 2 or len(set(tasks)) != len(tasks):
         raise SweepError(f"tasks must list at least two different task names, got {tasks!r}")
-    unknown = [t for t in tasks if t not in SUITE]
+    study = {"name": "transfer", "control": "distance-any", "balance_threshold": None, "fdr": 0.05,
+             "validation_size": 1024, "answers": {}, **study, "seeds": seeds}
+    unknown = [t for t in tasks + [study["control"]] if t not in SUITE]
     if unknown:
         raise SweepError(f"unknown task(s) {', '.join(map(repr, unknown))} (the suite: {', '.join(SUITE)})")
     require_seeds(seeds, SweepError)
-    for key, low in (("pretrain_size", 64), ("finetune_size", 16), ("test_size", 64)):
+    for key, low in (("pretrain_size", 64), ("test_size", 64), ("validation_size", 64)):
         value = study.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise SweepError(f"{key} must be an integer >= {low}, got {value!r}")
-    study.setdefault("name", "transfer")
-    study.setdefault("balance_threshold", None)
-    study["seeds"] = seeds
+    sizes = study.get("finetune_sizes")
+    if (not isinstance(sizes, list) or not sizes or len(set(sizes)) != len(sizes)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 16 for d in sizes)):
+        raise SweepError(f"finetune_sizes must list distinct integers >= 16, got {sizes!r}")
+    if not (isinstance(study["fdr"], float) and 0 < study["fdr"] < 1):
+        raise SweepError(f"fdr must lie in (0, 1), got {study['fdr']!r}")
+    study["finetune_sizes"] = sorted(sizes)
+    study["lrs"] = protocol.check_lrs(study.get("lrs"), "lrs")
+    study["steps"] = protocol.step_rule(study.get("steps"), "transfer study [steps]")
     for section in ("data", "model", "pretrain", "finetune"):
         study.setdefault(section, {})
+    study["_gates"] = criteria(study.get("convergence"), GATES)
+    study["_gates"]["pretrain"].check_every(study["pretrain"].get("steps", 1000),
+                                            study["pretrain"].get("eval_every", 100), "[pretrain]")
     try:
-        for task in tasks:
+        for task in set(tasks + [study["control"]]):
             spec_of(study, task)
     except SpecError as error:
         raise SweepError(str(error)) from None
-    config_text(run_config(study, seeds[0], tasks[0], tasks[-1], Path("/a"), Path("/b"), "pretrained"))
+    protocol.require_depth(study["model"], n_max(study), "[model]")
+    config_text(fine_config(study, seeds[0], tasks[0], tasks[-1], Path("/a"), Path("/b"), "pretrained",
+                            sizes[0], study["lrs"][0]))
     return study
+
+
+def n_max(study: dict) -> int:
+    return study["data"].get("n_max", 8)
 
 
 def spec_of(study: dict, task: str):
     """The task on the study's graphs (n in [3, n_max]); the same spec as the jobs' stage specs."""
-    n_max = study["data"].get("n_max", 8)
     threshold = study["balance_threshold"] if task.startswith("distance-") else None
-    return task_spec(task, n_max=n_max, max_vertices=n_max,
+    return task_spec(task, n_max=n_max(study), max_vertices=n_max(study),
                      **({"balance_threshold": threshold} if threshold is not None else {}))
 
 
-def run_config(study: dict, seed: int, source: str, target: str, pre_data: Path, fine_data: Path | None,
-               body: str) -> dict:
-    n_max = study["data"].get("n_max", 8)
-    data = {"n_max": n_max, "finetune_n_max": n_max, "small_target": n_max,
+def base_config(study: dict, seed: int, source: str, target: str, pre_data: Path) -> dict:
+    data = {"n_max": n_max(study), "finetune_n_max": n_max(study), "small_target": n_max(study),
             "pretrain_task": source, "finetune_task": target}
     if study["balance_threshold"] is not None:
         data.update(pretrain_threshold=study["balance_threshold"], finetune_threshold=study["balance_threshold"])
     pretrain = {**study["pretrain"], "dataset": str(Path(pre_data).resolve()),
                 "batch_size": min(study["pretrain"].get("batch_size", 64), study["pretrain_size"])}
-    finetune = {**study["finetune"], "body": body,
-                "batch_size": min(study["finetune"].get("batch_size", 32), study["finetune_size"])}
-    if fine_data is not None:
-        finetune["dataset"] = str(Path(fine_data).resolve())
-    return {"name": study["name"], "seed": seed, "data": data, "model": dict(study["model"]),
-            "train": pretrain, "finetune": finetune}
+    return {"name": study["name"], "seed": seed, "data": data, "model": dict(study["model"]), "train": pretrain,
+            "finetune": {"steps": 1}}
 
 
-def data_seed(seed: int, task: str, purpose: str) -> int:
-    return int(np.random.SeedSequence([seed, SUITE.index(task), PURPOSES[purpose], 17]).generate_state(1)[0] % 2**31)
+def fine_config(study: dict, seed: int, source: str, target: str, pre_data: Path, fine_data: Path, body: str,
+                size: int, lr: float) -> dict:
+    raw = base_config(study, seed, source, target, pre_data)
+    raw["finetune"] = {**study["finetune"], "body": body, "lr": lr, "dataset": str(Path(fine_data).resolve()),
+                       **protocol.steps_for(size, study["finetune"].get("batch_size", 32), study["steps"])}
+    raw["finetune"]["min_lr"] = min(raw["finetune"].get("min_lr", 0.0), lr)
+    return raw
 
 
-def dataset_path(out: Path, seed: int, task: str, purpose: str) -> Path:
-    return Path(out) / "data" / f"seed{seed}" / f"{purpose}-{task}"
+def data_seed(seed: int, task: str, purpose: str, size: int = 0) -> int:
+    return int(np.random.SeedSequence([seed, SUITE.index(task), PURPOSES[purpose], 17, size]).generate_state(1)[0] % 2**31)
+
+
+def dataset_path(out: Path, seed: int, name: str) -> Path:
+    return Path(out) / "data" / f"seed{seed}" / name
 
 
 def build_datasets(study: dict, out: Path) -> None:
-    """D_A of every task (pre-training) and D_B of every task (fine-tuning) per seed; kept if built."""
+    """Per seed: D_A graphs of every task and of the control task (its labels shuffled into a
+    copy), and every fine-tuning size of every task; kept if built."""
     for seed in study["seeds"]:
-        for task in study["tasks"]:
-            for purpose, size in (("pretrain", study["pretrain_size"]), ("finetune", study["finetune_size"])):
-                path = dataset_path(out, seed, task, purpose)
-                if not (path / "manifest.json").is_file():
-                    build_dataset(spec_of(study, task), size, data_seed(seed, task, purpose), path, force=True,
-                                  progress=False)
+        wanted = [(f"pretrain-{t}", t, "pretrain", study["pretrain_size"]) for t in set(study["tasks"] + [study["control"]])]
+        wanted += [(f"finetune-{t}-D{d}", t, "finetune", d) for t in study["tasks"] for d in study["finetune_sizes"]]
+        for name, task, purpose, size in wanted:
+            path = dataset_path(out, seed, name)
+            if not (path / "manifest.json").is_file():
+                build_dataset(spec_of(study, task), size, data_seed(seed, task, purpose, size), path, force=True,
+                              progress=False)
+        control = dataset_path(out, seed, "control")
+        if not (control / "manifest.json").is_file():
+            graphs = load_dataset(dataset_path(out, seed, f"pretrain-{study['control']}"))
+            arrays = {k: getattr(graphs, k).numpy() for k in ("edges", "num_vertices", "target", "label", "path_length")}
+            arrays["label"] = np.random.default_rng([seed, 23]).permutation(arrays["label"])
+            write_arrays(arrays, spec_of(study, study["control"]), control,
+                         {"shuffled_labels_of": study["control"], "seed": seed})
 
 
-def make_jobs(study: dict, out: Path) -> list[Job]:
-    jobs = []
+def make_jobs(study: dict, out: Path) -> dict[str, tuple[Job, str]]:
+    """{key: (job, gate rule)} for every job of the study."""
+    jobs = {}
     for seed in study["seeds"]:
-        pre = {task: dataset_path(out, seed, task, "pretrain") for task in study["tasks"]}
-        fine = {task: dataset_path(out, seed, task, "finetune") for task in study["tasks"]}
+        pre = {t: dataset_path(out, seed, f"pretrain-{t}") for t in study["tasks"]}
         for a in study["tasks"]:
-            jobs.append(Job(f"seed{seed}/pretrain-{a}", run_config(study, seed, a, a, pre[a], None, "pretrained")))
-        for b in study["tasks"]:
-            jobs.append(Job(f"seed{seed}/baseline-{b}", run_config(study, seed, b, b, pre[b], fine[b], "random"),
-                            "finetune", after=f"seed{seed}/pretrain-{b}"))
-            for a in study["tasks"]:
-                jobs.append(Job(f"seed{seed}/{a}-to-{b}", run_config(study, seed, a, b, pre[a], fine[b], "pretrained"),
-                                "finetune", after=f"seed{seed}/pretrain-{a}"))
+            key = f"seed{seed}/pretrain-{a}"
+            jobs[key] = (Job(key, base_config(study, seed, a, a, pre[a])), "pretrain")
+        key = f"seed{seed}/control"
+        jobs[key] = (Job(key, base_config(study, seed, study["control"], study["control"],
+                                          dataset_path(out, seed, "control"))), "control")
+        for size in study["finetune_sizes"]:
+            for lr in study["lrs"]:
+                folder = f"seed{seed}/D{size}/{protocol.lr_name(lr)}"
+                for b in study["tasks"]:
+                    fine = dataset_path(out, seed, f"finetune-{b}-D{size}")
+                    arms = [(f"baseline-{b}", b, pre[b], "random", f"seed{seed}/pretrain-{b}")]
+                    arms += [(f"{a}-to-{b}", a, pre[a], "pretrained", f"seed{seed}/pretrain-{a}") for a in study["tasks"]]
+                    arms.append((f"control-to-{b}", study["control"], dataset_path(out, seed, "control"), "pretrained",
+                                 f"seed{seed}/control"))
+                    for name, source, pre_data, body, after in arms:
+                        raw = fine_config(study, seed, source, b, pre_data, fine, body, size, lr)
+                        jobs[f"{folder}/{name}"] = (Job(f"{folder}/{name}", raw, "finetune", after=after), "finetune")
     return jobs
 
 
-# ---- test sets disjoint from training graphs ------------------------------------------------------
+# ---- validation and test samples disjoint from training graphs ------------------------------------
 
 def graph_hashes(batch) -> list[bytes]:
     """Canonical hash per graph: its vertex count and the sorted set of its edges (repeats and edge
@@ -155,236 +201,129 @@ def graph_hashes(batch) -> list[bytes]:
     return out
 
 
-def test_set(study: dict, seed: int, task: str, seen: set) -> tuple:
-    """(GraphBatch of test_size graphs of `task` none of whose graphs is in `seen`, collisions)."""
-    size, spec = study["test_size"], spec_of(study, task)
-    kept, collisions, drawn, round_ = [], 0, 0, 0
-    while sum(len(k) for k in kept) < size:
-        candidates = sample(spec, 2 * size, data_seed(seed, task, "test") + round_)
-        hashes = graph_hashes(candidates)
-        fresh = np.array([h not in seen for h in hashes], dtype=bool)
-        collisions, drawn, round_ = collisions + int((~fresh).sum()), drawn + len(hashes), round_ + 1
-        kept.append(candidates[np.flatnonzero(fresh)])
-        if round_ > 50:
-            raise SweepError(f"test set of {task}: fewer than {size} graphs outside the training sets "
-                             f"after {drawn} draws ({collisions} collisions); use larger graphs (data.n_max)")
+def fresh_sample(study: dict, kind: str, seed: int, task: str, seen: set, size: int) -> tuple:
+    """(GraphBatch of `size` graphs of `task` from split study-<kind>, none in `seen`, report)."""
     from data_gen import GraphBatch
 
-    whole = GraphBatch.cat(kept)
-    return whole[:size], {"drawn": drawn, "collisions": collisions}
+    spec, key = spec_of(study, task), zlib.crc32(f"transfer:{task}".encode())
+    kept, collisions, drawn, round_ = [], 0, 0, 0
+    while sum(len(k) for k in kept) < size:
+        candidates = split_batch(f"study-{kind}", spec=spec, size=2 * size, draw=seed + 1 + 100_000 * round_, key=key)
+        fresh = np.array([h not in seen for h in graph_hashes(candidates)], dtype=bool)
+        collisions, drawn, round_ = collisions + int((~fresh).sum()), drawn + len(fresh), round_ + 1
+        kept.append(candidates[np.flatnonzero(fresh)])
+        if round_ > 50:
+            raise SweepError(f"{kind} sample of {task}: fewer than {size} graphs outside the training sets after "
+                             f"{drawn} draws ({collisions} collisions); use larger graphs (data.n_max)")
+    return GraphBatch.cat(kept)[:size], {"drawn": drawn, "collisions": collisions}
 
 
-def training_hashes(out: Path, seed: int, tasks: list[str]) -> set:
-    from data_gen import load_dataset
-
+def training_hashes(out: Path, seed: int, study: dict) -> set:
     seen = set()
-    for task in tasks:
-        for purpose in ("pretrain", "finetune"):
-            seen.update(graph_hashes(load_dataset(dataset_path(out, seed, task, purpose))))
+    for task in set(study["tasks"] + [study["control"]]):
+        seen.update(graph_hashes(load_dataset(dataset_path(out, seed, f"pretrain-{task}"))))
+    for task in study["tasks"]:
+        for size in study["finetune_sizes"]:
+            seen.update(graph_hashes(load_dataset(dataset_path(out, seed, f"finetune-{task}-D{size}"))))
     return seen
 
 
-# ---- scoring and statistics -----------------------------------------------------------------------
-
-def score_checkpoint(run_dir: Path, stage: str, batch) -> dict:
-    """Loss and accuracy of the job's final `stage` model on `batch`, which may ask another task
-    than the model's own: that is the transfer table's "A unchanged" baseline, named by the study."""
-    from graphpath.core.checkpoint import CheckpointError
-    from graphpath.core.resolve import load
-    from graphpath.evaluation.predict import predict
-
-    final = RunDir(run_dir).checkpoint(stage)
-    if not final.is_file():
-        raise SweepError(f"{run_dir} is missing or unfinished (no {final.relative_to(run_dir)})")
-    try:
-        model = load(final).model
-    except CheckpointError as error:
-        raise SweepError(str(error)) from None
-    prediction = predict(model, batch)
-    label = batch.label.numpy()
-    return {"loss": float(np.mean((prediction - label) ** 2)),
-            "accuracy": float(np.mean(rounded(np.nan_to_num(prediction, nan=-1.0)) == label))}
-
-
-def score_all(study: dict, out: Path, progress: bool = True) -> tuple[list[dict], dict, dict]:
-    """(raw rows, constant-predictor losses {task: [per seed]}, test-set report)."""
+def score_all(study: dict, out: Path, progress: bool = True) -> tuple[dict, dict, dict, dict]:
+    """({(sample, kind, source, target, size, lr, seed): loss}, constant {B: [per seed]}, sample
+    report, accuracies on test at the same keys)."""
     from tqdm import tqdm
 
-    rows, constant, report = [], {t: [] for t in study["tasks"]}, {}
-    tasks = study["tasks"]
-    work = [(seed, b) for seed in study["seeds"] for b in tasks]
+    losses, accuracy, constant, report = {}, {}, {t: [] for t in study["tasks"]}, {}
+    work = [(seed, b) for seed in study["seeds"] for b in study["tasks"]]
     seen_of = {}
-    for seed, b in tqdm(work, desc="scoring", unit="test set", disable=not progress, dynamic_ncols=True):
+    for seed, b in tqdm(work, desc="scoring", unit="task", disable=not progress, dynamic_ncols=True):
         if seed not in seen_of:
-            seen_of = {seed: training_hashes(out, seed, tasks)}
-        batch, info = test_set(study, seed, b, seen_of[seed])
-        report.setdefault(str(seed), {})[b] = info
-        constant[b].append(constant_baseline(batch.label.numpy())["mse"])
-        root = Path(out)
-        for kind, key, stage, a in ([("baseline", f"seed{seed}/baseline-{b}", "finetune", None)]
-                                    + [("transferred", f"seed{seed}/{a}-to-{b}", "finetune", a) for a in tasks]
-                                    + [("zero_shot", f"seed{seed}/pretrain-{a}", "pretrain", a) for a in tasks]):
-            rows.append({"seed": seed, "source": a, "target": b, "kind": kind,
-                         **score_checkpoint(job_dir(root, Job(key, {})), stage, batch)})
-    return rows, constant, report
+            seen_of = {seed: training_hashes(out, seed, study)}
+        test, test_info = fresh_sample(study, "test", seed, b, seen_of[seed], study["test_size"])
+        validation, val_info = fresh_sample(study, "validation", seed, b, seen_of[seed] | set(graph_hashes(test)),
+                                            study["validation_size"])
+        report.setdefault(str(seed), {})[b] = {"test": test_info, "validation": val_info}
+        constant[b].append(label_variance(test.label.numpy()))
+        for a in study["tasks"]:
+            scored = protocol.score(job_dir(out, Job(f"seed{seed}/pretrain-{a}", {})), "pretrain", test)
+            losses[("test", "zero_shot", a, b, None, None, seed)] = scored["loss"]
+        for size in study["finetune_sizes"]:
+            for lr in study["lrs"]:
+                folder = f"seed{seed}/D{size}/{protocol.lr_name(lr)}"
+                arms = [("baseline", None, f"baseline-{b}"), ("control", None, f"control-to-{b}")]
+                arms += [("transferred", a, f"{a}-to-{b}") for a in study["tasks"]]
+                for kind, a, name in arms:
+                    run = job_dir(out, Job(f"{folder}/{name}", {}))
+                    for sample_name, batch in (("validation", validation), ("test", test)):
+                        scored = protocol.score(run, "finetune", batch)
+                        losses[(sample_name, kind, a, b, size, lr, seed)] = scored["loss"]
+                        accuracy[(sample_name, kind, a, b, size, lr, seed)] = scored["accuracy"]
+    return losses, constant, report, accuracy
 
 
-def _ci(values) -> dict:
-    values = [float(v) for v in values]
-    return {**ci_summary(values), "per_seed": values}
+def choose(study: dict, losses: dict) -> tuple[dict, dict]:
+    """({(kind, source, target, size, seed): test loss at the chosen lr}, {arm name: choice})."""
+    scores, choices = {}, {}
+    for (sample, kind, a, b, size, lr, seed), value in losses.items():
+        if kind == "zero_shot":
+            scores[(kind, a, b, None, seed)] = value
+    arms = {(kind, a, b, size) for (_, kind, a, b, size, _, _) in losses if kind != "zero_shot"}
+    for kind, a, b, size in sorted(arms, key=str):
+        lr, means = protocol.choose_lr({lr: [losses[("validation", kind, a, b, size, lr, s)] for s in study["seeds"]]
+                                        for lr in study["lrs"]})
+        choices[f"{kind}:{a or ''}:{b}:{size}"] = {"lr": lr, "validation": {str(k): v for k, v in means.items()}}
+        for seed in study["seeds"]:
+            scores[(kind, a, b, size, seed)] = losses[("test", kind, a, b, size, lr, seed)]
+    return scores, choices
 
 
-def transfer_cells(rows: list[dict], tasks: list[str], seeds: list[int], constant: dict) -> list[dict]:
-    """Per ordered pair (A, B): transfer and relative transfer with t-intervals over seeds, and the
-    raw losses and accuracies behind them."""
-    def value(kind, a, b, seed, what="loss"):
-        return next(r[what] for r in rows if (r["kind"], r["source"], r["target"], r["seed"]) == (kind, a, b, seed))
-
-    cells = []
-    for a in tasks:
-        for b in tasks:
-            base = [value("baseline", None, b, s) for s in seeds]
-            moved = [value("transferred", a, b, s) for s in seeds]
-            gain = [x - y for x, y in zip(base, moved)]
-            scale = [constant[b][i] for i in range(len(seeds))]
-            relative = [g / c if c > 0 else float("nan") for g, c in zip(gain, scale)]
-            cells.append({"source": a, "target": b, "diagonal": a == b,
-                          "transfer": _ci(gain), "relative": _ci(relative),
-                          "transferred_loss": _ci(moved), "baseline_loss": _ci(base),
-                          "zero_shot_loss": _ci([value("zero_shot", a, b, s) for s in seeds]),
-                          "transferred_accuracy": _ci([value("transferred", a, b, s, "accuracy") for s in seeds]),
-                          "baseline_accuracy": _ci([value("baseline", None, b, s, "accuracy") for s in seeds]),
-                          "zero_shot_accuracy": _ci([value("zero_shot", a, b, s, "accuracy") for s in seeds])})
-    return cells
+def job_name(kind: str, a: str | None, b: str) -> str:
+    return {"baseline": f"baseline-{b}", "control": f"control-to-{b}"}.get(kind, f"{a}-to-{b}")
 
 
-def relative_matrix(cells: list[dict], tasks: list[str]) -> np.ndarray:
-    """(T, T) mean relative transfer, rows = source, diagonal NaN (kept apart)."""
-    index = {t: i for i, t in enumerate(tasks)}
-    matrix = np.full((len(tasks), len(tasks)), np.nan)
-    for cell in cells:
-        if not cell["diagonal"]:
-            matrix[index[cell["source"]], index[cell["target"]]] = cell["relative"]["mean"]
-    return matrix
+def converged_cells(study: dict, verdicts: dict, choices: dict) -> dict:
+    """{(A, B, D_B): every job behind the cell converged in every seed, at the chosen lrs}."""
+    out = {}
+    for size in study["finetune_sizes"]:
+        for a in study["tasks"]:
+            for b in study["tasks"]:
+                keys = []
+                for seed in study["seeds"]:
+                    keys += [f"seed{seed}/pretrain-{a}", f"seed{seed}/control"]
+                    for kind, source in (("transferred", a), ("baseline", None), ("control", None)):
+                        lr = choices[f"{kind}:{source or ''}:{b}:{size}"]["lr"]
+                        keys.append(f"seed{seed}/D{size}/{protocol.lr_name(lr)}/{job_name(kind, source, b)}")
+                out[(a, b, size)] = all(verdicts[k]["converged"] for k in keys)
+    return out
 
 
-def similarity(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(symmetric similarity (M + M^T) / 2, asymmetry M - M^T), diagonals NaN."""
-    return (matrix + matrix.T) / 2, matrix - matrix.T
-
-
-def cluster(sim: np.ndarray, tasks: list[str]) -> dict:
-    """Average-linkage clustering on distance 1 - sim / max|sim| (0 on the diagonal)."""
-    from scipy.cluster.hierarchy import dendrogram, linkage
-    from scipy.spatial.distance import squareform
-
-    off = sim[~np.eye(len(tasks), dtype=bool)]
-    scale = float(np.nanmax(np.abs(off))) if np.isfinite(off).any() and np.nanmax(np.abs(off)) > 0 else 1.0
-    distance = 1.0 - np.nan_to_num(sim, nan=0.0) / scale
-    np.fill_diagonal(distance, 0.0)
-    distance = np.maximum(distance, 0.0)
-    links = linkage(squareform(distance, checks=False), method="average")
-    tree = dendrogram(links, labels=list(tasks), no_plot=True)
-    return {"method": "average", "distance": "1 - similarity / max |similarity|", "scale": scale,
-            "linkage": links.tolist(), "order": tree["ivl"], "icoord": tree["icoord"], "dcoord": tree["dcoord"]}
-
-
-def _nan_none(matrix: np.ndarray) -> list:
-    return [[None if not np.isfinite(v) else float(v) for v in row] for row in matrix]
-
-
-def analyse(study: dict, rows: list[dict], constant: dict, report: dict) -> dict:
-    tasks, seeds = study["tasks"], study["seeds"]
-    cells = transfer_cells(rows, tasks, seeds, constant)
-    matrix = relative_matrix(cells, tasks)
-    sim, asym = similarity(matrix)
-    clusters = cluster(sim, tasks)
-    off = [c for c in cells if not c["diagonal"]]
-    best = max(off, key=lambda c: c["relative"]["mean"])
-    worst = min(off, key=lambda c: c["relative"]["mean"])
-    significant = sum(1 for c in off if c["relative"]["ci95"] and c["relative"]["ci95"][0] > 0)
-    harmful = sum(1 for c in off if c["relative"]["ci95"] and c["relative"]["ci95"][1] < 0)
-    pairs = [(tasks[i], tasks[j]) for i in range(len(tasks)) for j in range(i + 1, len(tasks))]
-    most = max(pairs, key=lambda p: abs(asym[tasks.index(p[0]), tasks.index(p[1])]))
-    findings = (f"Of {len(off)} ordered pairs, {significant} transfer positively and {harmful} negatively at 95% "
-                f"over {len(seeds)} seeds; the strongest is {best['source']} -> {best['target']} "
-                f"({best['relative']['mean']:+.3g} of B's constant-predictor loss), the weakest "
-                f"{worst['source']} -> {worst['target']} ({worst['relative']['mean']:+.3g}); the most asymmetric pair is "
-                f"{most[0]} / {most[1]} ({asym[tasks.index(most[0]), tasks.index(most[1])]:+.3g}).")
-    constants = {t: _ci(constant[t]) for t in tasks}
-    collisions = {t: sum(report[str(s)][t]["collisions"] for s in seeds) for t in tasks}
-    return {"schema": 1, "study": {k: study[k] for k in KEYS if k in study}, "tasks": tasks, "seeds": seeds,
+def analyse(study: dict, scores: dict, constant: dict, report: dict, verdicts: dict, choices: dict) -> dict:
+    tasks, seeds, sizes = study["tasks"], study["seeds"], study["finetune_sizes"]
+    cells = ts.transfer_cells(scores, tasks, sizes, seeds, constant, converged_cells(study, verdicts, choices))
+    counts = ts.correct(cells, study["fdr"])
+    matrices = {str(d): ts.relative_matrix(cells, tasks, d) for d in sizes}
+    sim, asym = ts.similarity(matrices[str(sizes[0])])
+    collisions = {t: sum(report[str(s)][t]["test"]["collisions"] for s in seeds) for t in tasks}
+    public = {k: study[k] for k in KEYS if k in study}
+    gate = {"criteria": {k: {**v.to_dict(), "text": v.describe()} for k, v in study["_gates"].items()},
+            **gate_summary(verdicts), "cells_marked": [[c["source"], c["target"], c["size"]] for c in cells
+                                                       if not c["converged"]], "verdicts": verdicts}
+    return {"schema": 2, "study": public, "tasks": tasks, "seeds": seeds, "sizes": sizes,
             "definitions": {"loss": "mse", "accuracy": "rounded prediction == label",
                             "transfer": "baseline loss - transferred loss",
-                            "relative": "transfer / constant-predictor loss of B (label variance of B's test set)",
-                            "similarity": "(relative(A->B) + relative(B->A)) / 2",
-                            "asymmetry": "relative(A->B) - relative(B->A)",
-                            "test_hash": "blake2b of the vertex count and the sorted set of edges"},
-            "constant": constants, "test_sets": {"per_seed": report, "collisions": collisions,
-                                                 "collisions_total": sum(collisions.values())},
-            "raw": rows, "cells": cells,
-            "matrix": {"rows": "source", "columns": "target", "relative": _nan_none(matrix),
-                       "diagonal": [next(c["relative"] for c in cells if c["diagonal"] and c["source"] == t)
-                                    for t in tasks]},
-            "similarity": _nan_none(sim), "asymmetry": _nan_none(asym), "clustering": clusters,
-            "findings": findings}
-
-
-def write_figures(doc: dict, folder: Path) -> list[str]:
-    import plotly.graph_objects as go
-
-    from graphpath_common.figures import write_html
-
-    tasks = doc["tasks"]
-    folder.mkdir(parents=True, exist_ok=True)
-    by = {(c["source"], c["target"]): c for c in doc["cells"]}
-
-    def hover(cell):
-        r, t = cell["relative"], cell["transfer"]
-        ci = (lambda b: f"[{b['ci95'][0]:.3g}, {b['ci95'][1]:.3g}]" if b["ci95"] else "(one seed)")
-        return (f"{cell['source']} -> {cell['target']}{' (diagonal)' if cell['diagonal'] else ''}<br>"
-                f"relative {r['mean']:+.3g} {ci(r)}<br>transfer {t['mean']:+.3g} {ci(t)}<br>"
-                f"fine-tuned {cell['transferred_loss']['mean']:.3g}, baseline {cell['baseline_loss']['mean']:.3g}, "
-                f"zero-shot {cell['zero_shot_loss']['mean']:.3g}")
-
-    z = [[None if a == b else by[(a, b)]["relative"]["mean"] for b in tasks] for a in tasks]
-    text = [[hover(by[(a, b)]) for b in tasks] for a in tasks]
-    heat = go.Figure(go.Heatmap(z=z, x=tasks, y=tasks, text=text, hoverinfo="text", colorscale="RdBu", zmid=0,
-                                colorbar=dict(title="relative")))
-    heat.update_layout(title="Transfer A -> B relative to B's constant-predictor loss (mean over seeds; "
-                             "diagonal apart, in the hover)",
-                       xaxis=dict(title="B (fine-tuned on)"), yaxis=dict(title="A (pre-trained on)", autorange="reversed"))
-    written = [write_html(heat, folder / "transfer-matrix.html")]
-
-    tree = doc["clustering"]
-    dendro = go.Figure()
-    for xs, ys in zip(tree["icoord"], tree["dcoord"]):
-        dendro.add_scatter(x=xs, y=ys, mode="lines", line=dict(color="#444"), showlegend=False, hoverinfo="skip")
-    dendro.update_layout(title="Tasks clustered by symmetric transfer (average linkage on 1 - similarity / max)",
-                         xaxis=dict(tickvals=[5 + 10 * i for i in range(len(tree["order"]))], ticktext=tree["order"]),
-                         yaxis=dict(title="distance"))
-    written.append(write_html(dendro, folder / "transfer-dendrogram.html"))
-
-    asym = go.Figure(go.Heatmap(z=doc["asymmetry"], x=tasks, y=tasks, colorscale="PuOr", zmid=0,
-                                colorbar=dict(title="A->B minus B->A")))
-    asym.update_layout(title="Asymmetry: relative(A -> B) - relative(B -> A)", xaxis=dict(title="B"),
-                       yaxis=dict(title="A", autorange="reversed"))
-    written.append(write_html(asym, folder / "transfer-asymmetry.html"))
-    return [str(p) for p in written]
-
-
-def matrix_lines(doc: dict) -> list[str]:
-    """The relative matrix with CIs as text lines (rows = source)."""
-    by = {(c["source"], c["target"]): c["relative"] for c in doc["cells"]}
-    lines = []
-    for a in doc["tasks"]:
-        parts = []
-        for b in doc["tasks"]:
-            r = by[(a, b)]
-            ci = f"[{r['ci95'][0]:+.2f},{r['ci95'][1]:+.2f}]" if r["ci95"] else ""
-            parts.append(f"{b}: {r['mean']:+.3f}{ci}{' (diag)' if a == b else ''}")
-        lines.append(f"{a} -> " + "; ".join(parts))
-    return lines
+                            "relative": "transfer / constant-predictor loss of B (label variance of B's test sample)",
+                            "specific": "(shuffled-label control loss - transferred loss) / constant-predictor loss",
+                            "similarity": "(relative(A->B) + relative(B->A)) / 2 at the smallest D_B",
+                            "asymmetry": "relative(A->B) - relative(B->A) at the smallest D_B",
+                            "test_hash": "blake2b of the vertex count and the sorted set of edges",
+                            "statistics": ts.__doc__.strip()},
+            "constant": {t: ts._block(constant[t]) for t in tasks},
+            "test_sets": {"per_seed": report, "collisions": collisions, "collisions_total": sum(collisions.values())},
+            "lr_choices": choices, "cells": cells, "tests": counts, "gate": gate,
+            "matrix": {"rows": "source", "columns": "target",
+                       "relative": {d: ts.nan_none(m) for d, m in matrices.items()}},
+            "similarity": ts.nan_none(sim), "asymmetry": ts.nan_none(asym), "clustering": ts.cluster(sim, tasks),
+            "findings": ts.findings(cells, counts, len(seeds), study["fdr"]), "answers": study["answers"]}
 
 
 def _main(argv) -> int:
@@ -396,16 +335,18 @@ def _main(argv) -> int:
     start = time.time()
     with hold(out, "python -m experiments.transfer"):  # writable, and no other writer, before any work
         build_datasets(study, out)
-        status = run_sweep(make_jobs(study, out), out, progress=not args.quiet, desc="transfer jobs", **options)
-        require_complete(status)
-        rows, constant, report = score_all(study, out, progress=not args.quiet)
-        doc = analyse(study, rows, constant, report)
+        jobs = make_jobs(study, out)
+        require_complete(run_sweep([job for job, _ in jobs.values()], out, progress=not args.quiet,
+                                   desc="transfer jobs", **options))
+        losses, constant, report, _ = score_all(study, out, progress=not args.quiet)
+        scores, choices = choose(study, losses)
+        verdicts = protocol.gate(out, {key: (job.stage, rule, job.config) for key, (job, rule) in jobs.items()},
+                                 study["_gates"])
+        doc = analyse(study, scores, constant, report, verdicts, choices)
         doc["seconds"] = time.time() - start
         path = save_study(doc, out, "transfer.json", write_figures, figures=not args.no_figures)
-    print("\n".join(matrix_lines(doc)), file=sys.stderr)
     print(f"{path}: {len(doc['cells'])} cells x {len(study['seeds'])} seeds in {doc['seconds']:.0f}s; "
-          f"{doc['test_sets']['collisions_total']} test graphs dropped as training collisions; {doc['findings']}",
-          file=sys.stderr)
+          f"{doc['gate']['converged']} of {doc['gate']['jobs']} jobs converged; {doc['findings']}", file=sys.stderr)
     return 0
 
 

@@ -1,36 +1,54 @@
 """The page's studies section: shown only when the run directory holds studies/*/<kind>.json,
-with the numbers the study wrote; a missing kind says how to add it."""
+with the numbers the study wrote (built by each study's own analysis on synthetic losses); a
+missing kind says how to add it; every section states the gate and what its preset can answer."""
 import json
 import math
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 import blog
 from blog.values import fmt
-from tiny_studies import TINY_DATA, two_models
+from tiny_studies import TINY_DATA, TINY_FINETUNE, TINY_PRETRAIN, TINY_STEPS, two_models
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_fixture"
+ANSWERS = """
+[answers]
+can = "a question this preset answers"
+cannot = "a question beyond it"
+"""
 EDT_STUDY = """
-seeds = [0, 1]
-data_sizes = [32, 64, 128]
+seeds = [0, 1, 2]
+data_sizes = [32, 64, 128, 256]
 scratch_extra = [4096]
+low_data_max = 256
 bootstrap = 50
-""" + TINY_DATA + two_models(second_layers=2)
+""" + ANSWERS + TINY_DATA + two_models() + TINY_PRETRAIN + TINY_FINETUNE + TINY_STEPS
 
 
-def edt_doc(tmp_path):
+def converged(keys, failing=()):
+    return {key: {"converged": key not in failing, "reason": "test"} for key in keys}
+
+
+def edt_doc(tmp_path, failing=()):
+    """experiments.edt.analyse on power-law curves with D_T = 3 (m + 1) D_F^0.5 (m: model index)."""
     from experiments.edt import analyse, load_study
 
     (tmp_path / "edt.toml").write_text(EDT_STUDY)
     study = load_study(tmp_path / "edt.toml")
-    losses = {}
-    for seed in (0, 1):
-        for m, n in enumerate((1e3, 1e4)):
-            for d in (32, 64, 128, 4096):
-                losses[(seed, m, "scratch", d)] = 5 - 0.5 * math.log(d) - 0.01 * seed
-            for d in (32, 64, 128):
-                losses[(seed, m, "finetuned", d)] = 5 - 0.5 * math.log(d + 3 * d ** 0.5 * (m + 1)) - 0.01 * seed
-    return analyse(study, losses, 50)
+    cells, losses, keys = {}, {}, []
+    for seed in (0, 1, 2):
+        for m in (0, 1):
+            keys.append(f"seed{seed}-model{m}/pretrain")
+            for arm, ladder in (("scratch", (32, 64, 128, 256, 4096)), ("finetuned", (32, 64, 128, 256)),
+                                ("doubled", (4096,))):
+                for d in ladder:
+                    cells[(seed, m, arm, d)] = f"seed{seed}-model{m}/{arm}-D{d}"
+                    keys.append(cells[(seed, m, arm, d)])
+                    effective = d + 3 * (m + 1) * d ** 0.5 if arm == "finetuned" else d
+                    losses[(seed, m, arm, d)] = 2.0 * effective ** -0.5 * (1 + 0.02 * seed)
+    return analyse(study, losses, converged(keys, failing), cells, 50)
 
 
 def test_no_studies_no_section(tmp_path):
@@ -38,74 +56,112 @@ def test_no_studies_no_section(tmp_path):
     assert "Beyond the paper" not in html
 
 
-def test_edt_section_shows_the_study_numbers(tmp_path):
+def test_edt_section_shows_the_study_numbers_the_gate_and_the_answers(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
-    doc = edt_doc(tmp_path)
+    doc = edt_doc(tmp_path, failing={"seed1-model1/scratch-D4096"})
     (run / "studies" / "edt").mkdir(parents=True)
     (run / "studies" / "edt" / "edt.json").write_text(json.dumps(doc))
     html = blog.render(run, tmp_path / "out").read_text()
     assert "Beyond the paper" in html and "Effective data transferred per model size" in html
     fit = doc["fit"]["fit"]
     assert fit is not None and f"α = {fmt(fit['alpha']['value'])}" in html
-    first = doc["summary"][0]
-    assert fmt(first["D_T"]["mean"]) in html
+    assert "β not estimated (2 model sizes; a size law needs at least 4)" in html
+    assert fmt(doc["summary"][0]["D_T"]["mean"]) in html
+    assert f"{doc['gate']['converged']} of {doc['gate']['jobs']} jobs met it" in html
+    assert "1 cells whose jobs did not all converge are marked" in html  # model 1's top scratch rung
+    assert "This preset can answer a question this preset answers" in html and "a question beyond it" in html
+    assert "Doubling the steps at the largest from-scratch rung (D = 4096)" in html
     assert "experiments.partial --out RUN_DIR/studies/partial" in html  # the missing kinds say how
     assert "experiments.mixture --out RUN_DIR/studies/mixture" in html
-    assert "edt-loss-plot" in html and "edt-transfer-plot" in html  # the study's figures are on the page
+    assert "edt-loss-plot" in html and "edt-transfer-plot" in html
 
 
-def partial_doc():
-    from graphpath.evaluation.scores import ci_summary as mean_ci
-
-    sets = ["finetune", "test-onpath-large", "shift-tree"]
-    variants = []
-    for body in ("pretrained", "random"):
-        for mode, rank, trainable in (("full", None, 5000), ("readout", None, 17), ("lora", 2, 600)):
-            base = 0.05 if body == "pretrained" else 0.8
-            losses = [base * (1 + 1000 / trainable) * (1 + 0.1 * s) for s in range(3)]
-            variants.append({"name": f"{mode}{'' if rank is None else f'-r{rank}'}-{body}", "mode": mode, "rank": rank,
-                             "body": body, "trainable": trainable, "finetune_loss": mean_ci(losses),
-                             "sets": {name: {"mse": mean_ci([2 * v for v in losses]), "accuracy": mean_ci([0.5] * 3)}
-                                      for name in sets}})
-    return {"schema": 1, "study": {"sets": sets, "bodies": ["pretrained", "random"], "seeds": [0, 1, 2]},
-            "total_parameters": 5000, "variants": variants}
+PARTIAL = """
+name = "partial-tiny"
+seeds = [0, 1, 2]
+pairs = [["distance-12", "distance-onpath"], ["degree", "distance-onpath"]]
+modes = ["full", "readout"]
+lrs = [1e-3, 3e-3]
+sets = ["shift-tree"]
+""" + ANSWERS + TINY_DATA + """[model]
+d_model = 16
+n_layers = 3
+n_heads = 2
+""" + TINY_PRETRAIN + TINY_FINETUNE
 
 
-def mixture_doc():
-    from experiments.mixture import analyse
-    from graphpath.evaluation.scores import ci_summary as mean_ci
+def partial_doc(tmp_path):
+    from experiments.partial import analyse, load_study, make_jobs, pair_name, variants
 
-    mixtures, tests, models = ["reference", "er"], ["reference", "tree", "larger-n"], [(0, 2000), (1, 20000)]
-    coverage = {("reference", "reference"): 0.9, ("reference", "tree"): 0.3, ("reference", "larger-n"): 0.0,
-                ("er", "reference"): 0.6, ("er", "tree"): 0.5, ("er", "larger-n"): 0.0}
-    cells = []
-    for mixture in mixtures:
-        for test in tests:
-            for index, n in models:
-                mse = [math.exp(3 - 5 * coverage[(mixture, test)]) * (1 + 0.05 * s) * (1 - 0.01 * index) for s in range(3)]
-                cells.append({"mixture": mixture, "test": test, "model": index, "N": n,
-                              "families_in_mixture": test == "reference", "coverage": coverage[(mixture, test)],
-                              "mse": mean_ci(mse), "accuracy": mean_ci([0.5] * 3)})
-    return {"schema": 1, "study": {"mixtures": {m: {} for m in mixtures}, "tests": {t: {} for t in tests}},
-            "models": [{"index": i, "config": {}, "N": n} for i, n in models], "cells": cells, "raw": [],
-            "analysis": analyse(cells)}
+    (tmp_path / "partial.toml").write_text(PARTIAL)
+    study = load_study(tmp_path / "partial.toml")
+    results = {}
+    for pair in study["pairs"]:
+        for v in variants(study):
+            base = (0.05 if v["body"] == "pretrained" else 0.8) * (1 if v["mode"] == "full" else 3)
+            per_seed = [{"test": {"loss": base * (1 + 0.1 * s), "accuracy": 0.5},
+                         "sets": {"shift-tree": {"mse": 2 * base, "accuracy": 0.4}}} for s in range(3)]
+            results[(pair_name(pair), v["name"])] = {"lr": 3e-3, "validation": {"0.001": 0.2, "0.003": 0.1},
+                                                     "per_seed": per_seed}
+    return analyse(study, results, converged(make_jobs(study)))
 
 
-def test_partial_and_mixture_sections_show_tables_figures_and_verdict(tmp_path):
+MIXTURE = """
+name = "mixture-tiny"
+seeds = [0, 1, 2]
+max_vertices = 5
+train_size = 512
+test_size = 64
+""" + ANSWERS + two_models() + TINY_PRETRAIN + """[mixtures.reference]
+components = [{family = "reference", n_max = 4, weight = 1.0}]
+[mixtures.er]
+components = [{family = "erdos_renyi", avg_degree = 2.0, n_max = 4, weight = 1.0}]
+[tests.reference]
+components = [{family = "reference", n_max = 4}]
+[tests.tree]
+components = [{family = "tree", n_max = 4}]
+[tests.larger-n]
+components = [{family = "reference", n_min = 5, n_max = 5}]
+"""
+
+
+def mixture_doc(tmp_path):
+    from experiments.mixture import analyse, job_key, load_study
+
+    (tmp_path / "mixture.toml").write_text(MIXTURE)
+    study = load_study(tmp_path / "mixture.toml")
+    coverage = {("reference", "reference"): 0.9, ("reference", "tree"): 0.3, ("reference", "larger-n"): 0.1,
+                ("er", "reference"): 0.6, ("er", "tree"): 0.5, ("er", "larger-n"): 0.2}
+    rng, raw = np.random.default_rng(0), []
+    for (mixture, test), cov in coverage.items():
+        for m in (0, 1):
+            for seed in (0, 1, 2):
+                raw.append({"mixture": mixture, "test": test, "model": m, "seed": seed,
+                            "mse": math.exp(3 - 5 * cov + rng.normal(0, 0.05)), "accuracy": 0.5, "coverage": cov,
+                            "label_support": 1.0, "unseen_ids": 0.0})
+    keys = [job_key(mix, m, s) for mix in ("reference", "er") for m in (0, 1) for s in (0, 1, 2)]
+    return analyse(study, raw, converged(keys))
+
+
+def test_partial_and_mixture_sections_show_tables_tests_figures_and_verdict(tmp_path):
     run = tmp_path / "run"
     shutil.copytree(FIXTURE, run)
-    partial, mixture = partial_doc(), mixture_doc()
+    partial, mixture = partial_doc(tmp_path), mixture_doc(tmp_path)
     for kind, doc in (("partial", partial), ("mixture", mixture)):
         (run / "studies" / kind).mkdir(parents=True)
         (run / "studies" / kind / f"{kind}.json").write_text(json.dumps(doc))
     html = blog.render(run, tmp_path / "out").read_text()
     assert "experiments.edt --out RUN_DIR/studies/edt" in html  # the missing kind says how
     readout = next(v for v in partial["variants"] if v["name"] == "readout-pretrained")
-    assert f"<td>readout-pretrained</td><td>17</td><td>{fmt(readout['finetune_loss']['mean'])}" in html
+    assert (f"<td>degree--distance-onpath</td><td>readout-pretrained</td><td>17</td><td>0.003</td>"
+            f"<td>{fmt(readout['test']['loss']['mean'])}") in html
+    test = partial["body_tests"][0]
+    assert test["finding"] and math.exp(test["log_ratio"]["mean"]) > 10  # a random body is 16x worse here
+    assert "Does the pre-trained body beat a random one" in html
     assert "partial-plot" in html and "mixture-coverage-plot" in html and "mixture-size-plot" in html
     a = mixture["analysis"]
-    assert a["spearman_log_mse_vs_coverage"] == -1.0 or a["spearman_log_mse_vs_coverage"] < -0.9  # built to follow coverage
-    assert f"coverage is {fmt(a['spearman_log_mse_vs_coverage'])}" in html
-    assert f"model size alone {fmt(a['r2_log_N'])}" in html
-    assert "error tracks coverage more than model size" in html and a["r2_coverage"] > a["r2_log_N"]
+    assert a["fit"]["coverage"]["finding"] and a["fit"]["coverage"]["value"] < -4  # built to follow coverage
+    assert "log_N" not in a["fit"] and "Model size is not in the regression: 2 model sizes" in html
+    assert f"on input coverage {fmt(a['fit']['coverage']['value'])}" in html and "excludes 0: a finding" in html
+    assert html.count("This preset can answer a question this preset answers") == 2

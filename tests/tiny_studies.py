@@ -9,7 +9,7 @@ small_target = 4
 """
 TWO_MODELS = """[[models]]
 d_model = 8
-n_layers = 1
+n_layers = 3
 n_heads = 1
 [[models]]
 d_model = 16
@@ -19,21 +19,42 @@ n_heads = 2
 TINY_PRETRAIN = """[pretrain]
 steps = 20
 batch_size = 32
-eval_every = 20
+eval_every = 5
+log_every = 5
 eval_size = 64
 checkpoint_every = 1000
 """
 TINY_FINETUNE = """[finetune]
 steps = 10
 batch_size = 32
-eval_every = 5
+eval_every = 2
 eval_size = 64
 lr = 1e-3
 checkpoint_every = 1000
 """
 
 
-def two_models(second_layers: int = 1) -> str:
+TINY_STEPS = """[steps]
+epochs = 1
+min_steps = 16
+max_steps = 32
+"""
+
+
+TRANSFER_GRAPHS = """[data]
+n_max = 5
+[model]
+d_model = 8
+n_layers = 3
+n_heads = 1
+[steps]
+epochs = 1
+min_steps = 16
+max_steps = 16
+"""
+
+
+def two_models(second_layers: int = 3) -> str:
     return TWO_MODELS.format(second_layers=second_layers)
 
 

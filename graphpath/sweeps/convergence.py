@@ -1,0 +1,182 @@
+"""Has a job reached its plateau? The stated criterion every study gates its cells on.
+
+A study trains each arm (pre-training, from-scratch, fine-tuning) for a fixed number of steps; an
+arm stopped while its loss still falls measures the budget, not the method. Each job's stage is
+judged from its own `metrics.jsonl` by a `Criterion`, written in the study's preset before the
+run (`[convergence.pretrain]`, `[convergence.finetune]`):
+
+    series      "eval_loss": the held-out loss at each evaluation (the stage's `heldout-*` split,
+                which no study reports), or "loss": the training loss averaged over each
+                `log_every` steps (for jobs whose held-out set is not their training distribution)
+    T           the stage's last step; f = `window` (a fraction of the stage's steps)
+    last        mean of the series over steps (T (1 - f), T]
+    previous    mean over steps (T (1 - 2f), T (1 - f)]
+    change      (previous - last) / last: the relative improvement over the last window
+    plateau     change <= `tolerance`, or (previous - last) <= `floor` x the constant-predictor loss
+                when `floor` is set. A loss still falling by more fails; a flat or rising one
+                (overfitting a fixed dataset) passes: more steps would not lower it. The floor
+                judges what is left on the scale of the task (the share of the label variance
+                still to gain): a loss falling as a power law towards 0 keeps losing a fixed
+                fraction per window, so a relative tolerance alone is never met near 0.
+    learned     last <= `max_ratio` x the constant-predictor loss of the data the series is
+                measured on (its label variance), when `max_ratio` is set: a pre-trained model
+                that has not learned its task is not a pre-trained model.
+    converged   plateau and learned
+
+The window test is the patience rule of early stopping (Prechelt 1998, "Early stopping - but
+when?", criterion GL/PQ: stop once the relative improvement over a strip of evaluations falls
+below a threshold), applied after the fact. Under a cosine schedule the last window anneals at a
+low learning rate; an arm far from its plateau still falls by more than a few percent there.
+
+`doubling_check` is the direct test: the same arm trained for twice the steps (Hernandez et al.
+2021 train every from-scratch size to convergence); it passes when the upper 95% bound of the
+relative improvement from doubling, paired over seeds, is at most the tolerance.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from graphpath_common.keys import reject_unknown_keys
+from graphpath_common.rundir import RunDir
+
+from graphpath.sweeps.runner import SweepError
+
+SERIES = ("eval_loss", "loss")
+
+
+class ConvergenceError(SweepError):
+    """A criterion that cannot be applied (bad keys, a window without evaluations); one line."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    window: float = 0.25  # fraction of the stage's steps in each of the two compared windows
+    tolerance: float = 0.05  # largest relative improvement over the last window that counts as a plateau
+    max_ratio: float | None = None  # last-window loss / constant-predictor loss must not exceed this
+    floor: float | None = None  # an improvement below this x the constant-predictor loss is a plateau too
+    series: str = "eval_loss"  # eval_loss (held-out) | loss (training, per log line)
+
+    def __post_init__(self):
+        if not (isinstance(self.window, (int, float)) and 0 < self.window <= 0.5):
+            raise ConvergenceError(f"convergence window must lie in (0, 0.5], got {self.window!r}")
+        if not (isinstance(self.tolerance, (int, float)) and self.tolerance >= 0):
+            raise ConvergenceError(f"convergence tolerance must be >= 0, got {self.tolerance!r}")
+        if self.max_ratio is not None and not (isinstance(self.max_ratio, (int, float)) and self.max_ratio > 0):
+            raise ConvergenceError(f"convergence max_ratio must be > 0 or left out, got {self.max_ratio!r}")
+        if self.floor is not None and not (isinstance(self.floor, (int, float)) and self.floor >= 0):
+            raise ConvergenceError(f"convergence floor must be >= 0 or left out, got {self.floor!r}")
+        if self.series not in SERIES:
+            raise ConvergenceError(f"convergence series must be one of {', '.join(SERIES)}, got {self.series!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict | None, where: str = "convergence") -> "Criterion":
+        values = dict(values or {})
+        reject_unknown_keys(cls, values, ConvergenceError, where)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def describe(self) -> str:
+        text = (f"{self.series} improved by at most {self.tolerance:.0%} between the last two windows of "
+                f"{self.window:.0%} of the steps")
+        if self.floor is not None:
+            text += f" (or by at most {self.floor:g} x the constant-predictor loss)"
+        if self.max_ratio is not None:
+            text += f", and ended at most {self.max_ratio:g} x the constant-predictor loss"
+        return text
+
+    def check_every(self, steps: int, every: int, what: str) -> None:
+        """ConvergenceError unless each window holds at least one point of the series."""
+        if every > self.window * steps:
+            raise ConvergenceError(f"{what}: a point every {every} steps leaves a window of {self.window:g} x "
+                                   f"{steps} steps empty; log or evaluate at least every {int(self.window * steps)} steps")
+
+
+def criteria(values: dict | None, defaults: dict[str, Criterion]) -> dict[str, Criterion]:
+    """{stage: Criterion} from a study's `[convergence]` table (sub-tables named by stage)."""
+    values = dict(values or {})
+    reject_unknown_keys(tuple(defaults), values, ConvergenceError, "convergence")
+    out = {}
+    for stage, default in defaults.items():
+        given = values.get(stage)
+        if given is not None and not isinstance(given, dict):
+            raise ConvergenceError(f"[convergence.{stage}] must be a table, got {given!r}")
+        out[stage] = Criterion.from_dict({**default.to_dict(), **(given or {})}, f"convergence.{stage}")
+    return out
+
+
+def check_series(steps, values, total_steps: int, criterion: Criterion, baseline: float | None = None) -> dict:
+    """The verdict on one series ((step, value) pairs of one stage; see the module docstring)."""
+    steps = np.asarray(steps, dtype=float)
+    values = np.asarray(values, dtype=float)
+    edge_last, edge_previous = total_steps * (1 - criterion.window), total_steps * (1 - 2 * criterion.window)
+    last = values[(steps > edge_last) & (steps <= total_steps)]
+    previous = values[(steps > edge_previous) & (steps <= edge_last)]
+    out = {"converged": False, "plateau": False, "learned": None, "last": None, "previous": None,
+           "change": None, "ratio": None, "points": [int(previous.size), int(last.size)], "steps": int(total_steps)}
+    if last.size == 0 or previous.size == 0:
+        return {**out, "reason": f"no {criterion.series} in one of the two windows"}
+    if not (np.isfinite(last).all() and np.isfinite(previous).all()):
+        return {**out, "reason": f"{criterion.series} is not finite"}
+    out["last"], out["previous"] = float(last.mean()), float(previous.mean())
+    out["change"] = (out["previous"] - out["last"]) / max(out["last"], 1e-12)
+    needs_baseline = criterion.max_ratio is not None or criterion.floor is not None
+    if needs_baseline and (baseline is None or not baseline > 0):
+        return {**out, "reason": "no constant-predictor loss to compare with"}
+    out["plateau"] = out["change"] <= criterion.tolerance or (
+        criterion.floor is not None and out["previous"] - out["last"] <= criterion.floor * baseline)
+    reasons = [] if out["plateau"] else [f"still improving {out['change']:.1%} over the last window"]
+    if criterion.max_ratio is not None:
+        out["ratio"] = out["last"] / baseline
+        out["learned"] = out["ratio"] <= criterion.max_ratio
+        if not out["learned"]:
+            reasons.append(f"loss {out['ratio']:.3g} x the constant predictor's (limit {criterion.max_ratio:g})")
+    out["converged"] = bool(out["plateau"] and out["learned"] is not False)
+    out["reason"] = "; ".join(reasons) or "converged"
+    return out
+
+
+def stage_series(run_dir, stage: str, series: str) -> tuple[list[int], list[float], int]:
+    """(steps, values, last step) of one stage's series in a job's metrics.jsonl."""
+    rows = [m for m in RunDir(run_dir).read_metrics(ConvergenceError) if m.get("stage") == stage]
+    points = [(m["step"], m[series]) for m in rows if series in m and m["step"] > 0]
+    if not rows:
+        raise ConvergenceError(f"{run_dir} has no {stage} metrics")
+    return [p[0] for p in points], [p[1] for p in points], max(m["step"] for m in rows)
+
+
+def check_job(run_dir, stage: str, criterion: Criterion, baseline: float | None = None) -> dict:
+    """The verdict on one job's stage, with the criterion it was judged by."""
+    steps, values, total = stage_series(run_dir, stage, criterion.series)
+    return {**check_series(steps, values, total, criterion, baseline), "stage": stage}
+
+
+def label_variance(labels) -> float:
+    """The constant predictor's MSE: the labels' variance (it answers their mean)."""
+    labels = np.asarray(labels, dtype=float)
+    return float(labels.var()) if labels.size else math.nan
+
+
+def gate_summary(verdicts: dict[str, dict]) -> dict:
+    """{jobs, converged, failed: [keys]} over a study's jobs (`verdicts` = {job key: verdict})."""
+    failed = sorted(key for key, verdict in verdicts.items() if not verdict["converged"])
+    return {"jobs": len(verdicts), "converged": len(verdicts) - len(failed), "failed": failed}
+
+
+def doubling_check(normal, doubled, tolerance: float) -> dict:
+    """Does training twice as long still help? Per seed, improvement = (normal - doubled) / normal
+    (paired: one seed's two runs share data and initialisation); 95% t-interval over seeds
+    (graphpath.evaluation.scores.mean_ci). Passes when the upper bound is at most `tolerance`."""
+    from graphpath.evaluation.scores import ci_summary
+
+    normal, doubled = np.asarray(normal, dtype=float), np.asarray(doubled, dtype=float)
+    improvement = (normal - doubled) / normal
+    summary = ci_summary(improvement)
+    upper = None if summary["ci95"] is None else summary["ci95"][1]
+    return {"improvement": summary, "per_seed": improvement.tolist(), "tolerance": tolerance,
+            "passed": upper is not None and upper <= tolerance,
+            "rule": "upper 95% bound of the paired relative improvement from doubling the steps <= tolerance"}
