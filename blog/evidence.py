@@ -22,6 +22,7 @@ each number pools: "S seeds x N graphs" (an interval over seeds and test graphs)
 """
 from __future__ import annotations
 
+import json
 import math
 
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS, departures
@@ -281,8 +282,24 @@ def detector_scope(run: Run) -> Text:
 def table_rows(run: Run) -> list[dict]:
     perturb = next((doc.get("settings") for doc in run.perturb
                     if doc.get("target", {}).get("model") != "handcrafted"), None)
+    if perturb is None:  # no recovery study: the basin search perturbed and retrained, so its protocol departs
+        perturb = _basin_settings(run)
     parameters = int(str(model_parameters(run)).replace(",", ""))
     return departures(run.config, parameters=parameters, perturb=perturb, seeds=_seeds(run))
+
+
+def _basin_settings(run: Run) -> dict | None:
+    """basin.json's perturbation settings in perturb.json's terms (kind all -> every matrix), or None."""
+    from graphpath_common.rundir import RunDir
+
+    path = RunDir(run.path).basin
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8")).get("settings") if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not settings:
+        return None
+    return {**settings, "kind": f"{settings.get('kind')} (basin search)"}
 
 
 def departures_summary(run: Run) -> Text:

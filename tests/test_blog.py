@@ -449,3 +449,22 @@ def test_the_line_probe_counts_each_seed_alone(run_copy, tmp_path):
     text = _page_text(blog.render(run_copy, tmp_path / "out").read_text())
     total = len(json.loads((run_copy / "eval.json").read_text())["line_probe"]["lengths"])
     assert f"rounds to the right length on {total}, 0 of {total} (per seed)" in text
+
+
+def test_a_basin_search_without_a_recovery_study_fills_the_perturbation_departures(run_copy):
+    """The main job perturbs only through the basin search: its protocol (every matrix, relative
+    sigma, Adam at its lr and batch) departs from the study's and must show as such, not 'not run'."""
+    from blog.evidence import table_rows
+    from blog.rundir import load_run
+
+    for name in ("perturb.json", "perturb-handcrafted.json"):
+        (run_copy / name).unlink()
+    rows = {r["field"]: r for r in table_rows(load_run(run_copy))}
+    assert rows["perturb.lr"]["run"] == "not run"
+    settings = {"kind": "all", "scale": "relative", "sigmas": [0.1, 0.3, 1.0], "optimizer": "adam", "lr": 0.001,
+                "batch_size": 64, "steps": 30}
+    (run_copy / "basin.json").write_text(json.dumps({"schema": 1, "settings": settings, "groups": {}}))
+    rows = {r["field"]: r for r in table_rows(load_run(run_copy))}
+    assert rows["perturb.kind"]["run"] == "all (basin search)" and rows["perturb.kind"]["differs"]
+    assert rows["perturb.lr"]["run"] == "0.001" and rows["perturb.lr"]["differs"]
+    assert rows["perturb.batch_size"]["run"] == "64" and not rows["perturb.optimizer"]["differs"]
