@@ -256,7 +256,10 @@ def phase_order(run: Run) -> Html:
     threshold = fmt(order.get("threshold", 0.1))
     text = (f"<p>Measured without the detector, the order of learning is in the curves: the first logged step "
             f"from which each distance's held-out loss stays below {threshold} (the study's committed log, per-step "
-            f"batch losses, gives {study} by the same measure; first below {threshold} at {first}). {matching} of "
+            f"training-batch losses at 2^15 graphs a step, gives {study} by the same rule applied to a different curve; "
+            f"first below {threshold} at {first}; its steps are not this run's steps: compare the order, not the "
+            f"numbers. Here curve points lie every other step through the warm-up and about every 1/48 of the "
+            f"stage after it, which bounds how finely steps are resolved). {matching} of "
             f"{len(settle)} seed(s) learned distances 1, 2, 3 in the study's order; against a random order of "
             f"three (chance 1/6 per seed, an exact binomial test), \"shorter distances are learned first\" "
             f"{escape(order.get('status', 'was not tested'))} (p = {_p(order.get('p'))}, corrected "

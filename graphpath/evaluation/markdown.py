@@ -277,8 +277,11 @@ def _section_order(doc: dict) -> list[str]:
              f"The first logged pre-training step from which each distance's held-out loss stays below "
              f"{order.get('threshold', 0.1):g} (metrics.jsonl `curve_label_loss`). The study's order is 1, then 2, "
              "then 3; in its committed training log (per-step batch losses of 2^15 graphs, its first 300 steps) "
-             "the same measure gives " + ", ".join(str(v) for v in STUDY_SETTLE_STEPS.values())
-             + " (first below 0.1: " + ", ".join(str(v) for v in STUDY_FIRST_BELOW_STEPS.values()) + ").", "",
+             "the same rule applied to a different curve gives " + ", ".join(str(v) for v in STUDY_SETTLE_STEPS.values())
+             + " (first below 0.1: " + ", ".join(str(v) for v in STUDY_FIRST_BELOW_STEPS.values()) + "); its steps "
+             "are not this run's steps, so compare the order, not the numbers. Curve points lie every other step "
+             "through the warm-up and about every 1/48 of the stage after it (runs before that change: log-spaced "
+             "and eval steps only, too coarse to order distances that settle after the warm-up).", "",
              "| | d = 1 | d = 2 | d = 3 | order |", "|---|---|---|---|---|",
              "| the study's log | " + " | ".join(str(v) for v in STUDY_SETTLE_STEPS.values()) + " | shortest first |"]
     for name, item in zip(names, settle):
