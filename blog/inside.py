@@ -83,7 +83,19 @@ def interpret_summary(run: Run) -> Text:
                     for p in g["points"])
         + " (at the embedding and after the last block the whole gap by construction: the runs differ only in "
           "the target token, and the read-out reads that token; in between, what falls short of 1 has already "
-          f"moved to other tokens); of single heads, {top} restores the most ({_cell(heads[top])})" + _attention_note(g))
+          f"moved to other tokens); {_heads_note(heads, top)}" + _attention_note(g))
+
+
+def _heads_note(heads: dict, top: str) -> str:
+    """Single heads: the largest mean is a maximum over noisy means, so it is named only with the
+    heads whose intervals exclude 0, and 'no single head stands out' when none does."""
+    above = [h for h, v in heads.items() if (v.get("ci95") or [None])[0] is not None and v["ci95"][0] > 0]
+    if not above:
+        return (f"no single head's restoration is distinguishable from 0 (every 95% interval over seeds includes 0; "
+                f"the largest mean, {top} {_cell(heads[top])}, is a maximum over {len(heads)} heads)")
+    return (f"of {len(heads)} single heads, {len(above)} restore a share whose interval excludes 0 ("
+            + ", ".join(f"{h} {_cell(heads[h])}" for h in above) + "); the largest mean is a maximum over noisy "
+            f"means, so no ranking among them is claimed; the intervals are not corrected for the {len(heads)} heads")
 
 
 def _attention_note(g: dict) -> str:
@@ -215,7 +227,7 @@ def llc_summary(run: Run) -> Text:
             f"linear network, whose extra directions are exactly flat: " + "; ".join(checks) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting read both known LLCs within the tolerance with passing chain diagnostics, so "
-                    "no model's LLC is reported: at these settings the estimator cannot be trusted"
+                    "no model's LLC is reported and no setting was chosen" + _infeasible_note(cal)
                     + _mixing_note(cal.get("mixing")))
     parts = []
     for name, g in doc["groups"].items():
@@ -225,6 +237,26 @@ def llc_summary(run: Run) -> Text:
                for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}): "
                 + "; ".join(parts) + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else ""))
+
+
+def _infeasible_note(cal: dict) -> str:
+    """Whether the grid could have passed at all: a row whose perfectly mixed chain (the localised
+    truth at its gamma) already lies outside the tolerance band around the known LLC cannot pass,
+    however long its chains run; then the failure says as much about the grid as the estimator."""
+    from graphpath.analysis.llc import KNOWN_TOLERANCE
+
+    rows = [r for r in cal.get("rows") or [] if r.get("localised_truth") is not None]
+    if not rows:
+        return ""
+    truth = next(iter(rows[0]["models"].values()))["truth"]
+    feasible = [r for r in rows if abs(r["localised_truth"] - truth) <= KNOWN_TOLERANCE * truth]
+    if feasible:
+        return (f" (at {len(feasible)} of {len(rows)} settings a perfectly mixed chain would pass: there the chains "
+                f"were too short or unstable)")
+    return (f". The grid could not pass as built: at every γ tried even a perfectly mixed chain reads "
+            f"{fmt(max(r['localised_truth'] for r in rows))} or less, outside {KNOWN_TOLERANCE:.0%} of the known "
+            f"{fmt(truth)} (localisation at these γ hides the flat directions the known LLC counts); a fair "
+            f"calibration needs γ below 1, whitened features or a target at the localised truth, and longer chains")
 
 
 def _mixing_note(mix: dict | None) -> str:
@@ -252,7 +284,8 @@ def _bracket(g: dict) -> str:
     return (f"σ in [{fmt(lo['sigma'])}, {fmt(hi['sigma'])}]: {lo['recovered']} of {lo['runs']} runs recovered at "
             f"{fmt(lo['sigma'])} (95% Wilson {fmt(lo['ci95'][0])}–{fmt(lo['ci95'][1])}), {hi['recovered']} of "
             f"{hi['runs']} at {fmt(hi['sigma'])} ({fmt(hi['ci95'][0])}–{fmt(hi['ci95'][1])})"
-            + ("" if g["resolved"] else "; not resolved at 95%: an end's interval includes one half"))
+            + ("" if g["resolved"] else "; not resolved at 95%: an end's interval includes one half")
+            + ("" if g.get("closed", True) else "; the search's trial budget ran out before the bracket closed"))
 
 
 def basin_summary(run: Run) -> Text:

@@ -468,3 +468,26 @@ def test_a_basin_search_without_a_recovery_study_fills_the_perturbation_departur
     assert rows["perturb.kind"]["run"] == "all (basin search)" and rows["perturb.kind"]["differs"]
     assert rows["perturb.lr"]["run"] == "0.001" and rows["perturb.lr"]["differs"]
     assert rows["perturb.batch_size"]["run"] == "64" and not rows["perturb.optimizer"]["differs"]
+
+
+def test_single_heads_are_named_only_when_their_interval_excludes_zero():
+    from blog.inside import _heads_note
+
+    heads = {"blocks.0.h0": {"mean": 0.30, "ci95": [0.01, 0.59]}, "blocks.1.h1": {"mean": 0.35, "ci95": [-0.08, 0.79]}}
+    text = _heads_note(heads, "blocks.1.h1")
+    assert "1 restore" in text and "blocks.0.h0" in text and "blocks.1.h1" not in text
+    none = _heads_note({"blocks.1.h1": heads["blocks.1.h1"]}, "blocks.1.h1")
+    assert "no single head" in none and "distinguishable from 0" in none
+
+
+def test_a_calibration_grid_that_could_not_pass_says_so():
+    """The known LLC is read within 25%; when even a perfectly mixed chain (the localised truth at
+    each gamma) lies outside that band, the page blames the grid, not only the estimator."""
+    from blog.inside import _infeasible_note
+
+    def row(local):
+        return {"localised_truth": local, "models": {"regular": {"truth": 32.5}}}
+
+    assert "could not pass as built" in _infeasible_note({"rows": [row(20.7), row(10.2)]})
+    assert "would pass" in _infeasible_note({"rows": [row(30.0), row(10.2)]})
+    assert _infeasible_note({"rows": []}) == ""
