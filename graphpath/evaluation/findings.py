@@ -261,7 +261,7 @@ def _phases(phases_per_run: list[dict | None]) -> list[dict]:
     occur = _finding("phase-changes", "phase changes occur", "learned", "pretrain (training curves)",
                      "held-out loss per distance, pre-training",
                      "seeds with >= 1 change vs the detector's null rate", NULL_FALSE_POSITIVE_RATE,
-                     "a change is a plateau at the label's mean-guess loss left by an abrupt 5x fall "
+                     "a change is a plateau at the label's mean-guess loss left by an abrupt 5x fall that lasts to the end of pre-training "
                      "(graphpath.training.phases); under no transition a seed shows one with probability "
                      "1 - (1 - rate)^curves. Distances whose mean-guess loss is under "
                      f"{MIN_REFERENCE:g} (near the mean label) are excluded by construction: they have no "
