@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -227,7 +228,7 @@ def llc_summary(run: Run) -> Text:
             f"linear network, whose extra directions are exactly flat: " + "; ".join(checks) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting read both known LLCs within the tolerance with passing chain diagnostics, so "
-                    "no model's LLC is reported and no setting was chosen" + _infeasible_note(cal)
+                    "no model's LLC is reported and no setting was chosen" + _infeasible_note(cal, _tolerance(doc))
                     + _mixing_note(cal.get("mixing")))
     parts = []
     for name, g in doc["groups"].items():
@@ -239,22 +240,30 @@ def llc_summary(run: Run) -> Text:
                 + "; ".join(parts) + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else ""))
 
 
-def _infeasible_note(cal: dict) -> str:
+def _tolerance(doc: dict) -> float | None:
+    """llc.json's `known_tolerance`; older files state it only in `calibration_rule` ("within 25%")."""
+    if doc.get("known_tolerance") is not None:
+        return float(doc["known_tolerance"])
+    found = re.search(r"within (\d+(?:\.\d+)?)%", doc.get("calibration_rule") or "")
+    return float(found.group(1)) / 100 if found else None
+
+
+def _infeasible_note(cal: dict, tolerance: float | None) -> str:
     """Whether the grid could have passed at all: a row whose perfectly mixed chain (the localised
     truth at its gamma) already lies outside the tolerance band around the known LLC cannot pass,
     however long its chains run; then the failure says as much about the grid as the estimator."""
-    from graphpath.analysis.llc import KNOWN_TOLERANCE
-
+    if tolerance is None:
+        return ""
     rows = [r for r in cal.get("rows") or [] if r.get("localised_truth") is not None]
     if not rows:
         return ""
     truth = next(iter(rows[0]["models"].values()))["truth"]
-    feasible = [r for r in rows if abs(r["localised_truth"] - truth) <= KNOWN_TOLERANCE * truth]
+    feasible = [r for r in rows if abs(r["localised_truth"] - truth) <= tolerance * truth]
     if feasible:
         return (f" (at {len(feasible)} of {len(rows)} settings a perfectly mixed chain would pass: there the chains "
                 f"were too short or unstable)")
     return (f". The grid could not pass as built: at every γ tried even a perfectly mixed chain reads "
-            f"{fmt(max(r['localised_truth'] for r in rows))} or less, outside {KNOWN_TOLERANCE:.0%} of the known "
+            f"{fmt(max(r['localised_truth'] for r in rows))} or less, outside {tolerance:.0%} of the known "
             f"{fmt(truth)} (localisation at these γ hides the flat directions the known LLC counts); a fair "
             f"calibration needs γ below 1, whitened features or a target at the localised truth, and longer chains")
 

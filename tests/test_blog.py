@@ -488,6 +488,11 @@ def test_a_calibration_grid_that_could_not_pass_says_so():
     def row(local):
         return {"localised_truth": local, "models": {"regular": {"truth": 32.5}}}
 
-    assert "could not pass as built" in _infeasible_note({"rows": [row(20.7), row(10.2)]})
-    assert "would pass" in _infeasible_note({"rows": [row(30.0), row(10.2)]})
-    assert _infeasible_note({"rows": []}) == ""
+    assert "could not pass as built" in _infeasible_note({"rows": [row(20.7), row(10.2)]}, 0.25)
+    assert "would pass" in _infeasible_note({"rows": [row(30.0), row(10.2)]}, 0.25)
+    assert "would pass" in _infeasible_note({"rows": [row(20.7)]}, 0.4)  # a wider band takes 20.7
+    assert _infeasible_note({"rows": []}, 0.25) == ""
+    from blog.inside import _tolerance
+
+    assert _tolerance({"known_tolerance": 0.3}) == 0.3
+    assert _tolerance({"calibration_rule": "... lie within 25% of the known LLC; ..."}) == 0.25

@@ -42,7 +42,7 @@ from graphpath_common.rundir import RunDir
 from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import over_seeds
 from graphpath.analysis import llc_known as K
-from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, LLCConfig, LLCError, calibrate,
+from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, KNOWN_TOLERANCE, LLCConfig, LLCError, calibrate,
                                     default_nbeta, estimate_llc)
 from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
@@ -94,7 +94,8 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
                          args.n)
     except CheckpointError as error:
         raise LLCError(str(error)) from None
-    doc = {"schema": SCHEMA_VERSION, "calibration_rule": CALIBRATION_RULE, "diagnostic_rule": DIAGNOSTIC_RULE,
+    doc = {"schema": SCHEMA_VERSION, "calibration_rule": CALIBRATION_RULE, "known_tolerance": KNOWN_TOLERANCE,
+           "diagnostic_rule": DIAGNOSTIC_RULE,
            "production": asdict(base), "data_size": args.data_size, "data_seed": args.data_seed,
            "eps_grid": args.eps, "gamma_grid": args.gamma, "calibration": {"rows": [], "chosen": None,
                                                                          "features_of": found[0].key},
