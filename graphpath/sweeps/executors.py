@@ -155,6 +155,23 @@ def interruptible(call, *args):
             signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def shut_down_on_exit(close, bar=None):
+    """The body of a loop over an executor's jobs: on the way out the progress bar (if any) is closed,
+    then `close(interrupted)` from make_executor, interrupting the running jobs when Ctrl-C left the
+    body and letting them finish otherwise. The KeyboardInterrupt is re-raised."""
+    interrupted = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        close(interrupted)
+
+
 def make_executor(kind: str, root: Path, workers: int, slurm: dict | None = None, call=None):
     """(submit(run_dir, config text, stage, source) -> future with .done() / .result() / .cancel(),
     close(interrupted=False), at most this many at once). `call`: a module-level function the jobs

@@ -56,6 +56,7 @@ from graphpath_common.toml import read_toml
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
 from graphpath.sweeps.runner import (SweepError, add_executor_options, config_text, default_workers,
                                      executor_options, make_executor, run_study_cli)
+from graphpath.sweeps.executors import shut_down_on_exit
 
 SPEC_KEYS = ("name", "base", "trials", "seed", "examples", "rungs", "pruner", "startup_trials", "space")
 PRUNERS = ("median", "none")
@@ -286,8 +287,7 @@ def run_search(spec: SearchSpec, out: Path, spec_text: str, executor: str = "loc
     submit, close, limit = make_executor(executor, out, limit, slurm, call=run_piece)
     bar = tqdm(total=spec.trials, initial=min(finished(), spec.trials), desc=f"{spec.name} trials", unit="trial",
                disable=not progress, dynamic_ncols=True)
-    interrupted = False
-    try:
+    with shut_down_on_exit(close, bar):
         while True:
             while len(active) < limit and finished() + len(active) < spec.trials:
                 trial = study.ask(spec.distributions())
@@ -315,12 +315,6 @@ def run_search(spec: SearchSpec, out: Path, spec_text: str, executor: str = "loc
                     bar.update()
                     bar.write(f"trial {running.trial.number}: {state.lower()}"
                               + (f", log {result['log']}" if state == "FAIL" else ""))
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        bar.close()
-        close(interrupted)
     return study
 
 

@@ -101,7 +101,7 @@ def train_seeds(options, device: str, config_path: Path, runs: list[tuple[RunCon
     """Train every (config, run directory) of a seed group in the local process pool, each from
     the group's `config_path` with its own seed; True when every seed finished its stages, False
     when `options.stop_after` stopped them. Raises SeedsFailed naming the logs of seeds that failed."""
-    from graphpath.sweeps.executors import make_executor
+    from graphpath.sweeps.executors import make_executor, shut_down_on_exit
 
     stages = options.stages
     total = sum(config.train.steps * ("pretrain" in stages) + config.finetune.steps * ("finetune" in stages)
@@ -113,8 +113,7 @@ def train_seeds(options, device: str, config_path: Path, runs: list[tuple[RunCon
     bar = tqdm(total=total, desc=f"{len(runs)} seeds", unit="step", disable=not options.progress,
                dynamic_ncols=True, mininterval=1.0)
     codes: dict[Path, int] = {}
-    interrupted = False
-    try:
+    with shut_down_on_exit(close, bar):
         while len(codes) < len(runs):
             time.sleep(1.0)
             for out, future in futures.items():
@@ -123,12 +122,6 @@ def train_seeds(options, device: str, config_path: Path, runs: list[tuple[RunCon
             done = sum(steps_done(out, stages, config) for config, out in runs)
             if done > bar.n:
                 bar.update(done - bar.n)
-    except KeyboardInterrupt:
-        interrupted = True
-        raise
-    finally:
-        bar.close()
-        close(interrupted)
     failed = [out for out, code in codes.items() if code != 0]
     if failed:
         raise SeedsFailed(f"{len(failed)} of {len(runs)} seeds failed; logs: "
