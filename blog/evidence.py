@@ -22,7 +22,6 @@ each number pools: "S seeds x N graphs" (an interval over seeds and test graphs)
 """
 from __future__ import annotations
 
-import json
 import math
 
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS, departures
@@ -292,17 +291,14 @@ def table_rows(run: Run) -> list[dict]:
 
 
 def _basin_settings(run: Run) -> dict | None:
-    """basin.json's perturbation settings in perturb.json's terms (kind all -> every matrix), or None."""
-    from graphpath_common.rundir import RunDir
+    """basin.json's perturbation settings in perturb.json's terms (kind all -> every matrix), or None
+    when the run has no basin search. A damaged basin.json is named (blog.inside's reader)."""
+    from .inside import _read, available
 
-    path = RunDir(run.path).basin
-    try:
-        settings = json.loads(path.read_text(encoding="utf-8")).get("settings") if path.is_file() else None
-    except (OSError, ValueError):
+    if not available(run)["basin"]:
         return None
-    if not settings:
-        return None
-    return {**settings, "kind": f"{settings.get('kind')} (basin search)"}
+    settings = _read(run, "basin").get("settings")
+    return {**settings, "kind": f"{settings.get('kind')} (basin search)"} if settings else None
 
 
 def departures_summary(run: Run) -> Text:
