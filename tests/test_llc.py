@@ -107,17 +107,77 @@ def test_diverging_setting_raises():
                        L.LLCConfig(eps=10.0, gamma=1.0, chains=2, steps=50, burn_in=10))
 
 
+def collinear(n: int, seed: int):
+    """Nearly collinear features like the read-out's: 6 columns, two near copies of others, one tiny."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 4, generator=g) * torch.tensor([3.0, 1.0, 0.3, 0.1])
+    x = torch.cat([base, base[:, :1] + 1e-3 * torch.randn(n, 1, generator=g), 1e-7 * torch.randn(n, 1, generator=g)], 1)
+    y = base @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 2.0 + 0.3 * torch.randn(n, generator=g)
+    return x, y
+
+
+def test_whitening_makes_the_design_orthonormal_and_drops_near_null_directions():
+    x, y = collinear(1000, seed=0)
+    xb = K.with_bias(x)
+    z = K.whiten(xb)
+    assert z.shape == (1000, 6)  # 7 columns, the 1e-7 one (variance 1e-14 of the largest) dropped
+    assert torch.allclose(z.T @ z / 1000, torch.eye(6, dtype=torch.float64), atol=1e-8)
+    h = K.hessian_eigenvalues(xb)
+    assert h.max() / h.min() > 1e8  # the raw design is as ill-conditioned as the read-out's
+    known = K.known_models(x, y)
+    assert known["regular"][1] == known["degenerate"][1] == 3.0 and known["x"].shape == (1000, 6)
+    assert K.known_models(x, y, whitened=False)["regular"][1] == 3.5  # rank 7: the raw design counts it
+
+
+def test_chain_expectation_tends_to_the_localised_truth_and_flags_instability():
+    x, _ = collinear(500, seed=1)
+    xb = K.with_bias(x)
+    h_max = float(K.hessian_eigenvalues(xb).max())
+    truth = K.localised_truth(xb, nbeta=50.0, gamma=5.0)
+    assert K.chain_expectation(xb, 50.0, 5.0, 1e-4, 40000, 30000) == pytest.approx(truth, rel=0.02)
+    short = K.chain_expectation(xb, 50.0, 5.0, 1e-4, 200, 100)
+    assert short < 0.8 * truth  # 200 steps do not relax the flattest seen directions
+    assert K.chain_expectation(xb, 50.0, 5.0, 4.1 / (50 * h_max + 5), 10, 0) == float("inf")
+
+
+def test_default_nbeta_is_devinterps_for_the_sample_size():
+    utils = pytest.importorskip("devinterp.utils")
+    assert L.default_nbeta(2048) == pytest.approx(utils.default_nbeta(2048))
+
+
+def test_sampler_reads_the_exact_expectation_on_an_ill_conditioned_quadratic_and_k_over_2_when_whitened():
+    """The calibration's checks (a) and (c) on a synthetic quadratic: on the raw collinear design the
+    SGLD reading is the exact expectation of its chain (well below rank / 2: localisation and short
+    chains), on the whitened one it is K / 2, each within the calibration's tolerance."""
+    x, y = collinear(2000, seed=2)
+    cfg = L.LLCConfig(eps=1e-4, gamma=1.0, chains=4, steps=600, burn_in=200, batch_size=64, seed=3)
+    row = L.calibration_row(x, y, cfg)
+    raw, white = row["checks"]["own_features"], row["checks"]["whitened_regular"]
+    assert raw["llc"] == pytest.approx(raw["chain_expected"], rel=L.SAMPLER_TOLERANCE), raw
+    assert raw["chain_expected"] < 0.8 * raw["rank_half"] and raw["share_seen"] < 1
+    assert white["llc"] == pytest.approx(3.0, rel=L.KNOWN_TOLERANCE), white
+    assert raw["passes"] and white["passes"], row
+
+
 def test_calibration_rule_picks_a_passing_setting_and_reports_failing_ones():
-    x, y = features(2000, 5, seed=2)
-    base = L.LLCConfig(chains=4, steps=1000, burn_in=300, batch_size=64, seed=0)
+    x, y = collinear(2000, seed=2)
+    base = L.LLCConfig(chains=4, steps=600, burn_in=200, batch_size=64, seed=0)
     chosen, rows = L.calibrate(x, y, base, [1e-4, 10.0], [1.0, 1e4])
     by = {(r["eps"], r["gamma"]): r for r in rows}
-    assert by[(10.0, 1.0)]["models"]["regular"]["diverged"] and not by[(10.0, 1.0)]["passes"]
-    strong = by[(1e-4, 1e4)]  # localisation hides every direction: the estimate is far below d/2
-    assert not strong["passes"] and strong["localised_truth"] < 0.5
+    assert by[(10.0, 1.0)]["checks"]["whitened_regular"]["diverged"] and not by[(10.0, 1.0)]["passes"]
+    strong = by[(1e-4, 1e4)]  # localisation hides every direction: the estimate is far below K / 2
+    assert not strong["passes"] and strong["checks"]["own_features"]["localised_truth"] < 0.5
+    assert not strong["checks"]["whitened_regular"]["near_truth"]
     assert by[(1e-4, 1.0)]["passes"], by[(1e-4, 1.0)]
     assert (chosen.eps, chosen.gamma) == (1e-4, 1.0)
     assert L.calibrate(x, y, base, [10.0], [1.0])[0] is None
+
+
+def test_choice_is_the_smallest_passing_gamma_then_the_largest_eps():
+    rows = [{"eps": e, "gamma": g, "passes": p} for e, g, p in
+            [(1e-4, 1.0, False), (3e-5, 10.0, True), (1e-4, 10.0, True), (1e-4, 100.0, True)]]
+    assert (L.choose(rows)["eps"], L.choose(rows)["gamma"]) == (1e-4, 10.0)
+    assert L.choose([dict(r, passes=False) for r in rows]) is None
 
 
 def test_chain_diagnostics_against_simulated_chains():
@@ -170,8 +230,9 @@ def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsy
     assert code == 2 and "calibration failed" in err and err.count("\n") == 1, err
     doc = json.loads(out.read_text())
     rows = doc["calibration"]["rows"]
-    assert [r["eps"] for r in rows] == [10.0, 1e-9] and rows[0]["models"]["regular"]["diverged"]
-    assert rows[1]["models"]["regular"]["llc"] is not None and not rows[1]["passes"]
+    assert [r["eps"] for r in rows] == [10.0, 1e-9] and rows[0]["checks"]["own_features"]["diverged"]
+    assert rows[1]["checks"]["whitened_regular"]["llc"] is not None and not rows[1]["passes"]
+    assert "own_features diverged" in err and "whitened_regular" in err  # the figures, in the one line
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
     assert doc["provenance"]["status"] == "failed: calibration failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "llc.json"]  # no temporary left

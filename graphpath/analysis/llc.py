@@ -19,10 +19,21 @@ the LLC (nbeta * sd / sqrt(ESS)), and the share of draws below L_n(w*). An estim
 the rule is kept with `ok: false` and its `failed` reasons; the tools refuse to report it as a
 result.
 
+n*beta is one rule for every model: n / log n of the fixed sample (Lau et al. 2023's WBIC
+temperature; devinterp's `default_nbeta` given the sample size n as an int — given a DataLoader it
+uses the batch size instead, B / log B ~ 15 at B = 64, which would leave far fewer Hessian directions
+above gamma / nbeta). The estimate is a *localised* LLC at gamma: the expected loss rise of a
+posterior pulled towards w* with strength gamma, which counts a direction of curvature h only by
+nbeta h / (nbeta h + gamma); it is the learning coefficient itself only when gamma hides nothing.
+
 Calibration (`calibrate`, rule CALIBRATION_RULE): every (eps, gamma) of a grid is run, at the
-production settings (MSE, batch size, chains, steps, n, nbeta), on the two models of
-graphpath.analysis.llc_known whose LLC is known; one setting is chosen for every model that is
-compared. No setting passes: the calibration failed, and no model is estimated.
+production settings (MSE, batch size, chains, steps, n, nbeta), on three linear models built on
+the first model's read-out features (graphpath.analysis.llc_known): (a) a regular read-out on the
+whitened features, known LLC K / 2; (b) a two-layer linear network with exactly flat directions on
+the same, known LLC K / 2; (c) the regular read-out on the raw (nearly collinear) features, against
+the exact expected reading of SGLD at that (eps, gamma, nbeta, steps) from its Hessian spectrum,
+with the share of the LLC the localisation sees. One setting is chosen for every model compared.
+No setting passes: the calibration failed, and no model is estimated.
 """
 from __future__ import annotations
 
@@ -42,14 +53,33 @@ from graphpath.analysis import mcmc
 RHAT_MAX = 1.1  # Gelman et al. (BDA3, section 11.4): chains that disagree more have not mixed
 ESS_MIN = 40  # 10 effective draws per chain at 4 chains: fewer and R-hat and the MCSE are themselves noise
 MCSE_SHARE = 0.1  # the LLC's Monte Carlo error must be within 10% of it to read a comparison off it
-KNOWN_TOLERANCE = 0.25  # a calibration passes when both known LLCs are read within 25% of their truth
+# (a), (b): within 10% of K / 2. On whitened features the localisation costs each direction
+# gamma / (2 nbeta + gamma) of its 1/2 (under 2% at gamma <= 10 at the production nbeta ~ 270, 16%
+# at gamma 100 — so gamma 100 fails by design: it hides a sixth of even a well-conditioned model's
+# LLC), the discretisation inflates each direction's variance by 1 / (1 - eps a / 4) (under 2% at
+# eps <= 1e-4) and the MCSE is held under 10% by DIAGNOSTIC_RULE; 10% is what is left for the
+# sampler itself, the least a reader comparing LLCs would need.
+KNOWN_TOLERANCE = 0.1
+# (c): the same 10% of the expected reading on the raw features. That target already contains the
+# localisation, the discretisation and the minibatch gradient noise at w* (llc_known.chain_expectation),
+# so what is left is the batch Hessian's noise, float32 arithmetic and the Monte Carlo error.
+SAMPLER_TOLERANCE = 0.1
 DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the LLC is > 0, the split R-hat of the "
                    f"recorded loss traces is <= {RHAT_MAX}, their bulk ESS is >= {ESS_MIN} and the LLC's Monte Carlo "
                    f"standard error is <= {MCSE_SHARE:.0%} of it")
-CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings on the regular and the degenerate "
-                    f"model of known LLC, the settings whose two estimates pass the diagnostics and lie within "
-                    f"{KNOWN_TOLERANCE:.0%} of the known LLC; of those the largest eps (fastest mixing), then the "
-                    f"smallest gamma (least localisation bias); the one setting is used for every model compared")
+CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (one nbeta, n / log n unless set), "
+                    f"the settings where (a) the whitened regular and (b) the whitened degenerate model of known "
+                    f"LLC K / 2 are read within {KNOWN_TOLERANCE:.0%} of it and (c) the regular model on the raw "
+                    f"features within {SAMPLER_TOLERANCE:.0%} of SGLD's exact expected reading at that setting, "
+                    f"all three with passing diagnostics; of those the smallest gamma (least localisation bias), "
+                    f"then the largest eps (fastest mixing); the one setting is used for every model compared")
+
+
+NBETA_RULE = ("n * beta = n / log n of the fixed sample (Lau et al. 2023's WBIC temperature; devinterp's "
+              "default_nbeta(n) given the sample size), one rule for every model")
+ESTIMAND = ("a localised LLC at gamma: nbeta (E[L] - L_n(w*)) under SGLD's posterior pulled towards w* with "
+            "strength gamma, which counts a direction of curvature h by nbeta h / (nbeta h + gamma) and only "
+            "what the chains reach in their steps; not the learning coefficient itself")
 
 
 class LLCError(ValueError):
@@ -62,7 +92,7 @@ class LLCConfig:
     gamma: float = 100.0  # localisation strength (pull towards w*)
     nbeta: float | None = None  # n * inverse temperature; None = n / log n
     chains: int = 4
-    steps: int = 200  # SGLD steps per chain
+    steps: int = 400  # SGLD steps per chain: at 200 the minibatch loss noise left the MCSE over 10% of a small LLC
     burn_in: int = 100  # steps not recorded in the estimate
     batch_size: int = 64
     seed: int = 0
@@ -157,35 +187,62 @@ def estimate_llc(model: nn.Module, loss_on: LossOn, n: int, cfg: LLCConfig, prog
             "settings": asdict(cfg), "traces": [t for t in traces]}
 
 
+def _check(model: nn.Module, loss, n: int, cfg: LLCConfig, target: float, tolerance: float, progress: bool,
+           desc: str) -> dict:
+    """One model of known target at one setting: {target, tolerance, parameters, llc, llc_std, rhat,
+    ess, mcse, below_init, ok, failed, diverged, error (relative to target), near_truth, passes}."""
+    out = {"target": target, "tolerance": tolerance, "parameters": sum(p.numel() for p in model.parameters())}
+    try:
+        est = estimate_llc(model, loss, n, cfg, progress, desc=desc)
+    except LLCError as error:
+        return {**out, "llc": None, "ok": False, "failed": [str(error)], "diverged": True, "error": None,
+                "near_truth": False, "passes": False}
+    keep = {k: est[k] for k in ("llc", "llc_std", "rhat", "ess", "mcse", "below_init", "ok", "failed")}
+    error = (est["llc"] - target) / target if math.isfinite(target) and target > 0 else None
+    near = error is not None and abs(error) <= tolerance
+    return {**out, **keep, "diverged": False, "error": error, "near_truth": near, "passes": near and est["ok"]}
+
+
 def calibration_row(features: torch.Tensor, labels: torch.Tensor, cfg: LLCConfig, progress: bool = False) -> dict:
-    """One (eps, gamma) setting on the two known-LLC models at the production settings: {eps, gamma,
-    passes, models {regular|degenerate: {truth, llc, rhat, ess, mcse, ok, failed, diverged}},
-    localised_truth} (the regular model's Gaussian expectation at this gamma)."""
-    known = K.known_models(features, labels)
-    n = len(known["x"])
-    loss = K.loss_on(known["x"], known["y"])
+    """One (eps, gamma) setting at the production settings: {eps, gamma, nbeta, passes, checks
+    {whitened_regular | whitened_degenerate: _check against K / 2 (`truth`); own_features: _check
+    against the exact expected reading (`chain_expected`), with `localised_truth` (eps -> 0, t -> inf),
+    `rank_half` (its LLC, rank / 2), `share_seen` (localised_truth / rank_half: what the localisation
+    sees of the LLC) and `share_mixed` (chain_expected / localised_truth: what the chains reach)}}.
+    features (N, D), labels (N,)."""
+    white = K.known_models(features, labels, whitened=True)
+    raw = K.known_models(features, labels, whitened=False)
+    n = len(white["x"])
     nbeta = cfg.nbeta if cfg.nbeta is not None else default_nbeta(n)
-    row = {"eps": cfg.eps, "gamma": cfg.gamma, "nbeta": nbeta, "models": {},
-           "localised_truth": K.localised_truth(known["x"], nbeta, cfg.gamma)}
+    row = {"eps": cfg.eps, "gamma": cfg.gamma, "nbeta": nbeta, "checks": {}}
     for name in ("regular", "degenerate"):
-        model, truth = known[name]
-        try:
-            est = estimate_llc(model, loss, n, cfg, progress, desc=f"known {name}")
-            keep = {k: est[k] for k in ("llc", "llc_std", "rhat", "ess", "mcse", "below_init", "ok", "failed")}
-            near = abs(est["llc"] - truth) <= KNOWN_TOLERANCE * truth
-            row["models"][name] = {"truth": truth, "parameters": sum(p.numel() for p in model.parameters()),
-                                   **keep, "diverged": False, "near_truth": near}
-        except LLCError as error:
-            row["models"][name] = {"truth": truth, "llc": None, "ok": False, "failed": [str(error)],
-                                   "diverged": True, "near_truth": False}
-    row["passes"] = all(m["ok"] and m["near_truth"] for m in row["models"].values())
+        model, truth = white[name]
+        check = _check(model, K.loss_on(white["x"], white["y"]), n, cfg, truth, KNOWN_TOLERANCE, progress,
+                       f"whitened {name}")
+        row["checks"][f"whitened_{name}"] = {"truth": truth, "directions": white["x"].shape[1], **check}
+    model, rank_half = raw["regular"]
+    expected = K.chain_expectation(raw["x"], nbeta, cfg.gamma, cfg.eps, cfg.steps, cfg.burn_in,
+                                   K.residuals(model, raw["x"], raw["y"]), min(cfg.batch_size, n))
+    seen = K.localised_truth(raw["x"], nbeta, cfg.gamma)
+    check = _check(model, K.loss_on(raw["x"], raw["y"]), n, cfg, expected, SAMPLER_TOLERANCE, progress,
+                   "raw regular")
+    row["checks"]["own_features"] = {"chain_expected": expected, "localised_truth": seen, "rank_half": rank_half,
+                                     "share_seen": seen / rank_half,
+                                     "share_mixed": expected / seen if math.isfinite(expected) else None, **check}
+    row["passes"] = all(c["passes"] for c in row["checks"].values())
     return row
+
+
+def choose(rows: list[dict]) -> dict | None:
+    """CALIBRATION_RULE's choice among rows that pass: the smallest gamma, then the largest eps."""
+    passing = [r for r in rows if r["passes"]]
+    return min(passing, key=lambda r: (r["gamma"], -r["eps"])) if passing else None
 
 
 def calibrate(features: torch.Tensor, labels: torch.Tensor, base: LLCConfig, eps_grid, gamma_grid,
               progress: bool = False, on_row=None) -> tuple[LLCConfig | None, list[dict]]:
     """The grid at the production settings `base`: (the chosen setting or None, every row).
-    `on_row(row)` is called after each row (the command line writes what it has measured)."""
+    `on_row(rows)` is called after each row (the command line writes what it has measured)."""
     rows = []
     for eps in eps_grid:
         for gamma in gamma_grid:
@@ -193,8 +250,7 @@ def calibrate(features: torch.Tensor, labels: torch.Tensor, base: LLCConfig, eps
             rows.append(calibration_row(features, labels, cfg, progress))
             if on_row is not None:
                 on_row(rows)
-    passing = [r for r in rows if r["passes"]]
-    if not passing:
+    best = choose(rows)
+    if best is None:
         return None, rows
-    best = max(passing, key=lambda r: (r["eps"], -r["gamma"]))
     return LLCConfig(**{**asdict(base), "eps": best["eps"], "gamma": best["gamma"]}), rows

@@ -11,13 +11,17 @@
    graph sample too).
 2. Calibration (graphpath.analysis.llc.calibrate, CALIBRATION_RULE): the `--eps` x `--gamma` grid
    is run at the production settings (MSE, `--batch-size`, `--chains`, `--steps`, `--burn-in`, n,
-   n*beta) on two models of known LLC built on the first model's own read-out features and labels
-   (graphpath.analysis.llc_known), with the regular model's Hessian spectrum (`llc_known.mixing`:
-   the localised truth, the largest stable eps and the flattest direction's relaxation time per
-   gamma). One setting is chosen for every model. llc.json is rewritten
+   n*beta = n / log n, llc.NBETA_RULE) on three linear models built on the first model's own
+   read-out features and labels (graphpath.analysis.llc_known): (a) a regular and (b) a degenerate
+   read-out on the whitened features, against their known LLC K / 2, and (c) the regular read-out on
+   the raw features against SGLD's exact expected reading there, with the share of its LLC the
+   localisation sees; beside them the raw model's Hessian spectrum (`llc_known.mixing`: the
+   largest stable eps and the flattest direction's relaxation time per gamma). One setting is
+   chosen for every model (the smallest passing gamma, then the largest eps). llc.json is rewritten
    after every grid row, so an interrupted or failed calibration keeps what it measured; when no
    setting passes, the command exits 2 with one line and no model is estimated.
-3. Every model at that setting, with its diagnostics (llc.DIAGNOSTIC_RULE): an estimate that
+3. Every model at that setting (a *localised* LLC at gamma, llc.ESTIMAND, not the learning
+   coefficient itself), with its diagnostics (llc.DIAGNOSTIC_RULE): an estimate that
    fails them is recorded with its reasons and not reported as a result. Per group (pre-train,
    fine-tuned, hand-built) the results are pooled over seeds: mean and 95% t-interval.
 
@@ -42,13 +46,13 @@ from graphpath_common.rundir import RunDir
 from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import over_seeds
 from graphpath.analysis import llc_known as K
-from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, KNOWN_TOLERANCE, LLCConfig, LLCError, calibrate,
-                                    default_nbeta, estimate_llc)
+from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, ESTIMAND, KNOWN_TOLERANCE, NBETA_RULE,
+                                    SAMPLER_TOLERANCE, LLCConfig, LLCError, calibrate, default_nbeta, estimate_llc)
 from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.llc"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EPS_GRID = (3e-5, 1e-4, 3e-4)
 GAMMA_GRID = (1.0, 10.0, 100.0)  # down to gamma 1: at gamma >= 100 localisation alone hides most of d / 2
 
@@ -94,8 +98,9 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
                          args.n)
     except CheckpointError as error:
         raise LLCError(str(error)) from None
-    doc = {"schema": SCHEMA_VERSION, "calibration_rule": CALIBRATION_RULE, "known_tolerance": KNOWN_TOLERANCE,
-           "diagnostic_rule": DIAGNOSTIC_RULE,
+    doc = {"schema": SCHEMA_VERSION, "estimand": ESTIMAND, "nbeta_rule": NBETA_RULE,
+           "calibration_rule": CALIBRATION_RULE, "known_tolerance": KNOWN_TOLERANCE,
+           "sampler_tolerance": SAMPLER_TOLERANCE, "diagnostic_rule": DIAGNOSTIC_RULE,
            "production": asdict(base), "data_size": args.data_size, "data_seed": args.data_seed,
            "eps_grid": args.eps, "gamma_grid": args.gamma, "calibration": {"rows": [], "chosen": None,
                                                                          "features_of": found[0].key},
@@ -107,8 +112,9 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
 
     first = sample_for(found[0], args.data_size, args.data_seed)
     features = readout_features(found[0], first)
-    x = K.known_models(features, first.label.float())["x"]
-    doc["calibration"]["mixing"] = K.mixing(x, base.nbeta or default_nbeta(len(x)), args.gamma)
+    x = K.known_models(features, first.label.float(), whitened=False)["x"]
+    doc["calibration"]["nbeta"] = base.nbeta or default_nbeta(len(x))
+    doc["calibration"]["mixing"] = K.mixing(x, doc["calibration"]["nbeta"], args.gamma)
 
     def keep(rows):
         doc["calibration"]["rows"] = rows
@@ -130,13 +136,13 @@ def _estimate(args, base: LLCConfig, found: list[Subject], features, first, doc:
     if chosen is None:
         provenance.finish(doc["provenance"], "failed: calibration failed")
         save()
-        message = (f"calibration failed: no setting of eps {args.eps} x gamma {args.gamma} read both known LLCs "
-                   f"within tolerance with passing diagnostics; the rows are in {out}")
+        message = (f"calibration failed: no setting of eps {args.eps} x gamma {args.gamma} passed all three checks "
+                   f"({'; '.join(row_line(r) for r in rows)}); the rows are in {out}")
         if args.calibration_may_fail:
             print(f"{PROG}: no LLC reported: {message}", file=sys.stderr)
             return doc
         raise LLCError(message)
-    doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma}
+    doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma, "nbeta": doc["calibration"]["nbeta"]}
     for subject in tqdm(found, desc="llc", unit="model", disable=args.quiet):
         batch = sample_for(subject, args.data_size, args.data_seed)
         record = {"key": subject.key, "group": subject.group, "seed": subject.seed, "stage": subject.stage,
@@ -156,6 +162,15 @@ def _estimate(args, base: LLCConfig, found: list[Subject], features, first, doc:
     provenance.finish(doc["provenance"], "finished")
     save()
     return doc
+
+
+def row_line(row: dict) -> str:
+    """One calibration row in words: each check's reading against its target."""
+    parts = []
+    for name, c in row["checks"].items():
+        reading = "diverged" if c["llc"] is None else f"{c['llc']:.3g}"
+        parts.append(f"{name} {reading} vs {c['target']:.3g}{'' if c['passes'] else ' FAIL'}")
+    return f"eps {row['eps']:g} gamma {row['gamma']:g}: " + ", ".join(parts)
 
 
 def _main(argv) -> int:
@@ -194,7 +209,10 @@ def _main(argv) -> int:
     chosen = doc["calibration"]["chosen"]
     if chosen is None:  # --calibration-may-fail: the failure was recorded and said in one line
         return 0
-    print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g} ({len(doc['calibration']['rows'])} tried)")
+    for row in doc["calibration"]["rows"]:
+        print(f"calibration {row_line(row)}{' (passes)' if row['passes'] else ''}")
+    print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g}, nbeta {doc['calibration']['nbeta']:.4g} "
+          f"({len(doc['calibration']['rows'])} tried); every LLC below is {ESTIMAND}")
     for m in doc["models"]:
         est = m["estimate"]
         if est is None:
