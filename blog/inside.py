@@ -210,8 +210,50 @@ def _interval(g: dict) -> str:
     return f"{fmt(g['mean'])}" + (f" (95% interval over seeds {fmt(ci[0])}–{fmt(ci[1])})" if ci else "")
 
 
+CHECK_NAMES = {"whitened_regular": "(a) whitened regular read-out", "whitened_degenerate": "(b) whitened two-layer "
+               "read-out with exactly flat directions", "own_features": "(c) regular read-out on the raw features"}
+
+
 def llc_summary(run: Run) -> Text:
     doc = _read(run, "llc")
+    if doc.get("schema", 2) < 3:
+        return _llc_summary_v2(doc)
+    cal = doc["calibration"]
+    prod = doc["production"]
+    setting = (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
+               f"({prod['burn_in']} burn-in), n = {doc['data_size']}, nβ = {fmt(cal['nbeta'])} ({doc['nbeta_rule']})")
+    rows = []
+    for row in cal["rows"]:
+        parts = []
+        for name, c in row["checks"].items():
+            reading = "diverged" if c["llc"] is None else fmt(c["llc"])
+            target = (f"exact expected reading {fmt(c['target'])}; the localisation sees {c['share_seen']:.0%} of its "
+                      f"LLC {fmt(c['rank_half'])}" if name == "own_features" else f"known {fmt(c['target'])}")
+            parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
+        rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
+    head = (f"Every LLC here is {doc['estimand']}. Calibration at the production settings ({setting}) on the "
+            f"read-out features of {cal['features_of']}, tolerance {doc['known_tolerance']:.0%} of the known LLC for "
+            f"(a) and (b), {doc['sampler_tolerance']:.0%} of SGLD's exact expected reading for (c), with passing "
+            f"chain diagnostics: " + " | ".join(rows) + ". ")
+    if cal["chosen"] is None:
+        return Text(head + "No setting passed all three checks, so no model's LLC is reported"
+                    + _mixing_note(cal.get("mixing")))
+    parts = []
+    for name, g in doc["groups"].items():
+        value = _interval(g) if g["mean"] is not None else "none"
+        parts.append(f"{GROUP_NAMES.get(name, name)}: {value}, {g['passed']} of {g['models']} estimates passed")
+    refused = [f"{m['key']} ({'; '.join(m['estimate']['failed']) if m['estimate'] else m.get('diverged')})"
+               for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
+    each = [f"{m['key']} {fmt(m['estimate']['llc'])} (R-hat {m['estimate']['rhat']:.3f}, ESS {m['estimate']['ess']:.0f}, "
+            f"MCSE {fmt(m['estimate']['mcse'])})" for m in doc["models"] if m["estimate"] and m["estimate"]["ok"]]
+    return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}, "
+                f"the smallest passing γ): " + "; ".join(parts) + (" — " + ", ".join(each) if each else "")
+                + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else "")
+                + ". Compare these localised LLCs with each other at this one setting, not with parameter counts")
+
+
+def _llc_summary_v2(doc: dict) -> Text:
+    """An llc.json before schema 3 (calibration on unwhitened features, rows with `models`)."""
     cal = doc["calibration"]
     prod = doc["production"]
     setting = (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
@@ -297,6 +339,18 @@ def _bracket(g: dict) -> str:
             + ("" if g.get("closed", True) else "; the search's trial budget ran out before the bracket closed"))
 
 
+def _recovery_bar(doc: dict) -> str:
+    """basin.json's recovery bar: relative to each model's own loss (schema 3), or an older absolute one."""
+    if doc.get("recovery_rule"):
+        models = [m for g in doc["groups"].values() for m in g.get("models", [])]
+        bars = ", ".join(f"{m['key']} {fmt(m['threshold'])} (own {fmt(m['loss_before'])})" for m in models)
+        return (f"back to within {fmt(doc['recovery_factor'])}× the model's own unperturbed held-out MSE (floored at "
+                f"{fmt(doc['recovery_floor'])}), the same multiple for every row, so the radii compare"
+                + (f": the bars were {bars}" if bars else ""))
+    return (f"back to {doc['threshold_rule'].split('is at or below ')[-1]} — an absolute level, a different multiple of "
+            f"each model's own loss, so these radii do not compare across rows")
+
+
 def basin_summary(run: Run) -> Text:
     doc = _read(run, "basin")
     s = doc["settings"]
@@ -304,7 +358,7 @@ def basin_summary(run: Run) -> Text:
     refused = [f"{r['key']} ({r['refused']})" for g in doc["groups"].values() for r in g["refused"]]
     return Text(f"every parameter perturbed by σ × its tensor's RMS ({s['kind']}), {len(s['seeds'])} draws per model "
                 f"and σ, then {s['steps']} Adam steps at lr {s['lr']:g} on fresh graphs of the model's own data; "
-                f"recovered means back to {doc['threshold_rule'].split('is at or below ')[-1]}. "
+                f"recovered means {_recovery_bar(doc)}. "
                 + "; ".join(parts) + (". Refused: " + "; ".join(refused) if refused else "")
                 + ". The Wilson intervals treat runs as independent, though runs of one seed share its model")
 

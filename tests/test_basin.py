@@ -107,11 +107,12 @@ def test_cli_refuses_untrained_seeds_but_measures_and_writes_the_hand_built_mode
     assert [r["key"] for r in learned["refused"]] == ["pretrain/seed-0", "pretrain/seed-1"] and learned["lo"] is None
     assert learned["refused"][0]["data"]["source"] == "trained"
     hand = doc["groups"]["handcrafted"]
-    assert hand["models"][0]["loss_before"] < 1e-6 and hand["models"][0]["threshold"] == 0.1
+    assert hand["models"][0]["loss_before"] < 1e-6 and hand["models"][0]["threshold"] == pytest.approx(2e-4)
     assert hand["models"][0]["data"]["source"] == "run-pretrain"
     for t in hand["trials"]:
         assert t["runs"] == 4 and t["ci95"] == pytest.approx(wilson(t["recovered"], 4))  # as many as 2 seeds pool
-    assert doc["threshold_rule"] and doc["settings"]["kind"] == "all" and len(hand["trials"]) <= 2
+    assert doc["recovery_rule"] and doc["recovery_factor"] == 2.0 and "threshold" not in doc["settings"]
+    assert doc["settings"]["kind"] == "all" and len(hand["trials"]) <= 2
 
 
 def test_thorough_preset_is_a_valid_configuration():
@@ -177,3 +178,13 @@ def test_measurements_made_before_an_interrupt_or_a_failure_are_kept(monkeypatch
     assert len(seen) == 3 and [t["sigma"] for t in group["trials"]] == [0.1, 0.2]  # the two sigmas finished
     assert not group["complete"] and group["lo"] is None and doc["provenance"]["status"] == status
     assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "basin.json"]  # no temporary left
+
+
+def test_recovery_bar_is_the_same_multiple_of_every_models_own_loss():
+    """The absolute bar (max(0.1, 2 x loss)) judged a model at loss 0.02 at 5x its loss and one at 0.2 at
+    2x; the relative bar is 2x for both, and floored for a model exact to rounding."""
+    from graphpath.analysis.perturb import PerturbConfig
+    cfg = PerturbConfig(model=None, threshold_factor=2.0)
+    for before in (0.02, 0.2, 1.5):
+        assert B.recovery_threshold(cfg, before) / before == pytest.approx(2.0)
+    assert B.recovery_threshold(cfg, 0.0) == pytest.approx(2 * B.RECOVERY_FLOOR)

@@ -3,8 +3,10 @@
 For a noise scale sigma, every model of a group (each seed of a run, one stage) is perturbed by
 `--perturbations` independent draws (graphpath.analysis.perturb.perturb_: by default every
 parameter gets W + sigma * RMS(W) * N(0, 1)) and retrained for the step budget on fresh graphs
-of its own data; a run has recovered when its held-out MSE gets back to the recovery threshold
-(perturb.THRESHOLD_RULE: max(threshold, threshold_factor x the model's own unperturbed MSE)).
+of its own data; a run has recovered when its held-out MSE gets back to RECOVERY_RULE's level:
+threshold_factor x the model's own unperturbed held-out MSE (floored at RECOVERY_FLOOR). The bar is
+relative so that it is the same multiple of every model's own loss, and radii compare across rows
+(pre-trained, fine-tuned, hand-built); perturb's absolute bar (perturb.THRESHOLD_RULE) is not used.
 At each sigma the recovered runs are pooled over the group's seeds and perturbations: k of m,
 with a 95% Wilson interval (a lone model, the hand-built one, gets as many draws as the largest
 group pools, so its intervals are as narrow). A sigma *holds* when k / m >= 1/2.
@@ -55,15 +57,27 @@ from graphpath_common.toml import read_toml
 
 from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import wilson
-from graphpath.analysis.perturb import (RANGE_RULE, THRESHOLD_RULE, PerturbConfig, PerturbError, held_out_loss,
-                                        out_of_range, perturb_, recover, recovery_threshold)
+from graphpath.analysis.perturb import (RANGE_RULE, PerturbConfig, PerturbError, held_out_loss,
+                                        out_of_range, perturb_, recover)
 from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.basin"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Below an MSE of 1e-4 (an error of 0.01 on integer distances) a model is exact for every purpose of
+# this study; "twice its own loss" must not ask a model that is exact to float rounding (the hand-built
+# one, MSE ~ 0) to get back to rounding noise.
+RECOVERY_FLOOR = 1e-4
+RECOVERY_RULE = ("a perturbed model has recovered once its held-out MSE is at or below threshold_factor x "
+                 f"max(its own unperturbed held-out MSE, {RECOVERY_FLOOR:g}): a multiple of each model's own loss, "
+                 "so a radius means the same thing for every model")
+
+
+def recovery_threshold(cfg: PerturbConfig, loss_before: float) -> float:
+    """RECOVERY_RULE's level for a model whose unperturbed held-out MSE is `loss_before`."""
+    return cfg.threshold_factor * max(loss_before, RECOVERY_FLOOR)
 DEFAULTS = dict(kind="all", scale="relative", seeds=[0, 1], steps=30, batch_size=64, lr=1e-3, eval_size=256,
-                threshold=0.1, threshold_factor=2.0, figures=False)  # the page's cheap default; see --help
+                threshold_factor=2.0, figures=False)  # the page's cheap default; see --help
 
 
 @dataclass(frozen=True)
@@ -141,7 +155,9 @@ class Group:
             before = held_out_loss(model, batch)
             reason = out_of_range(before, batch)
             row = {"key": subject.key, "seed": subject.seed, "loss_before": before,
-                   "threshold": recovery_threshold(cfg, before), "data": subject.data,
+                   "threshold": recovery_threshold(cfg, before),
+                   "threshold_multiple": recovery_threshold(cfg, before) / before if before > 0 else None,
+                   "data": subject.data,
                    "parameter_count": subject.parameter_count, "target": subject.description}
             if reason:
                 self.refused[subject.key] = {**row, "refused": reason}
@@ -269,9 +285,9 @@ def _main(argv) -> int:
     home = Path("runs") / f"handcrafted-n{args.n}" if args.model == "handcrafted" else Path(args.model)
     out = Path(args.out) if args.out else RunDir(home).basin
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "n", "data", "out", "figures",
-                                                                  "with_handcrafted", "edge_tokens")}
-    head = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "threshold_rule": THRESHOLD_RULE,
-            "range_rule": RANGE_RULE}
+                                                                  "with_handcrafted", "edge_tokens", "threshold")}
+    head = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "recovery_rule": RECOVERY_RULE,
+            "recovery_factor": cfg.threshold_factor, "recovery_floor": RECOVERY_FLOOR, "range_rule": RANGE_RULE}
 
     def save(groups_so_far: dict, status: str = "running") -> None:
         entry = dict(invocation, status=status) if status == "running" else provenance.finish(invocation, status)
