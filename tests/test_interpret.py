@@ -64,10 +64,55 @@ def _seeds(count, on=0.1, off=5.0, reach_on=0.95, reach_off=0.94, r2=0.2, spread
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(count):
-        rows.append({"sq_on": list(rng.exponential(on, 200)), "sq_off": list(rng.exponential(off, 200)),
-                     "reach_on": reach_on + rng.normal(0, spread), "reach_off": reach_off + rng.normal(0, spread),
+        rows.append({"sq_on": list(rng.exponential(on, 200)), "sq_reachable": list(rng.exponential(off, 200)),
+                     "reach_on": reach_on + rng.normal(0, spread), "reach_reachable": reach_off + rng.normal(0, spread),
                      "distance_r2_off": r2 + rng.normal(0, spread), "transfer_r2": 0.0})
     return rows
+
+
+SAME_CELLS = [(8, 1 + i % 3) for i in range(200)]  # both samples in the same (n, d) mix: weights all 1
+
+
+def test_matched_weights_standardise_the_on_path_sample_to_the_off_path_mix():
+    on = [(5, 1)] * 30 + [(5, 3)] * 10 + [(6, 2)] * 5  # (6, 2): no off-path graph there
+    off = [(5, 1)] * 10 + [(5, 3)] * 30 + [(7, 4)] * 4  # (7, 4): no on-path graph there
+    w_on, w_off = O.matched_weights(on, off)
+    assert np.mean(w_on) == pytest.approx(1.0) and np.mean(w_off) == pytest.approx(1.0)
+    assert (w_on[40:] == 0).all() and (w_off[40:] == 0).all()
+    value_on = np.array([1.0] * 30 + [9.0] * 10 + [100.0] * 5)  # a per-graph value that depends on the cell only
+    assert np.mean(w_on * value_on) == pytest.approx((10 * 1.0 + 30 * 9.0) / 40)  # the off-path mix
+    with pytest.raises(ValueError, match="share no"):
+        O.matched_weights([(5, 1)], [(6, 1)])
+
+
+def test_matching_removes_a_failure_that_is_only_the_distance_mix():
+    """On-path targets mostly at distance 1 (easy), reachable off-path ones mostly at distance 3 (hard),
+    the same error within every cell: pooled, off / on is far above FAIL_RATIO; matched it is 1."""
+    rng = np.random.default_rng(0)
+    on_cells = [(8, 1)] * 180 + [(8, 3)] * 20
+    off_cells = [(8, 1)] * 20 + [(8, 3)] * 180
+    scale = {1: 0.05, 3: 2.0}
+    rows = [{"sq_on": [rng.exponential(scale[d]) for _, d in on_cells],
+             "sq_reachable": [rng.exponential(scale[d]) for _, d in off_cells],
+             "reach_on": 0.9 + rng.normal(0, 0.01), "reach_reachable": 0.9 + rng.normal(0, 0.01),
+             "distance_r2_off": 0.3, "transfer_r2": 0.0} for _ in range(5)]
+    result = O.verdict(rows, on_cells, off_cells)
+    assert result["mse_ratio_unmatched"]["value"] > 3 * O.FAIL_RATIO  # pooling alone would say "fails"
+    assert result["mse_ratio"]["value"] == pytest.approx(1.0, rel=0.3) and not result["holds"]["fails"]
+    assert result["verdict"] == "no-failure"
+
+
+def test_off_path_kinds_are_disjoint_and_exhaustive():
+    from data_gen import GraphBatch
+
+    graphs = [[(1, 3), (3, 2)], [(1, 3), (3, 2), (2, 4)], [(1, 3), (3, 2)], [(1, 2), (4, 5)], [(1, 2)]]
+    batch = GraphBatch.from_edges(graphs, max_vertices=6, target=[3, 4, 2, 4, 6], num_vertices=[4, 4, 4, 5, 3])
+    k = O.kinds(batch)
+    assert k["on"].tolist() == [True, False, False, False, False]  # t = 2 is left out of "on"
+    assert k["reachable"].tolist() == [False, True, False, False, False]
+    assert k["unreachable"].tolist() == [False, False, False, True, False]
+    assert k["absent"].tolist() == [False, False, False, False, True]
+    assert O.cells(batch)[:2] == [(4, 1), (4, 3)]
 
 
 @pytest.mark.parametrize("kwargs,verdict", [
@@ -78,14 +123,14 @@ def _seeds(count, on=0.1, off=5.0, reach_on=0.95, reach_off=0.94, r2=0.2, spread
     (dict(reach_off=0.9, spread=0.2), "undetermined"),
 ])
 def test_offpath_verdict_rests_on_corrected_tests(kwargs, verdict):
-    result = O.verdict(_seeds(5, **kwargs))
+    result = O.verdict(_seeds(5, **kwargs), SAME_CELLS, SAME_CELLS)
     assert result["verdict"] == verdict, result["p_adjusted"]
     assert result["mse_ratio"]["ci_kind"] == "seeds+graphs" and set(result["holds"]) == {"fails", "readout",
                                                                                         "reach_kept", "reach_lost"}
 
 
 def test_one_seed_cannot_explain_the_failure():
-    result = O.verdict(_seeds(1, r2=0.95))
+    result = O.verdict(_seeds(1, r2=0.95), SAME_CELLS, SAME_CELLS)
     assert result["holds"]["fails"] and result["verdict"] == "undetermined" and result["p_values"]["readout"] is None
 
 

@@ -166,14 +166,17 @@ def interpret_run(run: str, stage: str | None, data: str | None, size: int, seed
         pooled["models"] = [{"key": s.key, "seed": s.seed, "data": s.data, "target": s.description} for s in members]
         if name == "finetune" and data is None:
             presets = study_presets(**members[0].trained.data)
-            on, off = O.samples(presets, size, seed)
-            if off is not None:
-                per_seed = [O.measure_seed(s.model, pooled["points"][-1], on, off, on.max_vertices, seed)
-                            for s in members]
-                pooled["offpath"] = {"on_count": len(on), "off_count": len(off), "layer": pooled["points"][-1],
-                                     **O.verdict(per_seed)}
+            sample = O.samples(presets, size, seed)
+            counts = {k: 0 if v is None else len(v) for k, v in sample.items()}
+            on, off = sample["on"], sample["reachable"]
+            shared = on is not None and off is not None and set(O.cells(on)) & set(O.cells(off))
+            if shared:
+                hops = max(on.max_vertices, off.max_vertices)
+                per_seed = [O.measure_seed(s.model, pooled["points"][-1], sample, hops, seed) for s in members]
+                pooled["offpath"] = {"counts": counts, "on_count": counts["on"], "off_count": counts["reachable"],
+                                     "layer": pooled["points"][-1], **O.verdict(per_seed, O.cells(on), O.cells(off))}
             else:
-                pooled["offpath"] = {"verdict": "too-few", "off_count": 0}
+                pooled["offpath"] = {"verdict": "too-few", "counts": counts, "off_count": counts["reachable"]}
         doc["groups"][name] = pooled
     first = groups[next(iter(groups))][0]
     sample = split_batch("sample-inspect", spec=first.spec, size=min(size, 512), seed=seed).trim()
