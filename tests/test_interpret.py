@@ -263,3 +263,47 @@ def test_bad_input_exits_2(args, needle, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and needle in err and err.count("\n") == 1, err
     assert not (tmp_path / "i.json").exists()
+
+
+def test_auroc_intervals_are_on_the_logit_scale_and_stay_below_one():
+    from graphpath.analysis.intervals import over_seeds, over_seeds_logit
+
+    values = [0.99, 0.999, 0.97]
+    assert over_seeds(values)["ci95"][1] > 1  # the plain t-interval leaves the AUROC's range
+    logit = over_seeds_logit(values)
+    assert 0 < logit["ci95"][0] < min(values) and max(values) < logit["ci95"][1] < 1
+    assert logit["mean"] == pytest.approx(np.mean(values)) and over_seeds_logit([0.9])["ci95"] is None
+
+
+def test_graph_statistics_are_the_targets_degree_the_edge_count_and_n():
+    from data_gen import GraphBatch
+
+    batch = GraphBatch.from_edges([[(1, 3), (3, 2), (2, 4)], [(1, 2)]], max_vertices=6, target=[3, 5],
+                                  num_vertices=[4, 6])
+    assert I.graph_statistics(batch).tolist() == [[2.0, 3.0, 4.0], [0.0, 1.0, 6.0]]
+
+
+def _probe_rows(gain, count=4, seed=0, hops=4, trivial_from=3):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(count):
+        auroc = np.array([0.9, 0.85] + [np.nan] * (hops - 3))
+        stats = auroc - gain + rng.normal(0, 0.005, len(auroc))
+        share = np.array([0.3, 0.6] + [0.99] * (hops - 3))
+        rows.append({"target": [{"auroc": auroc, "beyond_stats": auroc - stats,
+                                 "selectivity": np.array([0.3, 0.3] + [np.nan] * (hops - 3)) + rng.normal(0, 0.01)}],
+                     "hop_share": share, "max_n": 5})
+    return rows
+
+
+def test_probe_findings_need_a_gain_over_graph_statistics():
+    assert I.probe_findings(_probe_rows(gain=0.2))["holds"] == {"beats_stats": True, "beats_control": True}
+    weak = I.probe_findings(_probe_rows(gain=0.0))
+    assert not weak["holds"]["beats_stats"] and weak["holds"]["beats_control"]
+
+
+def test_hops_that_small_graphs_cannot_probe_are_said_plainly():
+    hops = I.hops_probed(_probe_rows(gain=0.1, hops=5))
+    assert [p["probed"] for p in hops["per_k"]] == [True, True, False, False]
+    assert hops["note"].startswith("k = 3, 4 hops cannot be probed") and "5 vertices" in hops["note"]
+    assert I.hops_probed(_probe_rows(gain=0.1, hops=3))["note"] is None
