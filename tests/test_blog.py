@@ -496,3 +496,30 @@ def test_a_calibration_grid_that_could_not_pass_says_so():
 
     assert _tolerance({"known_tolerance": 0.3}) == 0.3
     assert _tolerance({"calibration_rule": "... lie within 25% of the known LLC; ..."}) == 0.25
+
+
+def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_relative_bar(run_copy):
+    from blog import inside
+    from blog.rundir import load_run
+
+    check = {"llc": 31.2, "target": 32.0, "passes": True}
+    own = {"llc": 10.5, "target": 11.4, "passes": False, "share_seen": 0.77, "rank_half": 32.5}
+    row = {"eps": 1e-4, "gamma": 1.0, "passes": False,
+           "checks": {"whitened_regular": check, "whitened_degenerate": dict(check, llc=30.7), "own_features": own}}
+    llc = {"schema": 3, "estimand": "a localised LLC at gamma (not the learning coefficient itself)",
+           "nbeta_rule": "n / log n", "known_tolerance": 0.1, "sampler_tolerance": 0.1,
+           "production": {"batch_size": 64, "chains": 4, "steps": 400, "burn_in": 100}, "data_size": 2048,
+           "calibration": {"rows": [row], "chosen": None, "features_of": "pretrain/seed-0", "nbeta": 268.6},
+           "groups": {}, "models": []}
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    text = str(inside.llc_summary(load_run(run_copy)))
+    assert "a localised LLC at gamma" in text and "nβ = 268.6 (n / log n)" in text
+    assert "(a) whitened regular read-out 31.2 (known 32)" in text and "sees 77% of its LLC 32.5" in text
+    assert "11.4" in text and "— fails" in text and "No setting passed all three checks" in text
+    basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3}, "recovery_factor": 2.0,
+             "recovery_floor": 1e-4, "recovery_rule": "relative",
+             "groups": {"finetune": {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}],
+                                     "refused": [], "trials": []}}}
+    (run_copy / "basin.json").write_text(json.dumps(basin))
+    text = str(inside.basin_summary(load_run(run_copy)))
+    assert "within 2× the model's own unperturbed held-out MSE" in text and "finetune/seed-0 0.04 (own 0.02)" in text
