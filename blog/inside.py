@@ -263,13 +263,13 @@ def llc_summary(run: Run) -> Text:
         parts = []
         for name, c in row["checks"].items():
             reading = "diverged" if c["llc"] is None else fmt(c["llc"])
-            target = (f"exact expected reading {fmt(c['target'])}; the localisation sees {c['share_seen']:.0%} of its "
+            target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees {c['share_seen']:.0%} of its "
                       f"LLC {fmt(c['rank_half'])}" if name == "own_features" else f"known {fmt(c['target'])}")
             parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
         rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
     head = (f"Every LLC here is {doc['estimand']}. Calibration at the production settings ({setting}) on the "
             f"read-out features of {cal['features_of']}, tolerance {doc['known_tolerance']:.0%} of the known LLC for "
-            f"(a) and (b), {doc['sampler_tolerance']:.0%} of SGLD's exact expected reading for (c), with passing "
+            f"(a) and (b), {doc['sampler_tolerance']:.0%} of SGLD's expected reading for (c), with passing "
             f"chain diagnostics: " + " | ".join(rows) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting passed all three checks, so no model's LLC is reported"

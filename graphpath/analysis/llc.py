@@ -31,8 +31,9 @@ production settings (MSE, batch size, chains, steps, n, nbeta), on three linear 
 the first model's read-out features (graphpath.analysis.llc_known): (a) a regular read-out on the
 whitened features, known LLC K / 2; (b) a two-layer linear network with exactly flat directions on
 the same, known LLC K / 2; (c) the regular read-out on the raw (nearly collinear) features, against
-the exact expected reading of SGLD at that (eps, gamma, nbeta, steps) from its Hessian spectrum,
-with the share of the LLC the localisation sees. One setting is chosen for every model compared.
+SGLD's expected reading at that (eps, gamma, nbeta, steps, batch size) computed from its Hessian
+spectrum (exact for a full batch, with the minibatch gradient noise at w* added; llc_known.
+chain_expectation), with the share of the LLC the localisation sees (localised_truth / (rank / 2)). One setting is chosen for every model compared.
 No setting passes: the calibration failed, and no model is estimated.
 """
 from __future__ import annotations
@@ -70,7 +71,7 @@ DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the 
 CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (one nbeta, n / log n unless set), "
                     f"the settings where (a) the whitened regular and (b) the whitened degenerate model of known "
                     f"LLC K / 2 are read within {KNOWN_TOLERANCE:.0%} of it and (c) the regular model on the raw "
-                    f"features within {SAMPLER_TOLERANCE:.0%} of SGLD's exact expected reading at that setting, "
+                    f"features within {SAMPLER_TOLERANCE:.0%} of SGLD's expected reading at that setting (from its Hessian spectrum), "
                     f"all three with passing diagnostics; of those the smallest gamma (least localisation bias), "
                     f"then the largest eps (fastest mixing); the one setting is used for every model compared")
 
@@ -206,7 +207,7 @@ def _check(model: nn.Module, loss, n: int, cfg: LLCConfig, target: float, tolera
 def calibration_row(features: torch.Tensor, labels: torch.Tensor, cfg: LLCConfig, progress: bool = False) -> dict:
     """One (eps, gamma) setting at the production settings: {eps, gamma, nbeta, passes, checks
     {whitened_regular | whitened_degenerate: _check against K / 2 (`truth`); own_features: _check
-    against the exact expected reading (`chain_expected`), with `localised_truth` (eps -> 0, t -> inf),
+    against SGLD's expected reading (`chain_expected`), with `localised_truth` (eps -> 0, t -> inf),
     `rank_half` (its LLC, rank / 2), `share_seen` (localised_truth / rank_half: what the localisation
     sees of the LLC) and `share_mixed` (chain_expected / localised_truth: what the chains reach)}}.
     features (N, D), labels (N,)."""

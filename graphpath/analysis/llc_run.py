@@ -14,7 +14,7 @@
    n*beta = n / log n, llc.NBETA_RULE) on three linear models built on the first model's own
    read-out features and labels (graphpath.analysis.llc_known): (a) a regular and (b) a degenerate
    read-out on the whitened features, against their known LLC K / 2, and (c) the regular read-out on
-   the raw features against SGLD's exact expected reading there, with the share of its LLC the
+   the raw features against SGLD's expected reading there (from its Hessian spectrum), with the share of its LLC the
    localisation sees; beside them the raw model's Hessian spectrum (`llc_known.mixing`: the
    largest stable eps and the flattest direction's relaxation time per gamma). One setting is
    chosen for every model (the smallest passing gamma, then the largest eps). llc.json is rewritten
