@@ -176,20 +176,13 @@ def hops_probed(rows: list[dict]) -> dict:
     return {"per_k": per_k, "note": note}
 
 
-def _t_greater(values, threshold: float) -> float | None:
-    values = [v for v in values if v is not None and np.isfinite(v)]
-    if len(values) < 2 or np.std(values) == 0:
-        return None
-    from scipy import stats
-    return float(stats.ttest_1samp(values, threshold, alternative="greater").pvalue)
-
-
 def probe_findings(rows: list[dict]) -> dict:
     """At the last stream point: `beats_stats` (reach AUROC - graph-statistics AUROC > STATS_MARGIN)
     and `beats_control` (selectivity > CONTROL_MARGIN), one-sided t over seeds, BH together."""
     beyond = [_mean(r["target"][-1]["beyond_stats"]) for r in rows]
     selectivity = [_mean(r["target"][-1]["selectivity"]) for r in rows]
-    raw = {"beats_stats": _t_greater(beyond, STATS_MARGIN), "beats_control": _t_greater(selectivity, CONTROL_MARGIN)}
+    raw = {"beats_stats": O.t_test(beyond, STATS_MARGIN, "greater"),
+           "beats_control": O.t_test(selectivity, CONTROL_MARGIN, "greater")}
     adjusted = dict(zip(raw, S.adjust(list(raw.values()))))
     return {"p_values": raw, "p_adjusted": adjusted,
             "holds": {k: p is not None and p < S.ALPHA for k, p in adjusted.items()},

@@ -71,7 +71,8 @@ DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the 
 CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (one nbeta, n / log n unless set), "
                     f"the settings where (a) the whitened regular and (b) the whitened degenerate model of known "
                     f"LLC K / 2 are read within {KNOWN_TOLERANCE:.0%} of it and (c) the regular model on the raw "
-                    f"features within {SAMPLER_TOLERANCE:.0%} of SGLD's expected reading at that setting (from its Hessian spectrum), "
+                    f"features within {SAMPLER_TOLERANCE:.0%} of SGLD's expected reading at that setting (from "
+                    f"its Hessian spectrum), "
                     f"all three with passing diagnostics; of those the smallest gamma (least localisation bias), "
                     f"then the largest eps (fastest mixing); the one setting is used for every model compared")
 

@@ -139,7 +139,9 @@ def measure_seed(model, last: str, sample: dict, hops: int, seed: int) -> dict:
     return out
 
 
-def _t_test(values, threshold: float, alternative: str) -> float | None:
+def t_test(values, threshold: float, alternative: str) -> float | None:
+    """One-sided one-sample t-test p-value over seeds (scipy.stats.ttest_1samp); None with fewer than 2
+    finite values or no spread."""
     values = [v for v in values if v is not None and np.isfinite(v)]
     if len(values) < 2 or np.std(values) == 0:
         return None
@@ -164,8 +166,8 @@ def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     diffs = [None if s["reach_reachable"] is None or s["reach_on"] is None else s["reach_reachable"] - s["reach_on"]
              for s in per_seed]
     r2 = [s["distance_r2_off"] for s in per_seed]
-    raw = {"fails": S.p_value(ratio, FAIL_RATIO, "above"), "readout": _t_test(r2, READOUT_R2, "greater"),
-           "reach_kept": _t_test(diffs, -REACH_MARGIN, "greater"), "reach_lost": _t_test(diffs, -REACH_MARGIN, "less")}
+    raw = {"fails": S.p_value(ratio, FAIL_RATIO, "above"), "readout": t_test(r2, READOUT_R2, "greater"),
+           "reach_kept": t_test(diffs, -REACH_MARGIN, "greater"), "reach_lost": t_test(diffs, -REACH_MARGIN, "less")}
     adjusted = dict(zip(raw, S.adjust(list(raw.values()))))
     holds = {k: p is not None and p < S.ALPHA for k, p in adjusted.items()}
     if not holds["fails"]:
