@@ -400,7 +400,8 @@ def basin_summary(run: Run) -> Text:
 
 
 def table_basin_llc(run: Run) -> Html:
-    basin = _read(run, "basin")["groups"]
+    doc = _read(run, "basin")
+    basin = doc["groups"]
     llc = _read(run, "llc") if available(run)["llc"] else {}
     groups = llc.get("groups", {})
     rows = []
@@ -412,8 +413,12 @@ def table_basin_llc(run: Run) -> Html:
             "calibration failed" if llc and not llc["calibration"]["chosen"] else "—")
         rows.append([GROUP_NAMES.get(name, name), _bracket(g), len(g.get("trials", [])),
                      f"{fmt(min(before))}–{fmt(max(before))}" if len(before) > 1 else fmt(before[0]), value])
-    return table(["model", "basin radius σ (holds, fails)", "σ tried", "loss before", "LLC (one calibrated setting)"],
-                 rows, "The bracketed basin radius beside the local learning coefficient, per model group")
+    chosen = llc["calibration"]["chosen"] if llc.get("schema", 2) >= 3 else None
+    llc_head = f"localised LLC at γ {chosen['gamma']:g}, ε {chosen['eps']:g}" if chosen else "LLC (one calibrated setting)"
+    radius_head = "basin radius σ (holds, fails)" + (
+        f", recovered within {fmt(doc['recovery_factor'])}× own loss" if doc.get("recovery_rule") else "")
+    return table(["model", radius_head, "σ tried", "loss before", llc_head],
+                 rows, "The bracketed basin radius beside the localised learning coefficient, per model group")
 
 
 INSIDE = {"interpret_summary": interpret_summary, "fig_probes": fig_probes, "llc_summary": llc_summary,
