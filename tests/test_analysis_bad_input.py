@@ -56,4 +56,4 @@ def test_a_calibration_that_diverges_keeps_the_rows_it_measured(capsys, tmp_path
     assert code == 2 and err.count("\n") == 1 and "calibration failed" in err, err
     rows = json.loads(out.read_text())["calibration"]["rows"]
     assert [r["eps"] for r in rows] == [1e-9, 10.0]  # the row measured before the divergence is kept
-    assert rows[0]["models"]["regular"]["llc"] is not None and rows[1]["models"]["regular"]["diverged"]
+    assert rows[0]["checks"]["whitened_regular"]["llc"] is not None and rows[1]["checks"]["own_features"]["diverged"]
