@@ -263,8 +263,11 @@ def llc_summary(run: Run) -> Text:
         parts = []
         for name, c in row["checks"].items():
             reading = "diverged" if c["llc"] is None else fmt(c["llc"])
-            target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees {c['share_seen']:.0%} of its "
-                      f"LLC {fmt(c['rank_half'])}" if name == "own_features" else f"known {fmt(c['target'])}")
+            mixed = (f", and the expected reading at this ε and chain length is {c['share_mixed']:.0%} of that"
+                     if name == "own_features" and c.get("share_mixed") is not None else "")
+            target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees "
+                      f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}" if name == "own_features"
+                      else f"known {fmt(c['target'])}")
             parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
         rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
     head = (f"Every LLC here is {doc['estimand']}. Calibration at the production settings ({setting}) on the "
