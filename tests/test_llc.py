@@ -249,3 +249,18 @@ def test_calibration_may_fail_records_the_failure_and_exits_0(capsys, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
     assert doc["provenance"]["status"] == "failed: calibration failed"
+
+
+def test_chain_expectation_adds_the_minibatch_gradient_noise_at_the_minimum():
+    """One constant feature c: h = 2 c^2, the batch gradient at w* has variance 4 / B * mean r^2 c^2,
+    so the stationary variance is (eps + (eps nbeta / 2)^2 * that) / (1 - (1 - eps a / 2)^2)."""
+    c, n, nbeta, gamma, eps, batch = 2.0, 400, 30.0, 3.0, 1e-3, 16
+    x = torch.full((n, 1), c, dtype=torch.float64)
+    r = torch.tensor([0.5, -0.5] * (n // 2), dtype=torch.float64)  # mean r = 0: w* is the least-squares fit
+    h = 2 * c * c
+    a = nbeta * h + gamma
+    extra = (eps * nbeta / 2) ** 2 * 4 / batch * (r.pow(2).mean().item() * c * c)
+    stationary = nbeta * h / 2 * (eps + extra) / (1 - (1 - eps * a / 2) ** 2)
+    got = K.chain_expectation(x, nbeta, gamma, eps, 4000, 3000, residuals=r, batch_size=batch)
+    assert got == pytest.approx(stationary, rel=1e-6)
+    assert K.chain_expectation(x, nbeta, gamma, eps, 4000, 3000) < got  # full batch: no gradient noise
