@@ -390,10 +390,24 @@ def _recovery_bar(doc: dict) -> str:
             f"each model's own loss, so these radii do not compare across rows")
 
 
+def _control_note(g: dict) -> str:
+    """basin.json's `control`: the same retraining unperturbed; when it misses the bar the radius says
+    more about the retraining than about the basin."""
+    c = g.get("control")
+    if not c or not c.get("runs"):
+        return ""
+    note = (f" (control: unperturbed, the same retraining ends within the bar in {c['recovered']} of {c['runs']} runs"
+            + (f"; {c['within_at_start']} were within it before retraining" if "within_at_start" in c else "") + ")")
+    if c["recovered"] / c["runs"] < 0.5:
+        note += (" — the retraining itself does not keep this model within its bar, so this radius measures the "
+                 "retraining protocol, not the basin")
+    return note
+
+
 def basin_summary(run: Run) -> Text:
     doc = _read(run, "basin")
     s = doc["settings"]
-    parts = [f"{GROUP_NAMES.get(name, name)}: {_bracket(g)}" for name, g in doc["groups"].items()]
+    parts = [f"{GROUP_NAMES.get(name, name)}: {_bracket(g)}{_control_note(g)}" for name, g in doc["groups"].items()]
     refused = [f"{r['key']} ({r['refused']})" for g in doc["groups"].values() for r in g["refused"]]
     return Text(f"every parameter perturbed by σ × its tensor's RMS ({s['kind']}), {len(s['seeds'])} draws per model "
                 f"and σ, then {s['steps']} Adam steps at lr {s['lr']:g} on fresh graphs of the model's own data; "

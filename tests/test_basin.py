@@ -143,6 +143,7 @@ def fake_trials(monkeypatch, edge: float, stop_at: int | None = None, stop=Keybo
                 "final": {row["key"]: [0.0] * len(self.draws) for *_, row in self.members}}
 
     monkeypatch.setattr(B.Group, "trial", trial)
+    monkeypatch.setattr(B.Group, "control", lambda self: {"sigma": None, "recovered": 1, "runs": 1})
     return seen
 
 
@@ -188,3 +189,20 @@ def test_recovery_bar_is_the_same_multiple_of_every_models_own_loss():
     for before in (0.02, 0.2, 1.5):
         assert B.recovery_threshold(cfg, before) / before == pytest.approx(2.0)
     assert B.recovery_threshold(cfg, 0.0) == pytest.approx(2 * B.RECOVERY_FLOOR)
+
+
+def test_recovery_is_judged_after_the_budget_and_the_control_runs_unperturbed(monkeypatch):
+    """A run that starts within its bar but is pushed out of it by the retraining has not recovered
+    (the old rule counted any point of the curve, step 0 included); the control is not perturbed."""
+    from graphpath.analysis.targets import subjects
+
+    perturbed = []
+    monkeypatch.setattr(B, "perturb_", lambda *a, **k: perturbed.append(a[2]))
+    monkeypatch.setattr(B, "recover", lambda *a, **k: [[0, 0.0], [2, 1.0]])  # within at the start, out at the end
+    cfg = B.PerturbConfig(model=None, kind="all", seeds=[0, 1], steps=2, eval_size=64)
+    group = B.Group(subjects("handcrafted", "test", n=4), cfg, "cpu")
+    control = group.control()
+    assert perturbed == [] and control["sigma"] is None and control["recovered"] == 0
+    assert control["within_at_start"] == 2
+    t = group.trial(0.1)
+    assert perturbed == [0.1, 0.1] and t["recovered"] == 0 and not t["holds"]

@@ -519,7 +519,9 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
     basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3}, "recovery_factor": 2.0,
              "recovery_floor": 1e-4, "recovery_rule": "relative",
              "groups": {"finetune": {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}],
-                                     "refused": [], "trials": []}}}
+                                     "refused": [], "trials": [],
+                                     "control": {"recovered": 1, "runs": 6, "within_at_start": 6}}}}
     (run_copy / "basin.json").write_text(json.dumps(basin))
     text = str(inside.basin_summary(load_run(run_copy)))
     assert "within 2× the model's own unperturbed held-out MSE" in text and "finetune/seed-0 0.04 (own 0.02)" in text
+    assert "ends within the bar in 1 of 6 runs" in text and "measures the retraining protocol" in text

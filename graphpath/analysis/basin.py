@@ -3,8 +3,10 @@
 For a noise scale sigma, every model of a group (each seed of a run, one stage) is perturbed by
 `--perturbations` independent draws (graphpath.analysis.perturb.perturb_: by default every
 parameter gets W + sigma * RMS(W) * N(0, 1)) and retrained for the step budget on fresh graphs
-of its own data; a run has recovered when its held-out MSE gets back to RECOVERY_RULE's level:
-threshold_factor x the model's own unperturbed held-out MSE (floored at RECOVERY_FLOOR). The bar is
+of its own data; a run has recovered when its held-out MSE *after the retraining budget* is within
+RECOVERY_RULE's level: threshold_factor x the model's own unperturbed held-out MSE (floored at
+RECOVERY_FLOOR). Each group first runs the control: the same retraining, unperturbed (`control`):
+when it misses the bar, the retraining itself, not the perturbation, decides the radius. The bar is
 relative so that it is the same multiple of every model's own loss, and radii compare across rows
 (pre-trained, fine-tuned, hand-built); perturb's absolute bar (perturb.THRESHOLD_RULE) is not used.
 At each sigma the recovered runs are pooled over the group's seeds and perturbations: k of m,
@@ -68,9 +70,10 @@ SCHEMA_VERSION = 3
 # this study; "twice its own loss" must not ask a model that is exact to float rounding (the hand-built
 # one, MSE ~ 0) to get back to rounding noise.
 RECOVERY_FLOOR = 1e-4
-RECOVERY_RULE = ("a perturbed model has recovered once its held-out MSE is at or below threshold_factor x "
-                 f"max(its own unperturbed held-out MSE, {RECOVERY_FLOOR:g}): a multiple of each model's own loss, "
-                 "so a radius means the same thing for every model")
+RECOVERY_RULE = ("a perturbed model has recovered when, after the retraining budget, its held-out MSE is at or "
+                 f"below threshold_factor x max(its own unperturbed held-out MSE, {RECOVERY_FLOOR:g}): a multiple of "
+                 "each model's own loss, so a radius means the same thing for every model; the group's `control` "
+                 "runs the same retraining unperturbed (a bar the control misses makes the radius uninterpretable)")
 
 
 def recovery_threshold(cfg: PerturbConfig, loss_before: float) -> float:
@@ -164,23 +167,33 @@ class Group:
             else:
                 self.members.append((subject, model, batch, row))
 
-    def trial(self, sigma: float, bar=None) -> dict:
-        by_model, final = {}, {}
+    def control(self) -> dict:
+        """The same retraining, unperturbed: whether each model can meet its own bar at all."""
+        return self.trial(None)
+
+    def trial(self, sigma: float | None, bar=None) -> dict:
+        """Every model x draw perturbed at `sigma` (None: not perturbed, the control) and retrained;
+        recovered when the held-out MSE after the budget is within the model's bar (RECOVERY_RULE).
+        `within_at_start` counts the runs already within the bar before any retraining."""
+        by_model, final, at_start = {}, {}, 0
         for subject, model, batch, row in self.members:
             hits, losses = [], []
             for draw in self.draws:
                 perturbed = copy.deepcopy(model)
-                perturb_(perturbed, self.cfg.kind, sigma, draw, self.cfg.group, self.cfg.scale)
+                if sigma is not None:
+                    perturb_(perturbed, self.cfg.kind, sigma, draw, self.cfg.group, self.cfg.scale)
                 curve = recover(perturbed, subject.spec, batch, self.cfg, draw, self.device)
-                hits.append(any(loss <= row["threshold"] for _, loss in curve))
-                losses.append(curve[-1][1] if math.isfinite(curve[-1][1]) else None)
+                end = curve[-1][1]
+                hits.append(math.isfinite(end) and end <= row["threshold"])
+                at_start += curve[0][1] <= row["threshold"]
+                losses.append(end if math.isfinite(end) else None)
                 if bar is not None:
                     bar.update(1)
             by_model[subject.key], final[subject.key] = hits, losses
         k = sum(sum(v) for v in by_model.values())
         m = sum(len(v) for v in by_model.values())
         return {"sigma": sigma, "recovered": k, "runs": m, "rate": k / m, "ci95": wilson(k, m),
-                "holds": k / m >= 0.5, "by_model": by_model, "final": final}
+                "holds": k / m >= 0.5, "within_at_start": at_start, "by_model": by_model, "final": final}
 
 
 def bracket_fields(found: dict, plan: Search) -> dict:
@@ -215,6 +228,7 @@ def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, 
                   "complete": False, **UNFINISHED, "trials": []}
         out[name] = result
         if group.members:
+            result["control"] = group.control()  # written with the first sigma (bad input writes nothing)
             runs = len(group.members) * len(group.draws)
             with tqdm(total=plan.budget * runs, desc=f"basin {name}", unit="run", disable=not progress) as bar:
                 def step(sigma, bar=bar, group=group, result=result):
