@@ -383,7 +383,8 @@ def _recovery_bar(doc: dict) -> str:
     if doc.get("recovery_rule"):
         models = [m for g in doc["groups"].values() for m in g.get("models", [])]
         bars = ", ".join(f"{m['key']} {fmt(m['threshold'])} (own {fmt(m['loss_before'])})" for m in models)
-        return (f"back to within {fmt(doc['recovery_factor'])}× the model's own unperturbed held-out MSE (floored at "
+        return (f"that after the retraining the held-out MSE is within {fmt(doc['recovery_factor'])}× the model's own "
+                f"unperturbed held-out MSE (floored at "
                 f"{fmt(doc['recovery_floor'])}), the same multiple for every row, so the radii compare"
                 + (f": the bars were {bars}" if bars else ""))
     return (f"back to {doc['threshold_rule'].split('is at or below ')[-1]} — an absolute level, a different multiple of "

@@ -523,5 +523,5 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
                                      "control": {"recovered": 1, "runs": 6, "within_at_start": 6}}}}
     (run_copy / "basin.json").write_text(json.dumps(basin))
     text = str(inside.basin_summary(load_run(run_copy)))
-    assert "within 2× the model's own unperturbed held-out MSE" in text and "finetune/seed-0 0.04 (own 0.02)" in text
+    assert "after the retraining the held-out MSE is within 2× the model's own unperturbed" in text and "finetune/seed-0 0.04 (own 0.02)" in text
     assert "ends within the bar in 1 of 6 runs" in text and "measures the retraining protocol" in text
