@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from graphpath_common.rundir import run_names
+from graphpath_common.rundir import run_names, too_few_note
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS, departures
 
 from .html import Html, Text, escape, table
@@ -156,8 +156,8 @@ def table_subgroups(run: Run) -> Html:
     seeds = _seeds(run)
     return table(["set", "subgroup", "graphs (share)", "MSE [95% CI]", "accuracy [95% CI]"], rows,
                  caption=(f"Pooled over {seeds} seeds; intervals over seeds and test graphs." if seeds > 1 else
-                          "One seed; intervals over test graphs only.") + " Every set by every subgroup follows, "
-                         "collapsed.")
+                          "One seed; intervals over test graphs only.") + too_few_note(run.eval.get("subgroups") or {})
+                 + " Every set by every subgroup follows, collapsed.")
 
 
 def details_subgroups(run: Run) -> Html:

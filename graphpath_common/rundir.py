@@ -134,6 +134,13 @@ def run_names(eval_doc: dict, count: int) -> list[str]:
     return names if len(names) == count else [f"run {i}" for i in range(count)]
 
 
+def too_few_note(subgroups: dict) -> str:
+    """' A subgroup of fewer than K graphs has no interval (—) ...' from eval.json `subgroups`."""
+    least = subgroups.get("min_graphs_for_interval")
+    return (f" A subgroup of fewer than {least} graphs has no interval (—): with so few graphs it would "
+            "cover the truth clearly less often than 95%." if least else "")
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run directory (or a group of seed runs) at `path`; nothing is read until asked."""

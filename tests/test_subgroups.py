@@ -6,6 +6,7 @@ import pytest
 
 from graphpath.evaluation.statistics import mean_log
 from graphpath.evaluation.subgroups import MIN_GRAPHS_FOR_INTERVAL, subgroup_row
+from graphpath_common.rundir import too_few_note
 
 
 def _coverage(graphs: int, studies: int, rng) -> float:
@@ -47,3 +48,9 @@ def test_rows_under_the_threshold_keep_their_value_and_drop_the_interval():
     low, high = row["mse"]["ci95"]
     assert low < row["mse"]["value"] < high and row["mse"]["ci_kind"] == "seeds+graphs"
     assert row["normalized_mse"]["ci95"] == pytest.approx([low / 2.0, high / 2.0])
+
+
+def test_the_report_and_page_say_why_a_small_subgroup_has_no_interval():
+    assert f"fewer than {MIN_GRAPHS_FOR_INTERVAL} graphs has no interval" in too_few_note(
+        {"min_graphs_for_interval": MIN_GRAPHS_FOR_INTERVAL})
+    assert too_few_note({}) == ""  # an eval.json from before the rule says nothing it did not apply

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from graphpath_common.rundir import run_names, seed_names
+from graphpath_common.rundir import run_names, seed_names, too_few_note
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS
 
 def _num(x) -> str:
@@ -306,7 +306,7 @@ def _section_subgroups(doc: dict) -> list[str]:
              "seeds'). Each dimension's subgroups sum back to the set. "
              "Normalized MSE: MSE over the whole set's constant-predictor MSE. "
              + (f"Pooled over {seeds} seeds; 95% intervals over seeds and graphs." if seeds > 1 else
-                "One seed; 95% intervals over test graphs."), ""]
+                "One seed; 95% intervals over test graphs.") + too_few_note(sub), ""]
     for model, sets in models.items():
         for name, table in sets.items():
             lines += [f"### {name} (`{model}`)", "", "| dimension | subgroup | graphs (share) | MSE [95% CI] | "
