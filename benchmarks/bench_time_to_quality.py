@@ -9,6 +9,9 @@
      packed     the packed layout (real tokens only, attention per edge count) at 256 and at the
                 new recipe's batch, and with AdamW's fused step
      compiled   (--compile) torch.compile of the padded model, shapes fixed (every batch padded to 8)
+   Then where one step of the new recipe spends its time (torch.profiler): the matrix products'
+   share, and the per-core ceiling if everything else cost nothing, against this core's own GEMM
+   rate at the MLP's shapes and at 1024^3.
 2. A multi-seed job's aggregate: today's path trains its seeds one after another in one process;
    the new one trains one seed per core side by side (as `--seeds` does). Each runs for --seconds
    of wall time; aggregate = examples of all processes / wall time.
@@ -126,6 +129,51 @@ def levers(new_batch: int, rounds: int, seconds: float, with_compile: bool) -> d
         print(f"  {name:48s} {statistics.median(values):7,.0f}   x{statistics.median(ratios):.2f} "
               f"[{min(ratios):.2f}, {max(ratios):.2f}]")
     return out
+
+
+def gemm_rate(m: int, k: int, n: int, seconds: float = 1.0) -> float:
+    """GFLOP/s of one (m, k) @ (k, n) float32 product on this thread."""
+    import torch
+
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    for _ in range(3):
+        a @ b
+    start, done = time.thread_time(), 0
+    while time.thread_time() - start < seconds:
+        a @ b
+        done += 1
+    return 2 * m * k * n * done / (time.thread_time() - start) / 1e9
+
+
+GEMMS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def time_split(new_batch: int, new_ratio: float, steps: int = 20) -> dict:
+    """Where one training step of the new recipe spends its CPU time: matrix products vs the rest.
+
+    The ceiling `1 / gemm_share` is the per-core speed-up if every other operation cost nothing and
+    the products ran as they do now; it bounds what fusing the small operations can buy. `new_ratio`:
+    the new recipe's speed against today's path (part 1), to state the ceiling against today's too."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step = make_step(new_batch, pack=True, fused=True)
+    for _ in range(5):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMMS)
+    mlp, big = gemm_rate(720, 64, 256), gemm_rate(1024, 1024, 1024)
+    share = gemm / total
+    print(f"\n1b. one step of the new recipe (batch {new_batch}, {steps} steps profiled): "
+          f"{total / steps / 1e3:.1f} ms of CPU, matrix products {share:.0%} of it; "
+          f"ceiling with everything else free x{1 / share:.2f} (x{new_ratio / share:.2f} against today's path). This core's GEMM rate: {mlp:.0f} GFLOP/s "
+          f"at the MLP's (720 x 64) @ (64 x 256), {big:.0f} at 1024^3")
+    return {"step_ms": total / steps / 1e3, "gemm_share": share, "ceiling": 1 / share,
+            "ceiling_against_today": new_ratio / share,
+            "gemm_gflops_mlp_shape": mlp, "gemm_gflops_1024": big}
 
 
 # ---- 2. a multi-seed job's aggregate ----------------------------------------------------------
@@ -247,8 +295,9 @@ def main(argv=None) -> int:
     print(f"main job's shapes: experiments/small.toml (new recipe batch {new_batch}); one torch thread per process; "
           f"{workers} CPUs; load average {os.getloadavg()[0]:.1f}")
     doc = {"levers": levers(new_batch, args.rounds or (3 if args.quick else 6), 0.5 if args.quick else 1.5,
-                            args.compile),
-           "aggregate": aggregate(new_batch, args.seconds or (8.0 if args.quick else 30.0), workers)}
+                            args.compile)}
+    doc["time_split"] = time_split(new_batch, doc["levers"][f"packed, batch {new_batch}, fused AdamW (new)"]["ratio"])
+    doc["aggregate"] = aggregate(new_batch, args.seconds or (8.0 if args.quick else 30.0), workers)
     if not args.skip_quality:
         train = load_preset()["train"]
         doc["quality"] = quality(args.examples or (120_000 if args.quick else train["steps"] * train["batch_size"]),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 
+from graphpath_common.rundir import run_names, too_few_note
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS, departures
 
 from .html import Html, Text, escape, table
@@ -155,8 +156,8 @@ def table_subgroups(run: Run) -> Html:
     seeds = _seeds(run)
     return table(["set", "subgroup", "graphs (share)", "MSE [95% CI]", "accuracy [95% CI]"], rows,
                  caption=(f"Pooled over {seeds} seeds; intervals over seeds and test graphs." if seeds > 1 else
-                          "One seed; intervals over test graphs only.") + " Every set by every subgroup follows, "
-                         "collapsed.")
+                          "One seed; intervals over test graphs only.") + too_few_note(run.eval.get("subgroups") or {})
+                 + " Every set by every subgroup follows, collapsed.")
 
 
 def details_subgroups(run: Run) -> Html:
@@ -228,9 +229,9 @@ def table_phase_changes(run: Run) -> Html:
     runs = _phase_runs(run)
     unreachable = str(run.eval.get("max_vertices") or run.config["data"]["n_max"])
     rows = []
-    for index, phases in enumerate(runs):
+    for name, phases in zip(run_names(run.eval, len(runs)), runs):
         for pc in sorted((phases or {}).get("phase_changes", []), key=lambda c: (c["stage"], c["step"])):
-            rows.append([f"run {index}", pc["stage"], _label_name(pc["label"], unreachable), count(pc["step"]),
+            rows.append([name, pc["stage"], _label_name(pc["label"], unreachable), count(pc["step"]),
                          count(pc["examples"]), fmt(pc.get("reference")), fmt(pc["loss_before"]),
                          fmt(pc["loss_after"]), count(pc.get("fall_steps", 0))])
     if not rows:
@@ -249,8 +250,8 @@ def phase_order(run: Run) -> Html:
     study = ", ".join(str(v) for v in STUDY_SETTLE_STEPS.values())
     first = ", ".join(str(v) for v in STUDY_FIRST_BELOW_STEPS.values())
     rows = [["the study's log", *map(str, STUDY_SETTLE_STEPS.values()), "shortest first"]]
-    rows += [[f"run {i}", *["never" if item["steps"].get(d) is None else count(item["steps"][d]) for d in ("1", "2", "3")],
-              item["order"]] for i, item in enumerate(settle)]
+    rows += [[name, *["never" if item["steps"].get(d) is None else count(item["steps"][d]) for d in ("1", "2", "3")],
+              item["order"]] for name, item in zip(run_names(run.eval, len(settle)), settle)]
     matching = sum(item["order"] == "shortest first" for item in settle)
     threshold = fmt(order.get("threshold", 0.1))
     text = (f"<p>Measured without the detector, the order of learning is in the curves: the first logged step "

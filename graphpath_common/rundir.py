@@ -118,6 +118,29 @@ def read_jsonl(path, error: type[Exception] = RunDirError) -> list[dict]:
     return rows
 
 
+def seed_names(eval_doc: dict) -> list[str]:
+    """A pooled evaluation's runs by name, in eval.json's order: 'seed S' for each (from the learned
+    model's checkpoints) when every run has a distinct seed, else 'run i'."""
+    info = eval_doc.get("models", {}).get(eval_doc.get("primary"), {}).get("info") or []
+    seeds = [i.get("seed") for i in info]
+    if seeds and all(s is not None for s in seeds) and len(set(seeds)) == len(seeds):
+        return [f"seed {s}" for s in seeds]
+    return [f"run {i}" for i in range(len(info))]
+
+
+def run_names(eval_doc: dict, count: int) -> list[str]:
+    """`seed_names` when it names `count` runs (per-run lists of that evaluation), else 'run i'."""
+    names = seed_names(eval_doc)
+    return names if len(names) == count else [f"run {i}" for i in range(count)]
+
+
+def too_few_note(subgroups: dict) -> str:
+    """' A subgroup of fewer than K graphs has no interval (—) ...' from eval.json `subgroups`."""
+    least = subgroups.get("min_graphs_for_interval")
+    return (f" A subgroup of fewer than {least} graphs has no interval (—): with so few graphs it would "
+            "cover the truth clearly less often than 95%." if least else "")
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run directory (or a group of seed runs) at `path`; nothing is read until asked."""

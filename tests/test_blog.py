@@ -115,7 +115,7 @@ def test_phase_changes_are_tabled_and_marked(run_copy, tmp_path):
     edit_json(run_copy / "phases.json", lambda d: d["phase_changes"].append(change))
     html = blog.render(run_copy, tmp_path / "out").read_text()
     assert "1 phase change in pre-training" in html
-    assert ("<tr><td>run 0</td><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>5.5</td><td>6.5</td>"
+    assert ("<tr><td>seed 0</td><td>pretrain</td><td>d = 2</td><td>35</td><td>2,240</td><td>5.5</td><td>6.5</td>"
             "<td>0.0625</td><td>4</td></tr>") in html
     assert re.search(r'"name":\s*"phase change"', html)
     assert "at most 0.3% of curves" in html  # the detector's pinned null rate, from phases.json

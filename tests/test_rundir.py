@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from graphpath_common import provenance
-from graphpath_common.rundir import RunDir, RunDirError, checkpoint_stem, read_json, read_jsonl
+from graphpath_common.rundir import RunDir, RunDirError, checkpoint_stem, read_json, read_jsonl, run_names
 
 
 def touch(path, text="{}"):
@@ -127,3 +127,14 @@ def test_recorded_appends_one_entry_per_invocation_with_its_end(tmp_path):
     assert rows[0]["libraries"]["torch"] and rows[0]["package"]["name"] == "graphpath"
     command, details = provenance.describe_invocation(rows[0])
     assert command == "cmd --a" and "cpu, 1 thread(s)" in details and "finished" in details
+
+
+def test_pooled_runs_are_named_by_their_seeds_and_only_then():
+    """The report and the page label a pooled evaluation's per-run rows 'seed S' (the group's own
+    seed-<S> directories), not by list position; without distinct seeds, or for another count, 'run i'."""
+    doc = {"primary": "learned", "models": {"learned": {"info": [{"seed": 3}, {"seed": 0}, {"seed": 7}]}}}
+    assert run_names(doc, 3) == ["seed 3", "seed 0", "seed 7"]
+    assert run_names(doc, 2) == ["run 0", "run 1"]
+    doc["models"]["learned"]["info"][2]["seed"] = 3
+    assert run_names(doc, 3) == ["run 0", "run 1", "run 2"]
+    assert run_names({}, 1) == ["run 0"]

@@ -22,7 +22,8 @@ from graphpath_common.study import STUDY_LABEL_VARIANCE
 
 from graphpath.evaluation import findings as findings_module
 from graphpath.evaluation.statistics import mean_log, mean_logit
-from graphpath.evaluation.subgroups import errors, example_groups, onpath_grid, subgroup_table
+from graphpath.evaluation.subgroups import (MIN_GRAPHS_FOR_INTERVAL, errors, example_groups, onpath_grid,
+                                             subgroup_table)
 
 LEARNED = ("learned", "learned-pretrain")
 
@@ -96,6 +97,7 @@ def attach(doc: dict, predictions: dict, prepared: dict, data: dict, phases_per_
             if source is not None:
                 block.update({k: source[k] for k in ("mse_ci95", "accuracy_ci95", "ci_kind", "seeds") if k in source})
     doc["subgroups"] = {"dimensions": sorted({d for g in groups.values() for d in g}), "models": subgroups,
+                        "min_graphs_for_interval": MIN_GRAPHS_FOR_INTERVAL,
                         "shares": {name: {dim: {g: float((names == g).mean()) for g in sorted(set(names))}
                                           for dim, names in groups[name].items()} for name in groups}}
     learned = predictions.get("learned", {})

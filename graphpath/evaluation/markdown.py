@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from graphpath_common.rundir import run_names, seed_names, too_few_note
 from graphpath_common.study import STUDY_FIRST_BELOW_STEPS, STUDY_SETTLE_STEPS
 
 def _num(x) -> str:
@@ -190,15 +191,6 @@ def _p(value) -> str:
     return "—" if value is None else (f"{value:.2g}" if value >= 1e-4 else "< 1e-4")
 
 
-def seed_names(doc: dict) -> list[str]:
-    """'seed S' for each pooled run (from the learned model's checkpoints), else 'run i'."""
-    info = doc.get("models", {}).get(doc.get("primary"), {}).get("info") or []
-    seeds = [i.get("seed") for i in info]
-    if seeds and all(s is not None for s in seeds) and len(set(seeds)) == len(seeds):
-        return [f"seed {s}" for s in seeds]
-    return [f"run {i}" for i in range(len(info))]
-
-
 SEEN_DEFINITION = ("a graph is seen when the hash of its edge set (the multiset of edge tokens; the target "
                    "token and n are ignored) occurs among the hashes of the union of the run's pre-training and "
                    "fine-tuning streams, replayed (graphpath.evaluation.overlap)")
@@ -271,8 +263,7 @@ def _section_order(doc: dict) -> list[str]:
     settle = order.get("settle")
     if not settle:
         return []
-    names = seed_names(doc)
-    names = names if len(names) == len(settle) else [f"run {i}" for i in range(len(settle))]
+    names = run_names(doc, len(settle))
     lines = ["## Order of learning", "",
              f"The first logged pre-training step from which each distance's held-out loss stays below "
              f"{order.get('threshold', 0.1):g} (metrics.jsonl `curve_label_loss`). The study's order is 1, then 2, "
@@ -315,7 +306,7 @@ def _section_subgroups(doc: dict) -> list[str]:
              "seeds'). Each dimension's subgroups sum back to the set. "
              "Normalized MSE: MSE over the whole set's constant-predictor MSE. "
              + (f"Pooled over {seeds} seeds; 95% intervals over seeds and graphs." if seeds > 1 else
-                "One seed; 95% intervals over test graphs."), ""]
+                "One seed; 95% intervals over test graphs.") + too_few_note(sub), ""]
     for model, sets in models.items():
         for name, table in sets.items():
             lines += [f"### {name} (`{model}`)", "", "| dimension | subgroup | graphs (share) | MSE [95% CI] | "
@@ -342,8 +333,8 @@ def _section_overlap(doc: dict) -> list[str]:
     if not overlap:
         return []
     lines = ["## Test graphs seen in training", "", SEEN_DEFINITION[0].upper() + SEEN_DEFINITION[1:] + ".", ""]
-    for i, stages in enumerate(overlap["stages"]):
-        lines.append(f"- run {i}: " + "; ".join(
+    for name, stages in zip(run_names(doc, len(overlap["stages"])), overlap["stages"]):
+        lines.append(f"- {name}: " + "; ".join(
             f"{s['stage']}: {s['source']} ({s['distinct']:,} distinct graphs"
             f"{', replay verified against the final checkpoint' if s.get('verified') else ''})" for s in stages))
     lines += ["", "| set | seen in every seed's training | some seeds' | none |", "|---|---|---|---|"]

@@ -156,15 +156,20 @@ def interruptible(call, *args):
 
 
 @contextlib.contextmanager
-def shut_down_on_exit(close, bar=None):
+def shut_down_on_exit(close, bar=None, running=None):
     """The body of a loop over an executor's jobs: on the way out the progress bar (if any) is closed,
     then `close(interrupted)` from make_executor, interrupting the running jobs when Ctrl-C left the
-    body and letting them finish otherwise. The KeyboardInterrupt is re-raised."""
+    body and letting them finish otherwise. `running`: a dict of the futures still running, read at
+    Ctrl-C time, whose jobs are cancelled first (submitit's; a local pool's are interrupted by close).
+    The KeyboardInterrupt is re-raised."""
     interrupted = False
     try:
         yield
     except KeyboardInterrupt:
         interrupted = True
+        for future in (running or {}).values():
+            with contextlib.suppress(Exception):
+                future.cancel()
         raise
     finally:
         if bar is not None:

@@ -40,7 +40,6 @@ and writes OUT/sweep.json (each job's values, status and best held-out loss per 
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
@@ -59,7 +58,8 @@ from graphpath_common.rundir import RunDir
 from graphpath_common.toml import read_toml, toml_value
 
 from graphpath.core.config import ConfigError, apply_overrides, from_dict, to_toml
-from graphpath.sweeps.executors import EXECUTORS, SweepError, check_executor, default_workers, is_complete, make_executor
+from graphpath.sweeps.executors import (EXECUTORS, SweepError, check_executor, default_workers, is_complete,
+                                        make_executor, shut_down_on_exit)
 
 PROG = "python -m graphpath.sweep"
 STAGES = ("pretrain", "finetune")
@@ -162,8 +162,8 @@ def _run_jobs(jobs, root: Path, executor: str, workers, slurm, progress: bool, d
         return status
     limit = workers or (len(pending) if executor == "slurm" else default_workers())
     submit, close, limit = make_executor(executor, root, min(limit, len(pending)), slurm)
-    running, interrupted = {}, False
-    try:
+    running = {}
+    with shut_down_on_exit(close, bar, running):
         while pending or running:
             for job in list(pending):
                 if len(running) >= limit:
@@ -196,15 +196,6 @@ def _run_jobs(jobs, root: Path, executor: str, workers, slurm, progress: bool, d
                     say(f"{key}: finished in {result['seconds']:.1f}s")
                 else:
                     say(f"{key}: FAILED (exit {result['code']}); log: {result['log']}")
-    except KeyboardInterrupt:
-        interrupted = True
-        for future in running.values():  # submitit jobs are cancelled; a local pool's are interrupted by close
-            with contextlib.suppress(Exception):
-                future.cancel()
-        raise
-    finally:
-        bar.close()
-        close(interrupted)
     return status
 
 

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The README's main job: install, then the small CPU study end to end over 5 seeds into runs/small
+# (or the directory given as the first argument):
+#   1. pre-train and fine-tune seeds 0-4 side by side (one process and one thread each), then score
+#      every test set with the seeds pooled (eval.json, report.md);
+#   2. the analyses the page shows, on both cores: the basin radius of every seed and of the
+#      hand-built model on one, probes and patching (interpret) then the LLC on the other;
+#   3. the page (its path is printed).
+# Any step that fails stops the job with its own exit status; Ctrl-C stops every step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/small}
+PY=${PYTHON:-python3}
+
+bash scripts/install.sh
+"$PY" -m graphpath.train --seeds 0,1,2,3,4 --threads 1 --out "$out"
+
+"$PY" -m graphpath.basin "$out" --with-handcrafted --threads 1 &
+basin=$!
+trap 'kill "$basin" 2>/dev/null || true' EXIT
+"$PY" -m graphpath.interpret "$out" --threads 1
+"$PY" -m graphpath.llc "$out" --threads 1 --quiet --calibration-may-fail
+wait "$basin"
+trap - EXIT
+
+"$PY" -m blog "$out"
