@@ -4,7 +4,8 @@
 #   1. pre-train and fine-tune seeds 0-4 side by side (one process and one thread each), then score
 #      every test set with the seeds pooled (eval.json, report.md);
 #   2. the analyses the page shows, on both cores: the basin radius of every seed and of the
-#      hand-built model on one, probes and patching (interpret) then the LLC on the other;
+#      hand-built model on one, probes and patching (interpret) on the other; then the LLC of every
+#      model, two at a time (its calibration first, in one process);
 #   3. the page (its path is printed).
 # Any step that fails stops the job with its own exit status; Ctrl-C stops every step.
 set -euo pipefail
@@ -19,7 +20,7 @@ bash scripts/install.sh
 basin=$!
 trap 'kill "$basin" 2>/dev/null || true' EXIT
 "$PY" -m graphpath.interpret "$out" --threads 1
-"$PY" -m graphpath.llc "$out" --threads 1 --quiet --calibration-may-fail
+"$PY" -m graphpath.llc "$out" --threads 1 --workers 2 --quiet --calibration-may-fail
 wait "$basin"
 trap - EXIT
 

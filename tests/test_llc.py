@@ -264,3 +264,31 @@ def test_chain_expectation_adds_the_minibatch_gradient_noise_at_the_minimum():
     got = K.chain_expectation(x, nbeta, gamma, eps, 4000, 3000, residuals=r, batch_size=batch)
     assert got == pytest.approx(stationary, rel=1e-6)
     assert K.chain_expectation(x, nbeta, gamma, eps, 4000, 3000) < got  # full batch: no gradient noise
+
+
+@pytest.mark.slow
+def test_models_side_by_side_give_the_same_llc_json_as_one_after_another(tmp_path, monkeypatch):
+    """--workers 2 runs each model in its own process; the chains are seeded from the setting, so
+    every model's estimate is the same number as in this process (only the order of finishing differs)."""
+    from test_perturb import _group_of_seeds
+
+    group = _group_of_seeds(tmp_path / "group")
+    setting = L.LLCConfig(eps=1e-5, gamma=100.0, chains=2, steps=12, burn_in=2, batch_size=16)
+    monkeypatch.setattr(R, "calibrate", lambda *args, **kwargs: (setting, []))  # the calibration is not under test
+    docs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"llc-{workers}.json"
+        assert R.main([str(group), "--stage", "pretrain", "--workers", str(workers), "--data-size", "64",
+                       "--quiet", "--out", str(out)]) == 0
+        docs[workers] = json.loads(out.read_text())
+    one, two = ([(m["key"], m["estimate"]) for m in docs[w]["models"]] for w in (1, 2))
+    assert [key for key, _ in one] == ["pretrain/seed-0", "pretrain/seed-1"] == [key for key, _ in two]
+    for (_, a), (_, b) in zip(one, two):
+        assert a["llc_per_chain"] == b["llc_per_chain"] and a["init_loss"] == b["init_loss"]
+    assert docs[1]["groups"] == docs[2]["groups"]
+
+
+def test_workers_below_one_exit_2(capsys, tmp_path):
+    code = R.main(["handcrafted", "--n", "5", "--workers", "0", "--out", str(tmp_path / "llc.json"), "--quiet"])
+    assert code == 2 and "--workers must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "llc.json").exists()

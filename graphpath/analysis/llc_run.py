@@ -22,7 +22,9 @@
    setting passes, the command exits 2 with one line and no model is estimated.
 3. Every model at that setting (a *localised* LLC at gamma, llc.ESTIMAND, not the learning
    coefficient itself), with its diagnostics (llc.DIAGNOSTIC_RULE): an estimate that
-   fails them is recorded with its reasons and not reported as a result. Per group (pre-train,
+   fails them is recorded with its reasons and not reported as a result. `--workers K` estimates K
+   models at once, each in its own process with one thread (the same numbers: each model's chains
+   are seeded from the setting). Per group (pre-train,
    fine-tuned, hand-built) the results are pooled over seeds: mean and 95% t-interval.
 
 Output: RUN_DIR/llc.json (schema in docs/contracts.md). The page shows the LLCs beside the basin.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -143,25 +146,55 @@ def _estimate(args, base: LLCConfig, found: list[Subject], features, first, doc:
             return doc
         raise LLCError(message)
     doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma, "nbeta": doc["calibration"]["nbeta"]}
-    for subject in tqdm(found, desc="llc", unit="model", disable=args.quiet):
-        batch = sample_for(subject, args.data_size, args.data_seed)
-        record = {"key": subject.key, "group": subject.group, "seed": subject.seed, "stage": subject.stage,
-                  "data": subject.data, "target": subject.description, "parameter_count": subject.parameter_count}
-        try:
-            est = estimate_llc(subject.model.eval(), graph_loss_on(batch), len(batch), chosen, not args.quiet,
-                               desc=subject.key)
-            if not args.traces:
-                est.pop("traces")
-            record["estimate"] = est
-        except LLCError as error:
-            record["estimate"] = None
-            record["diverged"] = str(error)
-        doc["models"].append(record)
+    records = [{"key": subject.key, "group": subject.group, "seed": subject.seed, "stage": subject.stage,
+                "data": subject.data, "target": subject.description, "parameter_count": subject.parameter_count}
+               for subject in found]
+
+    def done(index: int, result: dict) -> None:  # llc.json keeps the models in `found` order as they finish
+        records[index].update(result)
+        doc["models"] = [r for r in records if "estimate" in r]
         doc["groups"] = pooled(doc["models"])
         save()
+
+    if args.workers <= 1 or len(found) == 1:
+        for index, subject in enumerate(tqdm(found, desc="llc", unit="model", disable=args.quiet)):
+            batch = sample_for(subject, args.data_size, args.data_seed)
+            done(index, estimate_subject(subject.model, batch, chosen, args.traces, not args.quiet, subject.key))
+    else:
+        _estimate_side_by_side(args, found, chosen, out, done)
     provenance.finish(doc["provenance"], "finished")
     save()
     return doc
+
+
+def estimate_subject(model, batch, cfg: LLCConfig, traces: bool, progress: bool = False, desc: str = "sgld") -> dict:
+    """One model's localised LLC at the calibrated setting `cfg` on its fixed sample `batch` (also a
+    process pool's job: everything it takes pickles): {"estimate": estimate_llc's dict} or
+    {"estimate": None, "diverged": why}. Deterministic: the chains' generators are seeded from cfg.seed."""
+    try:
+        est = estimate_llc(model.eval(), graph_loss_on(batch), len(batch), cfg, progress, desc=desc)
+    except LLCError as error:
+        return {"estimate": None, "diverged": str(error)}
+    if not traces:
+        est.pop("traces")
+    return {"estimate": est}
+
+
+def _estimate_side_by_side(args, found: list[Subject], chosen: LLCConfig, out: Path, done) -> None:
+    """Every model in a local process pool, `args.workers` at once, one thread each; Ctrl-C
+    interrupts the running chains (the models finished before it stay in llc.json)."""
+    from graphpath.sweeps.executors import make_executor, shut_down_on_exit
+
+    submit, close, _ = make_executor("local", out.parent, min(args.workers, len(found)), call=estimate_subject)
+    running = {index: submit(subject.model, sample_for(subject, args.data_size, args.data_seed), chosen, args.traces)
+               for index, subject in enumerate(found)}
+    bar = tqdm(total=len(found), desc=f"llc, {args.workers} at once", unit="model", disable=args.quiet)
+    with shut_down_on_exit(close, bar, running):
+        while running:
+            time.sleep(0.2)
+            for index in [i for i, future in running.items() if future.done()]:
+                done(index, running.pop(index).result())
+                bar.update()
 
 
 def row_line(row: dict) -> str:
@@ -189,6 +222,9 @@ def _main(argv) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--traces", action="store_true", help="keep every chain's loss trace in llc.json")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="models estimated at once, each in its own process with one thread (default 1: in "
+                             "this process, with --threads); the same numbers either way")
     parser.add_argument("--out", help="output path (default RUN_DIR/llc.json)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--calibration-may-fail", action="store_true",
@@ -198,6 +234,8 @@ def _main(argv) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.data_size < 16:
         raise LLCError(f"--data-size must be >= 16, got {args.data_size}")
+    if args.workers < 1:
+        raise LLCError(f"--workers must be >= 1, got {args.workers}")
     base = LLCConfig(eps=args.eps[0], gamma=args.gamma[0], nbeta=args.nbeta, chains=args.chains, steps=args.steps,
                      burn_in=args.burn_in, batch_size=args.batch_size, seed=args.seed)
     for value in args.eps + args.gamma:
