@@ -12,16 +12,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/small}
 PY=${PYTHON:-python3}
+start=$SECONDS
+step() { echo "main_job: $* (at $((SECONDS - start)) s)" >&2; }
 
+step install
 bash scripts/install.sh
+step "train and score 5 seeds"
 "$PY" -m graphpath.train --seeds 0,1,2,3,4 --threads 1 --out "$out"
 
+step "basin beside interpret"
 "$PY" -m graphpath.basin "$out" --with-handcrafted --threads 1 &
 basin=$!
 trap 'kill "$basin" 2>/dev/null || true' EXIT
 "$PY" -m graphpath.interpret "$out" --threads 1
+step llc
 "$PY" -m graphpath.llc "$out" --threads 1 --workers 2 --quiet --calibration-may-fail
 wait "$basin"
 trap - EXIT
+step "llc and basin done; the page"
 
 "$PY" -m blog "$out"
+step done
