@@ -18,7 +18,10 @@ group's lr is the largest at which every control run ends within its bar. Why: a
 pushes the *unperturbed* model out of its bar measures itself, not the basin (30 fresh-Adam steps at
 lr 1e-3 took pre-trained models from ~0.15-0.2 to 0.3-0.49), so its radius means nothing; among the
 lrs that leave the unperturbed model where it is, the largest gives the perturbed one the most
-room to climb back. When no lr on the grid passes, the group has no radius: it is reported as "no
+room to climb back. "Every control run" is the strictest share: with m runs (6 by default: 3 seeds x
+2 draws, or the hand-built model's 6 draws) all within the bar, the 95% Wilson interval of the
+share that stays within it is [0.61, 1] for m = 6; the controls use the same draws (and retraining
+data streams) as every sigma, so each perturbed run has its unperturbed twin. When no lr on the grid passes, the group has no radius: it is reported as "no
 retraining budget keeps the unperturbed model in its basin" and no sigma is tried. The lr is chosen
 on unperturbed runs only (the perturbed runs are not looked at), so the radius bracketed at it is not
 selected on the perturbed data. `--lr` (or `lr` in the config's [perturb] table) gives the lr
