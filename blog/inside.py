@@ -430,14 +430,16 @@ def basin_summary(run: Run) -> Text:
     refused = [f"{r['key']} ({r['refused']})" for g in doc["groups"].values() for r in g["refused"]]
     if s.get("lr") is not None:
         lr = f"at lr {s['lr']:g}" + (" (given, not calibrated)" if doc.get("lr_rule") == "given" else "")
+        why = ""
     else:  # schema 4: calibrated per group on the unperturbed control (graphpath.analysis.basin.LR_RULE)
         grid = ", ".join(fmt(lr) for lr in doc.get("lr_grid") or [])
-        lr = (f"at each group's calibrated lr: the largest of {grid} at which every unperturbed control run (the "
-              f"same retraining, no perturbation) ends within its bar, chosen before any σ on unperturbed runs only, "
-              f"so the radius is not selected on the perturbed data")
+        lr = "at each group's calibrated lr"
+        why = (f"Each group's lr is the largest of {grid} at which every unperturbed control run (the same "
+               f"retraining, no perturbation) ends within its bar, chosen before any σ on unperturbed runs only, so "
+               f"the radius is not selected on the perturbed data. ")
     return Text(f"every parameter perturbed by σ × its tensor's RMS ({s['kind']}), {len(s['seeds'])} draws per model "
                 f"and σ, then {s['steps']} Adam steps {lr} on fresh graphs of the model's own data; "
-                f"recovered means {_recovery_bar(doc)}. "
+                f"recovered means {_recovery_bar(doc)}. {why}"
                 + "; ".join(parts) + (". Refused: " + "; ".join(refused) if refused else "")
                 + ". The Wilson intervals treat runs as independent, though runs of one seed share its model")
 

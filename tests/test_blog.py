@@ -554,7 +554,7 @@ def test_basin_schema_4_shows_each_group_s_calibrated_lr_its_controls_and_a_grou
     (run_copy / "basin.json").write_text(json.dumps(basin))
     run = load_run(run_copy)
     text = str(inside.basin_summary(run))
-    assert "at each group's calibrated lr: the largest of 0.001, 0.0003, 0.0001" in text
+    assert "Adam steps at each group's calibrated lr on" in text and "lr is the largest of 0.001, 0.0003, 0.0001" in text
     assert "not selected on the perturbed data" in text
     assert ("retrained at lr 0.0001, calibrated: unperturbed control within the bar 2 of 6 at lr 0.001, 5 of 6 at lr "
             "0.0003, 6 of 6 at lr 0.0001") in text
