@@ -298,8 +298,15 @@ def _basin_settings(run: Run) -> dict | None:
 
     if not available(run)["basin"]:
         return None
-    settings = _read(run, "basin").get("settings")
-    return {**settings, "kind": f"{settings.get('kind')} (basin search)"} if settings else None
+    doc = _read(run, "basin")
+    settings = doc.get("settings")
+    if not settings:
+        return None
+    if settings.get("lr") is None:  # schema 4: calibrated per group (graphpath.analysis.basin.LR_RULE)
+        chosen = [f"{name} {fmt((g.get('retraining_lr') or {}).get('lr'))}" for name, g in doc.get("groups", {}).items()
+                  if g.get("retraining_lr")]
+        settings = {**settings, "lr": "calibrated per group" + (f" ({', '.join(chosen)})" if chosen else "")}
+    return {**settings, "kind": f"{settings.get('kind')} (basin search)"}
 
 
 def departures_summary(run: Run) -> Text:

@@ -10,7 +10,8 @@
                              corrected tests with intervals
     llc_summary      Text    the calibration on models of known LLC, then the LLC per group at its
                              one setting with intervals over seeds, and the refused estimates
-    basin_summary    Text    bracketed basin radius per group with Wilson intervals, censoring said
+    basin_summary    Text    bracketed basin radius per group with Wilson intervals, censoring said,
+                             each group's retraining lr and the unperturbed controls that chose it
     table_basin_llc  Html    per group: the bracketed radius beside the LLC
 """
 from __future__ import annotations
@@ -363,6 +364,8 @@ def _mixing_note(mix: dict | None) -> str:
 
 
 def _bracket(g: dict) -> str:
+    if g.get("no_radius"):  # schema 4: no lr on the grid kept the unperturbed model within its bar
+        return "no radius: " + g["no_radius"]
     if not g.get("trials"):
         return "not measured (every model refused)" if g.get("refused") else "not measured"
     if g.get("complete") is False:  # basin.json written before the search finished (interrupted or failed)
@@ -391,9 +394,24 @@ def _recovery_bar(doc: dict) -> str:
             f"each model's own loss, so these radii do not compare across rows")
 
 
+def _lr_note(g: dict) -> str:
+    """basin.json's `retraining_lr` (schema 4): the lr the group was retrained at, and every
+    unperturbed control tried on the way to it."""
+    record = g["retraining_lr"]
+    tried = ", ".join(f"{c['recovered']} of {c['runs']} at lr {fmt(c['lr'])}" for c in record["controls"])
+    if record["source"] == "given":
+        return (f" (retrained at lr {fmt(record['lr'])}, given, not calibrated)"
+                + _control_note({"control": record["controls"][-1]}) if record["controls"] else "")
+    if record["lr"] is None:
+        return f" (unperturbed control within the bar: {tried})"
+    return f" (retrained at lr {fmt(record['lr'])}, calibrated: unperturbed control within the bar {tried})"
+
+
 def _control_note(g: dict) -> str:
     """basin.json's `control`: the same retraining unperturbed; when it misses the bar the radius says
-    more about the retraining than about the basin."""
+    more about the retraining than about the basin. Schema 4 says the calibrated lr instead (_lr_note)."""
+    if g.get("retraining_lr") and g["retraining_lr"].get("controls"):
+        return _lr_note(g)
     c = g.get("control")
     if not c or not c.get("runs"):
         return ""
@@ -410,9 +428,18 @@ def basin_summary(run: Run) -> Text:
     s = doc["settings"]
     parts = [f"{GROUP_NAMES.get(name, name)}: {_bracket(g)}{_control_note(g)}" for name, g in doc["groups"].items()]
     refused = [f"{r['key']} ({r['refused']})" for g in doc["groups"].values() for r in g["refused"]]
+    if s.get("lr") is not None:
+        lr = f"at lr {s['lr']:g}" + (" (given, not calibrated)" if doc.get("lr_rule") == "given" else "")
+        why = ""
+    else:  # schema 4: calibrated per group on the unperturbed control (graphpath.analysis.basin.LR_RULE)
+        grid = ", ".join(fmt(lr) for lr in doc.get("lr_grid") or [])
+        lr = "at each group's calibrated lr"
+        why = (f"Each group's lr is the largest of {grid} at which every unperturbed control run (the same "
+               f"retraining, no perturbation) ends within its bar, chosen before any σ on unperturbed runs only, so "
+               f"the radius is not selected on the perturbed data. ")
     return Text(f"every parameter perturbed by σ × its tensor's RMS ({s['kind']}), {len(s['seeds'])} draws per model "
-                f"and σ, then {s['steps']} Adam steps at lr {s['lr']:g} on fresh graphs of the model's own data; "
-                f"recovered means {_recovery_bar(doc)}. "
+                f"and σ, then {s['steps']} Adam steps {lr} on fresh graphs of the model's own data; "
+                f"recovered means {_recovery_bar(doc)}. {why}"
                 + "; ".join(parts) + (". Refused: " + "; ".join(refused) if refused else "")
                 + ". The Wilson intervals treat runs as independent, though runs of one seed share its model")
 
@@ -429,13 +456,16 @@ def table_basin_llc(run: Run) -> Html:
         l = groups.get(name)
         value = _interval(l) if l and l.get("mean") is not None else (
             "calibration failed" if llc and not llc["calibration"]["chosen"] else "—")
-        rows.append([GROUP_NAMES.get(name, name), _bracket(g), len(g.get("trials", [])),
+        record = g.get("retraining_lr") or {}
+        lr = (fmt(record["lr"]) + (" (given)" if record.get("source") == "given" else "") if record.get("lr")
+              else "none on the grid passes" if record else fmt(doc["settings"].get("lr")))
+        rows.append([GROUP_NAMES.get(name, name), _bracket(g), lr, len(g.get("trials", [])),
                      f"{fmt(min(before))}–{fmt(max(before))}" if len(before) > 1 else fmt(before[0]), value])
     chosen = llc["calibration"]["chosen"] if llc.get("schema", 2) >= 3 else None
     llc_head = f"localised LLC at γ {chosen['gamma']:g}, ε {chosen['eps']:g}" if chosen else "LLC (one calibrated setting)"
     radius_head = "basin radius σ (holds, fails)" + (
         f", recovered within {fmt(doc['recovery_factor'])}× own loss" if doc.get("recovery_rule") else "")
-    return table(["model", radius_head, "σ tried", "loss before", llc_head],
+    return table(["model", radius_head, "retraining lr", "σ tried", "loss before", llc_head],
                  rows, "The bracketed basin radius beside the localised learning coefficient, per model group")
 
 

@@ -131,7 +131,10 @@ def fake_trials(monkeypatch, edge: float, stop_at: int | None = None, stop=Keybo
     draws) seen per call."""
     seen = []
 
-    def trial(self, sigma, bar=None):
+    def trial(self, sigma, bar=None, lr=None):
+        if sigma is None:  # the control: every run within its bar, at every lr
+            runs = len(self.members) * len(self.draws)
+            return {"sigma": None, "lr": lr, "recovered": runs, "runs": runs}
         seen.append((len(self.members), len(self.draws)))
         if stop_at is not None and len(seen) == stop_at:
             raise stop("stopped by the test") if stop is not KeyboardInterrupt else stop()
@@ -143,7 +146,6 @@ def fake_trials(monkeypatch, edge: float, stop_at: int | None = None, stop=Keybo
                 "final": {row["key"]: [0.0] * len(self.draws) for *_, row in self.members}}
 
     monkeypatch.setattr(B.Group, "trial", trial)
-    monkeypatch.setattr(B.Group, "control", lambda self: {"sigma": None, "recovered": 1, "runs": 1})
     return seen
 
 
@@ -161,8 +163,9 @@ def test_a_lone_model_after_a_measured_group_gets_the_group_s_pooled_draws(monke
     assert {draws for size, draws in seen if size == 1} == {6}  # alone: as many runs as 3 models x 2 draws
     for g in out.values():
         assert g["complete"] and g["lo"]["sigma"] < 0.3 <= g["hi"]["sigma"]
-    assert saved[0] == {"seeds": (False, 1)}  # written after the first sigma, before the group finished
-    assert len(saved) == len(seen) + 2  # after every sigma and every group
+    assert saved[0] == {"seeds": (False, 0)}  # written after the control, before any sigma
+    assert saved[1] == {"seeds": (False, 1)}  # and after the first sigma, before the group finished
+    assert len(saved) == len(seen) + 2 + 2  # after every control, every sigma and every group
 
 
 @pytest.mark.parametrize("stop,code,status", [(KeyboardInterrupt, 130, "interrupted"),
@@ -197,12 +200,101 @@ def test_recovery_is_judged_after_the_budget_and_the_control_runs_unperturbed(mo
     from graphpath.analysis.targets import subjects
 
     perturbed = []
-    monkeypatch.setattr(B, "perturb_", lambda *a, **k: perturbed.append(a[2]))
-    monkeypatch.setattr(B, "recover", lambda *a, **k: [[0, 0.0], [2, 1.0]])  # within at the start, out at the end
     cfg = B.PerturbConfig(model=None, kind="all", seeds=[0, 1], steps=2, eval_size=64)
     group = B.Group(subjects("handcrafted", "test", n=4), cfg, "cpu")
+    monkeypatch.setattr(B, "perturb_", lambda *a, **k: perturbed.append(a[2]))
+    monkeypatch.setattr(B, "recover", lambda *a, **k: [[0, 0.0], [2, 1.0]])  # within at the start, out at the end
     control = group.control()
     assert perturbed == [] and control["sigma"] is None and control["recovered"] == 0
     assert control["within_at_start"] == 2
     t = group.trial(0.1)
     assert perturbed == [0.1, 0.1] and t["recovered"] == 0 and not t["holds"]
+
+
+def lr_stub(monkeypatch, passing_below: float | None, edge: float = 0.3):
+    """Group.trial replaced: the unperturbed control recovers in every draw only at lr <=
+    `passing_below` (None: at no lr; at larger lrs one run per model misses), and a perturbed run
+    recovers below sigma `edge`. Returns every (sigma, lr) asked for, in order."""
+    asked = []
+
+    def trial(self, sigma, bar=None, lr=None):
+        asked.append((sigma, lr))
+        runs = len(self.members) * len(self.draws)
+        if sigma is None:
+            ok = passing_below is not None and lr <= passing_below * (1 + 1e-9)
+            k = runs if ok else runs - len(self.members)
+        else:
+            k = runs if sigma < edge else 0
+        return {"sigma": sigma, "lr": lr, "recovered": k, "runs": runs, "rate": k / runs, "ci95": wilson(k, runs),
+                "holds": k / runs >= 0.5, "within_at_start": runs,
+                "by_model": {row["key"]: [k == runs] * len(self.draws) for *_, row in self.members},
+                "final": {row["key"]: [0.0] * len(self.draws) for *_, row in self.members}}
+
+    monkeypatch.setattr(B.Group, "trial", trial)
+    return asked
+
+
+def _handcrafted_groups():
+    from graphpath.analysis.targets import subjects
+    return {"handcrafted": subjects("handcrafted", "test", n=4)}
+
+
+def test_the_largest_lr_whose_control_recovers_in_every_draw_is_chosen_and_the_bracket_measured_at_it(monkeypatch):
+    asked = lr_stub(monkeypatch, passing_below=1e-4)
+    cfg = B.PerturbConfig(model=None, kind="all", seeds=[0, 1], steps=2, eval_size=64)
+    out = B.measure(_handcrafted_groups(), cfg, B.Search(start=0.1, factor=2, ratio=1.5, budget=6), "cpu", False)
+    g = out["handcrafted"]
+    controls = [lr for sigma, lr in asked if sigma is None]
+    assert controls == [1e-3, 3e-4, 1e-4]  # largest first, stopped at the first that passes
+    assert [c["recovered"] for c in g["retraining_lr"]["controls"]] == [1, 1, 2]
+    assert g["retraining_lr"]["lr"] == 1e-4 and g["retraining_lr"]["source"] == "calibrated"
+    assert g["control"]["lr"] == 1e-4 and g["control"]["recovered"] == g["control"]["runs"]
+    sigmas = [(sigma, lr) for sigma, lr in asked if sigma is not None]
+    assert sigmas and {lr for _, lr in sigmas} == {1e-4}  # every sigma retrained at the chosen lr
+    assert all(t["lr"] == 1e-4 for t in g["trials"])
+    assert asked.index(sigmas[0]) > asked.index((None, 1e-4))  # calibrated before any perturbed run
+    assert g["lo"]["sigma"] < 0.3 <= g["hi"]["sigma"] and g["complete"] and "no_radius" not in g
+    assert "lr 0.0001 calibrated" in B.summary(g) and "lr 0.001: 1/2" in B.summary(g)
+
+
+def test_a_group_no_lr_keeps_in_its_basin_is_reported_as_such_with_no_radius(monkeypatch):
+    asked = lr_stub(monkeypatch, passing_below=None)
+    cfg = B.PerturbConfig(model=None, kind="all", seeds=[0, 1], steps=2, eval_size=64)
+    g = B.measure(_handcrafted_groups(), cfg, B.Search(), "cpu", False)["handcrafted"]
+    assert asked == [(None, lr) for lr in B.LR_GRID]  # every lr tried, no sigma
+    assert g["retraining_lr"]["lr"] is None and g["trials"] == [] and g["lo"] is None and g["hi"] is None
+    assert g["no_radius"].startswith(B.NO_BUDGET) and g["complete"] and g["censored"] is None
+    assert B.summary(g).startswith(B.NO_BUDGET) and "no lr on the grid passes" in B.summary(g)
+
+
+def test_a_given_lr_is_not_calibrated_and_basin_json_round_trips(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "basin.json"
+    asked = lr_stub(monkeypatch, passing_below=1e-4)
+    assert B.main(["handcrafted", "--n", "4", "--steps", "2", "--lr", "3e-4", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    g = doc["groups"]["handcrafted"]
+    assert [lr for sigma, lr in asked if sigma is None] == [3e-4]  # one control, at the given lr
+    assert {lr for _, lr in asked} == {3e-4}
+    assert g["retraining_lr"]["source"] == "given" and g["retraining_lr"]["lr"] == 3e-4
+    assert doc["lr_rule"] == "given" and doc["settings"]["lr"] == 3e-4 and doc["schema"] == B.SCHEMA_VERSION
+    assert "lr 0.0003 given (not calibrated" in printed
+
+    asked.clear()
+    assert B.main(["handcrafted", "--n", "4", "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    g = doc["groups"]["handcrafted"]
+    assert doc["lr_rule"] == B.LR_RULE and doc["lr_grid"] == list(B.LR_GRID) and doc["settings"]["lr"] is None
+    record = g["retraining_lr"]
+    assert record["lr"] == 1e-4 and record["grid"] == list(B.LR_GRID) and record["rule"] == B.LR_RULE
+    assert [(c["lr"], c["recovered"], c["runs"]) for c in record["controls"]] == [(1e-3, 1, 2), (3e-4, 1, 2),
+                                                                                  (1e-4, 2, 2)]
+    assert json.loads(json.dumps(doc)) == doc and doc["provenance"]["status"] == "finished"
+    assert "lr 0.0001 calibrated" in capsys.readouterr().out
+
+
+def test_a_bad_lr_is_one_line_and_exit_2(capsys, tmp_path):
+    code = B.main(["handcrafted", "--n", "4", "--lr", "0", "--out", str(tmp_path / "basin.json"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "lr must be a finite number in (0, 1]" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "basin.json").exists()

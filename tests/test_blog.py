@@ -525,3 +525,50 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
     text = str(inside.basin_summary(load_run(run_copy)))
     assert "after the retraining the held-out MSE is within 2× the model's own unperturbed" in text and "finetune/seed-0 0.04 (own 0.02)" in text
     assert "ends within the bar in 1 of 6 runs" in text and "measures the retraining protocol" in text
+
+
+def test_basin_schema_4_shows_each_group_s_calibrated_lr_its_controls_and_a_group_with_no_radius(run_copy):
+    """basin.json schema 4: the retraining lr is calibrated per group on the unperturbed control; the
+    page says which lr each group used, every control tried, and that a group no lr passes has no radius."""
+    from blog import inside
+    from blog.evidence import table_rows
+    from blog.rundir import load_run
+
+    control = lambda lr, k: {"sigma": None, "lr": lr, "recovered": k, "runs": 6, "within_at_start": 6}  # noqa: E731
+    end = lambda sigma, k: {"sigma": sigma, "recovered": k, "runs": 6, "ci95": [0.6, 1.0], "by_seed": {}}  # noqa: E731
+    grid = [1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
+    pre = {"models": [{"key": "pretrain/seed-0", "loss_before": 0.15, "threshold": 0.3}], "refused": [],
+           "retraining_lr": {"lr": 1e-4, "source": "calibrated", "grid": grid, "rule": "r",
+                             "controls": [control(1e-3, 2), control(3e-4, 5), control(1e-4, 6)]},
+           "control": control(1e-4, 6), "lo": end(0.05, 6), "hi": end(0.07, 1), "closed": True, "censored": None,
+           "censored_note": None, "resolved": True, "trials": [{}, {}], "complete": True}
+    fine = {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}], "refused": [],
+            "retraining_lr": {"lr": None, "source": "calibrated", "grid": grid, "rule": "r",
+                              "controls": [control(lr, 3) for lr in grid]},
+            "control": control(1e-5, 3), "no_radius": "no retraining budget keeps the unperturbed model in its basin",
+            "lo": None, "hi": None, "closed": False, "censored": None, "censored_note": None, "resolved": False,
+            "trials": [], "complete": True}
+    basin = {"schema": 4, "settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": None, "optimizer": "adam"},
+             "recovery_factor": 2.0, "recovery_floor": 1e-4, "recovery_rule": "relative", "lr_rule": "r",
+             "lr_grid": grid, "groups": {"pretrain": pre, "finetune": fine}}
+    (run_copy / "basin.json").write_text(json.dumps(basin))
+    run = load_run(run_copy)
+    text = str(inside.basin_summary(run))
+    assert "Adam steps at each group's calibrated lr on" in text and "lr is the largest of 0.001, 0.0003, 0.0001" in text
+    assert "not selected on the perturbed data" in text
+    assert ("retrained at lr 0.0001, calibrated: unperturbed control within the bar 2 of 6 at lr 0.001, 5 of 6 at lr "
+            "0.0003, 6 of 6 at lr 0.0001") in text
+    assert "no radius: no retraining budget keeps the unperturbed model in its basin" in text
+    html = str(inside.table_basin_llc(run))
+    assert "retraining lr" in html and "<td>0.0001</td>" in html and "none on the grid passes" in html
+    for name in ("perturb.json", "perturb-handcrafted.json"):
+        (run_copy / name).unlink()
+    rows = {r["field"]: r for r in table_rows(load_run(run_copy))}
+    assert rows["perturb.lr"]["run"].startswith("calibrated per group (pretrain 0.0001, finetune —)")
+    basin["settings"]["lr"], basin["lr_rule"] = 3e-4, "given"
+    pre["retraining_lr"] = {"lr": 3e-4, "source": "given", "grid": [3e-4], "rule": "given",
+                            "controls": [control(3e-4, 2)]}
+    (run_copy / "basin.json").write_text(json.dumps(basin))
+    text = str(inside.basin_summary(load_run(run_copy)))
+    assert "at lr 0.0003 (given, not calibrated)" in text and "retrained at lr 0.0003, given, not calibrated" in text
+    assert "measures the retraining protocol" in text  # a given lr whose control misses the bar is still flagged

@@ -5,13 +5,27 @@ For a noise scale sigma, every model of a group (each seed of a run, one stage) 
 parameter gets W + sigma * RMS(W) * N(0, 1)) and retrained for the step budget on fresh graphs
 of its own data; a run has recovered when its held-out MSE *after the retraining budget* is within
 RECOVERY_RULE's level: threshold_factor x the model's own unperturbed held-out MSE (floored at
-RECOVERY_FLOOR). Each group first runs the control: the same retraining, unperturbed (`control`):
-when it misses the bar, the retraining itself, not the perturbation, decides the radius. The bar is
+RECOVERY_FLOOR). The bar is
 relative so that it is the same multiple of every model's own loss, and radii compare across rows
 (pre-trained, fine-tuned, hand-built); perturb's absolute bar (perturb.THRESHOLD_RULE) is not used.
 At each sigma the recovered runs are pooled over the group's seeds and perturbations: k of m,
 with a 95% Wilson interval (a lone model, the hand-built one, gets as many draws as the largest
 group pools, so its intervals are as narrow). A sigma *holds* when k / m >= 1/2.
+
+The retraining lr is calibrated per group by its unperturbed control (LR_RULE), before any sigma is
+tried: the same retraining with no perturbation is run at each lr of LR_GRID, largest first, and the
+group's lr is the largest at which every control run ends within its bar. Why: a retraining that
+pushes the *unperturbed* model out of its bar measures itself, not the basin (30 fresh-Adam steps at
+lr 1e-3 took pre-trained models from ~0.15-0.2 to 0.3-0.49), so its radius means nothing; among the
+lrs that leave the unperturbed model where it is, the largest gives the perturbed one the most
+room to climb back. "Every control run" is the strictest share: with m runs (6 by default: 3 seeds x
+2 draws, or the hand-built model's 6 draws) all within the bar, the 95% Wilson interval of the
+share that stays within it is [0.61, 1] for m = 6; the controls use the same draws (and retraining
+data streams) as every sigma, so each perturbed run has its unperturbed twin. When no lr on the grid passes, the group has no radius: it is reported as "no
+retraining budget keeps the unperturbed model in its basin" and no sigma is tried. The lr is chosen
+on unperturbed runs only (the perturbed runs are not looked at), so the radius bracketed at it is not
+selected on the perturbed data. `--lr` (or `lr` in the config's [perturb] table) gives the lr
+outright: no calibration, one control at that lr, and the output says the lr was given.
 
 The search: start at `--start`; while sigma holds, multiply it by `--factor` (widening until
 recovery fails); if the start already fails, divide until one holds. Then bisect geometrically
@@ -33,7 +47,7 @@ hand-built model on the run's pre-training data; `handcrafted --n N` for the han
 alone. A model outside the range a basin is measured in (perturb.RANGE_RULE) is refused: the
 others are measured and written, then the command exits 2 naming it. Output: RUN_DIR/basin.json
 (schema in docs/contracts.md), held against other writers (graphpath_common.locks) and rewritten
-after every sigma tried: an interrupt (exit 130) or a failure (exit 2) keeps every sigma measured
+after every control and every sigma tried: an interrupt (exit 130) or a failure (exit 2) keeps every sigma measured
 before it, the unfinished group marked `complete: false` and the provenance status saying why.
 `experiments/basin-thorough.toml` is the thorough preset.
 """
@@ -43,7 +57,7 @@ import argparse
 import copy
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -65,7 +79,7 @@ from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.basin"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Below an MSE of 1e-4 (an error of 0.01 on integer distances) a model is exact for every purpose of
 # this study; "twice its own loss" must not ask a model that is exact to float rounding (the hand-built
 # one, MSE ~ 0) to get back to rounding noise.
@@ -76,10 +90,22 @@ RECOVERY_RULE = ("a perturbed model has recovered when, after the retraining bud
                  "runs the same retraining unperturbed (a bar the control misses makes the radius uninterpretable)")
 
 
+# The retraining lrs tried, largest first (module docstring; LR_RULE).
+LR_GRID = (1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+LR_RULE = ("each group's retraining lr is calibrated on its unperturbed control before any sigma is tried: the "
+           "lrs of the grid are tried from the largest down, every model x draw retrained unperturbed, and the group "
+           "uses the largest lr at which every control run ends within its recovery bar; if none does, the group is "
+           "reported as having no retraining budget that keeps the unperturbed model in its basin (no radius). "
+           "Rationale: a retraining that moves the unperturbed model out of its bar measures the retraining, not "
+           "the basin; of the lrs that do not, the largest lets a perturbed model climb back furthest. The lr is "
+           "chosen on unperturbed runs only, so the radius is not selected on the perturbed data")
+NO_BUDGET = "no retraining budget keeps the unperturbed model in its basin"
+
+
 def recovery_threshold(cfg: PerturbConfig, loss_before: float) -> float:
     """RECOVERY_RULE's level for a model whose unperturbed held-out MSE is `loss_before`."""
     return cfg.threshold_factor * max(loss_before, RECOVERY_FLOOR)
-DEFAULTS = dict(kind="all", scale="relative", seeds=[0, 1], steps=30, batch_size=64, lr=1e-3, eval_size=256,
+DEFAULTS = dict(kind="all", scale="relative", seeds=[0, 1], steps=30, batch_size=64, eval_size=256,
                 threshold_factor=2.0, figures=False)  # the page's cheap default; see --help
 
 
@@ -164,17 +190,22 @@ class Group:
                    "parameter_count": subject.parameter_count, "target": subject.description}
             if reason:
                 self.refused[subject.key] = {**row, "refused": reason}
-            else:
+            else:  # a perturbation that cannot apply (a group matching no parameter) is bad input, found
+                #      before the controls run and write anything: sigma 0 on a copy touches nothing
+                perturb_(copy.deepcopy(model), cfg.kind, 0.0, 0, cfg.group, cfg.scale)
                 self.members.append((subject, model, batch, row))
 
-    def control(self) -> dict:
-        """The same retraining, unperturbed: whether each model can meet its own bar at all."""
-        return self.trial(None)
+    def control(self, lr: float | None = None) -> dict:
+        """The same retraining, unperturbed (at `lr`, default the configured one): whether each model
+        can meet its own bar at all."""
+        return self.trial(None, lr=lr)
 
-    def trial(self, sigma: float | None, bar=None) -> dict:
-        """Every model x draw perturbed at `sigma` (None: not perturbed, the control) and retrained;
-        recovered when the held-out MSE after the budget is within the model's bar (RECOVERY_RULE).
-        `within_at_start` counts the runs already within the bar before any retraining."""
+    def trial(self, sigma: float | None, bar=None, lr: float | None = None) -> dict:
+        """Every model x draw perturbed at `sigma` (None: not perturbed, the control) and retrained at
+        `lr` (default the configured one); recovered when the held-out MSE after the budget is within
+        the model's bar (RECOVERY_RULE). `within_at_start` counts the runs already within the bar
+        before any retraining."""
+        cfg = self.cfg if lr is None else replace(self.cfg, lr=lr)
         by_model, final, at_start = {}, {}, 0
         for subject, model, batch, row in self.members:
             hits, losses = [], []
@@ -182,7 +213,7 @@ class Group:
                 perturbed = copy.deepcopy(model)
                 if sigma is not None:
                     perturb_(perturbed, self.cfg.kind, sigma, draw, self.cfg.group, self.cfg.scale)
-                curve = recover(perturbed, subject.spec, batch, self.cfg, draw, self.device)
+                curve = recover(perturbed, subject.spec, batch, cfg, draw, self.device)
                 end = curve[-1][1]
                 hits.append(math.isfinite(end) and end <= row["threshold"])
                 at_start += curve[0][1] <= row["threshold"]
@@ -192,7 +223,7 @@ class Group:
             by_model[subject.key], final[subject.key] = hits, losses
         k = sum(sum(v) for v in by_model.values())
         m = sum(len(v) for v in by_model.values())
-        return {"sigma": sigma, "recovered": k, "runs": m, "rate": k / m, "ci95": wilson(k, m),
+        return {"sigma": sigma, "lr": cfg.lr, "recovered": k, "runs": m, "rate": k / m, "ci95": wilson(k, m),
                 "holds": k / m >= 0.5, "within_at_start": at_start, "by_model": by_model, "final": final}
 
 
@@ -213,12 +244,30 @@ def bracket_fields(found: dict, plan: Search) -> dict:
 UNFINISHED = {"lo": None, "hi": None, "closed": False, "censored": None, "censored_note": None, "resolved": False}
 
 
+def passes(control: dict) -> bool:
+    """LR_RULE's test of one lr: every unperturbed run ended within its bar."""
+    return control["runs"] > 0 and control["recovered"] == control["runs"]
+
+
+def calibrate(control, grid) -> tuple[float | None, list[dict]]:
+    """LR_RULE: `control(lr) -> trial dict` at each lr of `grid`, largest first, until one passes.
+    Returns (the chosen lr or None, every control tried, in order). Only unperturbed runs are seen."""
+    tried = []
+    for lr in sorted(grid, reverse=True):
+        tried.append(control(lr))
+        if passes(tried[-1]):
+            return lr, tried
+    return None, tried
+
+
 def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, device, progress: bool,
-            save=None) -> dict:
-    """basin.json's `groups`: {name: {models, refused, complete, lo, hi, closed, censored, resolved,
-    trials}}. `save(groups_so_far)`, when given, is called after every sigma tried, so what was
-    measured survives an interrupt or a later failure; a group still being searched has
-    `complete: false`, its trials so far and no bracket."""
+            save=None, lr_grid: tuple | None = LR_GRID) -> dict:
+    """basin.json's `groups`: {name: {models, refused, complete, retraining_lr, control, lo, hi, closed,
+    censored, resolved, trials}}. Each group's lr is calibrated first (LR_RULE over `lr_grid`; None:
+    cfg.lr was given, one control at it, no calibration), then its sigma is bracketed at that lr; a
+    group no lr passes gets `no_radius` and no search. `save(groups_so_far)`, when given, is called
+    after every control and every sigma tried, so what was measured survives an interrupt or a later
+    failure; a group still being calibrated or searched has `complete: false` and no bracket."""
     out: dict[str, dict] = {}
     pooled = max(len(members) for members in groups.values())  # models in the largest group
     for name, members in groups.items():
@@ -228,24 +277,48 @@ def measure(groups: dict[str, list[Subject]], cfg: PerturbConfig, plan: Search, 
                   "complete": False, **UNFINISHED, "trials": []}
         out[name] = result
         if group.members:
-            result["control"] = group.control()  # written with the first sigma (bad input writes nothing)
             runs = len(group.members) * len(group.draws)
-            with tqdm(total=plan.budget * runs, desc=f"basin {name}", unit="run", disable=not progress) as bar:
-                def step(sigma, bar=bar, group=group, result=result):
-                    t = group.trial(sigma, bar)
-                    result["trials"].append(t)
+            grid = [cfg.lr] if lr_grid is None else list(lr_grid)
+            record = {"lr": None, "source": "given" if lr_grid is None else "calibrated", "grid": grid,
+                      "rule": ("given (--lr or the config's lr): not calibrated; the control at it is reported"
+                               if lr_grid is None else LR_RULE), "controls": []}
+            result["retraining_lr"] = record
+            with tqdm(total=(len(grid) + plan.budget) * runs, desc=f"basin {name}", unit="run",
+                      disable=not progress) as bar:
+                def control(lr, bar=bar, group=group, record=record, result=result):
+                    c = group.trial(None, bar, lr=lr)
+                    record["controls"].append(c)
+                    result["control"] = c  # the latest; once chosen, the control at the chosen lr
                     if save is not None:
                         save(out)
-                    return t
-                found = search(step, plan)
-            result.update(bracket_fields(found, plan))
+                    return c
+
+                if lr_grid is None:
+                    chosen = control(cfg.lr)["lr"]
+                else:
+                    chosen, _ = calibrate(control, grid)
+                record["lr"] = chosen
+                if chosen is None:
+                    result["no_radius"] = (f"{NO_BUDGET}: at every lr tried ({', '.join(f'{lr:g}' for lr in grid)}) "
+                                           f"some unperturbed run ended above its bar, so no sigma was tried")
+                else:
+                    def step(sigma, bar=bar, group=group, result=result, lr=chosen):
+                        t = group.trial(sigma, bar, lr=lr)
+                        result["trials"].append(t)
+                        if save is not None:
+                            save(out)
+                        return t
+                    found = search(step, plan)
+                    result.update(bracket_fields(found, plan))
         result["complete"] = True
         if save is not None:
             save(out)
     return out
 
 
-def _config(args) -> tuple[PerturbConfig, Search]:
+def _config(args) -> tuple[PerturbConfig, Search, bool]:
+    """The recovery settings, the search and whether the lr was given (--lr or the config's lr: no
+    calibration)."""
     values = dict(DEFAULTS)
     search_values = {}
     if args.config:
@@ -258,12 +331,18 @@ def _config(args) -> tuple[PerturbConfig, Search]:
     values.update({k: v for k, v in (("steps", args.steps), ("seeds", args.perturbations and
                                                               list(range(args.perturbations))),
                                      ("threads", args.threads)) if v})
+    if args.lr is not None:
+        values["lr"] = args.lr
     values.setdefault("eval_every", values["steps"])
     values["model"] = None  # the models come from graphpath.analysis.targets  # the held-out loss before and after recovery only
     search_values.update({k: getattr(args, k) for k in ("start", "factor", "ratio", "budget")
                           if getattr(args, k) is not None})
     try:
-        return PerturbConfig(**values), Search(**search_values)
+        cfg = PerturbConfig(**values)
+    except TypeError as error:
+        raise PerturbError(str(error)) from None
+    try:  # PerturbConfig has checked lr (a finite number in (0, 1])
+        return cfg, Search(**search_values), "lr" in values
     except TypeError as error:
         raise PerturbError(str(error)) from None
 
@@ -275,6 +354,9 @@ def _main(argv) -> int:
     parser.add_argument("--perturbations", type=int, help=f"perturbation draws per model per sigma "
                                                           f"(default {len(DEFAULTS['seeds'])})")
     parser.add_argument("--steps", type=int, help=f"recovery steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--lr", type=float, help="retraining lr, given outright: no calibration (default: each "
+                                                 f"group's calibrated on its unperturbed control over "
+                                                 f"{', '.join(f'{lr:g}' for lr in LR_GRID)}; LR_RULE)")
     parser.add_argument("--start", type=float, help=f"first sigma (default {Search.start})")
     parser.add_argument("--factor", type=float, help=f"widening factor (default {Search.factor})")
     parser.add_argument("--ratio", type=float, help=f"stop once hi / lo <= this (default {Search.ratio})")
@@ -285,7 +367,7 @@ def _main(argv) -> int:
     args = parser.parse_args(argv)
     if args.perturbations is not None and args.perturbations < 1:
         raise PerturbError(f"--perturbations must be >= 1, got {args.perturbations}")
-    cfg, plan = _config(args)
+    cfg, plan, lr_given = _config(args)
     torch.set_num_threads(cfg.threads)
     invocation = provenance.entry(provenance.command_line(PROG, argv), cfg.device, cfg.threads)
     try:
@@ -300,7 +382,10 @@ def _main(argv) -> int:
     out = Path(args.out) if args.out else RunDir(home).basin
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("model", "n", "data", "out", "figures",
                                                                   "with_handcrafted", "edge_tokens", "threshold")}
+    if not lr_given:
+        settings["lr"] = None  # calibrated per group: each group's retraining_lr
     head = {"schema": SCHEMA_VERSION, "settings": settings, "search": asdict(plan), "recovery_rule": RECOVERY_RULE,
+            "lr_rule": "given" if lr_given else LR_RULE, "lr_grid": None if lr_given else list(LR_GRID),
             "recovery_factor": cfg.threshold_factor, "recovery_floor": RECOVERY_FLOOR, "range_rule": RANGE_RULE}
 
     def save(groups_so_far: dict, status: str = "running") -> None:
@@ -311,7 +396,7 @@ def _main(argv) -> int:
     with hold(out.parent, PROG):  # writable, and no other writer, before the search runs
         try:
             measured = measure(groups, cfg, plan, torch.device(cfg.device), not args.quiet,
-                               save=lambda g: (measured.update(g), save(g)))
+                               save=lambda g: (measured.update(g), save(g)), lr_grid=None if lr_given else LR_GRID)
         except KeyboardInterrupt:
             if measured:
                 save(measured, "interrupted")  # every sigma finished before the interrupt is kept
@@ -331,15 +416,31 @@ def _main(argv) -> int:
     return 0
 
 
+def lr_line(g: dict) -> str:
+    """The group's retraining lr and every control tried, in words."""
+    record = g.get("retraining_lr")
+    if not record:
+        return ""
+    tried = ", ".join(f"lr {c['lr']:g}: {c['recovered']}/{c['runs']}" for c in record["controls"])
+    if record["source"] == "given":
+        return f"lr {record['lr']:g} given (not calibrated; unperturbed control {tried})"
+    if record["lr"] is None:
+        return f"no lr on the grid passes the control ({tried})"
+    return f"lr {record['lr']:g} calibrated (unperturbed control within the bar: {tried})"
+
+
 def summary(g: dict) -> str:
-    """One line: the bracket, its counts and intervals, or why there is none."""
+    """One line: the lr, the bracket, its counts and intervals, or why there is none."""
     fmt = lambda e: f"sigma {e['sigma']:.3g} ({e['recovered']}/{e['runs']} recovered, Wilson {e['ci95'][0]:.2f}-{e['ci95'][1]:.2f})"  # noqa: E731
-    if g["lo"] is None and g["hi"] is None:
+    if not g.get("models"):
         return "no model measured (all refused)"
+    lr = lr_line(g)
+    if g.get("no_radius"):
+        return f"{g['no_radius']}; {lr}"
     if g["censored"]:
-        return g["censored_note"]
+        return f"{g['censored_note']}; {lr}"
     return (f"radius in [{g['lo']['sigma']:.3g}, {g['hi']['sigma']:.3g}]: holds at {fmt(g['lo'])}, fails at "
-            f"{fmt(g['hi'])}{'' if g['resolved'] else '; not resolved at 95%'}")
+            f"{fmt(g['hi'])}{'' if g['resolved'] else '; not resolved at 95%'}; {lr}")
 
 
 def main(argv=None) -> int:
