@@ -5,7 +5,9 @@
 #      every test set with the seeds pooled (eval.json, report.md);
 #   2. the analyses the page shows, on both cores: the basin radius of every seed and of the
 #      hand-built model on one, probes and patching (interpret) on the other; then the LLC of every
-#      model, two at a time (its calibration first, in one process);
+#      seed's fine-tuned model, two at a time (its calibration first, on those models' own features;
+#      the pre-training checkpoints' LLC, on other data and not comparable with these, is
+#      `python -m graphpath.llc runs/small --stage pretrain`);
 #   3. the page (its path is printed).
 # Any step that fails stops the job with its own exit status; Ctrl-C stops every step.
 set -euo pipefail
@@ -26,7 +28,7 @@ basin=$!
 trap 'kill "$basin" 2>/dev/null || true' EXIT
 "$PY" -m graphpath.interpret "$out" --threads 1
 step llc
-"$PY" -m graphpath.llc "$out" --threads 1 --workers 2 --quiet --calibration-may-fail
+"$PY" -m graphpath.llc "$out" --stage finetune --threads 1 --workers 2 --quiet --calibration-may-fail
 wait "$basin"
 trap - EXIT
 step "llc and basin done; the page"
