@@ -223,7 +223,9 @@ def hops_by_layer(run: Run) -> Text:
     where = "never" if first is None else ("the embedding" if "embed" in first else f"block {_layer_label(first)}")
     note = "; one seed gives no interval over seeds, so “never”" if g["seeds"] < 2 else ""
     return Text(f"the first stream point whose target-token selectivity has its whole 95% interval above zero is "
-                f"{where} (the hand-built model needs block k for k hops{note})")
+                f"{where}{note}. This pools the hop counts k = 1 to 7, and at k >= 4 \"reachable within k hops\" is "
+                f"nearly the same label as \"reachable at all\", so an early point reads connectivity, not hop "
+                f"counting; it cannot be set against the hand-built model, which needs block k for k hops")
 
 
 def fig_hops_heatmap(run: Run) -> Html:
