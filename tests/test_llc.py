@@ -234,6 +234,7 @@ def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsy
     assert rows[1]["checks"]["whitened_regular"]["llc"] is not None and not rows[1]["passes"]
     assert "own_features diverged" in err and "whitened_regular" in err  # the figures, in the one line
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
+    assert doc["production"]["eps"] is None and doc["production"]["gamma"] is None  # nothing ran at a setting
     assert doc["provenance"]["status"] == "failed: calibration failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "llc.json"]  # no temporary left
 
@@ -286,6 +287,7 @@ def test_models_side_by_side_give_the_same_llc_json_as_one_after_another(tmp_pat
     for (_, a), (_, b) in zip(one, two):
         assert a["llc_per_chain"] == b["llc_per_chain"] and a["init_loss"] == b["init_loss"]
     assert docs[1]["groups"] == docs[2]["groups"]
+    assert (docs[1]["production"]["eps"], docs[1]["production"]["gamma"]) == (1e-5, 100.0)  # the chosen setting
 
 
 def test_workers_below_one_exit_2(capsys, tmp_path):
