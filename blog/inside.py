@@ -22,6 +22,7 @@ import re
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from graphpath.analysis.llc import ESTIMAND  # schema 3's computation, in today's words (older files word it otherwise)
 from graphpath_common.rundir import RunDir
 
 from .figures import TEMPLATE
@@ -267,14 +268,16 @@ def llc_summary(run: Run) -> Text:
             mixed = (f", and the expected reading at this ε and chain length is {c['share_mixed']:.0%} of that"
                      if name == "own_features" and c.get("share_mixed") is not None else "")
             target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees "
-                      f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}" if name == "own_features"
-                      else f"known {fmt(c['target'])}")
+                      f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}{_reading_share(c)}"
+                      if name == "own_features" else f"known {fmt(c['target'])}")
             parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
         rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
-    head = (f"Every LLC here is {doc['estimand']}. Calibration at the production settings ({setting}) on the "
+    head = (f"Every LLC here is {ESTIMAND}. Calibration at the production settings ({setting}) on the "
             f"read-out features of {cal['features_of']}, tolerance {doc['known_tolerance']:.0%} of the known LLC for "
             f"(a) and (b), {doc['sampler_tolerance']:.0%} of SGLD's expected reading for (c), with passing "
-            f"chain diagnostics: " + " | ".join(rows) + ". ")
+            f"chain diagnostics: " + " | ".join(rows) + ". Check (c) validates the sampler's implementation "
+            f"(its reading matches what SGLD should read in these steps), not the estimate's accuracy"
+            + _chosen_share(cal) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting passed all three checks, so no model's LLC is reported"
                     + _mixing_note(cal.get("mixing")))
@@ -289,7 +292,42 @@ def llc_summary(run: Run) -> Text:
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}, "
                 f"the smallest passing γ): " + "; ".join(parts) + (" — " + ", ".join(each) if each else "")
                 + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else "")
-                + ". Compare these localised LLCs with each other at this one setting, not with parameter counts")
+                + _data_note(doc["models"]))
+
+
+def _reading_share(check: dict) -> str:
+    """The raw read-out's reading as a share of its true LLC rank / 2 (computed for files before `reading_share`)."""
+    share = check.get("reading_share")
+    if share is None and check.get("llc") is not None and check.get("rank_half"):
+        share = check["llc"] / check["rank_half"]
+    return f"; the reading is {share:.0%} of that LLC" if share is not None else ""
+
+
+def _chosen_share(cal: dict) -> str:
+    """The raw read-out's reading at the chosen setting as a share of its true LLC rank / 2."""
+    chosen = cal["chosen"]
+    row = next((r for r in cal["rows"] if chosen and (r["eps"], r["gamma"]) == (chosen["eps"], chosen["gamma"])), None)
+    check = row["checks"].get("own_features") if row else None
+    if not check or check.get("llc") is None or not check.get("rank_half"):
+        return ""
+    share = check.get("reading_share", check["llc"] / check["rank_half"])
+    return (f": at the chosen setting the raw read-out reads {share:.0%} of its true LLC {fmt(check['rank_half'])} "
+            f"(rank / 2), so a reading here can be well below the LLC it stands for")
+
+
+def _data_note(models: list[dict]) -> str:
+    """Which data each group was measured on: readings on different data are not comparable."""
+    losses = {}
+    for m in models:
+        if m.get("estimate"):
+            losses.setdefault(m["group"], []).append(m["estimate"]["init_loss"])
+    if len(losses) < 2:
+        return ". Compare models only on the same data at this one setting"
+    spans = "; ".join(f"{GROUP_NAMES.get(g, g)} on {'its' if g == 'handcrafted' else 'their'} "
+                      f"{'pre-training' if g in ('pretrain', 'handcrafted') else 'fine-tuning'} data, "
+                      f"L_n(w*) {fmt(min(v))}–{fmt(max(v))}" for g, v in losses.items())
+    return (f". The groups are measured on different data ({spans}), so their readings are not comparable with "
+            f"each other: compare models only within a group, on the same data at this one setting")
 
 
 def _llc_summary_v2(doc: dict) -> Text:

@@ -513,9 +513,25 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
            "groups": {}, "models": []}
     (run_copy / "llc.json").write_text(json.dumps(llc))
     text = str(inside.llc_summary(load_run(run_copy)))
-    assert "a localised LLC at gamma" in text and "nβ = 268.6 (n / log n)" in text
+    assert "a step-truncated, localised reading" in text and "nβ = 268.6 (n / log n)" in text
     assert "(a) whitened regular read-out 31.2 (known 32)" in text and "sees 77% of its LLC 32.5" in text
+    assert "the reading is 32% of that LLC" in text  # 10.5 / 32.5
+    assert "validates the sampler's implementation" in text and "not the estimate's accuracy" in text
     assert "11.4" in text and "— fails" in text and "No setting passed all three checks" in text
+    estimate = lambda llc, loss: {"llc": llc, "ok": True, "rhat": 1.0, "ess": 900, "mcse": 1.0,  # noqa: E731
+                                  "init_loss": loss, "failed": []}
+    llc["calibration"]["rows"] = [dict(row, passes=True, checks=dict(row["checks"], own_features=dict(own, passes=True)))]
+    llc["calibration"]["chosen"] = {"eps": 1e-4, "gamma": 1.0, "nbeta": 268.6, "reading_share": 10.5 / 32.5}
+    llc["models"] = [{"key": "pretrain/seed-0", "group": "pretrain", "estimate": estimate(400.0, 0.12)},
+                     {"key": "finetune/seed-0", "group": "finetune", "estimate": estimate(80.0, 0.015)}]
+    llc["groups"] = {g: {"models": 1, "passed": 1, "mean": v, "ci95": None, "n": 1}
+                     for g, v in (("pretrain", 400.0), ("finetune", 80.0))}
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    text = str(inside.llc_summary(load_run(run_copy)))
+    assert "at the chosen setting the raw read-out reads 32% of its true LLC 32.5 (rank / 2)" in text
+    assert "Compare these localised LLCs with each other" not in text
+    assert "measured on different data" in text and "L_n(w*) 0.12" in text and "L_n(w*) 0.015" in text
+    assert "not comparable with each other" in text
     basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3}, "recovery_factor": 2.0,
              "recovery_floor": 1e-4, "recovery_rule": "relative",
              "groups": {"finetune": {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}],
