@@ -129,6 +129,13 @@ def test_offpath_verdict_rests_on_corrected_tests(kwargs, verdict):
                                                                                         "reach_kept", "reach_lost"}
 
 
+def test_offpath_mse_intervals_are_on_the_log_scale_and_stay_positive():
+    """A t-interval on a small positive MSE can reach below 0; the log-scale one cannot."""
+    result = O.verdict(_seeds(5, spread=0.2), SAME_CELLS, SAME_CELLS)
+    for cell in [result["mse_on"], result["mse_off"]] + [a["mse"] for a in result["apart"].values()]:
+        assert cell["scale"] == "log" and cell["ci95"] is not None and 0 < cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1]
+
+
 def test_one_seed_cannot_explain_the_failure():
     result = O.verdict(_seeds(1, r2=0.95), SAME_CELLS, SAME_CELLS)
     assert result["holds"]["fails"] and result["verdict"] == "undetermined" and result["p_values"]["readout"] is None

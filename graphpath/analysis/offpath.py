@@ -22,7 +22,8 @@ Per seed, at the last stream point (the read-out's input, fixed before looking a
 
     mse           the model's squared errors per graph (weighted as above)
     reach         out-of-fold AUROC of the target-token probes "the target is within k hops of
-                  vertex 1" (mean over the k that are not near-trivial), on and reachable
+                  vertex 1" (mean over the k that are not near-trivial), on and reachable; NOT
+                  matched: each sample at its own (n, d) mix, and the k averaged may differ
     distance_r2   out-of-fold R^2 of a distance probe fitted on reachable targets; `transfer_r2` the
                   on-path probe scored on them
 
@@ -36,7 +37,8 @@ together at graphpath.evaluation.statistics.ALPHA:
 
 verdict: "no-failure" unless `fails` holds; then "readout" (the stream holds the distance, the
 read-out misses it), "reach-not-distance" (reach is as readable off path as on it, the distance is
-not), "reach-missing" (reach itself is less readable off path), or "undetermined" when no
+not), "reach-missing" (reachability is less linearly readable at the read-out input on off-path
+targets, unmatched on n and distance), or "undetermined" when no
 explanation's test holds (too few seeds or too wide intervals to say).
 """
 from __future__ import annotations
@@ -148,6 +150,15 @@ def t_test(values, threshold: float, alternative: str) -> float | None:
     return float(stats.ttest_1samp(values, threshold, alternative=alternative).pvalue)
 
 
+def mse_interval(squared) -> dict:
+    """{"mean", "ci95", "n", "scale": "log", "ci_kind"} of a (weighted) MSE over seeds and graphs: the
+    interval is on log(MSE) (graphpath.evaluation.statistics.mean_log, seeds and graphs crossed), so it
+    stays above 0 as an MSE must, like the ratio's. squared (S, N) per-graph (weighted) squared errors."""
+    est = S.mean_log(np.asarray(squared, dtype=np.float64))
+    return {"mean": est.value, "ci95": None if est.low is None else [est.low, est.high], "n": est.seeds,
+            "scale": "log", "ci_kind": est.kind}
+
+
 def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     """The findings, their corrected p-values and the verdict, from every seed's `measure_seed` and
     the (n, d) cells of the on-path and reachable samples (`cells`)."""
@@ -159,7 +170,7 @@ def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     apart = {}
     for kind in ("unreachable", "absent"):
         if all(f"sq_{kind}" in s for s in per_seed):
-            apart[kind] = {"mse": over_seeds([np.mean(s[f"sq_{kind}"]) for s in per_seed]),
+            apart[kind] = {"mse": mse_interval([s[f"sq_{kind}"] for s in per_seed]),
                            "ratio_to_matched_on": S.log_ratio([s[f"sq_{kind}"] for s in per_seed], on_sq,
                                                               paired=False).to_dict(),
                            "count": len(per_seed[0][f"sq_{kind}"])}
@@ -184,8 +195,7 @@ def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     return {"matching": {"cells": len(shared), "on_kept": int((w_on > 0).sum()), "on_count": len(on_cells),
                          "off_kept": int((w_off > 0).sum()), "off_count": len(off_cells)},
             "mse_ratio": ratio.to_dict(), "mse_ratio_unmatched": pooled.to_dict(),
-            "mse_on": over_seeds([np.mean(x) for x in on_sq]),
-            "mse_off": over_seeds([np.mean(x) for x in off_sq]), "apart": apart,
+            "mse_on": mse_interval(on_sq), "mse_off": mse_interval(off_sq), "apart": apart,
             "reach_on": over_seeds([s["reach_on"] for s in per_seed]),
             "reach_off": over_seeds([s["reach_reachable"] for s in per_seed]), "reach_difference": over_seeds(diffs),
             "distance_r2_off": over_seeds(r2), "transfer_r2": over_seeds([s["transfer_r2"] for s in per_seed]),
