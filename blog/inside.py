@@ -167,10 +167,10 @@ VERDICTS = {
     "no-failure": "so the failure itself is not shown at these intervals, and there is nothing for the probes to explain",
     "readout": "so the stream does hold the distance to an off-path target — a probe fitted on those graphs reads "
                "it — but the model's own read-out does not use it: the failure is in the read-out",
-    "reach-not-distance": "so reachability of the target is as readable off path as on it, but the distance is not: "
-                          "the model computes the search yet does not tie its result to an off-path target",
-    "reach-missing": "so reachability of the target is itself less readable when it is off the path: the search "
-                     "already misses what the answer needs",
+    "reach-not-distance": "so reachability of the target is as linearly readable at the read-out input on off-path "
+                          "targets as on on-path ones (unmatched on n and distance), but the distance is not",
+    "reach-missing": "so reachability is less linearly readable at the read-out input on off-path targets "
+                     "(unmatched on n and distance)",
     "undetermined": "and none of the explanations' tests holds after correction: with these seeds the intervals are "
                     "too wide to say why (a single seed gives no interval over seeds at all)",
 }
@@ -201,7 +201,8 @@ def offpath_summary(run: Run) -> Text:
                 f"graphs {fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'}).")
     return Text(
         head + f" At the last block (fixed in advance), the target's "
-        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path, and a distance "
+        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path (these two "
+        f"unmatched on n and distance: only the MSE is matched), and a distance "
         f"probe fitted off path reaches R² {_cell(off['distance_r2_off'])}. Tested against thresholds fixed in code "
         f"(off/on ratio > {off['thresholds']['fail_ratio']:g}, R² > {off['thresholds']['readout_r2']:g}, AUROC within "
         f"{off['thresholds']['reach_margin']:g}), Benjamini-Hochberg corrected at {off['thresholds']['alpha']:g}: the "
