@@ -1,9 +1,9 @@
 """The "inside the models" section: `interpret.json`, `llc.json` and `basin.json` of the run
 (graphpath.analysis.interpret, graphpath.analysis.llc and graphpath.analysis.basin schemas, docs/contracts.md).
 
-    interpret_summary Text    probes at the last layer with their control tasks, intervals over
+    interpret_summary Text    probes at the last layer with their label-permutation baselines, intervals over
                              seeds, the hand-built reference, patching per layer and head
-    fig_probes       plotly  probe AUROC per layer, task vs control, and selectivity
+    fig_probes       plotly  probe AUROC per layer, task vs label-permutation baseline, and selectivity
     hops_by_layer    Text    the first layer whose selectivity interval is above zero
     fig_hops_heatmap plotly  selectivity per layer and k
     offpath_summary  Text    on-path vs off-path targets: the failure and the verdict, on
@@ -76,7 +76,8 @@ def interpret_summary(run: Run) -> Text:
         f"for the {GROUP_NAMES.get(name, name)} models ({g['seeds']} seeds, each on the data it was trained on; "
         f"brackets: 95% intervals over seeds), a linear probe on the target token's residual stream after the last "
         f"block reads “the target is within k hops of vertex 1” with out-of-fold AUROC {_cell(g['target']['auroc'][last])}"
-        f" — selectivity over a control task that keeps what the target's identity predicts "
+        f" — selectivity over a label-permutation baseline (labels permuted among tokens of one target id: in "
+        f"pre-training the target is always t = 2, so a full permutation; not Hewitt and Liang's control task) "
         f"{_cell(g['target']['selectivity'][last])} — and the distance with R² {_cell(g['distance_r2'][last])}; at the "
         f"edge tokens, “this endpoint is within k hops” reads with AUROC {_cell(g['edges']['auroc'][last])} (selectivity "
         f"{_cell(g['edges']['selectivity'][last])}). The hand-built model's own vertex tokens give AUROC "
@@ -101,7 +102,7 @@ def _controls_note(doc: dict) -> str:
         verdicts = ", ".join(f"{label} {'holds' if found['holds'][key] else 'not shown'} (BH p "
                              f"{fmt(found['p_adjusted'][key]) if found['p_adjusted'][key] is not None else '—'})"
                              for key, label in (("beats_stats", f"beats the baseline by > {th['stats_margin']:g}"),
-                                                ("beats_control", f"beats the control task by > {th['control_margin']:g}")))
+                                                ("beats_control", f"beats the label-permutation baseline by > {th['control_margin']:g}")))
         note = (g.get("hops") or {}).get("note")
         parts.append(f"{GROUP_NAMES.get(name, name)}: reach AUROC {_cell(g['target']['auroc'][-1])} against "
                      f"{_cell(g['stats_auroc'])} for a probe on graph statistics alone (the target's degree, the edge "
@@ -153,7 +154,7 @@ def fig_probes(run: Run) -> Html:
                       row=1, col=3)
     fig.update_layout(template=TEMPLATE, height=360, margin=dict(t=40))
     return plotly_figure(fig, "probes", f"Out-of-fold AUROC of linear probes per block, {GROUP_NAMES.get(name, name)} "
-                                        "models: the task (solid) against its control task (dashed), and their "
+                                        "models: the task (solid) against its label-permutation baseline (dashed), and their "
                                         "difference; bars are 95% intervals over seeds.")
 
 
@@ -238,7 +239,7 @@ def fig_hops_heatmap(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=320, margin=dict(t=20), xaxis_title="stream point (block)",
                       yaxis_title="hops")
     return plotly_figure(fig, "hops-heatmap", "Selectivity of the “target within k hops” probe at the target token "
-                                              "(AUROC minus its control task's), per block and k, mean over seeds.")
+                                              "(AUROC minus its label-permutation baseline's), per block and k, mean over seeds.")
 
 
 GROUP_NAMES = {"pretrain": "learned, pre-trained", "finetune": "learned, fine-tuned", "handcrafted": "hand-built"}
