@@ -22,7 +22,7 @@ import re
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from graphpath.analysis.llc import ESTIMAND  # schema 3's computation, in today's words (older files word it otherwise)
+from graphpath.analysis.llc import DIAGNOSTIC_RULE, ESS_MIN, ESTIMAND, RHAT_MAX  # schema 3's computation, in today's words
 from graphpath_common.rundir import RunDir
 
 from .figures import TEMPLATE
@@ -294,7 +294,19 @@ def llc_summary(run: Run) -> Text:
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}, "
                 f"the smallest passing γ): " + "; ".join(parts) + (" — " + ", ".join(each) if each else "")
                 + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else "")
-                + _data_note(doc["models"]))
+                + _old_rule_note(doc) + _data_note(doc["models"]))
+
+
+def _old_rule_note(doc: dict) -> str:
+    """A file judged by an older diagnostic rule: which of its passing estimates today's rule would refuse."""
+    if doc.get("diagnostic_rule") in (None, DIAGNOSTIC_RULE):
+        return ""
+    stale = [m["key"] for m in doc["models"] if m["estimate"] and m["estimate"]["ok"]
+             and not (m["estimate"]["rhat"] <= RHAT_MAX and m["estimate"]["ess"] >= ESS_MIN)]
+    return (f". These estimates were judged by the file's older rule ({doc['diagnostic_rule']}); by today's (split "
+            f"R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}) " + (f"{len(stale)} of those passing would be refused "
+            f"({', '.join(stale)}): rerun with the current defaults before reading them" if stale else
+            "every one of them still passes"))
 
 
 def _reading_share(check: dict) -> str:

@@ -532,6 +532,12 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
     assert "Compare these localised LLCs with each other" not in text
     assert "measured on different data" in text and "L_n(w*) 0.12" in text and "L_n(w*) 0.015" in text
     assert "not comparable with each other" in text
+    assert "older rule" not in text  # no diagnostic_rule in this file: nothing to compare with
+    llc["diagnostic_rule"] = "split R-hat <= 1.1, bulk ESS >= 40"
+    llc["models"][1]["estimate"]["ess"] = 200  # passed the old rule, fails today's ESS >= 400
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    text = str(inside.llc_summary(load_run(run_copy)))
+    assert "1 of those passing would be refused (finetune/seed-0)" in text
     basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3}, "recovery_factor": 2.0,
              "recovery_floor": 1e-4, "recovery_rule": "relative",
              "groups": {"finetune": {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}],
