@@ -169,9 +169,8 @@ VERDICTS = {
     "readout": "so the stream does hold the distance to an off-path target — a probe fitted on those graphs reads "
                "it — but the model's own read-out does not use it: the failure is in the read-out",
     "reach-not-distance": "so reachability of the target is as linearly readable at the read-out input on off-path "
-                          "targets as on on-path ones (unmatched on n and distance), but the distance is not",
-    "reach-missing": "so reachability is less linearly readable at the read-out input on off-path targets "
-                     "(unmatched on n and distance)",
+                          "targets as on on-path ones{how}, but the distance is not",
+    "reach-missing": "so reachability is less linearly readable at the read-out input on off-path targets{how}",
     "undetermined": "and none of the explanations' tests holds after correction: with these seeds the intervals are "
                     "too wide to say why (a single seed gives no interval over seeds at all)",
 }
@@ -185,6 +184,10 @@ def offpath_summary(run: Run) -> Text:
                     "named data set)")
     ratio = off["mse_ratio"]
     ci = ratio.get("ci95")
+    matched = off.get("reach_matched", False)  # interpret.json before it: the AUROCs were not matched
+    how = " (matched on n and distance)" if matched else " (unmatched on n and distance)"
+    reach_how = ("both scored with the MSE's matched weights, over the same k" if matched else
+                 "these two unmatched on n and distance: only the MSE is matched")
     if "matching" in off:  # interpret.json schema 3: on-path t != 2 against reachable off-path, matched on (n, d)
         m, raw = off["matching"], off["mse_ratio_unmatched"]
         apart = "; ".join(f"{kind} targets ({a['count']} graphs) MSE {_cell(a['mse'])}, "
@@ -202,13 +205,13 @@ def offpath_summary(run: Run) -> Text:
                 f"graphs {fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'}).")
     return Text(
         head + f" At the last block (fixed in advance), the target's "
-        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path (these two "
-        f"unmatched on n and distance: only the MSE is matched), and a distance "
+        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path ({reach_how}), "
+        f"and a distance "
         f"probe fitted off path reaches R² {_cell(off['distance_r2_off'])}. Tested against thresholds fixed in code "
         f"(off/on ratio > {off['thresholds']['fail_ratio']:g}, R² > {off['thresholds']['readout_r2']:g}, AUROC within "
         f"{off['thresholds']['reach_margin']:g}), Benjamini-Hochberg corrected at {off['thresholds']['alpha']:g}: the "
         f"failure {'holds' if off['holds']['fails'] else 'is not shown'}, "
-        + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
+        + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}").format(how=how))
 
 
 MARGIN = 0.0  # selectivity whose whole interval is above this counts as "knows"

@@ -231,7 +231,8 @@ def interpret_run(run: str, stage: str | None, data: str | None, size: int, seed
             shared = on is not None and off is not None and set(O.cells(on)) & set(O.cells(off))
             if shared:
                 hops = max(on.max_vertices, off.max_vertices)
-                per_seed = [O.measure_seed(s.model, pooled["points"][-1], sample, hops, seed) for s in members]
+                per_seed = [O.measure_seed(s.model, pooled["points"][-1], sample, hops, seed,
+                                            O.matched_weights(O.cells(on), O.cells(off))) for s in members]
                 pooled["offpath"] = {"counts": counts, "on_count": counts["on"], "off_count": counts["reachable"],
                                      "layer": pooled["points"][-1], **O.verdict(per_seed, O.cells(on), O.cells(off))}
             else:

@@ -142,13 +142,15 @@ def _ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
     return Ridge(x, y)
 
 
-def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None) -> dict[str, np.ndarray]:
     """x (N, D), y (N, L) 0/1. Linear probes (ridge on the 0/1 label, penalty by inner LOO CV),
     scored out of fold by AUROC and by balanced accuracy at 0.5. Returns (L,) arrays `auroc`,
     `balanced_accuracy` (NaN for a near-trivial label: rarer class < MIN_SHARE) and `share` (the
-    label's positive rate)."""
+    label's positive rate). `weight` (N,) >= 0: the scores (and the shares) weighted per example
+    (roc_auc_score's sample_weight), the probe itself fitted unweighted."""
     xs, ys = x.double().numpy(), y.double().numpy().reshape(len(x), -1)
-    share = ys.mean(axis=0)
+    w = np.ones(len(xs)) if weight is None else np.asarray(weight, dtype=np.float64)
+    share = (w[:, None] * ys).sum(axis=0) / w.sum()
     live = np.flatnonzero(np.minimum(share, 1 - share) >= MIN_SHARE)
     scores = np.zeros((len(xs), len(live)))
     for test in folds(len(xs), seed):
@@ -157,8 +159,8 @@ def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, n
     auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
     for j, label in enumerate(live):
         truth = ys[:, label] > 0.5
-        auroc[label] = roc_auc_score(truth, scores[:, j])
-        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5)
+        auroc[label] = roc_auc_score(truth, scores[:, j], sample_weight=w)
+        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5, sample_weight=w)
     return {"auroc": auroc, "balanced_accuracy": balanced, "share": share}
 
 
