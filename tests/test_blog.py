@@ -594,3 +594,22 @@ def test_basin_schema_4_shows_each_group_s_calibrated_lr_its_controls_and_a_grou
     text = str(inside.basin_summary(load_run(run_copy)))
     assert "at lr 0.0003 (given, not calibrated)" in text and "retrained at lr 0.0003, given, not calibrated" in text
     assert "measures the retraining protocol" in text  # a given lr whose control misses the bar is still flagged
+
+
+def test_offpath_page_says_whether_the_reach_aurocs_are_matched(run_copy):
+    """Only an interpret.json with `reach_matched` has its reach AUROCs on the MSE's matched (n, d) mix."""
+    from blog import inside
+    from blog.rundir import load_run
+
+    cell = {"mean": 0.9, "ci95": [0.85, 0.95], "n": 3}
+    off = {"mse_ratio": {"value": 40.0, "ci95": [30.0, 50.0]}, "mse_ratio_unmatched": {"value": 60.0},
+           "matching": {"on_kept": 500, "on_count": 512, "off_kept": 480, "off_count": 512, "cells": 20},
+           "reach_on": cell, "reach_off": dict(cell, mean=0.8), "distance_r2_off": dict(cell, mean=0.3),
+           "thresholds": {"fail_ratio": 2.0, "readout_r2": 0.8, "reach_margin": 0.05, "alpha": 0.05},
+           "holds": {"fails": True}, "verdict": "reach-missing"}
+    for matched, words in ((False, "unmatched on n and distance"), (True, "matched on n and distance")):
+        off["reach_matched"] = matched
+        (run_copy / "interpret.json").write_text(json.dumps({"groups": {"finetune": {"offpath": off}}}))
+        text = str(inside.offpath_summary(load_run(run_copy)))
+        assert text.endswith(f"less linearly readable at the read-out input on off-path targets ({words})"), text
+        assert ("over the same k" in text) == matched
