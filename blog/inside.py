@@ -1,9 +1,9 @@
 """The "inside the models" section: `interpret.json`, `llc.json` and `basin.json` of the run
 (graphpath.analysis.interpret, graphpath.analysis.llc and graphpath.analysis.basin schemas, docs/contracts.md).
 
-    interpret_summary Text    probes at the last layer with their control tasks, intervals over
+    interpret_summary Text    probes at the last layer with their label-permutation baselines, intervals over
                              seeds, the hand-built reference, patching per layer and head
-    fig_probes       plotly  probe AUROC per layer, task vs control, and selectivity
+    fig_probes       plotly  probe AUROC per layer, task vs label-permutation baseline, and selectivity
     hops_by_layer    Text    the first layer whose selectivity interval is above zero
     fig_hops_heatmap plotly  selectivity per layer and k
     offpath_summary  Text    on-path vs off-path targets: the failure and the verdict, on
@@ -22,6 +22,7 @@ import re
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from graphpath.analysis.llc import DIAGNOSTIC_RULE, ESS_MIN, ESTIMAND, RHAT_MAX  # schema 3's computation, in today's words
 from graphpath_common.rundir import RunDir
 
 from .figures import TEMPLATE
@@ -75,7 +76,8 @@ def interpret_summary(run: Run) -> Text:
         f"for the {GROUP_NAMES.get(name, name)} models ({g['seeds']} seeds, each on the data it was trained on; "
         f"brackets: 95% intervals over seeds), a linear probe on the target token's residual stream after the last "
         f"block reads “the target is within k hops of vertex 1” with out-of-fold AUROC {_cell(g['target']['auroc'][last])}"
-        f" — selectivity over a control task that keeps what the target's identity predicts "
+        f" — selectivity over a label-permutation baseline (labels permuted among tokens of one target id: in "
+        f"pre-training the target is always t = 2, so a full permutation; not Hewitt and Liang's control task) "
         f"{_cell(g['target']['selectivity'][last])} — and the distance with R² {_cell(g['distance_r2'][last])}; at the "
         f"edge tokens, “this endpoint is within k hops” reads with AUROC {_cell(g['edges']['auroc'][last])} (selectivity "
         f"{_cell(g['edges']['selectivity'][last])}). The hand-built model's own vertex tokens give AUROC "
@@ -100,7 +102,7 @@ def _controls_note(doc: dict) -> str:
         verdicts = ", ".join(f"{label} {'holds' if found['holds'][key] else 'not shown'} (BH p "
                              f"{fmt(found['p_adjusted'][key]) if found['p_adjusted'][key] is not None else '—'})"
                              for key, label in (("beats_stats", f"beats the baseline by > {th['stats_margin']:g}"),
-                                                ("beats_control", f"beats the control task by > {th['control_margin']:g}")))
+                                                ("beats_control", f"beats the label-permutation baseline by > {th['control_margin']:g}")))
         note = (g.get("hops") or {}).get("note")
         parts.append(f"{GROUP_NAMES.get(name, name)}: reach AUROC {_cell(g['target']['auroc'][-1])} against "
                      f"{_cell(g['stats_auroc'])} for a probe on graph statistics alone (the target's degree, the edge "
@@ -152,7 +154,7 @@ def fig_probes(run: Run) -> Html:
                       row=1, col=3)
     fig.update_layout(template=TEMPLATE, height=360, margin=dict(t=40))
     return plotly_figure(fig, "probes", f"Out-of-fold AUROC of linear probes per block, {GROUP_NAMES.get(name, name)} "
-                                        "models: the task (solid) against its control task (dashed), and their "
+                                        "models: the task (solid) against its label-permutation baseline (dashed), and their "
                                         "difference; bars are 95% intervals over seeds.")
 
 
@@ -166,10 +168,9 @@ VERDICTS = {
     "no-failure": "so the failure itself is not shown at these intervals, and there is nothing for the probes to explain",
     "readout": "so the stream does hold the distance to an off-path target — a probe fitted on those graphs reads "
                "it — but the model's own read-out does not use it: the failure is in the read-out",
-    "reach-not-distance": "so reachability of the target is as readable off path as on it, but the distance is not: "
-                          "the model computes the search yet does not tie its result to an off-path target",
-    "reach-missing": "so reachability of the target is itself less readable when it is off the path: the search "
-                     "already misses what the answer needs",
+    "reach-not-distance": "so reachability of the target is as linearly readable at the read-out input on off-path "
+                          "targets as on on-path ones{how}, but the distance is not",
+    "reach-missing": "so reachability is less linearly readable at the read-out input on off-path targets{how}",
     "undetermined": "and none of the explanations' tests holds after correction: with these seeds the intervals are "
                     "too wide to say why (a single seed gives no interval over seeds at all)",
 }
@@ -183,6 +184,10 @@ def offpath_summary(run: Run) -> Text:
                     "named data set)")
     ratio = off["mse_ratio"]
     ci = ratio.get("ci95")
+    matched = off.get("reach_matched", False)  # interpret.json before it: the AUROCs were not matched
+    how = " (matched on n and distance)" if matched else " (unmatched on n and distance)"
+    reach_how = ("both scored with the MSE's matched weights, over the same k" if matched else
+                 "these two unmatched on n and distance: only the MSE is matched")
     if "matching" in off:  # interpret.json schema 3: on-path t != 2 against reachable off-path, matched on (n, d)
         m, raw = off["matching"], off["mse_ratio_unmatched"]
         apart = "; ".join(f"{kind} targets ({a['count']} graphs) MSE {_cell(a['mse'])}, "
@@ -200,12 +205,13 @@ def offpath_summary(run: Run) -> Text:
                 f"graphs {fmt(ci[0]) if ci else '—'}–{fmt(ci[1]) if ci else '—'}).")
     return Text(
         head + f" At the last block (fixed in advance), the target's "
-        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path, and a distance "
+        f"reach reads with AUROC {_cell(off['reach_on'])} on path and {_cell(off['reach_off'])} off path ({reach_how}), "
+        f"and a distance "
         f"probe fitted off path reaches R² {_cell(off['distance_r2_off'])}. Tested against thresholds fixed in code "
         f"(off/on ratio > {off['thresholds']['fail_ratio']:g}, R² > {off['thresholds']['readout_r2']:g}, AUROC within "
         f"{off['thresholds']['reach_margin']:g}), Benjamini-Hochberg corrected at {off['thresholds']['alpha']:g}: the "
         f"failure {'holds' if off['holds']['fails'] else 'is not shown'}, "
-        + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}"))
+        + VERDICTS.get(off["verdict"], f"verdict {off['verdict']}").format(how=how))
 
 
 MARGIN = 0.0  # selectivity whose whole interval is above this counts as "knows"
@@ -238,7 +244,7 @@ def fig_hops_heatmap(run: Run) -> Html:
     fig.update_layout(template=TEMPLATE, height=320, margin=dict(t=20), xaxis_title="stream point (block)",
                       yaxis_title="hops")
     return plotly_figure(fig, "hops-heatmap", "Selectivity of the “target within k hops” probe at the target token "
-                                              "(AUROC minus its control task's), per block and k, mean over seeds.")
+                                              "(AUROC minus its label-permutation baseline's), per block and k, mean over seeds.")
 
 
 GROUP_NAMES = {"pretrain": "learned, pre-trained", "finetune": "learned, fine-tuned", "handcrafted": "hand-built"}
@@ -269,14 +275,16 @@ def llc_summary(run: Run) -> Text:
             mixed = (f", and the expected reading at this ε and chain length is {c['share_mixed']:.0%} of that"
                      if name == "own_features" and c.get("share_mixed") is not None else "")
             target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees "
-                      f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}" if name == "own_features"
-                      else f"known {fmt(c['target'])}")
+                      f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}{_reading_share(c)}"
+                      if name == "own_features" else f"known {fmt(c['target'])}")
             parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
         rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
-    head = (f"Every LLC here is {doc['estimand']}. Calibration at the production settings ({setting}) on the "
+    head = (f"Every LLC here is {ESTIMAND}. Calibration at the production settings ({setting}) on the "
             f"read-out features of {cal['features_of']}, tolerance {doc['known_tolerance']:.0%} of the known LLC for "
             f"(a) and (b), {doc['sampler_tolerance']:.0%} of SGLD's expected reading for (c), with passing "
-            f"chain diagnostics: " + " | ".join(rows) + ". ")
+            f"chain diagnostics: " + " | ".join(rows) + ". Check (c) validates the sampler's implementation "
+            f"(its reading matches what SGLD should read in these steps), not the estimate's accuracy"
+            + _chosen_share(cal) + ". ")
     if cal["chosen"] is None:
         return Text(head + "No setting passed all three checks, so no model's LLC is reported"
                     + _mixing_note(cal.get("mixing")))
@@ -291,7 +299,54 @@ def llc_summary(run: Run) -> Text:
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}, "
                 f"the smallest passing γ): " + "; ".join(parts) + (" — " + ", ".join(each) if each else "")
                 + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else "")
-                + ". Compare these localised LLCs with each other at this one setting, not with parameter counts")
+                + _old_rule_note(doc) + _data_note(doc["models"]))
+
+
+def _old_rule_note(doc: dict) -> str:
+    """A file judged by an older diagnostic rule: which of its passing estimates today's rule would refuse."""
+    if doc.get("diagnostic_rule") in (None, DIAGNOSTIC_RULE):
+        return ""
+    stale = [m["key"] for m in doc["models"] if m["estimate"] and m["estimate"]["ok"]
+             and not (m["estimate"]["rhat"] <= RHAT_MAX and m["estimate"]["ess"] >= ESS_MIN)]
+    return (f". These estimates were judged by the file's older rule ({doc['diagnostic_rule']}); by today's (split "
+            f"R-hat <= {RHAT_MAX}, bulk ESS >= {ESS_MIN}) " + (f"{len(stale)} of those passing would be refused "
+            f"({', '.join(stale)}): rerun with the current defaults before reading them" if stale else
+            "every one of them still passes"))
+
+
+def _reading_share(check: dict) -> str:
+    """The raw read-out's reading as a share of its true LLC rank / 2 (computed for files before `reading_share`)."""
+    share = check.get("reading_share")
+    if share is None and check.get("llc") is not None and check.get("rank_half"):
+        share = check["llc"] / check["rank_half"]
+    return f"; the reading is {share:.0%} of that LLC" if share is not None else ""
+
+
+def _chosen_share(cal: dict) -> str:
+    """The raw read-out's reading at the chosen setting as a share of its true LLC rank / 2."""
+    chosen = cal["chosen"]
+    row = next((r for r in cal["rows"] if chosen and (r["eps"], r["gamma"]) == (chosen["eps"], chosen["gamma"])), None)
+    check = row["checks"].get("own_features") if row else None
+    if not check or check.get("llc") is None or not check.get("rank_half"):
+        return ""
+    share = check.get("reading_share", check["llc"] / check["rank_half"])
+    return (f": at the chosen setting the raw read-out reads {share:.0%} of its true LLC {fmt(check['rank_half'])} "
+            f"(rank / 2), so a reading here can be well below the LLC it stands for")
+
+
+def _data_note(models: list[dict]) -> str:
+    """Which data each group was measured on: readings on different data are not comparable."""
+    losses = {}
+    for m in models:
+        if m.get("estimate"):
+            losses.setdefault(m["group"], []).append(m["estimate"]["init_loss"])
+    if len(losses) < 2:
+        return ". Compare models only on the same data at this one setting"
+    spans = "; ".join(f"{GROUP_NAMES.get(g, g)} on {'its' if g == 'handcrafted' else 'their'} "
+                      f"{'pre-training' if g in ('pretrain', 'handcrafted') else 'fine-tuning'} data, "
+                      f"L_n(w*) {fmt(min(v))}–{fmt(max(v))}" for g, v in losses.items())
+    return (f". The groups are measured on different data ({spans}), so their readings are not comparable with "
+            f"each other: compare models only within a group, on the same data at this one setting")
 
 
 def _llc_summary_v2(doc: dict) -> Text:

@@ -513,9 +513,31 @@ def test_inside_says_the_llc_is_localised_and_shows_the_three_checks_and_the_rel
            "groups": {}, "models": []}
     (run_copy / "llc.json").write_text(json.dumps(llc))
     text = str(inside.llc_summary(load_run(run_copy)))
-    assert "a localised LLC at gamma" in text and "nβ = 268.6 (n / log n)" in text
+    assert "a step-truncated, localised reading" in text and "nβ = 268.6 (n / log n)" in text
     assert "(a) whitened regular read-out 31.2 (known 32)" in text and "sees 77% of its LLC 32.5" in text
+    assert "the reading is 32% of that LLC" in text  # 10.5 / 32.5
+    assert "validates the sampler's implementation" in text and "not the estimate's accuracy" in text
     assert "11.4" in text and "— fails" in text and "No setting passed all three checks" in text
+    estimate = lambda llc, loss: {"llc": llc, "ok": True, "rhat": 1.0, "ess": 900, "mcse": 1.0,  # noqa: E731
+                                  "init_loss": loss, "failed": []}
+    llc["calibration"]["rows"] = [dict(row, passes=True, checks=dict(row["checks"], own_features=dict(own, passes=True)))]
+    llc["calibration"]["chosen"] = {"eps": 1e-4, "gamma": 1.0, "nbeta": 268.6, "reading_share": 10.5 / 32.5}
+    llc["models"] = [{"key": "pretrain/seed-0", "group": "pretrain", "estimate": estimate(400.0, 0.12)},
+                     {"key": "finetune/seed-0", "group": "finetune", "estimate": estimate(80.0, 0.015)}]
+    llc["groups"] = {g: {"models": 1, "passed": 1, "mean": v, "ci95": None, "n": 1}
+                     for g, v in (("pretrain", 400.0), ("finetune", 80.0))}
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    text = str(inside.llc_summary(load_run(run_copy)))
+    assert "at the chosen setting the raw read-out reads 32% of its true LLC 32.5 (rank / 2)" in text
+    assert "Compare these localised LLCs with each other" not in text
+    assert "measured on different data" in text and "L_n(w*) 0.12" in text and "L_n(w*) 0.015" in text
+    assert "not comparable with each other" in text
+    assert "older rule" not in text  # no diagnostic_rule in this file: nothing to compare with
+    llc["diagnostic_rule"] = "split R-hat <= 1.1, bulk ESS >= 40"
+    llc["models"][1]["estimate"]["ess"] = 200  # passed the old rule, fails today's ESS >= 400
+    (run_copy / "llc.json").write_text(json.dumps(llc))
+    text = str(inside.llc_summary(load_run(run_copy)))
+    assert "1 of those passing would be refused (finetune/seed-0)" in text
     basin = {"settings": {"kind": "all", "seeds": [0, 1], "steps": 30, "lr": 1e-3}, "recovery_factor": 2.0,
              "recovery_floor": 1e-4, "recovery_rule": "relative",
              "groups": {"finetune": {"models": [{"key": "finetune/seed-0", "loss_before": 0.02, "threshold": 0.04}],
@@ -572,3 +594,22 @@ def test_basin_schema_4_shows_each_group_s_calibrated_lr_its_controls_and_a_grou
     text = str(inside.basin_summary(load_run(run_copy)))
     assert "at lr 0.0003 (given, not calibrated)" in text and "retrained at lr 0.0003, given, not calibrated" in text
     assert "measures the retraining protocol" in text  # a given lr whose control misses the bar is still flagged
+
+
+def test_offpath_page_says_whether_the_reach_aurocs_are_matched(run_copy):
+    """Only an interpret.json with `reach_matched` has its reach AUROCs on the MSE's matched (n, d) mix."""
+    from blog import inside
+    from blog.rundir import load_run
+
+    cell = {"mean": 0.9, "ci95": [0.85, 0.95], "n": 3}
+    off = {"mse_ratio": {"value": 40.0, "ci95": [30.0, 50.0]}, "mse_ratio_unmatched": {"value": 60.0},
+           "matching": {"on_kept": 500, "on_count": 512, "off_kept": 480, "off_count": 512, "cells": 20},
+           "reach_on": cell, "reach_off": dict(cell, mean=0.8), "distance_r2_off": dict(cell, mean=0.3),
+           "thresholds": {"fail_ratio": 2.0, "readout_r2": 0.8, "reach_margin": 0.05, "alpha": 0.05},
+           "holds": {"fails": True}, "verdict": "reach-missing"}
+    for matched, words in ((False, "unmatched on n and distance"), (True, "matched on n and distance")):
+        off["reach_matched"] = matched
+        (run_copy / "interpret.json").write_text(json.dumps({"groups": {"finetune": {"offpath": off}}}))
+        text = str(inside.offpath_summary(load_run(run_copy)))
+        assert text.endswith(f"less linearly readable at the read-out input on off-path targets ({words})"), text
+        assert ("over the same k" in text) == matched

@@ -129,6 +129,25 @@ def test_offpath_verdict_rests_on_corrected_tests(kwargs, verdict):
                                                                                         "reach_kept", "reach_lost"}
 
 
+def test_offpath_mse_intervals_are_on_the_log_scale_and_stay_positive():
+    """A t-interval on a small positive MSE can reach below 0; the log-scale one cannot."""
+    result = O.verdict(_seeds(5, spread=0.2), SAME_CELLS, SAME_CELLS)
+    for cell in [result["mse_on"], result["mse_off"]] + [a["mse"] for a in result["apart"].values()]:
+        assert cell["scale"] == "log" and cell["ci95"] is not None and 0 < cell["ci95"][0] <= cell["mean"] <= cell["ci95"][1]
+
+
+def test_weighted_auroc_reads_only_the_weighted_graphs():
+    """The off-path reach AUROCs are scored with the matched weights: weight 0 leaves a graph out of the score."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(800, 4, generator=g)
+    y = (x[:, 0] > 0).float()
+    y[400:] = (torch.rand(400, generator=g) < 0.5).float()  # the second half's label is noise
+    first = (np.arange(800) < 400).astype(float)
+    readable = P.binary_probe(x, y[:, None], 0, first)["auroc"][0]
+    noise = P.binary_probe(x, y[:, None], 0, 1 - first)["auroc"][0]
+    assert readable > 0.9 and abs(noise - 0.5) < 0.1
+
+
 def test_one_seed_cannot_explain_the_failure():
     result = O.verdict(_seeds(1, r2=0.95), SAME_CELLS, SAME_CELLS)
     assert result["holds"]["fails"] and result["verdict"] == "undetermined" and result["p_values"]["readout"] is None

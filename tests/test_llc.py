@@ -150,7 +150,7 @@ def test_sampler_reads_the_exact_expectation_on_an_ill_conditioned_quadratic_and
     SGLD reading is the exact expectation of its chain (well below rank / 2: localisation and short
     chains), on the whitened one it is K / 2, each within the calibration's tolerance."""
     x, y = collinear(2000, seed=2)
-    cfg = L.LLCConfig(eps=1e-4, gamma=1.0, chains=4, steps=600, burn_in=200, batch_size=64, seed=3)
+    cfg = L.LLCConfig(eps=1e-4, gamma=1.0, chains=4, steps=800, burn_in=100, batch_size=64, seed=3)
     row = L.calibration_row(x, y, cfg)
     raw, white = row["checks"]["own_features"], row["checks"]["whitened_regular"]
     assert raw["llc"] == pytest.approx(raw["chain_expected"], rel=L.SAMPLER_TOLERANCE), raw
@@ -161,7 +161,7 @@ def test_sampler_reads_the_exact_expectation_on_an_ill_conditioned_quadratic_and
 
 def test_calibration_rule_picks_a_passing_setting_and_reports_failing_ones():
     x, y = collinear(2000, seed=2)
-    base = L.LLCConfig(chains=4, steps=600, burn_in=200, batch_size=64, seed=0)
+    base = L.LLCConfig(chains=4, steps=800, burn_in=100, batch_size=64, seed=3)
     chosen, rows = L.calibrate(x, y, base, [1e-4, 10.0], [1.0, 1e4])
     by = {(r["eps"], r["gamma"]): r for r in rows}
     assert by[(10.0, 1.0)]["checks"]["whitened_regular"]["diverged"] and not by[(10.0, 1.0)]["passes"]
@@ -204,7 +204,7 @@ def test_chain_diagnostics_against_simulated_chains():
     (["nowhere"], "no run directory"),
     (["handcrafted"], "--n in [3, 64]"),
     (["handcrafted", "--n", "5", "--eps", "-1"], "eps must be"),
-    (["handcrafted", "--n", "5", "--burn-in", "400"], "burn_in"),
+    (["handcrafted", "--n", "5", "--burn-in", "800"], "burn_in"),
     (["handcrafted", "--n", "5", "--chains", "1"], "chains must be >= 2"),
     (["handcrafted", "--n", "5", "--steps", "x"], "invalid int"),
     (["handcrafted", "--n", "5", "--data", "nope"], "unknown data set"),
@@ -234,6 +234,7 @@ def test_a_calibration_that_fails_every_setting_keeps_its_rows_and_exits_2(capsy
     assert rows[1]["checks"]["whitened_regular"]["llc"] is not None and not rows[1]["passes"]
     assert "own_features diverged" in err and "whitened_regular" in err  # the figures, in the one line
     assert doc["calibration"]["chosen"] is None and doc["models"] == []
+    assert doc["production"]["eps"] is None and doc["production"]["gamma"] is None  # nothing ran at a setting
     assert doc["provenance"]["status"] == "failed: calibration failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".graphpath.lock", "llc.json"]  # no temporary left
 
@@ -286,9 +287,24 @@ def test_models_side_by_side_give_the_same_llc_json_as_one_after_another(tmp_pat
     for (_, a), (_, b) in zip(one, two):
         assert a["llc_per_chain"] == b["llc_per_chain"] and a["init_loss"] == b["init_loss"]
     assert docs[1]["groups"] == docs[2]["groups"]
+    assert (docs[1]["production"]["eps"], docs[1]["production"]["gamma"]) == (1e-5, 100.0)  # the chosen setting
 
 
 def test_workers_below_one_exit_2(capsys, tmp_path):
     code = R.main(["handcrafted", "--n", "5", "--workers", "0", "--out", str(tmp_path / "llc.json"), "--quiet"])
     assert code == 2 and "--workers must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "llc.json").exists()
+
+
+def test_diagnostic_rule_holds_vehtaris_thresholds():
+    """R-hat <= 1.01 and bulk ESS >= 400 (Vehtari et al. 2021): near-agreeing chains and short ones fail."""
+    rng = np.random.default_rng(1)
+    good = 1.0 + 0.01 * rng.normal(size=(4, 700))
+    assert L.diagnose(good, 0.99, 100.0)["ok"]
+    shifted = good.copy()
+    shifted[0] += 0.005  # R-hat about 1.02: passed the old 1.1, fails 1.01
+    assert 1.01 < mcmc.split_rhat(shifted) < 1.1
+    assert any("R-hat" in r for r in L.diagnose(shifted, 0.99, 100.0)["failed"])
+    short = good[:, :60]  # ESS about 240: passed the old 40, fails 400
+    assert 40 < mcmc.ess(short) < 400
+    assert any("ESS" in r for r in L.diagnose(short, 0.99, 100.0)["failed"])

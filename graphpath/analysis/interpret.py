@@ -12,11 +12,13 @@ Per stream point (`hook_embed`, each `blocks.{l}.hook_resid_post`), linear probe
     edges    at every edge token (the learned model's vertex positions: a vertex lives on the
              edges that name it): "the edge's first / second endpoint is within k hops of 1"
 
-each scored by out-of-fold AUROC and balanced accuracy, beside a control task of the same label
-rates keyed on the token's type (Hewitt and Liang 2019): selectivity = AUROC - control AUROC; and
+each scored by out-of-fold AUROC and balanced accuracy, beside a label-permutation baseline
+(labels permuted among tokens of the same type, `probe_fits.control_labels`; in pre-training the
+target is always t = 2, one type, so a full permutation; not Hewitt and Liang 2019's control task,
+which assigns each type a random label): selectivity = AUROC - control AUROC; and
 beside a baseline probe on graph statistics alone (the target's degree, the edge count, n):
 beyond_stats = AUROC - that baseline's AUROC. Findings per group (`probe_findings`, BH together):
-the reach probe at the read-out's input beats the baseline by STATS_MARGIN and the control task by
+the reach probe at the read-out's input beats the baseline by STATS_MARGIN and the label-permutation baseline by
 CONTROL_MARGIN. AUROC intervals are t-intervals of logit(AUROC) over seeds mapped back. `hops` says
 which k the data can probe (in small fine-tuning graphs k >= 3 is near-trivial and is not).
 Also attention along graph edges per head and activation patching per layer and per head
@@ -66,7 +68,7 @@ PATCH_SIZE = 256  # graphs patched per seed (the first of the sample): 26 patche
 # standard error of ~0.01-0.015 (Hanley and McNeil 1982, Radiology 143); a gain under 0.02, about
 # two of them, is not one a reader should build on.
 STATS_MARGIN = 0.02  # reach AUROC - graph-statistics AUROC: the stream knows more than deg(t), edges, n
-CONTROL_MARGIN = 0.02  # selectivity (AUROC - control-task AUROC, Hewitt and Liang 2019)
+CONTROL_MARGIN = 0.02  # selectivity (AUROC - the label-permutation baseline's AUROC)
 
 
 class InterpretError(ValueError):
@@ -229,7 +231,8 @@ def interpret_run(run: str, stage: str | None, data: str | None, size: int, seed
             shared = on is not None and off is not None and set(O.cells(on)) & set(O.cells(off))
             if shared:
                 hops = max(on.max_vertices, off.max_vertices)
-                per_seed = [O.measure_seed(s.model, pooled["points"][-1], sample, hops, seed) for s in members]
+                per_seed = [O.measure_seed(s.model, pooled["points"][-1], sample, hops, seed,
+                                            O.matched_weights(O.cells(on), O.cells(off))) for s in members]
                 pooled["offpath"] = {"counts": counts, "on_count": counts["on"], "off_count": counts["reachable"],
                                      "layer": pooled["points"][-1], **O.verdict(per_seed, O.cells(on), O.cells(off))}
             else:

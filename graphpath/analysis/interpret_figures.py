@@ -1,6 +1,6 @@
 """Figures of interpret.json (graphpath.analysis.interpret): interactive HTML, one file each.
 
-    interpret_probes.html    AUROC per layer at the target and edge tokens, with the control task
+    interpret_probes.html    AUROC per layer at the target and edge tokens, with the label-permutation baseline
     interpret_patching.html  share of the output gap restored, per layer and per head
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ def figures(doc: dict, directory: Path) -> list[str]:
             for metric, dash in (("auroc", "solid"), ("control", "dot")):
                 cells = g[where][metric]
                 fig.add_scatter(x=x, y=[c["mean"] for c in cells], error_y=_errors(cells), line_dash=dash,
-                                name=f"{'task' if metric == 'auroc' else 'control task'}", showlegend=col == 1,
+                                name=f"{'task' if metric == 'auroc' else 'label-permutation baseline'}", showlegend=col == 1,
                                 row=1, col=col)
         fig.update_yaxes(range=[0.4, 1.02], title_text="out-of-fold AUROC (mean over k, 95% over seeds)")
         fig.update_layout(title=f"Linear probes, {name} models ({g['seeds']} seeds)", height=380)

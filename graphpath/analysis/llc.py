@@ -51,8 +51,8 @@ from tqdm import tqdm
 from graphpath.analysis import llc_known as K
 from graphpath.analysis import mcmc
 
-RHAT_MAX = 1.1  # Gelman et al. (BDA3, section 11.4): chains that disagree more have not mixed
-ESS_MIN = 40  # 10 effective draws per chain at 4 chains: fewer and R-hat and the MCSE are themselves noise
+RHAT_MAX = 1.01  # Vehtari et al. (2021), section 4: rank-normalised split R-hat below 1.01
+ESS_MIN = 400  # Vehtari et al. (2021), section 4: bulk ESS over 100 per chain, 400 at 4 chains
 MCSE_SHARE = 0.1  # the LLC's Monte Carlo error must be within 10% of it to read a comparison off it
 # (a), (b): within 10% of K / 2. On whitened features the localisation costs each direction
 # gamma / (2 nbeta + gamma) of its 1/2 (under 2% at gamma <= 10 at the production nbeta ~ 270, 16%
@@ -65,8 +65,9 @@ KNOWN_TOLERANCE = 0.1
 # localisation, the discretisation and the minibatch gradient noise at w* (llc_known.chain_expectation),
 # so what is left is the batch Hessian's noise, float32 arithmetic and the Monte Carlo error.
 SAMPLER_TOLERANCE = 0.1
-DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the LLC is > 0, the split R-hat of the "
-                   f"recorded loss traces is <= {RHAT_MAX}, their bulk ESS is >= {ESS_MIN} and the LLC's Monte Carlo "
+DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the LLC is > 0, the rank-normalised split "
+                   f"R-hat of the recorded loss traces is <= {RHAT_MAX}, their bulk ESS is >= {ESS_MIN} (Vehtari et al. "
+                   f"2021's thresholds: 100 per chain at 4 chains) and the LLC's Monte Carlo "
                    f"standard error is <= {MCSE_SHARE:.0%} of it")
 CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (one nbeta, n / log n unless set), "
                     f"the settings where (a) the whitened regular and (b) the whitened degenerate model of known "
@@ -79,9 +80,15 @@ CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (o
 
 NBETA_RULE = ("n * beta = n / log n of the fixed sample (Lau et al. 2023's WBIC temperature; devinterp's "
               "default_nbeta(n) given the sample size), one rule for every model")
-ESTIMAND = ("a localised LLC at gamma: nbeta (E[L] - L_n(w*)) under SGLD's posterior pulled towards w* with "
-            "strength gamma, which counts a direction of curvature h by nbeta h / (nbeta h + gamma) and only "
-            "what the chains reach in their steps; not the learning coefficient itself")
+ESTIMAND = ("nβ (mean loss over the recorded SGLD steps − L_n(w*)) at (eps, gamma, nβ, steps): a step-truncated, "
+            "localised reading; a lower bound on the localised LLC whose truncation differs between models; compare "
+            "models only on the same data at the same setting")
+# Why "step-truncated": the pull towards w* relaxes a flat direction in about 2 / (eps gamma) steps (20,000 at
+# eps 1e-4, gamma 1), far beyond a chain of `steps` (800), so within the chain gamma barely acts and what is read
+# is governed by the step budget, not by the localisation.
+CHECK_C_NOTE = ("check (c) (the raw read-out against SGLD's expected finite-step reading) validates the sampler's "
+                "implementation, not the estimate's accuracy: its reading_share (reading / (rank / 2)) is how much of "
+                "that model's true LLC the setting reads")
 
 
 class LLCError(ValueError):
@@ -94,7 +101,7 @@ class LLCConfig:
     gamma: float = 100.0  # localisation strength (pull towards w*)
     nbeta: float | None = None  # n * inverse temperature; None = n / log n
     chains: int = 4
-    steps: int = 400  # SGLD steps per chain: at 200 the minibatch loss noise left the MCSE over 10% of a small LLC
+    steps: int = 800  # SGLD steps per chain: 700 recorded draws per chain, so that bulk ESS >= 400 can be met
     burn_in: int = 100  # steps not recorded in the estimate
     batch_size: int = 64
     seed: int = 0
@@ -164,7 +171,7 @@ def diagnose(traces: np.ndarray, init_loss: float, nbeta: float) -> dict:
     if not llc > 0:
         failed.append(f"LLC {llc:.3g} is not > 0 (the chains found lower loss: w* is not a local minimum of this data)")
     if not rhat <= RHAT_MAX:
-        failed.append(f"R-hat {rhat:.3g} > {RHAT_MAX}")
+        failed.append(f"R-hat {rhat:.4f} > {RHAT_MAX}")
     if not effective >= ESS_MIN:
         failed.append(f"ESS {effective:.3g} < {ESS_MIN}")
     if not (llc > 0 and mcse <= MCSE_SHARE * llc):
@@ -210,7 +217,8 @@ def calibration_row(features: torch.Tensor, labels: torch.Tensor, cfg: LLCConfig
     {whitened_regular | whitened_degenerate: _check against K / 2 (`truth`); own_features: _check
     against SGLD's expected reading (`chain_expected`), with `localised_truth` (eps -> 0, t -> inf),
     `rank_half` (its LLC, rank / 2), `share_seen` (localised_truth / rank_half: what the localisation
-    sees of the LLC) and `share_mixed` (chain_expected / localised_truth: what the chains reach)}}.
+    sees of the LLC), `share_mixed` (chain_expected / localised_truth: what the chains reach) and
+    `reading_share` (the reading / rank_half: what the setting reads of the true LLC, or None)}}.
     features (N, D), labels (N,)."""
     white = K.known_models(features, labels, whitened=True)
     raw = K.known_models(features, labels, whitened=False)
@@ -230,6 +238,8 @@ def calibration_row(features: torch.Tensor, labels: torch.Tensor, cfg: LLCConfig
                    "raw regular")
     row["checks"]["own_features"] = {"chain_expected": expected, "localised_truth": seen, "rank_half": rank_half,
                                      "share_seen": seen / rank_half,
+                                     "reading_share": (check["llc"] / rank_half if check["llc"] is not None
+                                                       else None),
                                      "share_mixed": expected / seen if math.isfinite(expected) else None, **check}
     row["passes"] = all(c["passes"] for c in row["checks"].values())
     return row

@@ -49,7 +49,7 @@ from graphpath_common.rundir import RunDir
 from graphpath.analysis.output import write_json
 from graphpath.analysis.intervals import over_seeds
 from graphpath.analysis import llc_known as K
-from graphpath.analysis.llc import (CALIBRATION_RULE, DIAGNOSTIC_RULE, ESTIMAND, KNOWN_TOLERANCE, NBETA_RULE,
+from graphpath.analysis.llc import (CALIBRATION_RULE, CHECK_C_NOTE, DIAGNOSTIC_RULE, ESTIMAND, KNOWN_TOLERANCE, NBETA_RULE,
                                     SAMPLER_TOLERANCE, LLCConfig, LLCError, calibrate, default_nbeta, estimate_llc)
 from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
@@ -104,7 +104,9 @@ def measure(args, base: LLCConfig, out: Path, argv=None) -> dict:
     doc = {"schema": SCHEMA_VERSION, "estimand": ESTIMAND, "nbeta_rule": NBETA_RULE,
            "calibration_rule": CALIBRATION_RULE, "known_tolerance": KNOWN_TOLERANCE,
            "sampler_tolerance": SAMPLER_TOLERANCE, "diagnostic_rule": DIAGNOSTIC_RULE,
-           "production": asdict(base), "data_size": args.data_size, "data_seed": args.data_seed,
+           "check_c_note": CHECK_C_NOTE,
+           "production": {**asdict(base), "eps": None, "gamma": None},  # the chosen setting, once calibrated
+           "data_size": args.data_size, "data_seed": args.data_seed,
            "eps_grid": args.eps, "gamma_grid": args.gamma, "calibration": {"rows": [], "chosen": None,
                                                                          "features_of": found[0].key},
            "models": [], "groups": {},
@@ -145,7 +147,10 @@ def _estimate(args, base: LLCConfig, found: list[Subject], features, first, doc:
             print(f"{PROG}: no LLC reported: {message}", file=sys.stderr)
             return doc
         raise LLCError(message)
-    doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma, "nbeta": doc["calibration"]["nbeta"]}
+    row = next((r for r in rows if (r["eps"], r["gamma"]) == (chosen.eps, chosen.gamma)), None)
+    doc["calibration"]["chosen"] = {"eps": chosen.eps, "gamma": chosen.gamma, "nbeta": doc["calibration"]["nbeta"],
+                                    "reading_share": row["checks"]["own_features"]["reading_share"] if row else None}
+    doc["production"] = asdict(chosen)  # the setting every model runs at
     records = [{"key": subject.key, "group": subject.group, "seed": subject.seed, "stage": subject.stage,
                 "data": subject.data, "target": subject.description, "parameter_count": subject.parameter_count}
                for subject in found]
@@ -251,6 +256,9 @@ def _main(argv) -> int:
         print(f"calibration {row_line(row)}{' (passes)' if row['passes'] else ''}")
     print(f"calibrated setting: eps {chosen['eps']:g}, gamma {chosen['gamma']:g}, nbeta {doc['calibration']['nbeta']:.4g} "
           f"({len(doc['calibration']['rows'])} tried); every LLC below is {ESTIMAND}")
+    share = chosen["reading_share"]
+    if share is not None:
+        print(f"at this setting the raw read-out's reading is {share:.0%} of its true LLC (rank / 2); {CHECK_C_NOTE}")
     for m in doc["models"]:
         est = m["estimate"]
         if est is None:

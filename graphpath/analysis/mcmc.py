@@ -46,7 +46,7 @@ def _rhat(x: np.ndarray) -> float:
 
 
 def split_rhat(draws) -> float:
-    """Rank-normalised split R-hat (about 1 when the chains agree; > 1.01-1.1 means they do not)."""
+    """Rank-normalised split R-hat (about 1 when the chains agree; > 1.01 means they do not, Vehtari et al. 2021)."""
     x = _split(_check(draws))
     return _rhat(_rank_normalise(x))
 

@@ -22,7 +22,9 @@ Per seed, at the last stream point (the read-out's input, fixed before looking a
 
     mse           the model's squared errors per graph (weighted as above)
     reach         out-of-fold AUROC of the target-token probes "the target is within k hops of
-                  vertex 1" (mean over the k that are not near-trivial), on and reachable
+                  vertex 1", on and reachable, scored with the same matched weights as the MSE
+                  (roc_auc_score's sample_weight; the probes are fitted unweighted) and averaged
+                  over the same k on both sides (those not near-trivial on either)
     distance_r2   out-of-fold R^2 of a distance probe fitted on reachable targets; `transfer_r2` the
                   on-path probe scored on them
 
@@ -36,7 +38,8 @@ together at graphpath.evaluation.statistics.ALPHA:
 
 verdict: "no-failure" unless `fails` holds; then "readout" (the stream holds the distance, the
 read-out misses it), "reach-not-distance" (reach is as readable off path as on it, the distance is
-not), "reach-missing" (reach itself is less readable off path), or "undetermined" when no
+not), "reach-missing" (reachability is less linearly readable at the read-out input on off-path
+targets, matched on n and distance), or "undetermined" when no
 explanation's test holds (too few seeds or too wide intervals to say).
 """
 from __future__ import annotations
@@ -119,11 +122,15 @@ def matched_weights(on_cells: list, off_cells: list) -> tuple[np.ndarray, np.nda
 
 
 @torch.no_grad()
-def measure_seed(model, last: str, sample: dict, hops: int, seed: int) -> dict:
+def measure_seed(model, last: str, sample: dict, hops: int, seed: int, weights=None) -> dict:
     """One model's numbers at stream point `last` (see the module docstring): per-graph squared errors
-    of every kind present (`sq_<kind>`, unweighted), reach AUROC on and reachable, the distance probes."""
+    of every kind present (`sq_<kind>`, unweighted), reach AUROC on and reachable, the distance probes.
+    `weights` (w_on, w_off) from `matched_weights`: the reach AUROCs are scored with them (the same
+    (n, d) mix on both sides) and averaged over the same k on both sides (`reach_matched` true)."""
     out = {}
     feats = {}
+    per_k = {}
+    weight_of = dict(zip(("on", "reachable"), weights)) if weights is not None else {}
     for name, group in sample.items():
         if group is None:
             continue
@@ -131,8 +138,13 @@ def measure_seed(model, last: str, sample: dict, hops: int, seed: int) -> dict:
         out[f"sq_{name}"] = (prediction.double() - group.label.double()).pow(2).tolist()
         feats[name] = cache[last][:, 0]
         if name in ("on", "reachable"):
-            probe = P.binary_probe(feats[name], P.target_reach_labels(group, hops), seed)
-            out[f"reach_{name}"] = float(np.nanmean(probe["auroc"])) if np.isfinite(probe["auroc"]).any() else None
+            per_k[name] = P.binary_probe(feats[name], P.target_reach_labels(group, hops), seed,
+                                         weight_of.get(name))["auroc"]
+    both = np.isfinite(per_k["on"]) & np.isfinite(per_k["reachable"]) if weights is not None else None
+    for name, auroc in per_k.items():
+        keep = both if both is not None else np.isfinite(auroc)
+        out[f"reach_{name}"] = float(auroc[keep].mean()) if keep.any() else None
+    out["reach_matched"] = weights is not None
     off, on = sample["reachable"], sample["on"]
     out["distance_r2_off"] = P.scalar_probe(feats["reachable"], off.label, seed)["r2"]
     out["transfer_r2"] = P.transfer_r2(feats["on"], on.label, feats["reachable"], off.label)
@@ -148,6 +160,15 @@ def t_test(values, threshold: float, alternative: str) -> float | None:
     return float(stats.ttest_1samp(values, threshold, alternative=alternative).pvalue)
 
 
+def mse_interval(squared) -> dict:
+    """{"mean", "ci95", "n", "scale": "log", "ci_kind"} of a (weighted) MSE over seeds and graphs: the
+    interval is on log(MSE) (graphpath.evaluation.statistics.mean_log, seeds and graphs crossed), so it
+    stays above 0 as an MSE must, like the ratio's. squared (S, N) per-graph (weighted) squared errors."""
+    est = S.mean_log(np.asarray(squared, dtype=np.float64))
+    return {"mean": est.value, "ci95": None if est.low is None else [est.low, est.high], "n": est.seeds,
+            "scale": "log", "ci_kind": est.kind}
+
+
 def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     """The findings, their corrected p-values and the verdict, from every seed's `measure_seed` and
     the (n, d) cells of the on-path and reachable samples (`cells`)."""
@@ -159,7 +180,7 @@ def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     apart = {}
     for kind in ("unreachable", "absent"):
         if all(f"sq_{kind}" in s for s in per_seed):
-            apart[kind] = {"mse": over_seeds([np.mean(s[f"sq_{kind}"]) for s in per_seed]),
+            apart[kind] = {"mse": mse_interval([s[f"sq_{kind}"] for s in per_seed]),
                            "ratio_to_matched_on": S.log_ratio([s[f"sq_{kind}"] for s in per_seed], on_sq,
                                                               paired=False).to_dict(),
                            "count": len(per_seed[0][f"sq_{kind}"])}
@@ -184,8 +205,8 @@ def verdict(per_seed: list[dict], on_cells: list, off_cells: list) -> dict:
     return {"matching": {"cells": len(shared), "on_kept": int((w_on > 0).sum()), "on_count": len(on_cells),
                          "off_kept": int((w_off > 0).sum()), "off_count": len(off_cells)},
             "mse_ratio": ratio.to_dict(), "mse_ratio_unmatched": pooled.to_dict(),
-            "mse_on": over_seeds([np.mean(x) for x in on_sq]),
-            "mse_off": over_seeds([np.mean(x) for x in off_sq]), "apart": apart,
+            "mse_on": mse_interval(on_sq), "mse_off": mse_interval(off_sq), "apart": apart,
+            "reach_matched": all(s.get("reach_matched", False) for s in per_seed),
             "reach_on": over_seeds([s["reach_on"] for s in per_seed]),
             "reach_off": over_seeds([s["reach_reachable"] for s in per_seed]), "reach_difference": over_seeds(diffs),
             "distance_r2_off": over_seeds(r2), "transfer_r2": over_seeds([s["transfer_r2"] for s in per_seed]),

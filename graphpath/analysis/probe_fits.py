@@ -8,8 +8,8 @@ Probes are ridge regressions (`Ridge`: the penalty per label chosen from ALPHAS 
 leave-one-out cross-validation on the training folds) scored out of fold over FOLDS
 outer folds: a binary label by AUROC and balanced accuracy (both 0.5 for a probe that knows
 nothing, whatever the class balance), a scalar by R^2. Labels whose rarer class is under
-MIN_SHARE are near-trivial and skipped. Control tasks (`control_labels`) give each probe's
-selectivity.
+MIN_SHARE are near-trivial and skipped. A label-permutation baseline (`control_labels`) gives each
+probe's selectivity.
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def edge_reach_labels(batch: GraphBatch, hops: int) -> tuple[torch.Tensor, torch
     """For every real edge token (E of them): (E, 2 (hops - 1)) 0/1 "its first endpoint is within k
     hops of vertex 1", then the same for its second endpoint, k = 1..hops-1 (the vertices' reach,
     read where the learned model keeps a vertex: on the edges that name it), and (E,) its type
-    a * (n + 1) + b for the control task."""
+    a * (n + 1) + b for the label-permutation baseline."""
     reach = hop_labels(batch, hops)[..., 1:].float()  # (B, n, K-1)
     mask = batch.edge_mask
     rows = torch.arange(len(batch))[:, None].expand_as(mask)[mask]  # (E,)
@@ -142,13 +142,15 @@ def _ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
     return Ridge(x, y)
 
 
-def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, np.ndarray]:
+def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None) -> dict[str, np.ndarray]:
     """x (N, D), y (N, L) 0/1. Linear probes (ridge on the 0/1 label, penalty by inner LOO CV),
     scored out of fold by AUROC and by balanced accuracy at 0.5. Returns (L,) arrays `auroc`,
     `balanced_accuracy` (NaN for a near-trivial label: rarer class < MIN_SHARE) and `share` (the
-    label's positive rate)."""
+    label's positive rate). `weight` (N,) >= 0: the scores (and the shares) weighted per example
+    (roc_auc_score's sample_weight), the probe itself fitted unweighted."""
     xs, ys = x.double().numpy(), y.double().numpy().reshape(len(x), -1)
-    share = ys.mean(axis=0)
+    w = np.ones(len(xs)) if weight is None else np.asarray(weight, dtype=np.float64)
+    share = (w[:, None] * ys).sum(axis=0) / w.sum()
     live = np.flatnonzero(np.minimum(share, 1 - share) >= MIN_SHARE)
     scores = np.zeros((len(xs), len(live)))
     for test in folds(len(xs), seed):
@@ -157,17 +159,19 @@ def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, n
     auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
     for j, label in enumerate(live):
         truth = ys[:, label] > 0.5
-        auroc[label] = roc_auc_score(truth, scores[:, j])
-        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5)
+        auroc[label] = roc_auc_score(truth, scores[:, j], sample_weight=w)
+        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5, sample_weight=w)
     return {"auroc": auroc, "balanced_accuracy": balanced, "share": share}
 
 
 def control_labels(types: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
-    """A control task in the spirit of Hewitt and Liang (2019, "Designing and interpreting probes
-    with control tasks", EMNLP, section 2): the label rows permuted among tokens of the same type
+    """A label-permutation baseline (not Hewitt and Liang 2019's control task, which gives each type a
+    random label of its own): the label rows permuted among tokens of the same type
     (`types` (N,) int: the target vertex, or the edge's (a, b) pair). It keeps all a probe can get
     from the token's identity (here: few types, each linearly readable, so a random function of the
-    type alone would be trivially memorised) and loses what the graph adds; selectivity = AUROC(task)
+    type alone would be trivially memorised) and loses what the graph adds. Where every token has one
+    type (pre-training: the target is always t = 2) it is a full permutation, a chance-level baseline;
+    in fine-tuning it keeps only what the target's identity predicts. Selectivity = AUROC(task)
     - AUROC(control) is the part of the probe's score that needs the graph."""
     generator = torch.Generator().manual_seed(seed)
     y = y.reshape(len(y), -1)
