@@ -34,12 +34,24 @@ n_heads = 2
     (('["degree", "distance-onpath"]]', '["colouring", "distance-onpath"]]'), "unknown task"),
     (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 1e-3]"), "lrs must be"),
     (("n_layers = 3", "n_layers = 2"), "cannot compute distances"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [1e-2]}"), "lrs names no grid for mode(s) lora"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [1e-2], lora = [1e-2], prefix = [1e-2]}"),
+     "unknown lrs key(s) prefix"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [], lora = [1e-2]}"), "lrs.readout must be"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
 
 
 @pytest.mark.slow
+def test_lrs_are_one_grid_or_one_per_mode():
+    from experiments.partial import check_mode_lrs
+
+    assert check_mode_lrs([1e-3, 3e-3], ["full", "readout"]) == {"full": [1e-3, 3e-3], "readout": [1e-3, 3e-3]}
+    assert check_mode_lrs({"full": [1e-3], "readout": [0.1, 0.3]}, ["full", "readout"]) == {"full": [1e-3],
+                                                                                          "readout": [0.1, 0.3]}
+
+
 def test_partial_study_end_to_end(tmp_path):
     from data_gen.tasks import task_spec
     from experiments.protocol import lr_name, score, study_sample
@@ -56,8 +68,10 @@ def test_partial_study_end_to_end(tmp_path):
     full, readout = doc["variants"][0], doc["variants"][1]
     assert full["trainable"] == doc["total_parameters"] and readout["trainable"] == 16 + 1
     assert doc["gate"]["jobs"] == 2 * 2 * (1 + 2 * 6) == len(doc["gate"]["verdicts"])
+    assert len(doc["gate"]["lr_at_edge"]) == 12
     for row in doc["variants"]:
         assert row["lr"] == float(min(row["validation"], key=row["validation"].get))  # chosen on validation
+        assert row["lr_at_edge"]  # a grid of two lrs has no inside: every choice is marked
         assert set(row["sets"]) == {"shift-tree"} and row["test"]["loss"]["n"] == 2
     # the reported test loss is the chosen lr's final model on the seed's test sample
     row = doc["variants"][2]
