@@ -199,9 +199,8 @@ def score_jobs(study: dict, out: Path) -> dict:
                     scored, _ = score_model(load(run(lr, seed)).model, prepared[seed], None, progress=False)
                     entry["sets"] = {k: {"mse": b["mse"], "accuracy": b["accuracy"]} for k, b in scored.items()}
                 per_seed.append(entry)
-            grid = study["lrs"][v["mode"]]
             results[(name, v["name"])] = {"lr": lr, "validation": {str(k): m for k, m in means.items()},
-                                          "lr_at_edge": len(grid) > 1 and lr in (min(grid), max(grid)),
+                                          "lr_at_edge": protocol.at_edge(lr, study["lrs"][v["mode"]]),
                                           "per_seed": per_seed}
     return results
 

@@ -46,6 +46,10 @@ def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
 @pytest.mark.slow
 def test_lrs_are_one_grid_or_one_per_mode():
     from experiments.partial import check_mode_lrs
+    from experiments.protocol import at_edge
+
+    assert at_edge(1e-3, [1e-3, 3e-3, 1e-2]) and at_edge(1e-2, [1e-3, 3e-3, 1e-2])
+    assert not at_edge(3e-3, [1e-3, 3e-3, 1e-2]) and not at_edge(3e-3, [3e-3])
 
     assert check_mode_lrs([1e-3, 3e-3], ["full", "readout"]) == {"full": [1e-3, 3e-3], "readout": [1e-3, 3e-3]}
     assert check_mode_lrs({"full": [1e-3], "readout": [0.1, 0.3]}, ["full", "readout"]) == {"full": [1e-3],
