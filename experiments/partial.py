@@ -6,7 +6,8 @@ fine-tuning job on B per (mode, rank, body, lr): modes full | norm-embed | reado
 per rank in `ranks`), each on the pre-trained body and, as Lu et al.'s control (section 3.2,
 "random initialization"), on the run's untrained initialisation (`body = "random"`), at every lr of
 `lrs` (one list for every mode, or a table {mode: list}: a readout learns at lrs that
-wreck a full fine-tuning). A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
+wreck a full fine-tuning), for `[finetune]`'s steps (`[finetune_by_mode.MODE]` overrides any of its
+keys for one mode: a linear read-out on frozen features needs more, cheaper, steps). A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
 distance tasks share one; degree, reachable, ... each another). Each (pair, variant) keeps the lr with the lowest mean loss over seeds on B's validation
 sample (split study-validation), and is marked `lr_at_edge` when that lr is the smallest or
 largest of its grid (not tuned: the best may lie outside); only that lr's final models are reported, on B's test sample
@@ -57,7 +58,7 @@ from .transfer_stats import p_value
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
 KEYS = ("name", "seeds", "pairs", "modes", "ranks", "lora_alpha", "bodies", "lrs", "sets", "eval_size", "test_size",
-        "validation_size", "fdr", "convergence", "data", "model", "pretrain", "finetune", "answers")
+        "validation_size", "fdr", "convergence", "data", "model", "pretrain", "finetune", "finetune_by_mode", "answers")
 STUDY_PAIR = ["distance-12", "distance-onpath"]
 GATES = {"pretrain": Criterion(max_ratio=0.1), "finetune": Criterion()}
 
@@ -67,7 +68,8 @@ def load_study(path: Path) -> dict:
     reject_unknown_keys(KEYS, study, StudyError, "partial study")
     study = {"name": "partial", "seeds": [0], "pairs": [STUDY_PAIR], "modes": list(MODES), "ranks": [1, 4],
              "bodies": list(BODIES), "sets": ["tests", "shift"], "eval_size": 1024, "test_size": 2048,
-             "validation_size": 1024, "fdr": 0.05, "pretrain": {}, "finetune": {}, "answers": {}, **study}
+             "validation_size": 1024, "fdr": 0.05, "pretrain": {}, "finetune": {}, "finetune_by_mode": {}, "answers": {},
+             **study}
     seeds = study["seeds"]
     require_seeds(seeds, StudyError)
     pairs = study["pairs"]
@@ -97,8 +99,13 @@ def load_study(path: Path) -> dict:
     study["_gates"] = criteria(study.get("convergence"), GATES)
     pre = study["pretrain"]
     study["_gates"]["pretrain"].check_every(pre.get("steps", 1000), pre.get("eval_every", 100), "[pretrain]")
-    fine = study["finetune"]
-    study["_gates"]["finetune"].check_every(fine.get("steps", 100), fine.get("eval_every", 100), "[finetune]")
+    by_mode = study["finetune_by_mode"]
+    if not isinstance(by_mode, dict) or not all(isinstance(v, dict) for v in by_mode.values()):
+        raise StudyError(f"finetune_by_mode must be a table of tables (mode -> [finetune] keys), got {by_mode!r}")
+    reject_unknown_keys(tuple(study["modes"]), by_mode, StudyError, "finetune_by_mode")
+    for mode in study["modes"]:
+        fine = {**study["finetune"], **by_mode.get(mode, {})}
+        study["_gates"]["finetune"].check_every(fine.get("steps", 100), fine.get("eval_every", 100), f"[finetune] ({mode})")
     for pair in pairs:
         raw = run_config(study, seeds[0], pair, None, any_lr(study))
         protocol.require_depth(study.get("model", {}), from_dict(raw).data.n_max, "[model]")
@@ -145,7 +152,8 @@ def run_config(study: dict, seed: int, pair: list[str], variant: dict | None, lr
     the job never runs, so the fine-tuning grid does not enter its hash) or one fine-tuning."""
     finetune = {"steps": 1}
     if variant is not None:
-        finetune = {**study["finetune"], "lr": lr, "mode": variant["mode"], "body": variant["body"]}
+        finetune = {**study["finetune"], **study["finetune_by_mode"].get(variant["mode"], {}), "lr": lr,
+                    "mode": variant["mode"], "body": variant["body"]}
         finetune["min_lr"] = min(finetune.get("min_lr", 0.0), lr)
         if variant["rank"] is not None:
             finetune["lora_rank"] = variant["rank"]

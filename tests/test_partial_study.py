@@ -38,6 +38,10 @@ n_heads = 2
     (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [1e-2], lora = [1e-2], prefix = [1e-2]}"),
      "unknown lrs key(s) prefix"),
     (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [], lora = [1e-2]}"), "lrs.readout must be"),
+    (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {prefix = {steps = 20}}"),
+     "unknown finetune_by_mode key(s) prefix"),
+    (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {readout = {steps = 20, eval_every = 10}}"),
+     "[finetune] (readout): a point every 10 steps"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
@@ -54,6 +58,22 @@ def test_lrs_are_one_grid_or_one_per_mode():
     assert check_mode_lrs([1e-3, 3e-3], ["full", "readout"]) == {"full": [1e-3, 3e-3], "readout": [1e-3, 3e-3]}
     assert check_mode_lrs({"full": [1e-3], "readout": [0.1, 0.3]}, ["full", "readout"]) == {"full": [1e-3],
                                                                                           "readout": [0.1, 0.3]}
+
+
+def test_a_mode_may_override_finetune_keys(tmp_path):
+    from experiments.partial import load_study, make_jobs
+
+    def steps(text):
+        path = tmp_path / "study.toml"
+        path.write_text(text)
+        jobs = make_jobs(load_study(path))
+        return {key.rsplit("/", 1)[1]: job.config["finetune"]["steps"] for key, (job, _) in jobs.items()
+                if key.startswith("seed0/distance-12") and "/lr1e-3/" in key}
+
+    plain = steps(TINY)
+    assert set(plain.values()) == {10}
+    longer = steps(TINY.replace("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {readout = {steps = 40}}"))
+    assert longer == {**plain, "readout-pretrained": 40, "readout-random": 40}
 
 
 def test_partial_study_end_to_end(tmp_path):
