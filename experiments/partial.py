@@ -208,7 +208,6 @@ def score_jobs(study: dict, out: Path) -> dict:
                     entry["sets"] = {k: {"mse": b["mse"], "accuracy": b["accuracy"]} for k, b in scored.items()}
                 per_seed.append(entry)
             results[(name, v["name"])] = {"lr": lr, "validation": {str(k): m for k, m in means.items()},
-                                          "lr_at_edge": protocol.at_edge(lr, study["lrs"][v["mode"]]),
                                           "per_seed": per_seed}
     return results
 
@@ -227,7 +226,7 @@ def analyse(study: dict, results: dict, verdicts: dict) -> dict:
             sets = sorted({k for r in per_seed for k in r["sets"]})
             rows.append({**v, "pair": name, "pretrain_task": pair[0], "finetune_task": pair[1],
                          "cross_task": SUITE_FIELDS[pair[0]]["task"] != SUITE_FIELDS[pair[1]]["task"], "lr": chosen["lr"], "validation": chosen["validation"],
-                         "lr_at_edge": chosen["lr_at_edge"],
+                         "lr_at_edge": protocol.at_edge(chosen["lr"], study["lrs"][v["mode"]]),
                          "trainable": expected_trainable(model_config, v["mode"], v["rank"]),
                          "converged": all(verdicts[k]["converged"] for k in keys),
                          "test": {m: ci_summary([r["test"][m] for r in per_seed]) for m in ("loss", "accuracy")},
