@@ -47,7 +47,6 @@ def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
 
 
-@pytest.mark.slow
 def test_lrs_are_one_grid_or_one_per_mode():
     from experiments.partial import check_mode_lrs
     from experiments.protocol import at_edge
@@ -76,6 +75,7 @@ def test_a_mode_may_override_finetune_keys(tmp_path):
     assert longer == {**plain, "readout-pretrained": 40, "readout-random": 40}
 
 
+@pytest.mark.slow
 def test_partial_study_end_to_end(tmp_path):
     from data_gen.tasks import task_spec
     from experiments.protocol import lr_name, score, study_sample
