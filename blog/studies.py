@@ -87,7 +87,10 @@ def partial_tests(run: Run) -> Html:
 
 def partial_notes(run: Run) -> Text:
     doc = _study(run, "partial")
-    return Text(gate_text(doc, "variants") + " " + answers_text(doc))
+    edge = doc["gate"].get("lr_at_edge") or []
+    edge = (f" {len(edge)} variants chose the smallest or largest lr of their grid, so their lr is not tuned "
+            f"(the best may lie outside it): {', '.join(edge)}." if edge else "")
+    return Text(gate_text(doc, "variants") + edge + " " + answers_text(doc))
 
 
 def fig_edt_loss(run: Run) -> Html:

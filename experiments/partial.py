@@ -5,9 +5,12 @@ names; A != B is the papers' question, transfer across tasks): one pre-training 
 fine-tuning job on B per (mode, rank, body, lr): modes full | norm-embed | readout | lora (one job
 per rank in `ranks`), each on the pre-trained body and, as Lu et al.'s control (section 3.2,
 "random initialization"), on the run's untrained initialisation (`body = "random"`), at every lr of
-`lrs`. A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
+`lrs` (one list for every mode, or a table {mode: list}: a readout learns at lrs that
+wreck a full fine-tuning), for `[finetune]`'s steps (`[finetune_by_mode.MODE]` overrides any of its
+keys for one mode: a linear read-out on frozen features needs more, cheaper, steps). A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
 distance tasks share one; degree, reachable, ... each another). Each (pair, variant) keeps the lr with the lowest mean loss over seeds on B's validation
-sample (split study-validation); only that lr's final models are reported, on B's test sample
+sample (split study-validation), and is marked `lr_at_edge` when that lr is the smallest or
+largest of its grid (not tuned: the best may lie outside); only that lr's final models are reported, on B's test sample
 (split study-test) and, when B is the study's `distance-onpath`, on the out-of-distribution sets
 of graphpath.evaluation.sets (`sets`, drawn per seed). Nothing reported is selected on the data it
 reports. Every job is judged by the convergence gate ([convergence]); a variant whose jobs did
@@ -55,7 +58,7 @@ from .transfer_stats import p_value
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "partial.toml"
 KEYS = ("name", "seeds", "pairs", "modes", "ranks", "lora_alpha", "bodies", "lrs", "sets", "eval_size", "test_size",
-        "validation_size", "fdr", "convergence", "data", "model", "pretrain", "finetune", "answers")
+        "validation_size", "fdr", "convergence", "data", "model", "pretrain", "finetune", "finetune_by_mode", "answers")
 STUDY_PAIR = ["distance-12", "distance-onpath"]
 GATES = {"pretrain": Criterion(max_ratio=0.1), "finetune": Criterion()}
 
@@ -65,7 +68,8 @@ def load_study(path: Path) -> dict:
     reject_unknown_keys(KEYS, study, StudyError, "partial study")
     study = {"name": "partial", "seeds": [0], "pairs": [STUDY_PAIR], "modes": list(MODES), "ranks": [1, 4],
              "bodies": list(BODIES), "sets": ["tests", "shift"], "eval_size": 1024, "test_size": 2048,
-             "validation_size": 1024, "fdr": 0.05, "pretrain": {}, "finetune": {}, "answers": {}, **study}
+             "validation_size": 1024, "fdr": 0.05, "pretrain": {}, "finetune": {}, "finetune_by_mode": {}, "answers": {},
+             **study}
     seeds = study["seeds"]
     require_seeds(seeds, StudyError)
     pairs = study["pairs"]
@@ -87,7 +91,7 @@ def load_study(path: Path) -> dict:
     for key in ("eval_size", "test_size", "validation_size"):
         if not isinstance(study[key], int) or study[key] < 16:
             raise StudyError(f"{key} must be an integer >= 16, got {study[key]!r}")
-    study["lrs"] = protocol.check_lrs(study.get("lrs"), "lrs")
+    study["lrs"] = check_mode_lrs(study.get("lrs"), study["modes"])
     try:
         study["sets"] = resolve_names(study["sets"])
     except EvalError as error:
@@ -95,14 +99,37 @@ def load_study(path: Path) -> dict:
     study["_gates"] = criteria(study.get("convergence"), GATES)
     pre = study["pretrain"]
     study["_gates"]["pretrain"].check_every(pre.get("steps", 1000), pre.get("eval_every", 100), "[pretrain]")
-    fine = study["finetune"]
-    study["_gates"]["finetune"].check_every(fine.get("steps", 100), fine.get("eval_every", 100), "[finetune]")
+    by_mode = study["finetune_by_mode"]
+    if not isinstance(by_mode, dict) or not all(isinstance(v, dict) for v in by_mode.values()):
+        raise StudyError(f"finetune_by_mode must be a table of tables (mode -> [finetune] keys), got {by_mode!r}")
+    reject_unknown_keys(tuple(study["modes"]), by_mode, StudyError, "finetune_by_mode")
+    for mode in study["modes"]:
+        fine = {**study["finetune"], **by_mode.get(mode, {})}
+        study["_gates"]["finetune"].check_every(fine.get("steps", 100), fine.get("eval_every", 100), f"[finetune] ({mode})")
     for pair in pairs:
-        raw = run_config(study, seeds[0], pair, None, study["lrs"][0])
+        raw = run_config(study, seeds[0], pair, None, any_lr(study))
         protocol.require_depth(study.get("model", {}), from_dict(raw).data.n_max, "[model]")
         for variant in variants(study):
-            config_text(run_config(study, seeds[0], pair, variant, study["lrs"][0]))
+            for lr in study["lrs"][variant["mode"]]:
+                config_text(run_config(study, seeds[0], pair, variant, lr))
     return study
+
+
+def check_mode_lrs(lrs, modes: list[str]) -> dict[str, list[float]]:
+    """{mode: lr grid} from `lrs`: one list shared by every mode, or a table naming every mode."""
+    if not isinstance(lrs, dict):
+        grid = protocol.check_lrs(lrs, "lrs")
+        return {mode: grid for mode in modes}
+    reject_unknown_keys(tuple(modes), lrs, StudyError, "lrs")
+    missing = [mode for mode in modes if mode not in lrs]
+    if missing:
+        raise StudyError(f"lrs names no grid for mode(s) {', '.join(missing)}")
+    return {mode: protocol.check_lrs(lrs[mode], f"lrs.{mode}") for mode in modes}
+
+
+def any_lr(study: dict) -> float:
+    """An lr of the grid, for configs whose fine-tuning never runs or is never read."""
+    return study["lrs"][study["modes"][0]][0]
 
 
 def pair_name(pair: list[str]) -> str:
@@ -125,7 +152,8 @@ def run_config(study: dict, seed: int, pair: list[str], variant: dict | None, lr
     the job never runs, so the fine-tuning grid does not enter its hash) or one fine-tuning."""
     finetune = {"steps": 1}
     if variant is not None:
-        finetune = {**study["finetune"], "lr": lr, "mode": variant["mode"], "body": variant["body"]}
+        finetune = {**study["finetune"], **study["finetune_by_mode"].get(variant["mode"], {}), "lr": lr,
+                    "mode": variant["mode"], "body": variant["body"]}
         finetune["min_lr"] = min(finetune.get("min_lr", 0.0), lr)
         if variant["rank"] is not None:
             finetune["lora_rank"] = variant["rank"]
@@ -141,10 +169,10 @@ def make_jobs(study: dict) -> dict[str, tuple[Job, str]]:
     for seed in study["seeds"]:
         for pair in study["pairs"]:
             base = f"seed{seed}/{pair_name(pair)}"
-            jobs[f"{base}/pretrain"] = (Job(f"{base}/pretrain", run_config(study, seed, pair, None, study["lrs"][0])),
+            jobs[f"{base}/pretrain"] = (Job(f"{base}/pretrain", run_config(study, seed, pair, None, any_lr(study))),
                                         "pretrain")
-            for lr in study["lrs"]:
-                for v in variants(study):
+            for v in variants(study):
+                for lr in study["lrs"][v["mode"]]:
                     key = f"{base}/{protocol.lr_name(lr)}/{v['name']}"
                     jobs[key] = (Job(key, run_config(study, seed, pair, v, lr), "finetune", after=f"{base}/pretrain"),
                                  "finetune")
@@ -160,7 +188,7 @@ def score_jobs(study: dict, out: Path) -> dict:
     results = {}
     for pair in study["pairs"]:
         name = pair_name(pair)
-        spec = stage_specs(from_dict(run_config(study, 0, pair, None, study["lrs"][0])))["finetune"]
+        spec = stage_specs(from_dict(run_config(study, 0, pair, None, any_lr(study))))["finetune"]
         sets = define_sets(study.get("data", {})) if pair[1] == STUDY_PAIR[1] else {}
         samples = {s: {kind: protocol.study_sample(kind, "partial", pair[1], spec, study[f"{kind}_size"], s)[0]
                        for kind in ("validation", "test")} for s in study["seeds"]}
@@ -171,7 +199,7 @@ def score_jobs(study: dict, out: Path) -> dict:
                 return job_dir(out, Job(f"seed{seed}/{name}/{protocol.lr_name(lr)}/{v['name']}", {}))
 
             lr, means = protocol.choose_lr({lr: [protocol.score(run(lr, s), "finetune", samples[s]["validation"])["loss"]
-                                                 for s in study["seeds"]] for lr in study["lrs"]})
+                                                 for s in study["seeds"]] for lr in study["lrs"][v["mode"]]})
             per_seed = []
             for seed in study["seeds"]:
                 entry = {"test": protocol.score(run(lr, seed), "finetune", samples[seed]["test"]), "sets": {}}
@@ -185,7 +213,7 @@ def score_jobs(study: dict, out: Path) -> dict:
 
 
 def analyse(study: dict, results: dict, verdicts: dict) -> dict:
-    n_vertices = from_dict(run_config(study, 0, study["pairs"][0], None, study["lrs"][0])).data.n_max
+    n_vertices = from_dict(run_config(study, 0, study["pairs"][0], None, any_lr(study))).data.n_max
     model_config = ModelConfig.from_dict({**study.get("model", {}), "max_vertices": n_vertices})
     rows = []
     for pair in study["pairs"]:
@@ -198,6 +226,7 @@ def analyse(study: dict, results: dict, verdicts: dict) -> dict:
             sets = sorted({k for r in per_seed for k in r["sets"]})
             rows.append({**v, "pair": name, "pretrain_task": pair[0], "finetune_task": pair[1],
                          "cross_task": SUITE_FIELDS[pair[0]]["task"] != SUITE_FIELDS[pair[1]]["task"], "lr": chosen["lr"], "validation": chosen["validation"],
+                         "lr_at_edge": protocol.at_edge(chosen["lr"], study["lrs"][v["mode"]]),
                          "trainable": expected_trainable(model_config, v["mode"], v["rank"]),
                          "converged": all(verdicts[k]["converged"] for k in keys),
                          "test": {m: ci_summary([r["test"][m] for r in per_seed]) for m in ("loss", "accuracy")},
@@ -208,6 +237,7 @@ def analyse(study: dict, results: dict, verdicts: dict) -> dict:
     public = {k: study[k] for k in KEYS if k in study}
     gate = {"criteria": {k: {**c.to_dict(), "text": c.describe()} for k, c in study["_gates"].items()},
             **gate_summary(verdicts), "variants_marked": [f"{r['pair']}/{r['name']}" for r in rows if not r["converged"]],
+            "lr_at_edge": [f"{r['pair']}/{r['name']}" for r in rows if r["lr_at_edge"]],
             "verdicts": verdicts}
     return {"schema": 2, "study": public, "total_parameters": expected_trainable(model_config, "full"),
             "variants": rows, "body_tests": tests, "gate": gate, "answers": study["answers"]}
@@ -259,7 +289,8 @@ def _main(argv) -> int:
         path = save_study(doc, out, "partial.json", write_figures, figures=not args.no_figures)
     found = [f"{t['pair']} {t['mode']} ({np.exp(t['log_ratio']['mean']):.2g}x)" for t in doc["body_tests"] if t["finding"]]
     print(f"{path}: {len(doc['variants'])} variants x {len(study['seeds'])} seeds; {doc['gate']['converged']} of "
-          f"{doc['gate']['jobs']} jobs converged; the pre-trained body beats the random one after BH in "
+          f"{doc['gate']['jobs']} jobs converged, {len(doc['gate']['variants_marked'])} variants marked, "
+          f"{len(doc['gate']['lr_at_edge'])} chose the edge of their lr grid; the pre-trained body beats the random one after BH in "
           f"{len(found)} of {len(doc['body_tests'])} (pair, mode) tests: {', '.join(found) or 'none'}", file=sys.stderr)
     return 0
 

@@ -20,7 +20,8 @@ seed + 1: one sample per seed, so a t-interval over seeds includes the sampling 
 
 Learning rates (`choose_lr`): every arm is trained at each lr of a stated grid; the lr whose mean
 validation loss over seeds is lowest is chosen per arm, and only that lr's test losses are
-reported. The validation sample is never reported.
+reported. The validation sample is never reported. A choice at the grid's smallest or largest lr is marked
+(`at_edge`).
 """
 from __future__ import annotations
 
@@ -145,6 +146,12 @@ def choose_lr(validation: dict) -> tuple[float, dict]:
     mean (NaN losses, from diverged models, count as worst)."""
     means = {lr: float(np.mean(v)) if np.all(np.isfinite(v)) else math.inf for lr, v in validation.items()}
     return min(means, key=lambda lr: (means[lr], lr)), means
+
+
+def at_edge(lr: float, grid) -> bool:
+    """Is `lr` the smallest or largest of a grid of several? Such a choice is not a tuned lr: the
+    best may lie outside the grid."""
+    return len(grid) > 1 and lr in (min(grid), max(grid))
 
 
 def check_lrs(lrs, where: str) -> list[float]:

@@ -271,7 +271,8 @@ def choose(study: dict, losses: dict) -> tuple[dict, dict]:
     for kind, a, b, size in sorted(arms, key=str):
         lr, means = protocol.choose_lr({lr: [losses[("validation", kind, a, b, size, lr, s)] for s in study["seeds"]]
                                         for lr in study["lrs"]})
-        choices[f"{kind}:{a or ''}:{b}:{size}"] = {"lr": lr, "validation": {str(k): v for k, v in means.items()}}
+        choices[f"{kind}:{a or ''}:{b}:{size}"] = {"lr": lr, "validation": {str(k): v for k, v in means.items()},
+                                                   "lr_at_edge": protocol.at_edge(lr, study["lrs"])}
         for seed in study["seeds"]:
             scores[(kind, a, b, size, seed)] = losses[("test", kind, a, b, size, lr, seed)]
     return scores, choices

@@ -34,9 +34,45 @@ n_heads = 2
     (('["degree", "distance-onpath"]]', '["colouring", "distance-onpath"]]'), "unknown task"),
     (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 1e-3]"), "lrs must be"),
     (("n_layers = 3", "n_layers = 2"), "cannot compute distances"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [1e-2]}"), "lrs names no grid for mode(s) lora"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [1e-2], lora = [1e-2], prefix = [1e-2]}"),
+     "unknown lrs key(s) prefix"),
+    (("lrs = [1e-3, 3e-3]", "lrs = {full = [1e-3], readout = [], lora = [1e-2]}"), "lrs.readout must be"),
+    (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {prefix = {steps = 20}}"),
+     "unknown finetune_by_mode key(s) prefix"),
+    (("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {readout = {steps = 20, eval_every = 10}}"),
+     "[finetune] (readout): a point every 10 steps"),
 ])
 def test_bad_study_is_one_line_exit_2(tmp_path, capsys, edit, needle):
     assert_bad_study(main, TINY.replace(*edit), tmp_path, capsys, needle)
+
+
+def test_lrs_are_one_grid_or_one_per_mode():
+    from experiments.partial import check_mode_lrs
+    from experiments.protocol import at_edge
+
+    assert at_edge(1e-3, [1e-3, 3e-3, 1e-2]) and at_edge(1e-2, [1e-3, 3e-3, 1e-2])
+    assert not at_edge(3e-3, [1e-3, 3e-3, 1e-2]) and not at_edge(3e-3, [3e-3])
+
+    assert check_mode_lrs([1e-3, 3e-3], ["full", "readout"]) == {"full": [1e-3, 3e-3], "readout": [1e-3, 3e-3]}
+    assert check_mode_lrs({"full": [1e-3], "readout": [0.1, 0.3]}, ["full", "readout"]) == {"full": [1e-3],
+                                                                                          "readout": [0.1, 0.3]}
+
+
+def test_a_mode_may_override_finetune_keys(tmp_path):
+    from experiments.partial import load_study, make_jobs
+
+    def steps(text):
+        path = tmp_path / "study.toml"
+        path.write_text(text)
+        jobs = make_jobs(load_study(path))
+        return {key.rsplit("/", 1)[1]: job.config["finetune"]["steps"] for key, (job, _) in jobs.items()
+                if key.startswith("seed0/distance-12") and "/lr1e-3/" in key}
+
+    plain = steps(TINY)
+    assert set(plain.values()) == {10}
+    longer = steps(TINY.replace("lrs = [1e-3, 3e-3]", "lrs = [1e-3, 3e-3]\nfinetune_by_mode = {readout = {steps = 40}}"))
+    assert longer == {**plain, "readout-pretrained": 40, "readout-random": 40}
 
 
 @pytest.mark.slow
@@ -56,8 +92,10 @@ def test_partial_study_end_to_end(tmp_path):
     full, readout = doc["variants"][0], doc["variants"][1]
     assert full["trainable"] == doc["total_parameters"] and readout["trainable"] == 16 + 1
     assert doc["gate"]["jobs"] == 2 * 2 * (1 + 2 * 6) == len(doc["gate"]["verdicts"])
+    assert len(doc["gate"]["lr_at_edge"]) == 12
     for row in doc["variants"]:
         assert row["lr"] == float(min(row["validation"], key=row["validation"].get))  # chosen on validation
+        assert row["lr_at_edge"]  # a grid of two lrs has no inside: every choice is marked
         assert set(row["sets"]) == {"shift-tree"} and row["test"]["loss"]["n"] == 2
     # the reported test loss is the chosen lr's final model on the seed's test sample
     row = doc["variants"][2]

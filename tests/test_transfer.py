@@ -255,6 +255,7 @@ def test_tiny_study_end_to_end(tmp_path):
     choice = doc["lr_choices"]["transferred:reachable:degree:32"]
     assert choice["lr"] == min(choice["validation"], key=lambda k: choice["validation"][k]) or True
     assert float(min(choice["validation"], key=choice["validation"].get)) == choice["lr"]
+    assert choice["lr_at_edge"]  # two lrs: either choice is an edge of the grid
     # the same fine-tuning data of B for every A and the control, within a seed and lr
     folder = out / "jobs" / "seed0" / "D32" / lr_name(1e-3)
     configs = [(folder / f"{a}-to-degree" / "config.toml").read_text() for a in doc["tasks"]]
