@@ -32,31 +32,31 @@ def run_job(tmp_path: Path, **env) -> tuple[int, list[str]]:
     return result.returncode, log.read_text().splitlines()
 
 
-def test_every_step_runs_once_basin_beside_interpret_and_the_page_last(tmp_path):
+def test_every_step_runs_once_in_order_and_the_page_last(tmp_path):
+    """The analyses run one after another: each holds the run directory while it writes
+    (graphpath_common.locks), so two started together on it would refuse each other."""
     code, lines = run_job(tmp_path)
     assert code == 0
     starts = [line.split()[1] for line in lines if line.startswith("start")]
-    assert starts[-1] == "blog"
     analyses = [s for s in starts if s.startswith(("graphpath.", "blog"))]
-    assert analyses[0] == "graphpath.train" and analyses[-1] == "blog"
-    assert sorted(analyses[1:-1]) == ["graphpath.basin", "graphpath.interpret", "graphpath.llc"]
-    assert starts.index("graphpath.interpret") < starts.index("graphpath.llc")
-    # basin runs beside interpret: interpret starts before basin ends; the page waits for basin
-    assert next(i for i, line in enumerate(lines) if line.startswith("start graphpath.interpret")) \
-        < lines.index("end graphpath.basin")
-    assert lines.index("end graphpath.basin") < next(i for i, line in enumerate(lines) if line.startswith("start blog"))
+    assert analyses == ["graphpath.train", "graphpath.basin", "graphpath.interpret", "graphpath.llc", "blog"]
+    ends = [line.split()[1] for line in lines if line.startswith("end")]
+    for name in analyses[:-1]:  # each ends before the next starts
+        assert lines.index(f"end {name}") < next(i for i, line in enumerate(lines)
+                                                 if line.startswith(f"start {analyses[analyses.index(name) + 1]} "))
+    assert ends[-1] == "blog"
     assert any("--seeds 0,1,2,3,4" in line for line in lines if line.startswith("start graphpath.train"))
+    assert any("--stage finetune" in line and "--workers 2" in line for line in lines if line.startswith("start graphpath.llc"))
 
 
-def test_a_failing_step_stops_the_job_with_its_status_and_stops_basin(tmp_path):
-    code, lines = run_job(tmp_path, FAIL="graphpath.interpret", BASIN_SECONDS="5")
+def test_a_failing_step_stops_the_job_with_its_status(tmp_path):
+    code, lines = run_job(tmp_path, FAIL="graphpath.interpret")
     assert code == 3
     assert "fail graphpath.interpret" in lines
-    assert "end graphpath.basin" not in lines  # killed, not left running
-    assert not any(line.startswith("start blog") for line in lines)
+    assert not any(line.startswith(("start graphpath.llc", "start blog")) for line in lines)
 
 
-def test_a_failing_basin_stops_the_job_before_the_page(tmp_path):
+def test_a_failing_basin_stops_the_job_before_the_rest(tmp_path):
     code, lines = run_job(tmp_path, FAIL="graphpath.basin")
     assert code == 3
-    assert "end graphpath.llc" in lines and not any(line.startswith("start blog") for line in lines)
+    assert not any(line.startswith(("start graphpath.interpret", "start blog")) for line in lines)
