@@ -250,6 +250,18 @@ def fig_hops_heatmap(run: Run) -> Html:
 GROUP_NAMES = {"pretrain": "learned, pre-trained", "finetune": "learned, fine-tuned", "handcrafted": "hand-built"}
 
 
+def _groups_and_refused(doc: dict) -> tuple[list[str], list[str]]:
+    """llc.json's groups in words ('pre-trained: 406 [321, 490], 3 of 3 estimates passed') and the
+    models the chain diagnostics refused, each with its reasons."""
+    parts = []
+    for name, g in doc["groups"].items():
+        value = _interval(g) if g["mean"] is not None else "none"
+        parts.append(f"{GROUP_NAMES.get(name, name)}: {value}, {g['passed']} of {g['models']} estimates passed")
+    refused = [f"{m['key']} ({'; '.join(m['estimate']['failed']) if m['estimate'] else m.get('diverged')})"
+               for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
+    return parts, refused
+
+
 def _interval(g: dict) -> str:
     ci = g.get("ci95")
     return f"{fmt(g['mean'])}" + (f" (95% interval over seeds {fmt(ci[0])}–{fmt(ci[1])})" if ci else "")
@@ -288,12 +300,7 @@ def llc_summary(run: Run) -> Text:
     if cal["chosen"] is None:
         return Text(head + "No setting passed all three checks, so no model's LLC is reported"
                     + _mixing_note(cal.get("mixing")))
-    parts = []
-    for name, g in doc["groups"].items():
-        value = _interval(g) if g["mean"] is not None else "none"
-        parts.append(f"{GROUP_NAMES.get(name, name)}: {value}, {g['passed']} of {g['models']} estimates passed")
-    refused = [f"{m['key']} ({'; '.join(m['estimate']['failed']) if m['estimate'] else m.get('diverged')})"
-               for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
+    parts, refused = _groups_and_refused(doc)
     each = [f"{m['key']} {fmt(m['estimate']['llc'])} (R-hat {m['estimate']['rhat']:.3f}, ESS {m['estimate']['ess']:.0f}, "
             f"MCSE {fmt(m['estimate']['mcse'])})" for m in doc["models"] if m["estimate"] and m["estimate"]["ok"]]
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}, "
@@ -369,12 +376,7 @@ def _llc_summary_v2(doc: dict) -> Text:
         return Text(head + "No setting read both known LLCs within the tolerance with passing chain diagnostics, so "
                     "no model's LLC is reported and no setting was chosen" + _infeasible_note(cal, _tolerance(doc))
                     + _mixing_note(cal.get("mixing")))
-    parts = []
-    for name, g in doc["groups"].items():
-        value = _interval(g) if g["mean"] is not None else "none"
-        parts.append(f"{GROUP_NAMES.get(name, name)}: {value}, {g['passed']} of {g['models']} estimates passed")
-    refused = [f"{m['key']} ({'; '.join(m['estimate']['failed']) if m['estimate'] else m.get('diverged')})"
-               for m in doc["models"] if not (m["estimate"] and m["estimate"]["ok"])]
+    parts, refused = _groups_and_refused(doc)
     return Text(head + f"Every model at the one chosen setting (ε {cal['chosen']['eps']:g}, γ {cal['chosen']['gamma']:g}): "
                 + "; ".join(parts) + (". Refused by the chain diagnostics: " + "; ".join(refused) if refused else ""))
 
