@@ -271,6 +271,16 @@ CHECK_NAMES = {"whitened_regular": "(a) whitened regular read-out", "whitened_de
                "read-out with exactly flat directions", "own_features": "(c) regular read-out on the raw features"}
 
 
+def _why_failed(check: dict) -> str:
+    """'' for a passing calibration check, else ' — fails' and why: off its target, and/or the chain
+    diagnostics it failed (a reading near its target still fails when its chains do)."""
+    if check["passes"]:
+        return ""
+    reasons = [] if check.get("near_truth", True) or check["llc"] is None else ["off its target"]
+    reasons += check.get("failed") or []
+    return " — fails" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
 def llc_summary(run: Run) -> Text:
     doc = _read(run, "llc")
     if doc.get("schema", 2) < 3:
@@ -289,7 +299,7 @@ def llc_summary(run: Run) -> Text:
             target = (f"SGLD's expected reading from the Hessian spectrum {fmt(c['target'])}; the localisation sees "
                       f"{c['share_seen']:.0%} of its LLC {fmt(c['rank_half'])}{mixed}{_reading_share(c)}"
                       if name == "own_features" else f"known {fmt(c['target'])}")
-            parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){'' if c['passes'] else ' — fails'}")
+            parts.append(f"{CHECK_NAMES.get(name, name)} {reading} ({target}){_why_failed(c)}")
         rows.append(f"ε {row['eps']:g}, γ {row['gamma']:g}: " + "; ".join(parts))
     head = (f"Every LLC here is {ESTIMAND}. Calibration at the production settings ({setting}) on the "
             f"read-out features of {cal['features_of']}, tolerance {doc['known_tolerance']:.0%} of the known LLC for "

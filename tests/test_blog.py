@@ -613,3 +613,15 @@ def test_offpath_page_says_whether_the_reach_aurocs_are_matched(run_copy):
         text = str(inside.offpath_summary(load_run(run_copy)))
         assert text.endswith(f"less linearly readable at the read-out input on off-path targets ({words})"), text
         assert ("over the same k" in text) == matched
+
+
+def test_a_failing_calibration_check_says_why_on_the_page():
+    """A reading near its known LLC still fails when its chains fail their diagnostics: the page
+    names the diagnostics, not just "fails" beside a number that looks right."""
+    from blog.inside import _why_failed
+
+    assert _why_failed({"passes": True, "llc": 32.1, "near_truth": True}) == ""
+    near = {"passes": False, "llc": 32.9, "near_truth": True, "failed": ["R-hat 1.0601 > 1.01", "ESS 46.2 < 400"]}
+    assert _why_failed(near) == " — fails (R-hat 1.0601 > 1.01; ESS 46.2 < 400)"
+    off = {"passes": False, "llc": 20.0, "near_truth": False, "failed": []}
+    assert _why_failed(off) == " — fails (off its target)"
