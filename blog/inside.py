@@ -22,7 +22,7 @@ import re
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from graphpath.analysis.llc import DIAGNOSTIC_RULE, ESS_MIN, ESTIMAND, RHAT_MAX  # schema 3's computation, in today's words
+from graphpath_common.llc_rules import DIAGNOSTIC_RULE, ESS_MIN, ESTIMAND, RHAT_MAX  # schema 3's computation, in today's words
 from graphpath_common.rundir import RunDir
 
 from .figures import TEMPLATE

@@ -50,10 +50,8 @@ from tqdm import tqdm
 
 from graphpath.analysis import llc_known as K
 from graphpath.analysis import mcmc
+from graphpath_common.llc_rules import DIAGNOSTIC_RULE, ESS_MIN, ESTIMAND, MCSE_SHARE, RHAT_MAX  # noqa: F401 (re-exported)
 
-RHAT_MAX = 1.01  # Vehtari et al. (2021), section 4: rank-normalised split R-hat below 1.01
-ESS_MIN = 400  # Vehtari et al. (2021), section 4: bulk ESS over 100 per chain, 400 at 4 chains
-MCSE_SHARE = 0.1  # the LLC's Monte Carlo error must be within 10% of it to read a comparison off it
 # (a), (b): within 10% of K / 2. On whitened features the localisation costs each direction
 # gamma / (2 nbeta + gamma) of its 1/2 (under 2% at gamma <= 10 at the production nbeta ~ 270, 16%
 # at gamma 100 — so gamma 100 fails by design: it hides a sixth of even a well-conditioned model's
@@ -65,10 +63,6 @@ KNOWN_TOLERANCE = 0.1
 # localisation, the discretisation and the minibatch gradient noise at w* (llc_known.chain_expectation),
 # so what is left is the batch Hessian's noise, float32 arithmetic and the Monte Carlo error.
 SAMPLER_TOLERANCE = 0.1
-DIAGNOSTIC_RULE = (f"an estimate is a result when every chain stays finite, the LLC is > 0, the rank-normalised split "
-                   f"R-hat of the recorded loss traces is <= {RHAT_MAX}, their bulk ESS is >= {ESS_MIN} (Vehtari et al. "
-                   f"2021's thresholds: 100 per chain at 4 chains) and the LLC's Monte Carlo "
-                   f"standard error is <= {MCSE_SHARE:.0%} of it")
 CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (one nbeta, n / log n unless set), "
                     f"the settings where (a) the whitened regular and (b) the whitened degenerate model of known "
                     f"LLC K / 2 are read within {KNOWN_TOLERANCE:.0%} of it and (c) the regular model on the raw "
@@ -80,12 +74,6 @@ CALIBRATION_RULE = (f"of the eps x gamma grid, run at the production settings (o
 
 NBETA_RULE = ("n * beta = n / log n of the fixed sample (Lau et al. 2023's WBIC temperature; devinterp's "
               "default_nbeta(n) given the sample size), one rule for every model")
-ESTIMAND = ("nβ (mean loss over the recorded SGLD steps − L_n(w*)) at (eps, gamma, nβ, steps): a step-truncated, "
-            "localised reading; a lower bound on the localised LLC whose truncation differs between models; compare "
-            "models only on the same data at the same setting")
-# Why "step-truncated": the pull towards w* relaxes a flat direction in about 2 / (eps gamma) steps (20,000 at
-# eps 1e-4, gamma 1), far beyond a chain of `steps` (800), so within the chain gamma barely acts and what is read
-# is governed by the step budget, not by the localisation.
 CHECK_C_NOTE = ("check (c) (the raw read-out against SGLD's expected finite-step reading) validates the sampler's "
                 "implementation, not the estimate's accuracy: its reading_share (reading / (rank / 2)) is how much of "
                 "that model's true LLC the setting reads")
