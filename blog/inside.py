@@ -271,6 +271,13 @@ CHECK_NAMES = {"whitened_regular": "(a) whitened regular read-out", "whitened_de
                "read-out with exactly flat directions", "own_features": "(c) regular read-out on the raw features"}
 
 
+def _production(doc: dict) -> str:
+    """llc.json's production settings in words: 'MSE, batch 64, 4 chains of 800 steps (100 burn-in), n = 2048'."""
+    prod = doc["production"]
+    return (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
+            f"({prod['burn_in']} burn-in), n = {doc['data_size']}")
+
+
 def _why_failed(check: dict) -> str:
     """'' for a passing calibration check, else ' — fails' and why: off its target, and/or the chain
     diagnostics it failed (a reading near its target still fails when its chains do)."""
@@ -286,9 +293,7 @@ def llc_summary(run: Run) -> Text:
     if doc.get("schema", 2) < 3:
         return _llc_summary_v2(doc)
     cal = doc["calibration"]
-    prod = doc["production"]
-    setting = (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
-               f"({prod['burn_in']} burn-in), n = {doc['data_size']}, nβ = {fmt(cal['nbeta'])} ({doc['nbeta_rule']})")
+    setting = f"{_production(doc)}, nβ = {fmt(cal['nbeta'])} ({doc['nbeta_rule']})"
     rows = []
     for row in cal["rows"]:
         parts = []
@@ -369,9 +374,7 @@ def _data_note(models: list[dict]) -> str:
 def _llc_summary_v2(doc: dict) -> Text:
     """An llc.json before schema 3 (calibration on unwhitened features, rows with `models`)."""
     cal = doc["calibration"]
-    prod = doc["production"]
-    setting = (f"MSE, batch {prod['batch_size']}, {prod['chains']} chains of {prod['steps']} steps "
-               f"({prod['burn_in']} burn-in), n = {doc['data_size']}")
+    setting = _production(doc)
     checks = []
     for row in cal["rows"]:
         reads = ", ".join(f"{name} {fmt(m['llc']) if m['llc'] is not None else 'diverged'}"
