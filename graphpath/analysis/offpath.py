@@ -44,6 +44,8 @@ explanation's test holds (too few seeds or too wide intervals to say).
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 from scipy import stats
@@ -83,9 +85,11 @@ def samples(presets: dict, size: int, seed: int) -> dict:
     t = 2 is most of them), off-path ones from `test-any-large` (4 x size drawn)."""
     on_all = split_batch("sample-inspect", spec=presets["test-onpath-large"], size=8 * size, key=1, seed=seed)
     anyt = split_batch("sample-inspect", spec=presets["test-any-large"], size=4 * size, key=2, seed=seed)
+    on_kinds, any_kinds = kinds(on_all), kinds(anyt)  # BFS once per sample
     out = {}
-    for name, source in (("on", on_all), ("reachable", anyt), ("unreachable", anyt), ("absent", anyt)):
-        rows = kinds(source)[name].nonzero().flatten()[:size]
+    for name, source, masks in (("on", on_all, on_kinds), ("reachable", anyt, any_kinds),
+                                ("unreachable", anyt, any_kinds), ("absent", anyt, any_kinds)):
+        rows = masks[name].nonzero().flatten()[:size]
         out[name] = source[rows].trim() if len(rows) >= MIN_KIND else None
     return out
 
@@ -106,14 +110,7 @@ def matched_weights(on_cells: list, off_cells: list) -> tuple[np.ndarray, np.nda
         raise ValueError("the on-path and reachable off-path samples share no (n, distance) cell")
     off_kept = np.array([c in shared for c in off_cells], dtype=float)
     on_kept = np.array([c in shared for c in on_cells], dtype=float)
-    off_count = {c: 0 for c in shared}
-    on_count = {c: 0 for c in shared}
-    for c in off_cells:
-        if c in shared:
-            off_count[c] += 1
-    for c in on_cells:
-        if c in shared:
-            on_count[c] += 1
+    off_count, on_count = Counter(c for c in off_cells if c in shared), Counter(c for c in on_cells if c in shared)
     total_off, total_on = off_kept.sum(), on_kept.sum()
     w_on = np.array([(off_count[c] / total_off) / (on_count[c] / total_on) if c in shared else 0.0 for c in on_cells])
     w_on = w_on * len(on_cells) / w_on.sum()
