@@ -473,7 +473,7 @@ def _lr_note(g: dict) -> str:
     tried = ", ".join(f"{c['recovered']} of {c['runs']} at lr {fmt(c['lr'])}" for c in record["controls"])
     if record["source"] == "given":
         return (f" (retrained at lr {fmt(record['lr'])}, given, not calibrated)"
-                + _control_note({"control": record["controls"][-1]}) if record["controls"] else "")
+                + (_control_note({"control": record["controls"][-1]}) if record["controls"] else ""))
     if record["lr"] is None:
         return f" (unperturbed control within the bar: {tried})"
     return f" (retrained at lr {fmt(record['lr'])}, calibrated: unperturbed control within the bar {tried})"
