@@ -8,12 +8,14 @@ import networkx as nx
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from data_gen import sample, study_presets
 from data_gen.spec import study_sizes_up_to
 from graphpath.analysis import interpret as I
 from graphpath.analysis import offpath as O
 from graphpath.analysis import patching as H
+from graphpath.analysis import probe_controls as C
 from graphpath.analysis import probe_fits as P
 
 
@@ -177,19 +179,73 @@ def test_probe_reads_a_linear_rule_and_not_noise():
     assert out["balanced_accuracy"][0] > 0.9
 
 
-def test_control_task_keeps_what_the_type_predicts_and_loses_the_rest():
+def test_permutation_baseline_keeps_what_the_type_predicts_and_loses_the_rest():
     g = torch.Generator().manual_seed(1)
     types = torch.randint(0, 4, (2000,), generator=g)
-    by_type = (types >= 2).float()  # a function of the type alone: its control is itself
+    by_type = (types >= 2).float()  # a function of the type alone: its permutation is itself
     graph = (torch.rand(2000, generator=g) < 0.5).float()  # what "the graph" adds
-    control = P.control_labels(types, torch.stack([by_type, graph], 1), seed=3)
-    assert torch.equal(control[:, 0], by_type)
+    permuted = C.permuted_labels(types, torch.stack([by_type, graph], 1), seed=3)
+    assert torch.equal(permuted[:, 0], by_type)
     for t in range(4):  # the permutation stays within each type: per-type counts are kept
-        assert control[types == t, 1].sum() == graph[types == t].sum()
+        assert permuted[types == t, 1].sum() == graph[types == t].sum()
     x = torch.cat([torch.nn.functional.one_hot(types, 4).float(), graph[:, None]], 1)  # the type and the graph bit
     task = P.binary_probe(x, graph[:, None])["auroc"][0]
-    ctrl = P.binary_probe(x, control[:, 1:])["auroc"][0]
-    assert task > 0.99 and abs(ctrl - 0.5) < 0.06  # selectivity ~ 0.5: the probe reads the graph, not the type
+    baseline = P.binary_probe(x, permuted[:, 1:])["auroc"][0]
+    assert task > 0.99 and abs(baseline - 0.5) < 0.06
+
+
+def test_control_task_labels_are_one_per_type_and_follow_the_real_distribution():
+    """Hewitt and Liang's control task on a generated sample's edge tokens: every (a, b) pair carries one
+    label per draw, and over draws a type's label is 1 as often as the real label is over tokens."""
+    batch = batch_for(8, 400, 7)
+    y, types = P.edge_reach_labels(batch, 8)
+    y = y[:, [1, 8]]  # "first endpoint within 2 hops", "second endpoint within 2 hops": shares far from 0 and 1
+    control = C.control_task_labels(types, y, np.random.default_rng(0), draws=300)  # (R, E, 2)
+    kinds = types.unique()
+    assert len(kinds) > 20 and torch.isfinite(control).all()
+    per_type = torch.stack([control[:, types == k, :].amax(1) for k in kinds], 1)  # (R, U, 2)
+    assert torch.equal(per_type, torch.stack([control[:, types == k, :].amin(1) for k in kinds], 1))  # one label per type
+    for j in range(2):
+        share, drawn = float(y[:, j].mean()), per_type[..., j].flatten().numpy()
+        assert 0.2 < share < 0.8
+        assert stats.binomtest(int(drawn.sum()), len(drawn), share).pvalue > 0.001, (share, drawn.mean())
+    one_type = C.control_task_labels(torch.zeros(50, dtype=torch.long), y[:50], np.random.default_rng(0))
+    assert torch.isnan(one_type).all()  # one type: nothing to memorise, no control task
+
+
+def _scores(x, y, types, seed=0):
+    rng = np.random.default_rng(seed)
+    return C.probe_with_controls(x, y, C.permuted_labels(types, y, seed), C.control_task_labels(types, y, rng), seed)
+
+
+def test_selectivity_is_zero_when_the_label_is_the_types_and_positive_when_it_is_not():
+    g = torch.Generator().manual_seed(2)
+    types = torch.randint(0, 300, (6000,), generator=g)
+    # the type as a 6-wide random code: a linear probe cannot memorise random labels of 300 types from it
+    code = torch.randn(300, 6, generator=g)
+    graph = (torch.rand(6000, generator=g) < 0.4).float()
+    x = torch.cat([code[types], graph[:, None]], 1)
+    reads_graph = _scores(x, graph[:, None], types)
+    assert reads_graph["auroc"][0] > 0.99 and reads_graph["selectivity"][0] > 0.3, reads_graph
+    # a label that is a function of the type alone, in a representation that holds the type one-hot
+    by_type = (torch.rand(300, generator=g) < 0.4).float()[types]
+    memorised = _scores(torch.nn.functional.one_hot(types, 300).float(), by_type[:, None], types)
+    assert memorised["auroc"][0] > 0.95 and abs(memorised["selectivity"][0]) < 0.03, memorised
+    assert memorised["control"][0] > 0.95 and reads_graph["beyond_permuted"][0] > 0.4
+
+
+def test_ranked_auroc_and_balanced_accuracy_equal_scikit_learn():
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    truth = rng.random((500, 3)) < [0.1, 0.5, 0.8]
+    scores = np.round(truth + rng.normal(0, 1, (500, 3)), 1)  # rounded: many ties
+    weight = rng.random(500)
+    assert np.allclose(P.auroc_by_ranks(truth, scores), [roc_auc_score(truth[:, j], scores[:, j]) for j in range(3)],
+                       atol=1e-12)
+    assert np.allclose(P.balanced_accuracy(truth, scores > 0.5, weight),
+                       [balanced_accuracy_score(truth[:, j], scores[:, j] > 0.5, sample_weight=weight)
+                        for j in range(3)], atol=1e-12)
 
 
 def test_reach_labels_match_networkx():
@@ -255,7 +311,9 @@ def test_cli_writes_interpret_json(tmp_path, capsys):
     g = doc["groups"]["pretrain"]
     assert g["points"] == ["hook_embed", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"] and g["seeds"] == 1
     assert g["models"][0]["data"]["source"] == "trained" and g["models"][0]["data"]["spec"]["target"] == "fixed"
-    assert len(g["target"]["selectivity_by_k"][0]) == 4 and "offpath" not in g  # pre-training: no off-path verdict
+    assert len(g["target"]["by_k"]["selectivity"][0]) == 4 and "offpath" not in g
+    assert g["target"]["control"][0]["mean"] is None and g["target"]["types"] == [1]  # t = 2 only: no control task
+    assert g["edges"]["control"][0]["mean"] is not None and len(g["stats_by_k"]) == 4 and len(g["emergence"]) == 4  # pre-training: no off-path verdict
     assert all(0 <= c["mean"] <= 1 for c in g["edges"]["auroc"]) and g["target"]["auroc"][0]["ci95"] is None
     assert all(a is None or a == pytest.approx(1.0) for a in doc["handcrafted"]["reach_auroc"])
     assert all((run / "figures" / f"interpret_{kind}_pretrain.html").is_file() for kind in ("probes", "patching"))
@@ -294,31 +352,77 @@ def test_auroc_intervals_are_on_the_logit_scale_and_stay_below_one():
     assert logit["mean"] == pytest.approx(np.mean(values)) and over_seeds_logit([0.9])["ci95"] is None
 
 
-def test_graph_statistics_are_the_targets_degree_the_edge_count_and_n():
+def test_graph_statistics_are_the_targets_degree_component_edge_count_and_n():
     from data_gen import GraphBatch
 
-    batch = GraphBatch.from_edges([[(1, 3), (3, 2), (2, 4)], [(1, 2)]], max_vertices=6, target=[3, 5],
-                                  num_vertices=[4, 6])
-    assert I.graph_statistics(batch).tolist() == [[2.0, 3.0, 4.0], [0.0, 1.0, 6.0]]
+    batch = GraphBatch.from_edges([[(1, 3), (3, 2), (2, 4)], [(1, 2)], [(1, 2), (2, 3)]], max_vertices=6,
+                                  target=[3, 5, 6], num_vertices=[4, 6, 5])
+    onehot = lambda d: [float(i == d) for i in range(6)]  # noqa: E731
+    assert C.graph_statistics(batch).tolist() == [onehot(2) + [0.0, 4.0, 3.0, 4.0],  # degree 2, component {1, 2, 3, 4}
+                                                  onehot(0) + [1.0, 1.0, 1.0, 6.0],  # 5 isolated: its own component
+                                                  [0.0] * 6 + [0.0, 0.0, 2.0, 5.0]]  # t = 6 > n: not in the graph
 
 
-def _probe_rows(gain, count=4, seed=0, hops=4, trivial_from=3):
+def test_graph_statistics_match_networkx_and_recover_any_function_of_degree():
+    batch = batch_for(8, 600, 11)
+    features = C.graph_statistics(batch)
+    degrees = []
+    for b in range(len(batch)):
+        graph, _, _ = graph_of(batch, b, int(batch.num_vertices[b]))
+        t = int(batch.target[b])
+        present = t in graph
+        degree = graph.degree(t) if present else None
+        degrees.append(-1 if degree is None else degree)
+        if present:
+            assert features[b, degree] == 1 and features[b, :8].sum() == 1
+            assert features[b, 9] == len(nx.node_connected_component(graph, t)) and features[b, 8] == (degree == 0)
+    label = torch.tensor([float(d in (1, 3)) for d in degrees])  # not monotone in the degree
+    assert 0.2 < float(label.mean()) < 0.8
+    assert P.binary_probe(features, label[:, None])["auroc"][0] > 0.999  # exact: one-hot degree
+    raw_degree = features[:, :8] @ torch.arange(8.0)  # the schema-3 baseline's degree column alone
+    assert P.binary_probe(raw_degree[:, None], label[:, None])["auroc"][0] < 0.9  # so the one-hot is what recovers it
+
+
+def _probe_rows(gain, count=4, seed=0, hops=4, trivial_from=3, selectivity=0.3, edge_selectivity=0.3):
     rng = np.random.default_rng(seed)
     rows = []
     for _ in range(count):
         auroc = np.array([0.9, 0.85] + [np.nan] * (hops - 3))
         stats = auroc - gain + rng.normal(0, 0.005, len(auroc))
         share = np.array([0.3, 0.6] + [0.99] * (hops - 3))
-        rows.append({"target": [{"auroc": auroc, "beyond_stats": auroc - stats,
-                                 "selectivity": np.array([0.3, 0.3] + [np.nan] * (hops - 3)) + rng.normal(0, 0.01)}],
-                     "hop_share": share, "max_n": 5})
+        noise = lambda value: np.array([value, value] + [np.nan] * (hops - 3)) + rng.normal(0, 0.01)  # noqa: E731
+        target_sel = np.full(hops - 1, np.nan) if selectivity is None else noise(selectivity)
+        rows.append({"target": [{"auroc": auroc, "beyond_stats": auroc - stats, "beyond_permuted": noise(0.3),
+                                 "selectivity": target_sel}],
+                     "edges": [{"selectivity": noise(edge_selectivity)}], "hop_share": share, "max_n": 5})
     return rows
 
 
 def test_probe_findings_need_a_gain_over_graph_statistics():
-    assert I.probe_findings(_probe_rows(gain=0.2))["holds"] == {"beats_stats": True, "beats_control": True}
+    assert I.probe_findings(_probe_rows(gain=0.2))["holds"] == {"beats_stats": True, "beats_permuted": True,
+                                                                "selective_target": True, "selective_edges": True}
     weak = I.probe_findings(_probe_rows(gain=0.0))
-    assert not weak["holds"]["beats_stats"] and weak["holds"]["beats_control"]
+    assert not weak["holds"]["beats_stats"] and weak["holds"]["beats_permuted"]
+
+
+def test_selectivity_finding_fails_below_its_margin_and_says_when_it_cannot_be_tested():
+    low = I.probe_findings(_probe_rows(gain=0.2, selectivity=I.SELECTIVITY_MARGIN - 0.05, edge_selectivity=0.0))
+    assert not low["holds"]["selective_target"] and not low["holds"]["selective_edges"] and low["holds"]["beats_stats"]
+    one_type = I.probe_findings(_probe_rows(gain=0.2, selectivity=None))
+    assert one_type["p_values"]["selective_target"] is None and not one_type["holds"]["selective_target"]
+    assert "one type" in one_type["untestable"]["selective_target"] and one_type["holds"]["selective_edges"]
+    assert set(one_type["p_adjusted"]) == {"beats_stats", "beats_permuted", "selective_target", "selective_edges"}
+
+
+def test_emergence_is_the_first_point_whose_interval_over_the_baseline_is_above_zero():
+    cell = lambda low: {"mean": low + 0.01, "ci95": [low, low + 0.02], "n": 3}  # noqa: E731
+    pooled = {"points": ["embed", "b0", "b1"], "stats_by_k": [cell(0.8), cell(0.9)],
+              "hops": {"per_k": [{"k": 1, "probed": True}, {"k": 2, "probed": False}]},
+              "target": {"by_k": {"beyond_stats": [[cell(-0.1), cell(-0.1)], [cell(-0.01), cell(0.1)],
+                                                   [cell(0.02), cell(0.1)]]}}}
+    found = I.emergence(pooled)
+    assert [(e["k"], e["point"]) for e in found] == [(1, "b1"), (2, None)]  # k = 2 not probed: no point
+    assert found[0]["stats_auroc"] == cell(0.8)
 
 
 def test_hops_that_small_graphs_cannot_probe_are_said_plainly():

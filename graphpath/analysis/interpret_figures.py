@@ -1,6 +1,7 @@
 """Figures of interpret.json (graphpath.analysis.interpret): interactive HTML, one file each.
 
-    interpret_probes.html    AUROC per layer at the target and edge tokens, with the label-permutation baseline
+    interpret_probes.html    AUROC per layer at the target and edge tokens, with the control task (Hewitt
+                             and Liang 2019) and the label-permutation baseline
     interpret_patching.html  share of the output gap restored, per layer and per head
 """
 from __future__ import annotations
@@ -19,6 +20,10 @@ def _errors(cells: list[dict]) -> dict:
     return dict(type="data", symmetric=False, array=up, arrayminus=down)
 
 
+NAMES = {"auroc": "task", "control": "control task (random label per type)",
+         "permuted": "label-permutation baseline"}
+
+
 def label(point: str) -> str:
     return "embed" if "embed" in point else f"block {point.split('.')[1]}"
 
@@ -30,11 +35,10 @@ def figures(doc: dict, directory: Path) -> list[str]:
         fig = make_subplots(rows=1, cols=2, subplot_titles=("target token: target within k hops",
                                                             "edge tokens: endpoint within k hops"))
         for col, where in enumerate(("target", "edges"), 1):
-            for metric, dash in (("auroc", "solid"), ("control", "dot")):
+            for metric, dash in (("auroc", "solid"), ("control", "dot"), ("permuted", "dash")):
                 cells = g[where][metric]
                 fig.add_scatter(x=x, y=[c["mean"] for c in cells], error_y=_errors(cells), line_dash=dash,
-                                name=f"{'task' if metric == 'auroc' else 'label-permutation baseline'}", showlegend=col == 1,
-                                row=1, col=col)
+                                name=NAMES[metric], showlegend=col == 1, row=1, col=col)
         fig.update_yaxes(range=[0.4, 1.02], title_text="out-of-fold AUROC (mean over k, 95% over seeds)")
         fig.update_layout(title=f"Linear probes, {name} models ({g['seeds']} seeds)", height=380)
         paths.append(write_html(fig, directory / f"interpret_probes_{name}.html"))

@@ -8,14 +8,15 @@ Probes are ridge regressions (`Ridge`: the penalty per label chosen from ALPHAS 
 leave-one-out cross-validation on the training folds) scored out of fold over FOLDS
 outer folds: a binary label by AUROC and balanced accuracy (both 0.5 for a probe that knows
 nothing, whatever the class balance), a scalar by R^2. Labels whose rarer class is under
-MIN_SHARE are near-trivial and skipped. A label-permutation baseline (`control_labels`) gives each
-probe's selectivity.
+MIN_SHARE are near-trivial and skipped. What a probe's score is set against (Hewitt and Liang's
+control task, a label-permutation baseline, graph statistics) is graphpath.analysis.probe_controls.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 from data_gen import GraphBatch
 
@@ -92,7 +93,7 @@ def edge_reach_labels(batch: GraphBatch, hops: int) -> tuple[torch.Tensor, torch
     """For every real edge token (E of them): (E, 2 (hops - 1)) 0/1 "its first endpoint is within k
     hops of vertex 1", then the same for its second endpoint, k = 1..hops-1 (the vertices' reach,
     read where the learned model keeps a vertex: on the edges that name it), and (E,) its type
-    a * (n + 1) + b for the label-permutation baseline."""
+    a * (n + 1) + b (the token's identity, for the control task and the permutation baseline)."""
     reach = hop_labels(batch, hops)[..., 1:].float()  # (B, n, K-1)
     mask = batch.edge_mask
     rows = torch.arange(len(batch))[:, None].expand_as(mask)[mask]  # (E,)
@@ -157,29 +158,36 @@ def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None) -
         train = np.setdiff1d(np.arange(len(xs)), test)
         scores[test] = _ridge(xs[train], ys[train][:, live]).predict(xs[test])
     auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
-    for j, label in enumerate(live):
-        truth = ys[:, label] > 0.5
-        auroc[label] = roc_auc_score(truth, scores[:, j], sample_weight=w)
-        balanced[label] = balanced_accuracy_score(truth, scores[:, j] > 0.5, sample_weight=w)
+    truth = ys[:, live] > 0.5  # (N, L')
+    balanced[live] = balanced_accuracy(truth, scores > 0.5, w)
+    if weight is None:
+        auroc[live] = auroc_by_ranks(truth, scores)
+    else:
+        for j, label in enumerate(live):
+            auroc[label] = roc_auc_score(truth[:, j], scores[:, j], sample_weight=w)
     return {"auroc": auroc, "balanced_accuracy": balanced, "share": share}
 
 
-def control_labels(types: torch.Tensor, y: torch.Tensor, seed: int) -> torch.Tensor:
-    """A label-permutation baseline (not Hewitt and Liang 2019's control task, which gives each type a
-    random label of its own): the label rows permuted among tokens of the same type
-    (`types` (N,) int: the target vertex, or the edge's (a, b) pair). It keeps all a probe can get
-    from the token's identity (here: few types, each linearly readable, so a random function of the
-    type alone would be trivially memorised) and loses what the graph adds. Where every token has one
-    type (pre-training: the target is always t = 2) it is a full permutation, a chance-level baseline;
-    in fine-tuning it keeps only what the target's identity predicts. Selectivity = AUROC(task)
-    - AUROC(control) is the part of the probe's score that needs the graph."""
-    generator = torch.Generator().manual_seed(seed)
-    y = y.reshape(len(y), -1)
-    order = torch.arange(len(y))
-    for kind in torch.unique(types):
-        members = (types == kind).nonzero().flatten()
-        order[members] = members[torch.randperm(len(members), generator=generator)]
-    return y[order].float()
+def auroc_by_ranks(truth: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(L,) AUROC of every column of scores (N, L) against truth (N, L) bool, both classes present:
+    the Mann-Whitney U of the positives' scores over n_pos n_neg, ties counted one half (Hanley and
+    McNeil 1982, Radiology 143, eq. 2; what sklearn's roc_auc_score computes, for all columns at once
+    without its per-call validation: tests hold them equal)."""
+    ranks = stats.rankdata(scores, axis=0)  # (N, L) average ranks for ties
+    positives = truth.sum(axis=0)
+    negatives = len(truth) - positives
+    u = (ranks * truth).sum(axis=0) - positives * (positives + 1) / 2
+    return u / (positives * negatives)
+
+
+def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(L,) (true-positive rate + true-negative rate) / 2 of every column of predicted (N, L) bool
+    against truth (N, L) bool, each example weighted by weight (N,) (Brodersen et al. 2010, ICPR;
+    sklearn's balanced_accuracy_score with sample_weight, per column)."""
+    w = weight[:, None]
+    hit = (w * (truth & predicted)).sum(axis=0) / (w * truth).sum(axis=0)
+    rejected = (w * (~truth & ~predicted)).sum(axis=0) / (w * ~truth).sum(axis=0)
+    return (hit + rejected) / 2
 
 
 def scalar_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> dict[str, float]:
