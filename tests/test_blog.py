@@ -214,7 +214,14 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     probes = json.loads((run_copy / "interpret.json").read_text())["groups"]["pretrain"]
     assert f"AUROC {blog.values.fmt(probes['target']['auroc'][-1]['mean'])}" in html
     assert "off-path comparison was not measured" in html  # a pre-trained model only: no off-path verdict
-    assert "hops-heatmap-plot" in html and "is never" in html  # one seed: no interval, so never
+    assert "hops-heatmap-plot" in html and "k = 1: never" in html  # one seed: no interval, so never
+    assert "Hewitt and Liang" in html and "no control task and no selectivity there" in html  # pre-training: t = 2 only
+    assert "selective at the edge tokens by &gt; 0.1" in html and "are weak" in html and "<th>statistics baseline</th>" in html
+    old = {**json.loads((run_copy / "interpret.json").read_text()), "schema": 3}
+    (run_copy / "interpret.json").write_text(json.dumps(old))
+    stale = blog.render(run_copy, tmp_path / "old").read_text()
+    assert "schema 3 predates the control task" in stale and "probes-plot" not in stale
+    (run_copy / "interpret.json").write_text(json.dumps({**old, "schema": 4}))
     heads = [(hook, i, c["mean"]) for hook, cells in probes["attention"].items() for i, c in enumerate(cells)]
     hook, i, top = max(heads, key=lambda h: h[2])
     assert f"largest for head {i} of block {hook.split('.')[1]}: {blog.values.fmt(top)}" in html

@@ -127,7 +127,7 @@ def measure(subject: Subject, size: int, seed: int, layers: list[str] | None) ->
     mask = batch.edge_mask
     stats_probe = P.binary_probe(C.graph_statistics(batch), target_y, seed)
     out = {"points": points, "target": [], "edges": [], "distance_r2": [], "stats_auroc": stats_probe["auroc"],
-           "hop_share": stats_probe["share"], "max_n": int(batch.num_vertices.max()),
+           "hop_share": stats_probe["share"], "max_n": int(batch.num_vertices.max()), "width": int(cache[points[0]].shape[-1]),
            "types": {"target": int(target_types.unique().numel()), "edges": int(edge_types.unique().numel())}}
     for point in points:
         x = cache[point]  # (B, T, D)
@@ -157,7 +157,7 @@ def pool(rows: list[dict]) -> dict:
     """Per group: every per-seed number as {mean, ci95, n} over seeds (per point, the mean over k;
     `by_k` per point and k)."""
     points = rows[0]["points"]
-    pooled = {"points": points, "seeds": len(rows)}
+    pooled = {"points": points, "seeds": len(rows), "width": rows[0]["width"]}
     for where in ("target", "edges"):
         pooled[where] = {}
         metrics = SCORES + DIFFERENCES + (("beyond_stats",) if where == "target" else ())
