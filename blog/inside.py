@@ -73,15 +73,15 @@ RERUN = ("interpret.json schema {schema} predates the control task and the per-h
          "python -m graphpath.interpret RUN_DIR again")
 
 
+class _Old(Exception):
+    """An interpret.json older than SCHEMA: its section says so instead of misreading the fields."""
+
+
 def _interpret(run: Run) -> dict:
     doc = _read(run, "interpret")
     if doc.get("schema", 0) < SCHEMA:
         raise _Old(RERUN.format(schema=doc.get("schema")))
     return doc
-
-
-class _Old(Exception):
-    """An interpret.json older than SCHEMA: its section says so instead of misreading the fields."""
 
 
 def _or_rerun(builder):
@@ -189,8 +189,8 @@ def _controls_note(doc: dict) -> str:
             "Benjamini-Hochberg corrected together per group; the statistics baseline is the target's degree "
             "one-hot, whether it is isolated, the size of its connected component, the edge count and n) — "
             + " | ".join(parts) + f". The margins of the first two ({th['stats_margin']:g} and "
-            f"{th['permuted_margin']:g} AUROC) are weak: about two standard errors of one AUROC, far below the gains "
-            "such probes show, so they can hardly fail; they were fixed before their first run and are kept as written "
+            f"{th['permuted_margin']:g} AUROC) are weak: about two standard errors of one AUROC, well below the gains "
+            "measured above, so they can hardly fail; they were fixed before their first run and are kept as written "
             f"rather than re-tuned after seeing the data. The selectivity margin, {th['selectivity_margin']:g} AUROC "
             "(a fifth of the way from chance to perfect), was fixed in code before the control task's first run")
 
