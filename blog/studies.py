@@ -90,7 +90,13 @@ def partial_notes(run: Run) -> Text:
     edge = doc["gate"].get("lr_at_edge") or []
     edge = (f" {len(edge)} variants chose the smallest or largest lr of their grid, so their lr is not tuned "
             f"(the best may lie outside it): {', '.join(edge)}." if edge else "")
-    return Text(gate_text(doc, "variants") + edge + " " + answers_text(doc))
+    fitted = sorted(mode for mode, keys in doc["study"].get("finetune_by_mode", {}).items()
+                    if keys.get("readout_init") == "lstsq")
+    fitted = (f" Mode{'s' if len(fitted) > 1 else ''} {', '.join(fitted)} start{'' if len(fitted) > 1 else 's'} from "
+              "the least-squares read-out on graphs of the fine-tuning task (for the read-out mode: the exact optimum "
+              "of its linear probe, a departure from training it by gradient steps alone); the steps after it check "
+              "that it is a plateau." if fitted else "")
+    return Text(gate_text(doc, "variants") + edge + fitted + " " + answers_text(doc))
 
 
 def fig_edt_loss(run: Run) -> Html:

@@ -7,7 +7,9 @@ per rank in `ranks`), each on the pre-trained body and, as Lu et al.'s control (
 "random initialization"), on the run's untrained initialisation (`body = "random"`), at every lr of
 `lrs` (one list for every mode, or a table {mode: list}: a readout learns at lrs that
 wreck a full fine-tuning), for `[finetune]`'s steps (`[finetune_by_mode.MODE]` overrides any of its
-keys for one mode: a linear read-out on frozen features needs more, cheaper, steps). A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
+keys for one mode: the CPU default starts the read-out mode at its least-squares read-out,
+`readout_init = "lstsq"`, graphpath.training.partial.fit_readout, so that linear probe is at its
+optimum before the first step and its steps only check the plateau). A pair is cross-task when its two tasks ask different questions (data_gen.tasks: the
 distance tasks share one; degree, reachable, ... each another). Each (pair, variant) keeps the lr with the lowest mean loss over seeds on B's validation
 sample (split study-validation), and is marked `lr_at_edge` when that lr is the smallest or
 largest of its grid (not tuned: the best may lie outside); only that lr's final models are reported, on B's test sample

@@ -164,3 +164,82 @@ def test_lora_stage_refuses_resume_and_random_body_starts_from_init(tmp_path, ca
     init = new_model(load_config(control / "config.toml"))
     changed = {n for n, t in tuned.state_dict().items() if not torch.equal(t, init.state_dict()[n])}
     assert changed == {"readout.weight", "readout.bias"}  # the untrained body, only the read-out trained
+
+
+def test_fit_readout_is_the_least_squares_optimum():
+    """After fit_readout the MSE's gradient w.r.t. the read-out vanishes on the fitted sample (the
+    normal equations), the reported MSE is the model's own, and no other read-out does better."""
+    model = fresh(CONFIGS[0], seed=3)
+    data = batch(5, size=600)
+    readout = model.readout
+
+    def mse_and_grad():
+        model.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(data), data.label.float())
+        loss.backward()
+        return loss.item(), torch.cat([readout.weight.grad.view(-1), readout.bias.grad])
+
+    before, grad_before = mse_and_grad()
+    fit = partial.fit_readout(model, data)
+    after, grad_after = mse_and_grad()
+    assert fit["graphs"] == 600 and fit["mse_before"] == pytest.approx(before, rel=1e-5)
+    assert fit["mse"] == pytest.approx(after, rel=1e-5) and after < before
+    assert grad_after.norm() < 1e-4 * grad_before.norm()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(5):  # any nearby read-out is worse (a convex objective at its minimum)
+            weight, bias = readout.weight.clone(), readout.bias.clone()
+            readout.weight.add_(1e-2 * torch.randn(weight.shape, generator=generator))
+            readout.bias.add_(1e-2 * torch.randn(bias.shape, generator=generator))
+            assert torch.nn.functional.mse_loss(model(data), data.label.float()).item() > after
+            readout.weight.copy_(weight), readout.bias.copy_(bias)
+
+
+def test_fit_readout_refuses_an_empty_sample():
+    with pytest.raises(ValueError, match="at least one graph"):
+        partial.fit_readout(fresh(CONFIGS[0]), batch(0)[:0])
+
+
+READOUT_RUN = ["--data.n_max", "5", "--data.finetune_n_max", "4", "--data.small_target", "4",
+               "--model.d_model", "16", "--model.n_layers", "1", "--train.steps", "4", "--train.batch_size", "32",
+               "--train.eval_size", "32", "--finetune.steps", "6", "--finetune.batch_size", "32",
+               "--finetune.eval_size", "256", "--finetune.lr", "1e-3", "--finetune.mode", "readout",
+               "--finetune.body", "random", "--no-eval", "--no-figures"]
+
+
+LSTSQ = ["--finetune.readout_init", "lstsq", "--finetune.readout_init_size", "2048"]
+
+
+def _finetune_metrics(run):
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["stage"] == "finetune"]
+
+
+def test_least_squares_readout_run_starts_at_the_optimum_and_resumes_exactly(tmp_path):
+    kept, fitted, resumed = (tmp_path / name for name in ("kept", "fitted", "resumed"))
+    assert main(["--out", str(kept), *READOUT_RUN]) == 0
+    assert main(["--out", str(fitted), *READOUT_RUN, *LSTSQ]) == 0
+    # step 0 is scored after the fit: the fitted read-out beats the untrained one on held-out graphs
+    assert _finetune_metrics(fitted)[0]["eval_loss"] < 0.5 * _finetune_metrics(kept)[0]["eval_loss"]
+    assert main(["--out", str(resumed), "--stage", "pretrain", *READOUT_RUN, *LSTSQ]) == 0
+    assert main(["--out", str(resumed), "--stage", "finetune", *READOUT_RUN, *LSTSQ,
+                 "--stop-after", "3"]) == 0
+    assert main(["--out", str(resumed), "--stage", "finetune", "--resume", *READOUT_RUN,
+                 *LSTSQ]) == 0
+    final = "checkpoints/finetune-final.safetensors"
+    assert (resumed / final).read_bytes() == (fitted / final).read_bytes()
+
+
+@pytest.mark.parametrize("override,needle", [
+    (["--finetune.readout_init", "ols"], "readout_init must be lstsq or left out"),
+    (["--finetune.readout_init_size", "100"], "only used with readout_init"),
+    (["--train.readout_init", "lstsq"], "readout_init applies to the fine-tuning stage only"),
+    (["--finetune.readout_init", "lstsq", "--finetune.readout_init_size", "0"],
+     "readout_init_size must be a positive integer"),
+])
+def test_bad_readout_init_is_one_line_exit_2(tmp_path, capsys, override, needle):
+    assert main(["--out", str(tmp_path / "run"), *override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()

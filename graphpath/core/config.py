@@ -30,6 +30,8 @@ from graphpath.core.model import ConfigError, ModelConfig
 DECAYS = ("cosine", "linear", "constant", "step")
 PRECISIONS = ("fp32", "tf32", "bf16")  # fp32 everywhere; tf32: TF32 matmuls on CUDA; bf16: CUDA autocast
 OPTIMIZERS = ("fresh", "continue")  # fine-tuning: a new AdamW, or keep stepping the pre-training one
+READOUT_INITS = ("lstsq",)  # fine-tuning: the least-squares read-out (left out: the body's own)
+READOUT_INIT_SIZE = 65536  # graphs for readout_init "lstsq" unless readout_init_size says
 # [data] keys beyond the presets: each stage's task (the study's distance tasks by default).
 STAGE_TASKS = {"pretrain_task": "distance-12", "finetune_task": "distance-onpath"}
 MAX_LR = 1.0  # the largest peak learning rate a stage accepts
@@ -123,6 +125,10 @@ class StageConfig:
     lora_rank: int | None = None  # mode "lora": rank r of each weight's delta
     lora_alpha: float | None = None  # mode "lora": the delta is scaled by lora_alpha / r (None = r)
     body: str = "pretrained"  # fine-tuning only: "random" = the same mode on a fresh, untrained body
+    readout_init: str | None = None  # fine-tuning only: None (left out) = the body's own read-out; "lstsq" = the
+    # least-squares read-out on readout_init_size graphs of the stage's family, fitted before the first step
+    # (graphpath.training.partial.fit_readout: for mode "readout" the exact optimum, i.e. a converged linear probe)
+    readout_init_size: int | None = None  # graphs for readout_init "lstsq" (their own stream); None = 65536
     precision: str = "fp32"  # fp32 | tf32 (CUDA: TF32 matmuls; CPU: fp32) | bf16 (CUDA autocast only)
     optimizer: str = "fresh"  # fine-tuning only: fresh = new AdamW | continue = the pre-training optimizer, moments kept
 
@@ -170,6 +176,12 @@ class StageConfig:
         need(self.time_budget is None or self.decay != "step",
              "time_budget needs a decay that follows progress (cosine, linear or constant), not \"step\"")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.readout_init in (None, *READOUT_INITS),
+             f"readout_init must be {' or '.join(READOUT_INITS)} or left out, got {self.readout_init!r}")
+        need(self.readout_init_size is None or (_is_int(self.readout_init_size) and self.readout_init_size > 0),
+             f"readout_init_size must be a positive integer or left out, got {self.readout_init_size!r}")
+        need(self.readout_init_size is None or self.readout_init is not None,
+             "readout_init_size is only used with readout_init \"lstsq\"")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
 
     def batch_at(self, step: int) -> int:
@@ -193,6 +205,8 @@ class StageConfig:
 
         validate_stage(self.mode, self.lora_rank, self.lora_alpha if self.lora_alpha is not None else 1.0,
                        self.body, section)
+        _need(section == "finetune" or self.readout_init is None,
+              f"{section}: readout_init applies to the fine-tuning stage only")
         if self.optimizer == "continue":
             _need(section == "finetune", f"{section}: optimizer \"continue\" applies to the fine-tuning stage only")
             _need(self.mode == "full" and self.body == "pretrained",

@@ -18,7 +18,7 @@ class DataError(ValueError):
 
 def stage_seed(seed: int, stage: str, purpose: str, rank: int = 0) -> np.random.SeedSequence:
     """Independent, reproducible streams per (run seed, stage, purpose, process)."""
-    codes = {"pretrain": 0, "finetune": 1, "train": 0, "init": 2}  # held-out sets: data_gen.splits
+    codes = {"pretrain": 0, "finetune": 1, "train": 0, "init": 2, "readout": 3}  # held-out sets: data_gen.splits
     return np.random.SeedSequence([seed, codes[stage], codes[purpose], rank])
 
 

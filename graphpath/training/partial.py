@@ -189,3 +189,52 @@ def prepare_finetune(model: GraphTransformer, stage, seed: int, resuming: bool) 
         raise ConfigError("finetune: a mode \"lora\" stage cannot be resumed (checkpoints hold merged "
                           "weights); rerun it into a new --out")
     return apply_mode(model, stage.mode, stage.lora_rank, stage.lora_alpha, seed)
+
+
+RCOND = 1e-5  # fit_readout: relative singular-value cut-off, far above float32 rounding (~1e-7), far below signal
+
+
+def readout_features(model: GraphTransformer, batch, chunk: int = 4096) -> torch.Tensor:
+    """The read-out's inputs (N, D) float64: each graph's final normalised residual stream at
+    the target token (`hook_final`), computed in chunks without gradients."""
+    captured: list[torch.Tensor] = []
+    handle = model.hook_final.register_forward_hook(lambda _module, _inputs, out: captured.append(out.detach()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(batch), chunk):
+                model(batch[start:start + chunk])  # the padded layout: packing skips hook_final
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(captured).double().cpu()
+
+
+def fit_readout(model: GraphTransformer, batch) -> dict:
+    """Set the read-out `nn.Linear(D, 1)` to the least-squares fit on `batch` (a GraphBatch of N
+    graphs): argmin over (w, b) of mean((f_i . w + b - y_i)^2), f_i the read-out's input
+    (`readout_features`), y_i the label. With mode "readout" this is the exact minimiser of the
+    fine-tuning MSE on the sample: a linear probe trained to convergence (the probe literature's
+    closed form, e.g. Alain and Bengio 2016, section 3), which gradient steps on these
+    ill-conditioned LayerNorm features approach only slowly. Solved in float64 by
+    `torch.linalg.lstsq` with the SVD driver, dropping directions whose singular value is below
+    RCOND of the largest: the features are computed in float32, and a LayerNorm's outputs are
+    centred, so with the bias column one direction is zero up to float32 rounding (about 3e-8 of
+    the largest in a test); keeping it would put a huge coefficient on rounding noise, which the
+    float32 read-out then cannot hold. The rest is the minimum-norm least-squares solution.
+    Returns {"graphs": N, "mse": the fitted read-out's MSE on the sample, "mse_before": the kept
+    read-out's}. Raises ValueError for an empty batch."""
+    if not len(batch):
+        raise ValueError("fit_readout needs at least one graph")
+    readout = model.readout
+    features = readout_features(model, batch)  # (N, D)
+    design = torch.cat([features, torch.ones(len(features), 1, dtype=torch.float64)], dim=1)  # (N, D + 1)
+    label = batch.label.double().cpu()  # (N,)
+    with torch.no_grad():
+        before = design @ torch.cat([readout.weight.double().cpu().view(-1), readout.bias.double().cpu()])
+        solution = torch.linalg.lstsq(design, label[:, None], rcond=RCOND, driver="gelsd").solution.view(-1)  # (D + 1,)
+        readout.weight.copy_(solution[:-1].view_as(readout.weight).to(readout.weight))
+        readout.bias.copy_(solution[-1:].to(readout.bias))
+    return {"graphs": len(batch), "mse": float(((design @ solution - label) ** 2).mean()),
+            "mse_before": float(((before - label) ** 2).mean())}

@@ -50,11 +50,13 @@ from graphpath_common.provenance import command_line, recorded
 from graphpath_common.rundir import RunDir, read_json
 from graphpath_common.toml import toml_value
 
+from data_gen import sample
+
 from graphpath.core.checkpoint import CheckpointError, find_checkpoint, load_weights_into, read_weights, resume_checkpoint, unwrap
-from graphpath.core.config import ConfigError, RunConfig, apply_overrides, from_dict, load_config, stage_specs, to_toml
+from graphpath.core.config import READOUT_INIT_SIZE, ConfigError, RunConfig, apply_overrides, from_dict, load_config, stage_specs, to_toml
 from graphpath.training.feed import DataError, stage_seed
 from graphpath.core.model import GraphTransformer
-from graphpath.training.partial import prepare_finetune
+from graphpath.training.partial import fit_readout, prepare_finetune
 from graphpath.evaluation.suite import EvalError, evaluate_run, write_outputs
 from graphpath.evaluation.suite import evaluate as evaluate_runs
 from graphpath.training.phases import PhaseDetector, detect_phase_changes, settle_record
@@ -284,6 +286,14 @@ def stage_model(config: RunConfig, name: str, out: Path, runtime: Runtime, resum
         if runtime.main and config.finetune.mode != "full":
             print(f"finetune: mode {config.finetune.mode}, {trainable:,} trainable parameters "
                   f"(the model has {total:,})", file=sys.stderr)
+        if config.finetune.readout_init == "lstsq" and not resumed:  # a resumed stage has its read-out
+            spec = stage_specs(config)["finetune"]
+            size = config.finetune.readout_init_size or READOUT_INIT_SIZE
+            graphs = sample(spec, size, stage_seed(config.seed, "finetune", "readout"))
+            fit = fit_readout(model, graphs)
+            if runtime.main:
+                print(f"finetune: least-squares read-out on {fit['graphs']:,} graphs: MSE {fit['mse']:.4g} "
+                      f"(the kept read-out's {fit['mse_before']:.4g})", file=sys.stderr)
     return wrap(model, runtime)
 
 
