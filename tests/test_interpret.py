@@ -430,3 +430,110 @@ def test_hops_that_small_graphs_cannot_probe_are_said_plainly():
     assert [p["probed"] for p in hops["per_k"]] == [True, True, False, False]
     assert hops["note"].startswith("k = 3, 4 hops cannot be probed") and "5 vertices" in hops["note"]
     assert I.hops_probed(_probe_rows(gain=0.1, hops=3))["note"] is None
+
+
+def test_ridge_at_a_rank_equals_pca_then_ridgecv_fitted_on_the_same_rows():
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import RidgeCV
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 12)) * np.linspace(3, 0.2, 12)  # distinct variances: PCA's directions are defined
+    y = np.stack([x[:, 0] - x[:, 5] + rng.normal(size=400), rng.normal(size=400)], axis=1)
+    held = rng.normal(size=(50, 12))
+    for rank in (1, 3, 12):
+        pca = PCA(n_components=rank).fit(x)
+        theirs = RidgeCV(alphas=P.ALPHAS, alpha_per_target=True).fit(pca.transform(x), y)
+        ours = P.Ridge(x, y, rank=rank)
+        assert ours.alpha.tolist() == list(theirs.alpha_)
+        assert np.allclose(ours.predict(held), theirs.predict(pca.transform(held)), atol=1e-9)
+    assert np.allclose(P.Ridge(x, y, rank=12).predict(held), P.Ridge(x, y).predict(held), atol=1e-12)
+    with pytest.raises(ValueError, match="rank"):
+        P.Ridge(x, y, rank=0)
+
+
+def test_capacity_projection_is_fitted_on_the_training_rows_only(monkeypatch):
+    """Every fold's probe (its mean, its principal directions, its penalty) is built from that fold's
+    training rows: no test row enters it, and every training row does."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(200, 6, generator=g)
+    y = (x[:, :1] > 0).float()
+    seen = []
+    real = P.Ridge
+
+    class Spy(real):
+        def __init__(self, xs, ys, rank=None):
+            seen.append((xs.copy(), rank))
+            super().__init__(xs, ys, rank)
+
+    monkeypatch.setattr(P, "Ridge", Spy)
+    P.binary_probe(x, y, seed=3, rank=2)
+    rows = {tuple(r): i for i, r in enumerate(x.double().numpy())}
+    test_sets = P.folds(len(x), 3)
+    assert len(seen) == len(test_sets)
+    for (fitted, rank), test in zip(seen, test_sets):
+        used = sorted(rows[tuple(r)] for r in fitted)
+        assert rank == 2 and not set(used) & set(test.tolist())
+        assert used == sorted(set(range(len(x))) - set(test.tolist()))
+
+
+def _type_stream(seed=6, count=6000, types=24, type_dims=30, width=64):
+    """A synthetic stream: one graph feature (variance 9, the top principal direction) that decides the
+    label, and `types` token types each with a random code over `type_dims` directions of variance ~1
+    (30 in all: most of the stream's variance), plus small noise. With 24 types <= 30 + 1 a full-rank
+    linear probe can fit any labelling of the types (Cover 1965)."""
+    g = torch.Generator().manual_seed(seed)
+    kind = torch.randint(0, types, (count,), generator=g)
+    code = torch.randn(types, type_dims, generator=g)
+    feature = 3 * torch.randn(count, generator=g)
+    x = torch.cat([feature[:, None], code[kind], torch.zeros(count, width - 1 - type_dims)], 1)
+    x = x + 0.05 * torch.randn(count, width, generator=g)
+    x = x @ torch.linalg.qr(torch.randn(width, width, generator=g))[0]  # rotated: no axis is special
+    return x, (feature > 0).float()[:, None], kind
+
+
+def test_low_capacity_probe_is_selective_where_the_full_rank_one_is_not():
+    from graphpath.analysis import probe_capacity as K
+
+    x, y, kind = _type_stream()
+    rng = np.random.default_rng(0)
+    control = C.control_task_labels(kind, y, rng)
+    widths = K.ranks(64)
+    assert widths == [1, 2, 4, 8, 16, 64]
+    curve = K.capacity_curve(x, y, C.permuted_labels(kind, y, 1), control, 0, widths)
+    low, full = curve[0], curve[-1]
+    assert low["auroc"][0] > 0.95 and abs(low["control"][0] - 0.5) < 0.1 and low["selectivity"][0] > 0.35, low
+    assert full["control"][0] > 0.95 and abs(full["selectivity"][0]) < 0.05, full  # types memorised
+    assert curve[3]["control"][0] > low["control"][0]  # capacity buys the control task
+    assert np.array_equal(full["selectivity"], C.probe_with_controls(  # the full width is the ordinary probe, exactly
+        x, y, C.permuted_labels(kind, y, 1), control, 0)["selectivity"])
+
+
+def _capacity_records(selectivity_by_rank, seeds=4, seed=0, one_type=False):
+    rng = np.random.default_rng(seed)
+    records = []
+    for _ in range(seeds):
+        def curve(values):
+            return [{"selectivity": np.array([v, v]) + rng.normal(0, 0.01), "auroc": np.array([0.9, 0.9]),
+                     "control": np.array([0.9 - v, 0.9 - v]), "permuted": np.array([0.5, 0.5])} for v in values]
+        target = curve([np.nan] * len(selectivity_by_rank)) if one_type else curve(selectivity_by_rank)
+        records.append({"ranks": [1, 2, 64][:len(selectivity_by_rank)], "point": "blocks.1.hook_resid_post",
+                        "target": target, "edges": curve(selectivity_by_rank)})
+    return records
+
+
+def test_capacity_finding_corrects_for_choosing_a_rank():
+    from graphpath.analysis import probe_capacity as K
+
+    found = K.capacity_findings(_capacity_records([0.3, 0.05, 0.0]), I.SELECTIVITY_MARGIN)
+    assert found["holds"] == {"target": True, "edges": True}
+    low = K.capacity_findings(_capacity_records([0.08, 0.05, 0.0]), I.SELECTIVITY_MARGIN)
+    assert low["holds"] == {"target": False, "edges": False}
+    # the position's p is Bonferroni over its ranks: 3 x the smallest per-rank p, capped at 1
+    p = found["p_by_rank"]["edges"]
+    assert found["p_values"]["edges"] == pytest.approx(min(1.0, 3 * min(p)))
+    one = K.capacity_findings(_capacity_records([0.3, 0.05, 0.0], one_type=True), I.SELECTIVITY_MARGIN)
+    assert one["p_values"]["target"] is None and not one["holds"]["target"] and "one type" in one["untestable"]["target"]
+    assert one["holds"]["edges"] and one["thresholds"]["selectivity_margin"] == I.SELECTIVITY_MARGIN
+    pooled = K.pool_curve(_capacity_records([0.3, 0.05, 0.0]))
+    assert [c["mean"] for c in pooled["edges"]["selectivity"]] == pytest.approx([0.3, 0.05, 0.0], abs=0.03)
+    assert pooled["edges"]["auroc"][0]["scale"] == "logit" and "scale" not in pooled["edges"]["selectivity"][0]

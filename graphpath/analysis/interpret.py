@@ -37,6 +37,11 @@ Also attention along graph edges per head and activation patching per layer and 
 (graphpath.analysis.patching). Per group every number is pooled over seeds: mean and 95%
 t-interval. For the fine-tuned models (the study's off-path failure) graphpath.analysis.offpath
 compares on-path and off-path targets and states a verdict that rests on corrected tests.
+At the last stream point the same probes and control task run again at rising capacity (each fold's
+probe reads only the top r principal directions of its training rows, r = 1, 2, 4, 8, 16 and the
+full width; graphpath.analysis.probe_capacity says why this axis): the whole curve of task AUROC,
+control AUROC and selectivity per r, and the finding `selective_*` at some rank (Bonferroni over the
+ranks, BH over the two positions, its own family: the four findings above are unchanged by it).
 Reference: the hand-built model's own stream at vertex tokens (measured, not assumed).
 
 Output: RUN_DIR/interpret.json (schema in docs/contracts.md) and RUN_DIR/figures/interpret_*.html.
@@ -61,6 +66,7 @@ from graphpath_common.rundir import RunDir
 from handcrafted import build_bfs_transformer
 
 from graphpath.analysis import offpath as O
+from graphpath.analysis import probe_capacity as K
 from graphpath.analysis import probe_controls as C
 from graphpath.analysis import probe_fits as P
 from graphpath.analysis.output import json_ready, write_json
@@ -72,7 +78,7 @@ from graphpath.analysis.targets import Subject, add_arguments, subjects
 from graphpath.core.checkpoint import CheckpointError
 
 PROG = "python -m graphpath.interpret"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # 5: `capacity` (the probe-capacity curve and its finding)
 PATTERN = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
 DEFAULT_SIZE = 1024  # graphs per seed for the page (half the split), sized for the main job on 2 cores
 PATCH_SIZE = 256  # graphs patched per seed (the first of the sample): 26 patched runs each
@@ -95,6 +101,9 @@ SELECTIVITY_MARGIN = 0.10  # task AUROC - control-task AUROC (Hewitt and Liang 2
 # 0.018 [0.003, 0.034] and -0.010 [-0.016, -0.003] at the pre-trained and fine-tuned edge tokens (28 and 10 types):
 # both findings fail. With no more types than the stream's width + 1 a linear probe fits any labelling of them
 # (Cover 1965), so the control is solved (AUROC >= 0.95) whatever the stream holds: a ceiling, said on the page.
+# The capacity finding (probe_capacity.capacity_findings: selectivity > SELECTIVITY_MARGIN at some rank r of the
+# probe's input, Bonferroni over the ranks) uses this same margin, chosen (2026-12-01) before its first run: what
+# makes 0.10 AUROC a meaningful gain over memorising types does not depend on the probe's capacity.
 
 
 class InterpretError(ValueError):
@@ -141,6 +150,10 @@ def measure(subject: Subject, size: int, seed: int, layers: list[str] | None) ->
         out["target"].append(pair)
         out["edges"].append(C.probe_with_controls(x[:, 1:][mask], *labels["edges"], seed))
         out["distance_r2"].append(P.scalar_probe(x[:, 0], batch.label, seed)["r2"])
+    last, widths = cache[points[-1]], K.ranks(out["width"])
+    out["capacity"] = {"ranks": widths, "point": points[-1],
+                       "target": K.capacity_curve(last[:, 0], *labels["target"], seed, widths),
+                       "edges": K.capacity_curve(last[:, 1:][mask], *labels["edges"], seed, widths)}
     out["attention"] = {}
     for name in patterns:
         stats = P.edge_attention(cache[name], batch)
@@ -182,6 +195,8 @@ def pool(rows: list[dict]) -> dict:
     pooled["hops"] = hops_probed(rows)
     pooled["emergence"] = emergence(pooled)
     pooled["findings"] = probe_findings(rows)
+    curves = [r["capacity"] for r in rows]
+    pooled["capacity"] = {**K.pool_curve(curves), "findings": K.capacity_findings(curves, SELECTIVITY_MARGIN)}
     pooled["attention"] = {name: [over_seeds([r["attention"][name][h] for r in rows]) for h in range(len(values))]
                            for name, values in rows[0]["attention"].items()}
     patch = [r["patching"] for r in rows]
@@ -337,6 +352,10 @@ def _main(argv) -> int:
         print(f"{name} ({g['seeds']} seed(s)), last layer: target reach AUROC {g['target']['auroc'][-1]['mean']}, "
               f"selectivity {sel['mean']} {sel['ci95'] or ''}; edges selectivity {edge['mean']} {edge['ci95'] or ''}; "
               f"findings {g['findings']['holds']}")
+        cap = g["capacity"]
+        print(f"{name}: selectivity by probe rank at {cap['point']}: " + ", ".join(
+            f"{where} r={r} {c['mean'] if c['mean'] is None else round(c['mean'], 3)}" for where in ("target", "edges")
+            for r, c in zip(cap["ranks"], cap[where]["selectivity"])) + f"; at some rank {cap['findings']['holds']}")
         if "offpath" in g:
             print(f"{name}: off-path verdict {g['offpath']['verdict']}")
     print(f"wrote {out}")

@@ -83,17 +83,18 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def probe_with_controls(x: torch.Tensor, y: torch.Tensor, permuted: torch.Tensor, control: torch.Tensor,
-                        seed: int) -> dict[str, np.ndarray]:
+                        seed: int, rank: int | None = None) -> dict[str, np.ndarray]:
     """x (N, D); y, permuted (N, L); control (R, N, L) (`control_task_labels`). Linear probes
     (P.binary_probe: ridge, penalty by inner LOO CV, out-of-fold) on all 2 + R label sets at once.
     Returns (L,) arrays: `auroc`, `balanced_accuracy` (the task), `permuted` (its AUROC),
     `control`, `control_balanced_accuracy` (mean over the draws that could be scored),
     `beyond_permuted` = auroc - permuted, `selectivity` = auroc - control and
     `selectivity_balanced_accuracy` (Hewitt and Liang 2019, section 2: task minus control);
-    NaN where a label is near-trivial or has no control."""
+    NaN where a label is near-trivial or has no control. `rank`: the probes read only the top `rank`
+    principal directions of each fold's training rows (P.Ridge; graphpath.analysis.probe_capacity)."""
     y, permuted = y.reshape(len(y), -1), permuted.reshape(len(y), -1)
     labels = y.shape[1]
-    fit = P.binary_probe(x, torch.cat([y, permuted, *control.unbind(0)], dim=1), seed)
+    fit = P.binary_probe(x, torch.cat([y, permuted, *control.unbind(0)], dim=1), seed, rank=rank)
     auroc, balanced = fit["auroc"].reshape(-1, labels), fit["balanced_accuracy"].reshape(-1, labels)  # (2 + R, L)
     control_auroc, control_balanced = _nanmean(auroc[2:], 0), _nanmean(balanced[2:], 0)
     return {"auroc": auroc[0], "balanced_accuracy": balanced[0], "permuted": auroc[1],

@@ -115,12 +115,18 @@ class Ridge:
     X = U S V^T, the fit for penalty a is U diag(s^2 / (s^2 + a)) U^T y and the leave-one-out
     residual (y - fit) / (1 - h_ii). The same model as scikit-learn's RidgeCV (tests hold them
     equal), without its per-alpha n x n diagonal products, so thousands of edge tokens fit fast.
-    x (N, D), y (N,) or (N, L)."""
+    x (N, D), y (N,) or (N, L). `rank` r: the same ridge on the projection of x onto its top r
+    principal directions, found from these rows alone (PCA of the centred x: keeping r singular
+    triples gives Z = x V_r, whose own SVD is U_r S_r, so the closed forms hold unchanged; tests hold
+    it equal to scikit-learn's PCA then RidgeCV); None: every direction."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray):
+    def __init__(self, x: np.ndarray, y: np.ndarray, rank: int | None = None):
+        if rank is not None and rank < 1:
+            raise ValueError(f"rank must be >= 1 or None, got {rank}")
         y2 = y.reshape(len(y), -1)
         self.x_mean, self.y_mean = x.mean(axis=0), y2.mean(axis=0)
         u, sv, vt = np.linalg.svd(x - self.x_mean, full_matrices=False)  # (N, r), (r,), (r, D)
+        u, sv, vt = u[:, :rank], sv[:rank], vt[:rank]  # the top `rank` principal directions (all when None)
         uty = u.T @ (y2 - self.y_mean)  # (r, L)
         best = np.full(y2.shape[1], np.inf)
         self.alpha = np.zeros(y2.shape[1])
@@ -139,16 +145,18 @@ class Ridge:
         return (x - self.x_mean) @ self.coef + self.y_mean  # (N, L)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray) -> Ridge:
-    return Ridge(x, y)
+def _ridge(x: np.ndarray, y: np.ndarray, rank: int | None = None) -> Ridge:
+    return Ridge(x, y, rank)
 
 
-def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None) -> dict[str, np.ndarray]:
+def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None,
+                 rank: int | None = None) -> dict[str, np.ndarray]:
     """x (N, D), y (N, L) 0/1. Linear probes (ridge on the 0/1 label, penalty by inner LOO CV),
     scored out of fold by AUROC and by balanced accuracy at 0.5. Returns (L,) arrays `auroc`,
     `balanced_accuracy` (NaN for a near-trivial label: rarer class < MIN_SHARE) and `share` (the
     label's positive rate). `weight` (N,) >= 0: the scores (and the shares) weighted per example
-    (roc_auc_score's sample_weight), the probe itself fitted unweighted."""
+    (roc_auc_score's sample_weight), the probe itself fitted unweighted. `rank`: each fold's probe
+    reads only the top `rank` principal directions of that fold's training rows (Ridge's `rank`)."""
     xs, ys = x.double().numpy(), y.double().numpy().reshape(len(x), -1)
     w = np.ones(len(xs)) if weight is None else np.asarray(weight, dtype=np.float64)
     share = (w[:, None] * ys).sum(axis=0) / w.sum()
@@ -156,7 +164,7 @@ def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None) -
     scores = np.zeros((len(xs), len(live)))
     for test in folds(len(xs), seed):
         train = np.setdiff1d(np.arange(len(xs)), test)
-        scores[test] = _ridge(xs[train], ys[train][:, live]).predict(xs[test])
+        scores[test] = _ridge(xs[train], ys[train][:, live], rank).predict(xs[test])
     auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
     truth = ys[:, live] > 0.5  # (N, L')
     balanced[live] = balanced_accuracy(truth, scores > 0.5, w)
