@@ -243,8 +243,11 @@ def fig_probes(run: Run) -> Html:
 
 
 def _error_bars(cells: list[dict]) -> dict:
-    up = [c["ci95"][1] - c["mean"] if c.get("ci95") else 0 for c in cells]
-    down = [c["mean"] - c["ci95"][0] if c.get("ci95") else 0 for c in cells]
+    """Plotly error bars from {mean, ci95} cells. An AUROC's interval is on the logit scale around the
+    plain mean, so near 1 it can lie wholly below the mean: the arm on the mean's far side is then 0,
+    not negative (plotly would draw a negative arm backwards)."""
+    up = [max(0.0, c["ci95"][1] - c["mean"]) if c.get("ci95") else 0 for c in cells]
+    down = [max(0.0, c["mean"] - c["ci95"][0]) if c.get("ci95") else 0 for c in cells]
     return dict(type="data", symmetric=False, array=up, arrayminus=down)
 
 

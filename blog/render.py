@@ -14,6 +14,7 @@ import plotly.offline
 
 from graphpath_common.files import WriteError, atomic_write_bytes
 
+from .capacity import CAPACITY
 from .evidence import EVIDENCE
 from .figures import FIGURES
 from .footer import FOOTER
@@ -29,7 +30,7 @@ from .values import VALUES, handcrafted_info
 
 PACKAGE = Path(__file__).resolve().parent
 POST = PACKAGE / "post.md"
-PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **OUTPUTS, **FOOTER}
+PROVIDERS = {**VALUES, **EVIDENCE, **FIGURES, **PERTURBATION, **STUDIES, **TRANSFER, **INSIDE, **CAPACITY, **OUTPUTS, **FOOTER}
 
 
 class MissingValuesError(BlogError):

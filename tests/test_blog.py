@@ -217,10 +217,15 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     assert "hops-heatmap-plot" in html and "k = 1: never" in html  # one seed: no interval, so never
     assert "Hewitt and Liang" in html and "no control task and no selectivity there" in html  # pre-training: t = 2 only
     assert "selective at the edge tokens by &gt; 0.1" in html and "are weak" in html and "<th>statistics baseline</th>" in html
+    curve = probes["capacity"]  # a 16-wide stream: ranks 1, 2, 4, 8 and the full width
+    assert curve["ranks"] == [1, 2, 4, 8, 16] and "capacity-plot" in html and "r = 1, 2, 4, 8, 16" in html
+    assert f"selectivity {blog.values.fmt(curve['edges']['selectivity'][0]['mean'])} at r = 1" in html
+    assert "selective by &gt; 0.1 at some rank: the target token not testable: one type" in html
     old = {**json.loads((run_copy / "interpret.json").read_text()), "schema": 3}
     (run_copy / "interpret.json").write_text(json.dumps(old))
     stale = blog.render(run_copy, tmp_path / "old").read_text()
     assert "schema 3 predates the control task" in stale and "probes-plot" not in stale
+    assert "schema 3 predates the probe-capacity curve" in stale and "capacity-plot" not in stale
     (run_copy / "interpret.json").write_text(json.dumps({**old, "schema": 4}))
     heads = [(hook, i, c["mean"]) for hook, cells in probes["attention"].items() for i, c in enumerate(cells)]
     hook, i, top = max(heads, key=lambda h: h[2])
@@ -632,3 +637,16 @@ def test_a_failing_calibration_check_says_why_on_the_page():
     assert _why_failed(near) == " — fails (R-hat 1.0601 > 1.01; ESS 46.2 < 400)"
     off = {"passes": False, "llc": 20.0, "near_truth": False, "failed": []}
     assert _why_failed(off) == " — fails (off its target)"
+
+
+def test_capacity_summary_says_what_the_curve_shows_from_its_findings():
+    from blog.capacity import _shows
+
+    def curve(holds, full):
+        return {"findings": {"holds": {"target": False, "edges": holds}},
+                "edges": {"selectivity": [{"mean": 0.3}, {"mean": full}]}, "target": {"selectivity": []}}
+
+    assert _shows({"finetune": curve(False, 0.0)}, 0.1).startswith("at no rank")
+    ceiling = _shows({"pretrain": curve(True, 0.02)}, 0.1)
+    assert "the edge tokens of the learned, pre-trained models" in ceiling and "ceiling" in ceiling
+    assert "ceiling" not in _shows({"pretrain": curve(True, 0.2)}, 0.1)  # full width selective too: no ceiling

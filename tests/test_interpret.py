@@ -316,6 +316,11 @@ def test_cli_writes_interpret_json(tmp_path, capsys):
     assert g["edges"]["control"][0]["mean"] is not None and len(g["stats_by_k"]) == 4 and len(g["emergence"]) == 4  # pre-training: no off-path verdict
     assert all(0 <= c["mean"] <= 1 for c in g["edges"]["auroc"]) and g["target"]["auroc"][0]["ci95"] is None
     assert all(a is None or a == pytest.approx(1.0) for a in doc["handcrafted"]["reach_auroc"])
+    cap = g["capacity"]  # the probe-capacity curve at the last point; at the full width it is the ordinary probe
+    assert doc["schema"] == 5 and cap["ranks"] == [1, 2, 4, 8, 16] and cap["point"] == g["points"][-1]
+    assert cap["edges"]["selectivity"][-1] == g["edges"]["selectivity"][-1] and len(cap["edges"]["auroc"]) == 5
+    assert cap["findings"]["p_values"]["target"] is None and "one type" in cap["findings"]["untestable"]["target"]
+    assert cap["findings"]["p_values"]["edges"] is None  # one seed: no t over seeds
     assert all((run / "figures" / f"interpret_{kind}_pretrain.html").is_file() for kind in ("probes", "patching"))
 
 
