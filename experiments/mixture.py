@@ -9,9 +9,10 @@ held out of them, blends, larger n and longer distances, one test sample per see
 mixture-tests, draw = seed + 1). Per (mixture, test, seed): coverage on inputs only
 (data_gen.mixture.coverage), the labels' support apart (label_support), and the share of test
 graphs using a vertex id no training graph used (unseen_ids): a test with any is analysed apart,
-outside the regression. Every job is judged by the convergence gate ([convergence]: training
-loss, since the held-out set of a dataset-trained stage is not the mixture) against the constant
-predictor of its own dataset; a cell whose jobs did not all converge is marked and left out.
+outside the regression. Every job is judged by the convergence gate ([convergence.pretrain],
+graphpath.sweeps.convergence) on its validation loss: a sample of `validation_size` graphs from
+its own mixture, drawn apart from the training set and scored at every evaluation, against that
+sample's constant predictor; a cell whose jobs did not all converge is marked and left out.
 The question, answered by experiments.coverage_fit: does log test MSE follow coverage, model size,
 or both (per-seed regressions, t-intervals over seeds, Bonferroni over the two coefficients)?
 
@@ -35,7 +36,7 @@ from data_gen import SpecError
 from data_gen.dataset import load_dataset
 from data_gen.mixture import (Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, label_support,
                               sample_mixture, unseen_ids)
-from data_gen.splits import split_rng
+from data_gen.splits import split_rng, split_seed_sequence
 from graphpath.evaluation.predict import predict
 from graphpath.evaluation.scores import ci_summary
 from graphpath.sweeps.convergence import Criterion, check_job, criteria, gate_summary, label_variance
@@ -50,20 +51,21 @@ from . import coverage_fit, protocol
 from .mixture_figures import write_figures
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
-KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "relabel", "models", "pretrain", "mixtures",
-        "tests", "convergence", "answers")
+KEYS = ("name", "seeds", "max_vertices", "train_size", "validation_size", "test_size", "relabel", "models",
+        "pretrain", "mixtures", "tests", "convergence", "answers")
 MIN_TRAIN, MIN_TEST = 256, 64
-GATES = {"pretrain": Criterion(max_ratio=0.1, series="loss")}
+GATES = {"pretrain": Criterion(max_ratio=0.1, series="val_loss")}
 
 
 def load_study(path: Path) -> dict:
     study = read_toml(path, StudyError)
     reject_unknown_keys(KEYS, study, StudyError, "mixture study")
-    study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "test_size": 1024,
+    study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "validation_size": 1024,
+             "test_size": 1024,
              "relabel": True, "pretrain": {}, "answers": {}, **study}
     seeds = study["seeds"]
     require_seeds(seeds, StudyError)
-    for key, low in (("train_size", MIN_TRAIN), ("test_size", MIN_TEST)):
+    for key, low in (("train_size", MIN_TRAIN), ("validation_size", MIN_TEST), ("test_size", MIN_TEST)):
         if not isinstance(study[key], int) or study[key] < low:
             raise StudyError(f"{key} must be an integer >= {low} (the smallest sensible), got {study[key]!r}")
     if not isinstance(study["relabel"], bool):
@@ -78,16 +80,20 @@ def load_study(path: Path) -> dict:
     study["_mixtures"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["mixtures"].items()}
     study["_tests"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["tests"].items()}
     study["_gates"] = criteria(study.get("convergence"), GATES)
-    pre = study["pretrain"]
-    study["_gates"]["pretrain"].check_every(pre.get("steps", 1000), pre.get("log_every", 10), "[pretrain] log_every")
+    pre, gate = study["pretrain"], study["_gates"]["pretrain"]
+    every = "log_every" if gate.series == "loss" else "eval_every"
+    gate.check_every(pre.get("steps", 1000), pre.get(every, 10 if every == "log_every" else 100), f"[pretrain] {every}")
     for index, model in enumerate(models):
         protocol.require_depth(model, vocabulary, f"[[models]] {index + 1}")
         config_text(run_config(study, model, seeds[0], None))
     return study
 
 
-def run_config(study: dict, model: dict, seed: int, dataset: Path | None) -> dict:
-    train = {**study["pretrain"], **({"dataset": str(dataset)} if dataset is not None else {})}
+def run_config(study: dict, model: dict, seed: int, data: Path | None) -> dict:
+    """The job's run config; `data` is its (mixture, seed) data directory (None: only to validate)."""
+    train = dict(study["pretrain"])
+    if data is not None:
+        train.update(dataset=str(data / "train"), validation_dataset=str(data / "validation"))
     v = study["max_vertices"]
     return {"name": study["name"], "seed": seed, "data": {"n_max": v, "finetune_n_max": min(5, v), "small_target": min(5, v)},
             "model": dict(model), "train": train, "finetune": {"steps": 1}}
@@ -105,13 +111,21 @@ def job_key(mix: str, m: int, seed: int) -> str:
     return f"{mix}-model{m}-seed{seed}"
 
 
+def build_data(study: dict, mix: str, seed: int, where: Path) -> None:
+    """The (mixture, seed) training set and its validation sample: `validation_size` graphs drawn
+    from the same mixture by an independent generator (relabelled alike), which the convergence gate
+    judges on (the tests are other distributions and are never seen in training or gating)."""
+    validation = split_seed_sequence("mixture-validation", draw=seed + 1, key=zlib.crc32(mix.encode()))
+    for part, size, stream in (("train", study["train_size"], seed), ("validation", study["validation_size"], validation)):
+        if not (where / part / "manifest.json").is_file():
+            build_mixture_dataset(study["_mixtures"][mix], size, stream, where / part, relabel=study["relabel"])
+
+
 def run_jobs(study: dict, out: Path, progress: bool = True, **executor) -> list[tuple]:
     """Build the datasets and run (or skip) every job; returns [(seed, mixture, model index)]."""
     jobs = [(seed, mix, m) for seed in study["seeds"] for mix in study["_mixtures"] for m in range(len(study["models"]))]
-    for seed, mix in {(seed, mix) for seed, mix, _ in jobs}:
-        if not (data_dir(out, mix, seed) / "manifest.json").is_file():
-            build_mixture_dataset(study["_mixtures"][mix], study["train_size"], seed, data_dir(out, mix, seed),
-                                  relabel=study["relabel"])
+    for seed, mix in sorted({(seed, mix) for seed, mix, _ in jobs}):
+        build_data(study, mix, seed, data_dir(out, mix, seed))
     sweep = [Job(job_key(mix, m, seed), run_config(study, study["models"][m], seed, data_dir(out, mix, seed)))
              for seed, mix, m in jobs]
     require_complete(run_sweep(sweep, out, progress=progress, desc="mixture jobs", **executor))
@@ -132,11 +146,13 @@ def score(study: dict, out: Path, jobs: list[tuple], progress: bool = True) -> t
     bar = tqdm(jobs, desc="mixture scoring", unit="model", disable=not progress, dynamic_ncols=True)
     for seed, mix, m in bar:
         if (mix, seed) not in trains:
-            trains = {(mix, seed): dataset_arrays(data_dir(out, mix, seed))}
-        train = trains[(mix, seed)]
+            trains = {(mix, seed): {part: dataset_arrays(data_dir(out, mix, seed) / part)
+                                    for part in ("train", "validation")}}
+        train, validation = trains[(mix, seed)]["train"], trains[(mix, seed)]["validation"]
         run = job_dir(out, Job(job_key(mix, m, seed), {}))
-        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", study["_gates"]["pretrain"],
-                                                    label_variance(train["label"]))
+        gate = study["_gates"]["pretrain"]
+        gated_on = train if gate.series == "loss" else validation  # the constant predictor of the series' data
+        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", gate, label_variance(gated_on["label"]))
         model = load(run).model
         for test, mixture in study["_tests"].items():
             arrays = sample_mixture(mixture, study["test_size"],

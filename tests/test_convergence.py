@@ -46,6 +46,25 @@ def test_the_floor_passes_a_power_law_whose_remaining_gain_is_small_on_the_task_
     assert not check_series(STEPS, 100 * tail, 2000, Criterion(floor=0.005), baseline=4.0)["plateau"]
 
 
+def test_windows_ending_at_the_decay_judge_the_stable_phase_not_the_anneal():
+    """A warmup-stable-decay curve at its constant-lr plateau by step 1000, which the decay
+    (steps 1600-2000) lowers by a third: the windows at the stage's end see the anneal and fail it;
+    windows ending at the decay (end 0.8) see the plateau. A curve still falling at constant lr
+    fails either way."""
+    plateau = 0.3 + 4.0 * np.exp(-STEPS / 100.0)
+    annealed = np.where(STEPS > 1600, plateau * (1 - (STEPS - 1600) / 1200), plateau)  # 0.3 -> 0.2
+    at_end, before_decay = Criterion(window=0.2), Criterion(window=0.2, end=0.8)
+    assert not check_series(STEPS, annealed, 2000, at_end)["plateau"]
+    verdict = check_series(STEPS, annealed, 2000, before_decay)
+    assert verdict["converged"] and verdict["points"] == [4, 4] and verdict["last"] == pytest.approx(0.3, abs=1e-4)
+    falling = np.where(STEPS > 1600, 1.0, 5.0 * (STEPS / 100.0) ** -0.7)
+    assert not check_series(STEPS, falling, 2000, before_decay)["plateau"]
+    assert "before 80% of the steps" in before_decay.describe() and "end" not in at_end.to_dict()
+    assert before_decay.to_dict()["end"] == 0.8
+    with pytest.raises(ConvergenceError, match="end must lie"):
+        Criterion(window=0.25, end=0.4)
+
+
 def test_windows_without_points_are_not_converged():
     verdict = check_series([1000, 2000], [1.0, 1.0], 2000, Criterion(window=0.2))
     assert not verdict["converged"] and "window" in verdict["reason"]

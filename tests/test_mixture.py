@@ -9,7 +9,7 @@ import pytest
 from data_gen import load_dataset
 from data_gen.mixture import (Component, Mixture, MixtureError, build_mixture_dataset, coverage, input_cells,
                               label_support, relabel_ids, sample_mixture, unseen_ids)
-from data_gen.splits import split_rng
+from data_gen.splits import split_rng, split_seed_sequence
 from experiments.mixture import main
 from tiny_studies import TINY_PRETRAIN, assert_bad_study, two_models
 
@@ -95,11 +95,11 @@ name = "mixture-tiny"
 seeds = [0, 1]
 max_vertices = 5
 train_size = 512
+validation_size = 64
 test_size = 64
 """ + two_models() + TINY_PRETRAIN + """[convergence.pretrain]
 tolerance = 10.0
 max_ratio = 100.0
-series = "loss"
 [mixtures.reference]
 components = [{family = "reference", n_max = 4, weight = 1.0}]
 [mixtures.blend]
@@ -116,6 +116,8 @@ components = [{family = "reference", n_max = 4, d_min = 2, d_max = 3}]
 @pytest.mark.parametrize("edit,needle", [
     (('weight = 0.5}, {family = "erdos_renyi"', 'weight = 0.6}, {family = "erdos_renyi"'), "not 1"),
     (("train_size = 512", "train_size = 10"), "smallest sensible"),
+    (("validation_size = 64", "validation_size = 8"), "validation_size must be"),
+    (("eval_every = 5", "eval_every = 10"), "eval_every"),
     (("test_size = 64", "test_size = 64\nbogus = 1"), "unknown mixture study key"),
     (('{family = "path", n_min = 5', '{family = "path", colour = 1, n_min = 5'), "unknown mixture path-larger"),
     (("test_size = 64", "test_size = 64\nrelabel = 1"), "relabel must be"),
@@ -145,8 +147,17 @@ def test_mixture_study_end_to_end(tmp_path):
                           split_rng("mixture-tests", draw=2, key=zlib.crc32(b"long")))  # seed 1's own sample
     model, _ = load_model(out / "jobs" / "blend-model1-seed1")
     assert row["mse"] == pytest.approx(float(np.mean((predict(model, as_batch(test, 5)) - test["label"]) ** 2)))
-    manifest = json.loads((out / "data" / "blend-seed1" / "manifest.json").read_text())
+    manifest = json.loads((out / "data" / "blend-seed1" / "train" / "manifest.json").read_text())
     assert manifest["relabelled"] and all(r["unseen_ids"] == 0.0 for r in doc["raw"])
+    # the gate's validation sample: the same mixture from its own split stream, relabelled alike
+    validation = json.loads((out / "data" / "blend-seed1" / "validation" / "manifest.json").read_text())
+    stream = split_seed_sequence("mixture-validation", draw=2, key=zlib.crc32(b"blend"))
+    assert validation["seed"] == list(stream.entropy) and validation["relabelled"]
+    assert validation["mixture"] == manifest["mixture"]
+    held = load_dataset(out / "data" / "blend-seed1" / "validation")
+    verdict = doc["gate"]["verdicts"]["blend-model1-seed1"]
+    assert doc["gate"]["criteria"]["pretrain"]["series"] == "val_loss" and verdict["points"] == [1, 1]
+    assert verdict["ratio"] == pytest.approx(verdict["last"] / float(held.label.double().var(unbiased=False)))
     cell = next(c for c in doc["cells"] if (c["mixture"], c["test"]) == ("reference", "reference"))
     assert cell["families_in_mixture"] and cell["coverage"] > 0.9 and cell["label_support"] == 1.0
     assert doc["gate"]["jobs"] == 2 * 2 * 2 == len(doc["gate"]["verdicts"]) == doc["gate"]["converged"]  # lenient gate

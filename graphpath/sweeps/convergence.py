@@ -6,11 +6,15 @@ judged from its own `metrics.jsonl` by a `Criterion`, written in the study's pre
 run (`[convergence.pretrain]`, `[convergence.finetune]`):
 
     series      "eval_loss": the held-out loss at each evaluation (the stage's `heldout-*` split,
-                which no study reports), or "loss": the training loss averaged over each
-                `log_every` steps (for jobs whose held-out set is not their training distribution)
-    T           the stage's last step; f = `window` (a fraction of the stage's steps)
-    last        mean of the series over steps (T (1 - f), T]
-    previous    mean over steps (T (1 - 2f), T (1 - f)]
+                which no study reports), "val_loss": the validation loss at each evaluation (the
+                stage's `validation_dataset`: a held-out sample of a dataset-trained stage's own
+                distribution, which no study reports), or "loss": the training loss averaged over
+                each `log_every` steps
+    S           the stage's steps; f = `window` (a fraction of S); E = `end` x S, where the judged
+                windows end: the stage's last step (end = 1), or the start of a warmup-stable-decay
+                schedule's decay, so the plateau is judged at constant lr (see below)
+    last        mean of the series over steps (E - f S, E]
+    previous    mean over steps (E - 2 f S, E - f S]
     change      (previous - last) / last: the relative improvement over the last window
     plateau     change <= `tolerance`, or (previous - last) <= `floor` x the constant-predictor loss
                 when `floor` is set. A loss still falling by more fails; a flat or rising one
@@ -26,7 +30,13 @@ run (`[convergence.pretrain]`, `[convergence.finetune]`):
 The window test is the patience rule of early stopping (Prechelt 1998, "Early stopping - but
 when?", criterion GL/PQ: stop once the relative improvement over a strip of evaluations falls
 below a threshold), applied after the fact. Under a cosine schedule the last window anneals at a
-low learning rate; an arm far from its plateau still falls by more than a few percent there.
+low learning rate; an arm far from its plateau still falls by more than a few percent there, and
+so does one at its plateau: annealing lowers the loss of any arm (the lr's noise floor falls), so
+windows at the end of a cosine confound the two. A warmup-stable-decay schedule (decay "wsd")
+separates them: windows ending at `end` = decay_step / steps compare two stretches at one constant
+lr, where a loss that no longer falls has reached what more steps at that lr can give; the short
+final decay then anneals (Hagele et al. 2024, section 3: its result matches a cosine's at equal
+steps). `learned` is judged on the same last window, before the decay lowers the loss further.
 
 `doubling_check` is the direct test: the same arm trained for twice the steps (Hernandez et al.
 2021 train every from-scratch size to convergence); it passes when the upper 95% bound of the
@@ -44,7 +54,7 @@ from graphpath_common.rundir import RunDir
 
 from graphpath.sweeps.runner import SweepError
 
-SERIES = ("eval_loss", "loss")
+SERIES = ("eval_loss", "val_loss", "loss")
 
 
 class ConvergenceError(SweepError):
@@ -57,7 +67,8 @@ class Criterion:
     tolerance: float = 0.05  # largest relative improvement over the last window that counts as a plateau
     max_ratio: float | None = None  # last-window loss / constant-predictor loss must not exceed this
     floor: float | None = None  # an improvement below this x the constant-predictor loss is a plateau too
-    series: str = "eval_loss"  # eval_loss (held-out) | loss (training, per log line)
+    series: str = "eval_loss"  # eval_loss (held-out) | val_loss (validation_dataset) | loss (training, per log line)
+    end: float = 1.0  # where the two windows end, as a fraction of the stage's steps (1: the stage's end)
 
     def __post_init__(self):
         if not (isinstance(self.window, (int, float)) and 0 < self.window <= 0.5):
@@ -68,6 +79,9 @@ class Criterion:
             raise ConvergenceError(f"convergence max_ratio must be > 0 or left out, got {self.max_ratio!r}")
         if self.floor is not None and not (isinstance(self.floor, (int, float)) and self.floor >= 0):
             raise ConvergenceError(f"convergence floor must be >= 0 or left out, got {self.floor!r}")
+        if not (isinstance(self.end, (int, float)) and 2 * self.window <= self.end <= 1):
+            raise ConvergenceError(f"convergence end must lie in [2 x window, 1] = [{2 * self.window:g}, 1], "
+                                   f"got {self.end!r}")
         if self.series not in SERIES:
             raise ConvergenceError(f"convergence series must be one of {', '.join(SERIES)}, got {self.series!r}")
 
@@ -78,10 +92,12 @@ class Criterion:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The set fields; `end` only where it is not the stage's end (what studies recorded before it)."""
+        return {k: v for k, v in asdict(self).items() if v is not None and not (k == "end" and v == 1.0)}
 
     def describe(self) -> str:
-        text = (f"{self.series} improved by at most {self.tolerance:.0%} between the last two windows of "
+        where = "the last two windows" if self.end == 1 else f"the two windows before {self.end:.0%} of the steps"
+        text = (f"{self.series} improved by at most {self.tolerance:.0%} between {where} of "
                 f"{self.window:.0%} of the steps")
         if self.floor is not None:
             text += f" (or by at most {self.floor:g} x the constant-predictor loss)"
@@ -90,7 +106,8 @@ class Criterion:
         return text
 
     def check_every(self, steps: int, every: int, what: str) -> None:
-        """ConvergenceError unless each window holds at least one point of the series."""
+        """ConvergenceError unless each window holds at least one point of the series (a point
+        every `every` steps; a window of at least `every` steps holds one)."""
         if every > self.window * steps:
             raise ConvergenceError(f"{what}: a point every {every} steps leaves a window of {self.window:g} x "
                                    f"{steps} steps empty; log or evaluate at least every {int(self.window * steps)} steps")
@@ -113,8 +130,9 @@ def check_series(steps, values, total_steps: int, criterion: Criterion, baseline
     """The verdict on one series ((step, value) pairs of one stage; see the module docstring)."""
     steps = np.asarray(steps, dtype=float)
     values = np.asarray(values, dtype=float)
-    edge_last, edge_previous = total_steps * (1 - criterion.window), total_steps * (1 - 2 * criterion.window)
-    last = values[(steps > edge_last) & (steps <= total_steps)]
+    edge_end = total_steps * criterion.end
+    edge_last, edge_previous = edge_end - total_steps * criterion.window, edge_end - 2 * total_steps * criterion.window
+    last = values[(steps > edge_last) & (steps <= edge_end)]
     previous = values[(steps > edge_previous) & (steps <= edge_last)]
     out = {"converged": False, "plateau": False, "learned": None, "last": None, "previous": None,
            "change": None, "ratio": None, "points": [int(previous.size), int(last.size)], "steps": int(total_steps)}
