@@ -39,7 +39,8 @@ from data_gen.mixture import (Mixture, MixtureError, as_batch, build_mixture_dat
 from data_gen.splits import split_rng, split_seed_sequence
 from graphpath.evaluation.predict import predict
 from graphpath.evaluation.scores import ci_summary
-from graphpath.sweeps.convergence import Criterion, check_job, criteria, gate_summary, label_variance
+from graphpath.sweeps.convergence import (Criterion, check_job, criteria, gate_summary, halved_stage,
+                                          label_variance)
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                                      require_complete, run_study_cli, run_sweep, save_study, study_parser)
@@ -52,7 +53,7 @@ from .mixture_figures import write_figures
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
 KEYS = ("name", "seeds", "max_vertices", "train_size", "validation_size", "test_size", "relabel", "models",
-        "pretrain", "mixtures", "tests", "convergence", "answers")
+        "pretrain", "mixtures", "tests", "convergence", "gate_rationale", "answers")
 MIN_TRAIN, MIN_TEST = 256, 64
 GATES = {"pretrain": Criterion(max_ratio=0.1, series="val_loss")}
 
@@ -62,12 +63,14 @@ def load_study(path: Path) -> dict:
     reject_unknown_keys(KEYS, study, StudyError, "mixture study")
     study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "validation_size": 1024,
              "test_size": 1024,
-             "relabel": True, "pretrain": {}, "answers": {}, **study}
+             "relabel": True, "pretrain": {}, "answers": {}, "gate_rationale": "", **study}
     seeds = study["seeds"]
     require_seeds(seeds, StudyError)
     for key, low in (("train_size", MIN_TRAIN), ("validation_size", MIN_TEST), ("test_size", MIN_TEST)):
         if not isinstance(study[key], int) or study[key] < low:
             raise StudyError(f"{key} must be an integer >= {low} (the smallest sensible), got {study[key]!r}")
+    if not isinstance(study["gate_rationale"], str):
+        raise StudyError(f"gate_rationale must be a string (why the criterion), got {study['gate_rationale']!r}")
     if not isinstance(study["relabel"], bool):
         raise StudyError(f"relabel must be true or false, got {study['relabel']!r}")
     models = study.get("models")
@@ -82,16 +85,19 @@ def load_study(path: Path) -> dict:
     study["_gates"] = criteria(study.get("convergence"), GATES)
     pre, gate = study["pretrain"], study["_gates"]["pretrain"]
     every = "log_every" if gate.series == "loss" else "eval_every"
-    gate.check_every(pre.get("steps", 1000), pre.get(every, 10 if every == "log_every" else 100), f"[pretrain] {every}")
+    if gate.method == "windows":  # halving compares the two runs' final values, which every run records
+        gate.check_every(pre.get("steps", 1000), pre.get(every, 10 if every == "log_every" else 100),
+                         f"[pretrain] {every}")
     for index, model in enumerate(models):
         protocol.require_depth(model, vocabulary, f"[[models]] {index + 1}")
         config_text(run_config(study, model, seeds[0], None))
     return study
 
 
-def run_config(study: dict, model: dict, seed: int, data: Path | None) -> dict:
-    """The job's run config; `data` is its (mixture, seed) data directory (None: only to validate)."""
-    train = dict(study["pretrain"])
+def run_config(study: dict, model: dict, seed: int, data: Path | None, half: bool = False) -> dict:
+    """The job's run config; `data` is its (mixture, seed) data directory (None: only to validate);
+    `half`: the same arm for half the steps (the gate's method "halving")."""
+    train = halved_stage(study["pretrain"]) if half else dict(study["pretrain"])
     if data is not None:
         train.update(dataset=str(data / "train"), validation_dataset=str(data / "validation"))
     v = study["max_vertices"]
@@ -111,6 +117,11 @@ def job_key(mix: str, m: int, seed: int) -> str:
     return f"{mix}-model{m}-seed{seed}"
 
 
+def half_key(mix: str, m: int, seed: int) -> str:
+    """The job of the same arm trained for half the steps (method "halving"); never scored on tests."""
+    return job_key(mix, m, seed) + "-half"
+
+
 def build_data(study: dict, mix: str, seed: int, where: Path) -> None:
     """The (mixture, seed) training set and its validation sample: `validation_size` graphs drawn
     from the same mixture by an independent generator (relabelled alike), which the convergence gate
@@ -128,6 +139,9 @@ def run_jobs(study: dict, out: Path, progress: bool = True, **executor) -> list[
         build_data(study, mix, seed, data_dir(out, mix, seed))
     sweep = [Job(job_key(mix, m, seed), run_config(study, study["models"][m], seed, data_dir(out, mix, seed)))
              for seed, mix, m in jobs]
+    if study["_gates"]["pretrain"].method == "halving":
+        sweep += [Job(half_key(mix, m, seed), run_config(study, study["models"][m], seed, data_dir(out, mix, seed),
+                                                         half=True)) for seed, mix, m in jobs]
     require_complete(run_sweep(sweep, out, progress=progress, desc="mixture jobs", **executor))
     return jobs
 
@@ -152,7 +166,8 @@ def score(study: dict, out: Path, jobs: list[tuple], progress: bool = True) -> t
         run = job_dir(out, Job(job_key(mix, m, seed), {}))
         gate = study["_gates"]["pretrain"]
         gated_on = train if gate.series == "loss" else validation  # the constant predictor of the series' data
-        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", gate, label_variance(gated_on["label"]))
+        half = job_dir(out, Job(half_key(mix, m, seed), {})) if gate.method == "halving" else None
+        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", gate, label_variance(gated_on["label"]), half)
         model = load(run).model
         for test, mixture in study["_tests"].items():
             arrays = sample_mixture(mixture, study["test_size"],
@@ -195,6 +210,7 @@ def analyse(study: dict, raw: list[dict], verdicts: dict) -> dict:
                     excluded_unseen_ids=sum(c["converged"] and c["unseen_ids"] > 0 for c in cells))
     public = {k: v for k, v in study.items() if not k.startswith("_")}
     gate = {"criteria": {k: {**c.to_dict(), "text": c.describe()} for k, c in study["_gates"].items()},
+            "rationale": study["gate_rationale"] or None, "schedule": schedule_text(study["pretrain"]),
             **gate_summary(verdicts), "cells_marked": [[c["mixture"], c["test"], c["model"]] for c in cells
                                                        if not c["converged"]], "verdicts": verdicts}
     return {"schema": 2, "study": public, "definitions": {
@@ -205,6 +221,16 @@ def analyse(study: dict, raw: list[dict], verdicts: dict) -> dict:
                 "analysis": coverage_fit.__doc__.strip()},
             "models": [{"index": m, "config": study["models"][m], "N": n} for m, n in enumerate(n_of)],
             "cells": cells, "raw": raw, "analysis": analysis, "gate": gate, "answers": study["answers"]}
+
+
+def schedule_text(pretrain: dict) -> str:
+    """The pre-training schedule in words, for the page (the gate's windows depend on it)."""
+    steps, decay = pretrain.get("steps", 1000), pretrain.get("decay", "cosine")
+    text = f"{steps} steps of batch {pretrain.get('batch_size', 512)}, peak lr {pretrain.get('lr', 1e-3):g}, {decay}"
+    if decay == "wsd":
+        text += (f" (constant lr to step {pretrain['decay_step']}, then linear to {pretrain.get('min_lr', 0.0):g} "
+                 "at the end)")
+    return text
 
 
 def summary_line(doc: dict) -> str:

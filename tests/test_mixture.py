@@ -98,6 +98,7 @@ train_size = 512
 validation_size = 64
 test_size = 64
 """ + two_models() + TINY_PRETRAIN + """[convergence.pretrain]
+method = "halving"
 tolerance = 10.0
 max_ratio = 100.0
 [mixtures.reference]
@@ -117,7 +118,7 @@ components = [{family = "reference", n_max = 4, d_min = 2, d_max = 3}]
     (('weight = 0.5}, {family = "erdos_renyi"', 'weight = 0.6}, {family = "erdos_renyi"'), "not 1"),
     (("train_size = 512", "train_size = 10"), "smallest sensible"),
     (("validation_size = 64", "validation_size = 8"), "validation_size must be"),
-    (("eval_every = 5", "eval_every = 10"), "eval_every"),
+    (('method = "halving"', 'method = "windows"\nwindow = 0.2'), "eval_every"),  # windows of 4 steps, evals every 5
     (("test_size = 64", "test_size = 64\nbogus = 1"), "unknown mixture study key"),
     (('{family = "path", n_min = 5', '{family = "path", colour = 1, n_min = 5'), "unknown mixture path-larger"),
     (("test_size = 64", "test_size = 64\nrelabel = 1"), "relabel must be"),
@@ -157,6 +158,8 @@ def test_mixture_study_end_to_end(tmp_path):
     held = load_dataset(out / "data" / "blend-seed1" / "validation")
     verdict = doc["gate"]["verdicts"]["blend-model1-seed1"]
     assert doc["gate"]["criteria"]["pretrain"]["series"] == "val_loss" and verdict["points"] == [1, 1]
+    half = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed1-half" / "metrics.jsonl").open()]
+    assert verdict["half_steps"] == 10 and verdict["previous"] == [m["val_loss"] for m in half if m["step"] == 10][-1]
     assert verdict["ratio"] == pytest.approx(verdict["last"] / float(held.label.double().var(unbiased=False)))
     cell = next(c for c in doc["cells"] if (c["mixture"], c["test"]) == ("reference", "reference"))
     assert cell["families_in_mixture"] and cell["coverage"] > 0.9 and cell["label_support"] == 1.0
