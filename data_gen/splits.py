@@ -98,9 +98,6 @@ TABLE: tuple[Split, ...] = (
           "graphs of the off-path analysis (keys 1 and 2)"),
     Split("mixture-tests", "caller", 1024, 50000,
           "experiments.mixture: the study's named test mixtures (key = crc32 of the test's name, test_size)"),
-    Split("mixture-validation", "caller", 1024, 50001,
-          "experiments.mixture: each pre-training job's convergence gate, never reported (key = crc32 of the "
-          "mixture's name, draw = seed + 1, validation_size)"),
     # the studies beyond the paper: one reported test sample and one selection sample per seed
     Split("study-test", "caller", 2048, 60000,
           "experiments.*: the reported test sample of a study's task (key = crc32 of 'study:task', draw = the "

@@ -126,7 +126,7 @@ def build_data(study: dict, mix: str, seed: int, where: Path) -> None:
     """The (mixture, seed) training set and its validation sample: `validation_size` graphs drawn
     from the same mixture by an independent generator (relabelled alike), which the convergence gate
     judges on (the tests are other distributions and are never seen in training or gating)."""
-    validation = split_seed_sequence("mixture-validation", draw=seed + 1, key=zlib.crc32(mix.encode()))
+    validation = split_seed_sequence("study-validation", draw=seed + 1, key=zlib.crc32(f"mixture:{mix}".encode()))
     for part, size, stream in (("train", study["train_size"], seed), ("validation", study["validation_size"], validation)):
         if not (where / part / "manifest.json").is_file():
             build_mixture_dataset(study["_mixtures"][mix], size, stream, where / part, relabel=study["relabel"])

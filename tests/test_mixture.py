@@ -152,7 +152,7 @@ def test_mixture_study_end_to_end(tmp_path):
     assert manifest["relabelled"] and all(r["unseen_ids"] == 0.0 for r in doc["raw"])
     # the gate's validation sample: the same mixture from its own split stream, relabelled alike
     validation = json.loads((out / "data" / "blend-seed1" / "validation" / "manifest.json").read_text())
-    stream = split_seed_sequence("mixture-validation", draw=2, key=zlib.crc32(b"blend"))
+    stream = split_seed_sequence("study-validation", draw=2, key=zlib.crc32(b"mixture:blend"))
     assert validation["seed"] == list(stream.entropy) and validation["relabelled"]
     assert validation["mixture"] == manifest["mixture"]
     held = load_dataset(out / "data" / "blend-seed1" / "validation")
@@ -215,3 +215,33 @@ def test_presets_load(preset):
     assert size_law_allowed(sizes)[0], sizes
     assert all(abs(sum(c.weight for c in m.components) - 1) < 1e-9 for m in study["_mixtures"].values())
     assert study["answers"]["can"] and study["answers"]["cannot"]
+
+
+@pytest.mark.parametrize("args,needle", [(["--mixture", "nope"], "no [mixtures.nope]"),
+                                         (["--mixture", "blend", "--model", "5"], "--model must lie"),
+                                         (["--mixture", "blend", "--set", "steps"], "key=value"),
+                                         (["--mixture", "blend", "--set", "stepz=3"], "stepz")])
+def test_probe_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
+    from experiments.mixture_probe import main as probe
+
+    (tmp_path / "study.toml").write_text(TINY)
+    assert probe(["--config", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")] + args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_probe_prints_the_arm_and_its_half_and_the_verdict(tmp_path, capsys):
+    from experiments.mixture_probe import main as probe
+
+    (tmp_path / "study.toml").write_text(TINY)
+    out = tmp_path / "out"
+    assert probe(["--config", str(tmp_path / "study.toml"), "--out", str(out), "--mixture", "blend", "--model", "1",
+                  "--set", "steps=16", "--half"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    full = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed0-steps16" / "metrics.jsonl").open()]
+    half = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed0-steps16-half" / "metrics.jsonl").open()]
+    assert max(m["step"] for m in full) == 16 and max(m["step"] for m in half) == 8
+    verdict = json.loads(lines[-1])
+    assert verdict["last"] == [m["val_loss"] for m in full if m["step"] == 16][-1]
+    assert verdict["previous"] == [m["val_loss"] for m in half if m["step"] == 8][-1]
