@@ -11,8 +11,11 @@ mixture-tests, draw = seed + 1). Per (mixture, test, seed): coverage on inputs o
 graphs using a vertex id no training graph used (unseen_ids): a test with any is analysed apart,
 outside the regression. Every job is judged by the convergence gate ([convergence.pretrain],
 graphpath.sweeps.convergence) on its validation loss: a sample of `validation_size` graphs from
-its own mixture, drawn apart from the training set and scored at every evaluation, against that
-sample's constant predictor; a cell whose jobs did not all converge is marked and left out.
+its own mixture, drawn apart from the training set (split study-validation) and scored at every
+evaluation, against that sample's constant predictor; with method "halving" (the CPU default's)
+each job has a twin trained for half the steps (`<key>-half`, never scored on tests) whose final
+validation loss its own is compared with. A cell whose jobs did not all converge is marked and
+left out; the preset's `gate_rationale` says why the criterion, and the page shows it.
 The question, answered by experiments.coverage_fit: does log test MSE follow coverage, model size,
 or both (per-seed regressions, t-intervals over seeds, Bonferroni over the two coefficients)?
 
