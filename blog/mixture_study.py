@@ -66,7 +66,13 @@ def mixture_verdict(run: Run) -> Text:
 
 def mixture_notes(run: Run) -> Text:
     doc = study(run, "mixture")
-    return Text(gate_text(doc) + " " + answers_text(doc))
+    gate = doc.get("gate") or {}
+    why = ""
+    if gate.get("schedule"):
+        why += f" Pre-training schedule: {gate['schedule']}."
+    if gate.get("rationale"):
+        why += f" Why this criterion: {gate['rationale']}"
+    return Text(gate_text(doc) + why + " " + answers_text(doc))
 
 
 def fig_mixture_coverage(run: Run) -> Html:

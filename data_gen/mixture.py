@@ -173,9 +173,12 @@ def as_batch(arrays: dict[str, np.ndarray], max_vertices: int) -> GraphBatch:
     return GraphBatch.from_numpy({k: v for k, v in arrays.items() if k != "component"}, max_vertices)
 
 
-def build_mixture_dataset(mixture: Mixture, size: int, seed: int, out, relabel: bool = False) -> Path:
+def build_mixture_dataset(mixture: Mixture, size: int, seed: int | np.random.SeedSequence, out,
+                          relabel: bool = False) -> Path:
     """A pre-built dataset (one shard; `data_gen.load_dataset` format) of `size` mixture graphs,
-    with vertex ids randomly relabelled (`relabel_ids`) when asked.
+    with vertex ids randomly relabelled (`relabel_ids`) when asked. `seed`: an int (a training
+    set's `default_rng(seed)`) or a SeedSequence (a split's stream, data_gen.splits; the manifest
+    records its entropy).
 
     The manifest's `spec` is an Erdos-Renyi spec at the vocabulary (it fixes the padding width and
     the vocabulary only); `mixture` records the real distribution."""
@@ -184,7 +187,8 @@ def build_mixture_dataset(mixture: Mixture, size: int, seed: int, out, relabel: 
     if relabel:
         arrays = relabel_ids(arrays, mixture.max_vertices, rng)
     padding = GraphSpec(family="erdos_renyi", n_min=3, n_max=mixture.max_vertices, max_vertices=mixture.max_vertices)
-    return write_arrays(arrays, padding, out, {"mixture": mixture.to_dict(), "seed": seed, "relabelled": relabel})
+    recorded = [int(e) for e in seed.entropy] if isinstance(seed, np.random.SeedSequence) else seed
+    return write_arrays(arrays, padding, out, {"mixture": mixture.to_dict(), "seed": recorded, "relabelled": relabel})
 
 
 def relabel_ids(arrays: dict[str, np.ndarray], max_vertices: int, rng) -> dict[str, np.ndarray]:

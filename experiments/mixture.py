@@ -9,9 +9,13 @@ held out of them, blends, larger n and longer distances, one test sample per see
 mixture-tests, draw = seed + 1). Per (mixture, test, seed): coverage on inputs only
 (data_gen.mixture.coverage), the labels' support apart (label_support), and the share of test
 graphs using a vertex id no training graph used (unseen_ids): a test with any is analysed apart,
-outside the regression. Every job is judged by the convergence gate ([convergence]: training
-loss, since the held-out set of a dataset-trained stage is not the mixture) against the constant
-predictor of its own dataset; a cell whose jobs did not all converge is marked and left out.
+outside the regression. Every job is judged by the convergence gate ([convergence.pretrain],
+graphpath.sweeps.convergence) on its validation loss: a sample of `validation_size` graphs from
+its own mixture, drawn apart from the training set (split study-validation) and scored at every
+evaluation, against that sample's constant predictor; with method "halving" (the CPU default's)
+each job has a twin trained for half the steps (`<key>-half`, never scored on tests) whose final
+validation loss its own is compared with. A cell whose jobs did not all converge is marked and
+left out; the preset's `gate_rationale` says why the criterion, and the page shows it.
 The question, answered by experiments.coverage_fit: does log test MSE follow coverage, model size,
 or both (per-seed regressions, t-intervals over seeds, Bonferroni over the two coefficients)?
 
@@ -35,10 +39,11 @@ from data_gen import SpecError
 from data_gen.dataset import load_dataset
 from data_gen.mixture import (Mixture, MixtureError, as_batch, build_mixture_dataset, coverage, label_support,
                               sample_mixture, unseen_ids)
-from data_gen.splits import split_rng
+from data_gen.splits import split_rng, split_seed_sequence
 from graphpath.evaluation.predict import predict
 from graphpath.evaluation.scores import ci_summary
-from graphpath.sweeps.convergence import Criterion, check_job, criteria, gate_summary, label_variance
+from graphpath.sweeps.convergence import (Criterion, check_job, criteria, gate_summary, halved_stage,
+                                          label_variance)
 from graphpath.sweeps.runner import SweepError as StudyError
 from graphpath.sweeps.runner import (Job, config_text, executor_options, job_dir, non_embedding_parameters,
                                      require_complete, run_study_cli, run_sweep, save_study, study_parser)
@@ -50,22 +55,25 @@ from . import coverage_fit, protocol
 from .mixture_figures import write_figures
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "mixture.toml"
-KEYS = ("name", "seeds", "max_vertices", "train_size", "test_size", "relabel", "models", "pretrain", "mixtures",
-        "tests", "convergence", "answers")
+KEYS = ("name", "seeds", "max_vertices", "train_size", "validation_size", "test_size", "relabel", "models",
+        "pretrain", "mixtures", "tests", "convergence", "gate_rationale", "answers")
 MIN_TRAIN, MIN_TEST = 256, 64
-GATES = {"pretrain": Criterion(max_ratio=0.1, series="loss")}
+GATES = {"pretrain": Criterion(max_ratio=0.1, series="val_loss")}
 
 
 def load_study(path: Path) -> dict:
     study = read_toml(path, StudyError)
     reject_unknown_keys(KEYS, study, StudyError, "mixture study")
-    study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "test_size": 1024,
-             "relabel": True, "pretrain": {}, "answers": {}, **study}
+    study = {"name": "mixture", "seeds": [0], "max_vertices": 10, "train_size": 20000, "validation_size": 1024,
+             "test_size": 1024,
+             "relabel": True, "pretrain": {}, "answers": {}, "gate_rationale": "", **study}
     seeds = study["seeds"]
     require_seeds(seeds, StudyError)
-    for key, low in (("train_size", MIN_TRAIN), ("test_size", MIN_TEST)):
+    for key, low in (("train_size", MIN_TRAIN), ("validation_size", MIN_TEST), ("test_size", MIN_TEST)):
         if not isinstance(study[key], int) or study[key] < low:
             raise StudyError(f"{key} must be an integer >= {low} (the smallest sensible), got {study[key]!r}")
+    if not isinstance(study["gate_rationale"], str):
+        raise StudyError(f"gate_rationale must be a string (why the criterion), got {study['gate_rationale']!r}")
     if not isinstance(study["relabel"], bool):
         raise StudyError(f"relabel must be true or false, got {study['relabel']!r}")
     models = study.get("models")
@@ -78,16 +86,23 @@ def load_study(path: Path) -> dict:
     study["_mixtures"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["mixtures"].items()}
     study["_tests"] = {name: Mixture.from_dict(name, values, vocabulary) for name, values in study["tests"].items()}
     study["_gates"] = criteria(study.get("convergence"), GATES)
-    pre = study["pretrain"]
-    study["_gates"]["pretrain"].check_every(pre.get("steps", 1000), pre.get("log_every", 10), "[pretrain] log_every")
+    pre, gate = study["pretrain"], study["_gates"]["pretrain"]
+    every = "log_every" if gate.series == "loss" else "eval_every"
+    if gate.method == "windows":  # halving compares the two runs' final values, which every run records
+        gate.check_every(pre.get("steps", 1000), pre.get(every, 10 if every == "log_every" else 100),
+                         f"[pretrain] {every}")
     for index, model in enumerate(models):
         protocol.require_depth(model, vocabulary, f"[[models]] {index + 1}")
         config_text(run_config(study, model, seeds[0], None))
     return study
 
 
-def run_config(study: dict, model: dict, seed: int, dataset: Path | None) -> dict:
-    train = {**study["pretrain"], **({"dataset": str(dataset)} if dataset is not None else {})}
+def run_config(study: dict, model: dict, seed: int, data: Path | None, half: bool = False) -> dict:
+    """The job's run config; `data` is its (mixture, seed) data directory (None: only to validate);
+    `half`: the same arm for half the steps (the gate's method "halving")."""
+    train = halved_stage(study["pretrain"]) if half else dict(study["pretrain"])
+    if data is not None:
+        train.update(dataset=str(data / "train"), validation_dataset=str(data / "validation"))
     v = study["max_vertices"]
     return {"name": study["name"], "seed": seed, "data": {"n_max": v, "finetune_n_max": min(5, v), "small_target": min(5, v)},
             "model": dict(model), "train": train, "finetune": {"steps": 1}}
@@ -105,15 +120,31 @@ def job_key(mix: str, m: int, seed: int) -> str:
     return f"{mix}-model{m}-seed{seed}"
 
 
+def half_key(mix: str, m: int, seed: int) -> str:
+    """The job of the same arm trained for half the steps (method "halving"); never scored on tests."""
+    return job_key(mix, m, seed) + "-half"
+
+
+def build_data(study: dict, mix: str, seed: int, where: Path) -> None:
+    """The (mixture, seed) training set and its validation sample: `validation_size` graphs drawn
+    from the same mixture by an independent generator (relabelled alike), which the convergence gate
+    judges on (the tests are other distributions and are never seen in training or gating)."""
+    validation = split_seed_sequence("study-validation", draw=seed + 1, key=zlib.crc32(f"mixture:{mix}".encode()))
+    for part, size, stream in (("train", study["train_size"], seed), ("validation", study["validation_size"], validation)):
+        if not (where / part / "manifest.json").is_file():
+            build_mixture_dataset(study["_mixtures"][mix], size, stream, where / part, relabel=study["relabel"])
+
+
 def run_jobs(study: dict, out: Path, progress: bool = True, **executor) -> list[tuple]:
     """Build the datasets and run (or skip) every job; returns [(seed, mixture, model index)]."""
     jobs = [(seed, mix, m) for seed in study["seeds"] for mix in study["_mixtures"] for m in range(len(study["models"]))]
-    for seed, mix in {(seed, mix) for seed, mix, _ in jobs}:
-        if not (data_dir(out, mix, seed) / "manifest.json").is_file():
-            build_mixture_dataset(study["_mixtures"][mix], study["train_size"], seed, data_dir(out, mix, seed),
-                                  relabel=study["relabel"])
+    for seed, mix in sorted({(seed, mix) for seed, mix, _ in jobs}):
+        build_data(study, mix, seed, data_dir(out, mix, seed))
     sweep = [Job(job_key(mix, m, seed), run_config(study, study["models"][m], seed, data_dir(out, mix, seed)))
              for seed, mix, m in jobs]
+    if study["_gates"]["pretrain"].method == "halving":
+        sweep += [Job(half_key(mix, m, seed), run_config(study, study["models"][m], seed, data_dir(out, mix, seed),
+                                                         half=True)) for seed, mix, m in jobs]
     require_complete(run_sweep(sweep, out, progress=progress, desc="mixture jobs", **executor))
     return jobs
 
@@ -132,11 +163,14 @@ def score(study: dict, out: Path, jobs: list[tuple], progress: bool = True) -> t
     bar = tqdm(jobs, desc="mixture scoring", unit="model", disable=not progress, dynamic_ncols=True)
     for seed, mix, m in bar:
         if (mix, seed) not in trains:
-            trains = {(mix, seed): dataset_arrays(data_dir(out, mix, seed))}
-        train = trains[(mix, seed)]
+            trains = {(mix, seed): {part: dataset_arrays(data_dir(out, mix, seed) / part)
+                                    for part in ("train", "validation")}}
+        train, validation = trains[(mix, seed)]["train"], trains[(mix, seed)]["validation"]
         run = job_dir(out, Job(job_key(mix, m, seed), {}))
-        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", study["_gates"]["pretrain"],
-                                                    label_variance(train["label"]))
+        gate = study["_gates"]["pretrain"]
+        gated_on = train if gate.series == "loss" else validation  # the constant predictor of the series' data
+        half = job_dir(out, Job(half_key(mix, m, seed), {})) if gate.method == "halving" else None
+        verdicts[job_key(mix, m, seed)] = check_job(run, "pretrain", gate, label_variance(gated_on["label"]), half)
         model = load(run).model
         for test, mixture in study["_tests"].items():
             arrays = sample_mixture(mixture, study["test_size"],
@@ -179,6 +213,7 @@ def analyse(study: dict, raw: list[dict], verdicts: dict) -> dict:
                     excluded_unseen_ids=sum(c["converged"] and c["unseen_ids"] > 0 for c in cells))
     public = {k: v for k, v in study.items() if not k.startswith("_")}
     gate = {"criteria": {k: {**c.to_dict(), "text": c.describe()} for k, c in study["_gates"].items()},
+            "rationale": study["gate_rationale"] or None, "schedule": schedule_text(study["pretrain"]),
             **gate_summary(verdicts), "cells_marked": [[c["mixture"], c["test"], c["model"]] for c in cells
                                                        if not c["converged"]], "verdicts": verdicts}
     return {"schema": 2, "study": public, "definitions": {
@@ -189,6 +224,16 @@ def analyse(study: dict, raw: list[dict], verdicts: dict) -> dict:
                 "analysis": coverage_fit.__doc__.strip()},
             "models": [{"index": m, "config": study["models"][m], "N": n} for m, n in enumerate(n_of)],
             "cells": cells, "raw": raw, "analysis": analysis, "gate": gate, "answers": study["answers"]}
+
+
+def schedule_text(pretrain: dict) -> str:
+    """The pre-training schedule in words, for the page (the gate's windows depend on it)."""
+    steps, decay = pretrain.get("steps", 1000), pretrain.get("decay", "cosine")
+    text = f"{steps} steps of batch {pretrain.get('batch_size', 512)}, peak lr {pretrain.get('lr', 1e-3):g}, {decay}"
+    if decay == "wsd":
+        text += (f" (constant lr to step {pretrain['decay_step']}, then linear to {pretrain.get('min_lr', 0.0):g} "
+                 "at the end)")
+    return text
 
 
 def summary_line(doc: dict) -> str:

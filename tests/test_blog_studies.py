@@ -113,6 +113,7 @@ seeds = [0, 1, 2]
 max_vertices = 5
 train_size = 512
 test_size = 64
+gate_rationale = "a reason stated before the run."
 """ + ANSWERS + two_models() + TINY_PRETRAIN + """[mixtures.reference]
 components = [{family = "reference", n_max = 4, weight = 1.0}]
 [mixtures.er]
@@ -165,3 +166,5 @@ def test_partial_and_mixture_sections_show_tables_tests_figures_and_verdict(tmp_
     assert "log_N" not in a["fit"] and "Model size is not in the regression: 2 model sizes" in html
     assert f"on input coverage {fmt(a['fit']['coverage']['value'])}" in html and "excludes 0: a finding" in html
     assert html.count("This preset can answer a question this preset answers") == 2
+    assert "Why this criterion: a reason stated before the run." in html  # the mixture gate's stated rationale
+    assert "Pre-training schedule: 20 steps of batch 32" in html

@@ -9,7 +9,7 @@ import pytest
 from data_gen import load_dataset
 from data_gen.mixture import (Component, Mixture, MixtureError, build_mixture_dataset, coverage, input_cells,
                               label_support, relabel_ids, sample_mixture, unseen_ids)
-from data_gen.splits import split_rng
+from data_gen.splits import split_rng, split_seed_sequence
 from experiments.mixture import main
 from tiny_studies import TINY_PRETRAIN, assert_bad_study, two_models
 
@@ -95,11 +95,12 @@ name = "mixture-tiny"
 seeds = [0, 1]
 max_vertices = 5
 train_size = 512
+validation_size = 64
 test_size = 64
 """ + two_models() + TINY_PRETRAIN + """[convergence.pretrain]
+method = "halving"
 tolerance = 10.0
 max_ratio = 100.0
-series = "loss"
 [mixtures.reference]
 components = [{family = "reference", n_max = 4, weight = 1.0}]
 [mixtures.blend]
@@ -116,6 +117,8 @@ components = [{family = "reference", n_max = 4, d_min = 2, d_max = 3}]
 @pytest.mark.parametrize("edit,needle", [
     (('weight = 0.5}, {family = "erdos_renyi"', 'weight = 0.6}, {family = "erdos_renyi"'), "not 1"),
     (("train_size = 512", "train_size = 10"), "smallest sensible"),
+    (("validation_size = 64", "validation_size = 8"), "validation_size must be"),
+    (('method = "halving"', 'method = "windows"\nwindow = 0.2'), "eval_every"),  # windows of 4 steps, evals every 5
     (("test_size = 64", "test_size = 64\nbogus = 1"), "unknown mixture study key"),
     (('{family = "path", n_min = 5', '{family = "path", colour = 1, n_min = 5'), "unknown mixture path-larger"),
     (("test_size = 64", "test_size = 64\nrelabel = 1"), "relabel must be"),
@@ -145,8 +148,19 @@ def test_mixture_study_end_to_end(tmp_path):
                           split_rng("mixture-tests", draw=2, key=zlib.crc32(b"long")))  # seed 1's own sample
     model, _ = load_model(out / "jobs" / "blend-model1-seed1")
     assert row["mse"] == pytest.approx(float(np.mean((predict(model, as_batch(test, 5)) - test["label"]) ** 2)))
-    manifest = json.loads((out / "data" / "blend-seed1" / "manifest.json").read_text())
+    manifest = json.loads((out / "data" / "blend-seed1" / "train" / "manifest.json").read_text())
     assert manifest["relabelled"] and all(r["unseen_ids"] == 0.0 for r in doc["raw"])
+    # the gate's validation sample: the same mixture from its own split stream, relabelled alike
+    validation = json.loads((out / "data" / "blend-seed1" / "validation" / "manifest.json").read_text())
+    stream = split_seed_sequence("study-validation", draw=2, key=zlib.crc32(b"mixture:blend"))
+    assert validation["seed"] == list(stream.entropy) and validation["relabelled"]
+    assert validation["mixture"] == manifest["mixture"]
+    held = load_dataset(out / "data" / "blend-seed1" / "validation")
+    verdict = doc["gate"]["verdicts"]["blend-model1-seed1"]
+    assert doc["gate"]["criteria"]["pretrain"]["series"] == "val_loss" and verdict["points"] == [1, 1]
+    half = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed1-half" / "metrics.jsonl").open()]
+    assert verdict["half_steps"] == 10 and verdict["previous"] == [m["val_loss"] for m in half if m["step"] == 10][-1]
+    assert verdict["ratio"] == pytest.approx(verdict["last"] / float(held.label.double().var(unbiased=False)))
     cell = next(c for c in doc["cells"] if (c["mixture"], c["test"]) == ("reference", "reference"))
     assert cell["families_in_mixture"] and cell["coverage"] > 0.9 and cell["label_support"] == 1.0
     assert doc["gate"]["jobs"] == 2 * 2 * 2 == len(doc["gate"]["verdicts"]) == doc["gate"]["converged"]  # lenient gate
@@ -201,3 +215,33 @@ def test_presets_load(preset):
     assert size_law_allowed(sizes)[0], sizes
     assert all(abs(sum(c.weight for c in m.components) - 1) < 1e-9 for m in study["_mixtures"].values())
     assert study["answers"]["can"] and study["answers"]["cannot"]
+
+
+@pytest.mark.parametrize("args,needle", [(["--mixture", "nope"], "no [mixtures.nope]"),
+                                         (["--mixture", "blend", "--model", "5"], "--model must lie"),
+                                         (["--mixture", "blend", "--set", "steps"], "key=value"),
+                                         (["--mixture", "blend", "--set", "stepz=3"], "stepz")])
+def test_probe_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
+    from experiments.mixture_probe import main as probe
+
+    (tmp_path / "study.toml").write_text(TINY)
+    assert probe(["--config", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out")] + args) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_probe_prints_the_arm_and_its_half_and_the_verdict(tmp_path, capsys):
+    from experiments.mixture_probe import main as probe
+
+    (tmp_path / "study.toml").write_text(TINY)
+    out = tmp_path / "out"
+    assert probe(["--config", str(tmp_path / "study.toml"), "--out", str(out), "--mixture", "blend", "--model", "1",
+                  "--set", "steps=16", "--half"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    full = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed0-steps16" / "metrics.jsonl").open()]
+    half = [json.loads(line) for line in (out / "jobs" / "blend-model1-seed0-steps16-half" / "metrics.jsonl").open()]
+    assert max(m["step"] for m in full) == 16 and max(m["step"] for m in half) == 8
+    verdict = json.loads(lines[-1])
+    assert verdict["last"] == [m["val_loss"] for m in full if m["step"] == 16][-1]
+    assert verdict["previous"] == [m["val_loss"] for m in half if m["step"] == 8][-1]

@@ -153,6 +153,19 @@ def test_lr_schedule_warms_up_then_decays():
     assert factors[-1] < 0.01
 
 
+def test_wsd_holds_the_peak_lr_then_decays_linearly_to_min_lr():
+    from graphpath.core.config import StageConfig
+
+    stage = StageConfig(steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4, decay="wsd", decay_step=80)
+    factors = [lr_factor(s, stage) for s in range(101)]
+    assert factors[0] == pytest.approx(0.1) and set(factors[9:81]) == {1.0}  # warm-up, then stable
+    assert factors[90] == pytest.approx(1 - 0.9 * 0.5) and factors[100] == pytest.approx(0.1)  # half way, then min_lr
+    for bad, needle in ((dict(decay="wsd"), "decay_step is needed"), (dict(decay="wsd", decay_step=80, time_budget=9.0),
+                                                                      "not \"wsd\"")):
+        with pytest.raises(ConfigError, match=needle):
+            StageConfig(steps=100, **bad)
+
+
 class Bf16Runtime(Runtime):
     def autocast(self):
         return torch.autocast("cpu", dtype=torch.bfloat16)  # the CPU stand-in for CUDA bf16

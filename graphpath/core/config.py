@@ -27,7 +27,7 @@ from graphpath_common.toml import dumps, read_toml, tomllib
 
 from graphpath.core.model import ConfigError, ModelConfig
 
-DECAYS = ("cosine", "linear", "constant", "step")
+DECAYS = ("cosine", "linear", "constant", "step", "wsd")
 PRECISIONS = ("fp32", "tf32", "bf16")  # fp32 everywhere; tf32: TF32 matmuls on CUDA; bf16: CUDA autocast
 OPTIMIZERS = ("fresh", "continue")  # fine-tuning: a new AdamW, or keep stepping the pre-training one
 READOUT_INITS = ("lstsq",)  # fine-tuning: the least-squares read-out (left out: the body's own)
@@ -103,8 +103,10 @@ class StageConfig:
     lr: float = 1e-3  # peak learning rate (AdamW)
     min_lr: float = 0.0  # learning rate at the end of the decay
     warmup_steps: int = 0  # linear warmup from 0 to lr
-    decay: str = "cosine"  # cosine | linear | constant | step (lr, then min_lr from decay_step on)
-    decay_step: int | None = None  # decay "step" only: the step where lr drops to min_lr
+    decay: str = "cosine"  # cosine | linear | constant | step (lr, then min_lr from decay_step on) | wsd (warmup,
+    # lr until decay_step, then linear to min_lr at `steps`: Hagele et al. 2024, "Scaling laws and compute-optimal
+    # training beyond fixed training durations", section 3)
+    decay_step: int | None = None  # decay "step": the step where lr drops to min_lr; "wsd": where the decay starts
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     betas: list = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     grad_clip: float | None = None  # max global grad norm; None (left out) = no clipping
@@ -113,6 +115,9 @@ class StageConfig:
     eval_size: int = 4096  # held-out graphs (sampled once from the stage's family, own seed)
     validation_size: int | None = None  # graphs of the stage's validation split, scored beside the held-out
     # set at every evaluation (metrics `val_loss`); a recipe search's objective, never reported; None = off
+    validation_dataset: str | None = None  # pre-built dataset directory scored as `val_loss` at every evaluation
+    # instead of the validation split (its first validation_size graphs when that is set): a held-out sample of
+    # a dataset-trained stage's own distribution; None = the split
     checkpoint_every: int = 500  # steps between checkpoints (also at the end)
     keep_checkpoints: int = 3  # numbered checkpoints kept per stage, the newest (the finals are always kept)
     buckets: int = 4  # sort each batch by edge count into this many trimmed chunks (padded layout)
@@ -159,8 +164,8 @@ class StageConfig:
         need(self.lr * self.weight_decay < 1, f"lr * weight_decay must be < 1 (each step multiplies the weights by "
              f"1 - lr * weight_decay), got {self.lr} * {self.weight_decay}")
         need(self.decay in DECAYS, f"decay must be one of {', '.join(DECAYS)}, got {self.decay!r}")
-        need((self.decay == "step") == (self.decay_step is not None),
-             "decay_step is needed with decay \"step\" and only then")
+        need((self.decay in ("step", "wsd")) == (self.decay_step is not None),
+             "decay_step is needed with decay \"step\" or \"wsd\" and only then")
         need(self.decay_step is None or (isinstance(self.decay_step, int) and 0 < self.decay_step <= self.steps),
              f"decay_step must lie in [1, steps={self.steps}], got {self.decay_step!r}")
         need(isinstance(self.betas, (list, tuple)) and len(self.betas) == 2
@@ -169,12 +174,14 @@ class StageConfig:
         need(self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0),
              f"grad_clip must be a finite number > 0 or absent, got {self.grad_clip!r}")
         need(self.dataset is None or isinstance(self.dataset, str), f"dataset must be a path, got {self.dataset!r}")
+        need(self.validation_dataset is None or isinstance(self.validation_dataset, str),
+             f"validation_dataset must be a path, got {self.validation_dataset!r}")
         need(isinstance(self.compile, bool), f"compile must be true or false, got {self.compile!r}")
         need(isinstance(self.pack, bool), f"pack must be true or false, got {self.pack!r}")
         need(self.time_budget is None or (_is_number(self.time_budget) and self.time_budget > 0),
              f"time_budget must be a finite number of seconds > 0 or left out, got {self.time_budget!r}")
-        need(self.time_budget is None or self.decay != "step",
-             "time_budget needs a decay that follows progress (cosine, linear or constant), not \"step\"")
+        need(self.time_budget is None or self.decay not in ("step", "wsd"),
+             f"time_budget needs a decay that follows progress (cosine, linear or constant), not \"{self.decay}\"")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.readout_init in (None, *READOUT_INITS),
              f"readout_init must be {' or '.join(READOUT_INITS)} or left out, got {self.readout_init!r}")

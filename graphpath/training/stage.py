@@ -33,7 +33,7 @@ from graphpath.core.checkpoint import (find_checkpoint, optimizer_from_parts, pr
 from graphpath.core.config import PRECISIONS, ConfigError, RunConfig, StageConfig
 from graphpath.core.contract import contract_to_json, stage_contract
 from graphpath.evaluation.predict import predict
-from graphpath.training.feed import DataError, make_feed, stage_seed
+from graphpath.training.feed import DataError, load_dataset, make_feed, stage_seed
 from graphpath.training.phases import CURVE_SIZE, curve_steps
 from graphpath.training.prefetch import PrefetchFeed
 from graphpath.core.model import GraphTransformer
@@ -119,6 +119,9 @@ def lr_factor(step: int, stage: StageConfig, progress: float | None = None) -> f
         return (step + 1) / stage.warmup_steps
     if stage.decay == "step":
         return 1.0 if step < stage.decay_step else stage.min_lr / stage.lr
+    if stage.decay == "wsd":  # stable at lr, then linear to min_lr over [decay_step, steps]
+        cooldown = min(1.0, max(0, step - stage.decay_step) / max(1, stage.steps - stage.decay_step))
+        return 1 - (1 - stage.min_lr / stage.lr) * cooldown
     if progress is None:
         progress = min(1.0, (step - stage.warmup_steps) / max(1, stage.steps - stage.warmup_steps))
     floor = stage.min_lr / stage.lr
@@ -218,7 +221,11 @@ def heldout_set(config: RunConfig, spec: GraphSpec, stage_name: str, stage: Stag
 
 
 def validation_set(spec: GraphSpec, stage_name: str, stage: StageConfig) -> GraphBatch | None:
-    """The stage's validation split (what a recipe search selects on), or None when not asked for."""
+    """The stage's validation set: its `validation_dataset` (the first `validation_size` graphs when
+    set), else its validation split (what a recipe search selects on), or None when not asked for."""
+    if stage.validation_dataset is not None:
+        data = load_dataset(stage.validation_dataset, spec.max_vertices)
+        return data if stage.validation_size is None else data[:stage.validation_size]
     if stage.validation_size is None:
         return None
     return split_batch(f"validation-{stage_name}", spec=spec, size=stage.validation_size)
