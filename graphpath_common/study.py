@@ -20,10 +20,10 @@ from dataclasses import dataclass
 # tests/test_departures.py keeps these in step with data_gen.
 DEFAULT_THRESHOLDS = {"data.pretrain_threshold": 6, "data.finetune_threshold": 4}
 # What a resolved config.toml means by leaving a key out (graphpath.core.config: unset thresholds,
-# the study's default tasks, no clipping, no decay step).
+# the study's default tasks, no clipping, no decay step, no weight average).
 OMITTED = {**DEFAULT_THRESHOLDS, "data.pretrain_task": "distance-12", "data.finetune_task": "distance-onpath",
            "train.grad_clip": None, "train.decay_step": None, "finetune.grad_clip": None,
-           "finetune.decay_step": None}
+           "finetune.decay_step": None, "train.ema_decay": None, "finetune.ema_decay": None}
 STUDY_BATCH = 2 ** 15
 STUDY_OPTIMIZER = "Adam (L2 decay on every parameter)"
 ADAMW = "AdamW (decoupled decay on matrices and embeddings; biases and LayerNorm undecayed)"
@@ -79,6 +79,8 @@ STUDY_RECIPE: tuple[Setting, ...] = (
     Setting("train.betas", "optimizer", "Adam betas", [0.9, 0.999]),
     Setting("train.grad_clip", "optimizer", "gradient clipping (max norm)", None),
     Setting("train.precision", "optimizer", "precision", "fp32", "bf16 broke the study's training"),
+    Setting("train.ema_decay", "optimizer", "weight average scored and saved (EMA decay)", None,
+            "none: the study scored and saved the last weights"),
     Setting("train.lr", "schedule", "pre-training peak lr", 5e-4),
     Setting("train.decay", "schedule", "lr schedule", "step"),
     Setting("train.decay_step", "schedule", "step where the lr drops", 6400),
@@ -98,6 +100,7 @@ STUDY_RECIPE: tuple[Setting, ...] = (
     Setting("finetune.betas", "fine-tuning", "fine-tuning Adam betas", [0.9, 0.999]),
     Setting("finetune.grad_clip", "fine-tuning", "fine-tuning gradient clipping (max norm)", None),
     Setting("finetune.precision", "fine-tuning", "fine-tuning precision", "fp32"),
+    Setting("finetune.ema_decay", "fine-tuning", "fine-tuning weight average (EMA decay)", None),
     Setting("finetune.weight_decay", "fine-tuning", "fine-tuning weight decay", 1e-5),
     Setting("finetune.batch_size", "fine-tuning", "fine-tuning batch (graphs)", STUDY_BATCH,
             "not stated in the post; the notebook's batch"),

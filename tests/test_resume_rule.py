@@ -108,3 +108,10 @@ def test_pack_and_batch_ramp_are_fixed_and_time_budget_and_validation_size_may_c
     (record,) = json.loads((stopped / "resumes.json").read_text())
     assert record["changed"] == {"train.time_budget": [None, 600], "train.validation_size": [None, 32]}
     assert [m["step"] for m in metrics(stopped) if "val_loss" in m] == [40]  # scored from the resumed step on
+
+
+def test_ema_decay_is_fixed_once_the_stage_has_started(stopped, capsys):
+    capsys.readouterr()
+    assert main(["--out", str(stopped), "--resume", "--train.ema_decay", "0.99", "--no-eval", "--no-figures"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "train.ema_decay (null -> 0.99)" in err

@@ -51,9 +51,13 @@ def weights(path):
     return load_file(str(path))
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+# with a weight average in both stages the checkpoints hold the average and carry the optimizer's
+# weights (raw.*) and the average's step count, so the resumed run must still match bit for bit
+@pytest.mark.parametrize("average", [[], ["--train.ema_decay", "0.9", "--finetune.ema_decay", "0.8"]],
+                         ids=["plain", "ema"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, average):
     common = [*TINY, "--train.steps", "9", "--train.checkpoint_every", "4", "--finetune.steps", "6",
-              "--finetune.lr", "1e-3", "--finetune.checkpoint_every", "100"]
+              "--finetune.lr", "1e-3", "--finetune.checkpoint_every", "100", *average]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["--out", str(whole), *common]) == 0
     assert main(["--out", str(parts), *common, "--stop-after", "6"]) == 0  # inside pre-training
@@ -69,10 +73,45 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
             assert torch.equal(a[key], b[key]), (name, key)
     steps = lambda run: [(m["stage"], m["step"]) for m in read_metrics(run)]
     assert steps(whole) == steps(parts)
-    held = lambda run: [m["eval_loss"] for m in read_metrics(run) if "eval_loss" in m]
+    held = lambda run: [(m["eval_loss"], m.get("raw_eval_loss")) for m in read_metrics(run) if "eval_loss" in m]
     assert held(whole) == held(parts)
     phases = json.loads((parts / "phases.json").read_text())
     assert set(phases["finetune"]) == {"loss_before", "loss_after"}
+    final = json.loads((parts / "checkpoints" / "pretrain-final.json").read_text())
+    scored = [m for m in read_metrics(parts) if m["stage"] == "pretrain" and "eval_loss" in m]
+    assert final["heldout_loss"] == scored[-1]["eval_loss"]  # the saved weights are the scored ones
+    if average:
+        assert final["scored_weights"] == "ema" and final["ema_decay"] == 0.9
+        assert all(m["eval_weights"] == "ema" and m["raw_eval_loss"] != m["eval_loss"] for m in scored)
+        raw = weights(parts / "checkpoints" / "pretrain-final.state.safetensors")
+        saved = weights(parts / "checkpoints" / "pretrain-final.safetensors")
+        assert any(not torch.equal(raw[f"raw.{key}"], saved[key]) for key in saved)  # the average, not the raw
+    else:
+        assert "scored_weights" not in final and not any("eval_weights" in m or "raw_eval_loss" in m
+                                                           for m in read_metrics(parts))
+
+
+def test_the_weight_average_after_k_steps_is_the_ema_formula(tmp_path):
+    """avg_1 = w_1, avg_k = decay * avg_(k-1) + (1 - decay) * w_k (w_k: the weights after optimizer
+    step k), computed here in float64 from the weights the loop leaves after each step."""
+    decay, k = 0.7, 5
+    flags = [a for a in TINY if a not in ("--no-eval", "--no-figures")]
+    overrides = [(flag[2:], value) for flag, value in zip(flags[::2], flags[1::2])]
+    config = load_config(DEFAULT_CONFIG, [*overrides, ("train.ema_decay", str(decay))])
+    spec = study_presets(**config.data.preset_kwargs())["pretrain"]
+    model = trainer.GraphTransformer(config.model)
+    loop = trainer.StageLoop(model, config, "pretrain", spec, tmp_path, Runtime(torch.device("cpu")), None)
+    by_hand = None
+    for _ in range(k):
+        loop.train_batch()
+        now = {name: p.detach().double().clone() for name, p in model.named_parameters()}
+        by_hand = now if by_hand is None else {n: decay * by_hand[n] + (1 - decay) * now[n] for n in now}
+    averaged = dict(loop.scored.named_parameters())
+    assert int(loop.ema.n_averaged) == k
+    for name, value in by_hand.items():
+        torch.testing.assert_close(averaged[name].double(), value, rtol=1e-5, atol=1e-6)
+    # the average is not the last weights (else the test could not tell an average from a copy)
+    assert any(not torch.allclose(averaged[n].double(), p.detach().double()) for n, p in model.named_parameters())
 
 
 def test_finetune_records_the_loss_before_fine_tuning(tmp_path):
@@ -116,6 +155,11 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tmp_pat
     (["--config", "/nonexistent.toml"], "cannot read"),
     (["--stage", "finetune"], "no finished pre-training"),
     (["--resume"], "holds no run"),
+    (["--train.ema_decay", "1"], "ema_decay"),
+    (["--train.ema_decay", "0"], "ema_decay"),
+    (["--train.ema_decay", "nan"], "ema_decay"),
+    (["--finetune.ema_decay", "x"], "finetune.ema_decay"),
+    (["--finetune.mode", "lora", "--finetune.lora_rank", "2", "--finetune.ema_decay", "0.9"], "lora"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, fragment):
     assert main(["--out", str(tmp_path / "run"), *argv]) == 2

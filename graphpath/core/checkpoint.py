@@ -2,7 +2,8 @@
 
 A checkpoint `checkpoints/<stage>-<step>` (or `<stage>-final`) is three files:
     <name>.safetensors        the model's weights (the unwrapped module: no `module.`/`_orig_mod.`)
-    <name>.state.safetensors  training tensors: optimizer moments, torch RNG state (optional)
+    <name>.state.safetensors  training tensors: optimizer moments, torch RNG state, and with a weight
+                              average the optimizer's own weights (`raw.*`) (optional)
     <name>.json               model_config, data (study_presets kwargs), step, examples, seed, stage,
                               `stages` (what the model was trained on: graphpath.core.contract),
                               plus `train_state` (optimizer param groups, scheduler, sampler RNG)
@@ -84,9 +85,10 @@ def optimizer_from_parts(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 # ---- save -------------------------------------------------------------------------------------
 def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
                     optimizer: torch.optim.Optimizer | None = None, scheduler=None,
-                    extra_state: dict | None = None) -> Path:
+                    extra_state: dict | None = None, extra_tensors: dict[str, torch.Tensor] | None = None) -> Path:
     """Write `<directory>/<name>.*` atomically; returns the JSON path. `info` must hold
-    model_config, data, step, seed, stage (and anything else JSON-able)."""
+    model_config, data, step, seed, stage (and anything else JSON-able). `extra_tensors` (names
+    not starting with `optim.` or `rng.`) go into the training-state file beside the optimizer's."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = unwrap(model)
@@ -95,6 +97,7 @@ def save_checkpoint(directory: Path, name: str, model: nn.Module, info: dict,
     train_state = dict(extra_state or {})
     if optimizer is not None:
         tensors, meta = optimizer_to_parts(optimizer)
+        tensors.update(extra_tensors or {})
         tensors["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()

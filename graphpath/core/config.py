@@ -136,6 +136,8 @@ class StageConfig:
     readout_init_size: int | None = None  # graphs for readout_init "lstsq" (their own stream); None = 65536
     precision: str = "fp32"  # fp32 | tf32 (CUDA: TF32 matmuls; CPU: fp32) | bf16 (CUDA autocast only)
     optimizer: str = "fresh"  # fine-tuning only: fresh = new AdamW | continue = the pre-training optimizer, moments kept
+    ema_decay: float | None = None  # an exponential moving average of the weights, updated after every optimizer
+    # step (torch.optim.swa_utils.AveragedModel); held-out scores and the saved weights are the average's. None = off
 
     def __post_init__(self):
         """Checks that hold in any stage (messages without the section; `check_section` adds it)."""
@@ -190,6 +192,8 @@ class StageConfig:
         need(self.readout_init_size is None or self.readout_init is not None,
              "readout_init_size is only used with readout_init \"lstsq\"")
         need(self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.ema_decay is None or (_is_number(self.ema_decay) and 0 < self.ema_decay < 1),
+             f"ema_decay must be a number in (0, 1) or left out, got {self.ema_decay!r}")
 
     def batch_at(self, step: int) -> int:
         """Graphs in optimizer step `step` (0-based): batch_size, then the ramp's sizes."""
@@ -214,6 +218,9 @@ class StageConfig:
                        self.body, section)
         _need(section == "finetune" or self.readout_init is None,
               f"{section}: readout_init applies to the fine-tuning stage only")
+        _need(self.ema_decay is None or self.mode != "lora",
+              f"{section}: ema_decay cannot average a mode \"lora\" stage (its LoRA factors live in "
+              f"parametrizations that are not saved)")
         if self.optimizer == "continue":
             _need(section == "finetune", f"{section}: optimizer \"continue\" applies to the fine-tuning stage only")
             _need(self.mode == "full" and self.body == "pretrained",

@@ -203,7 +203,8 @@ def summary_line(result: dict, changes: list[dict], extra: str = "") -> str:
     found = [c for c in changes if c["stage"] == result["stage"]]
     where = ", ".join(f"{c['label']}@{c['step']}" for c in found[:8]) or "none"
     return (f"{result['stage']}: {result['step']} steps, {result['examples']:,} examples in {minutes}m{seconds:02d}s "
-            f"({result['examples_per_s']:,.0f} ex/s); held-out MSE {result['eval_loss']:.4g}{extra}; "
+            f"({result['examples_per_s']:,.0f} ex/s); held-out MSE {result['eval_loss']:.4g}"
+            f"{' (the EMA of the weights)' if result.get('scored_weights') == 'ema' else ''}{extra}; "
             f"phase changes: {where}")
 
 

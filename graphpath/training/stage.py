@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from data_gen import GraphBatch, GraphSpec
@@ -159,6 +160,15 @@ def stage_optimizer(model: torch.nn.Module, stage: StageConfig) -> torch.optim.A
                              lr=stage.lr, betas=tuple(stage.betas), fused=fused)
 
 
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of `model`'s weights (a copy of the module; `.module` is the
+    averaged model): `update_parameters(model)` after each optimizer step sets
+    avg <- decay * avg + (1 - decay) * w, the first update copying w (the formula of
+    torch.optim.swa_utils.get_ema_multi_avg_fn: the exponential form of iterate averaging, Polyak &
+    Juditsky 1992). It averages about the last 1 / (1 - decay) steps."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def compute_loss(model, batch: GraphBatch, buckets: int, runtime: Runtime,
                  pack: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(loss float32 scalar, predictions float32 (B,)) with the model under the runtime's autocast,
@@ -274,9 +284,13 @@ class StageLoop:
         if runtime.device.type == "cuda":  # draw (and pin) the next batches while the GPU trains
             self.feed = PrefetchFeed(self.feed, pin=True)
         self.step, self.examples = 0, 0
+        # the weight average (made before compiling: a copy would share the compiled forward); what
+        # held-out sets score and checkpoints hold when it is on
+        self.ema = weight_average(self.base, stage.ema_decay) if stage.ema_decay is not None else None
+        self.scored = self.ema.module if self.ema is not None else self.base
         if resume_from is not None:
             self.step, self.examples = _restore(resume_from, self.base, self.optimizer, self.scheduler, self.feed,
-                                                runtime, stage)
+                                                runtime, stage, self.ema)
             self.metrics.truncate(stage_name, self.step)
         if stage.compile:  # compile the tensor program only; bucketing and trimming stay in Python
             self.base._forward = torch.compile(self.base._forward, dynamic=True)
@@ -293,6 +307,8 @@ class StageLoop:
                      "seed": config.seed, "stage": stage_name, "precision": stage.precision}
         if stage_name == "finetune":
             self.info["finetune_optimizer"] = stage.optimizer
+        if self.ema is not None:  # the checkpoints' weights (and heldout_loss) are the average's
+            self.info.update(scored_weights="ema", ema_decay=stage.ema_decay)
         self.run_dir = run_dir
         self.last_good = f"{stage_name}-{self.step}" if resume_from is not None else None
         self.sums = torch.zeros(2, spec.max_vertices + 1, dtype=torch.float64, device=runtime.device)
@@ -314,7 +330,7 @@ class StageLoop:
         the main process (unless it did at this step already), then shared (every process calls
         this at the same steps)."""
         if self.runtime.main and self.eval_step != self.step:
-            self.eval_loss, _ = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime,
+            self.eval_loss, _ = score_heldout(self.scored, self.heldout, self.stage.buckets, self.runtime,
                                               self.stage.pack)
             self.eval_step = self.step
         if self.runtime.world > 1:
@@ -347,9 +363,14 @@ class StageLoop:
             states = [None] * self.runtime.world
             dist.all_gather_object(states, self.feed.state())
         if self.runtime.main:
-            save_checkpoint(self.ckpt_dir, name, self.base, {**self.info, "step": self.step, "examples": self.examples,
-                                                             "heldout_loss": loss, "elapsed_s": self.elapsed()},
-                            self.optimizer, self.scheduler, {"feed": states})
+            # with a weight average the checkpoint's weights are the average (the model it scores),
+            # and the optimizer's own weights ride in the training state (`raw.*`) for --resume
+            raw = ({} if self.ema is None else
+                   {"ema.n_averaged": self.ema.n_averaged,
+                    **{f"raw.{key}": value for key, value in self.base.state_dict().items()}})
+            save_checkpoint(self.ckpt_dir, name, self.scored, {**self.info, "step": self.step, "examples": self.examples,
+                                                               "heldout_loss": loss, "elapsed_s": self.elapsed()},
+                            self.optimizer, self.scheduler, {"feed": states}, raw)
             prune_checkpoints(self.ckpt_dir, self.stage_name, self.stage.keep_checkpoints)
         self.last_good = name
 
@@ -371,6 +392,8 @@ class StageLoop:
             torch.nn.utils.clip_grad_norm_(self.base.parameters(), self.stage.grad_clip)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.base)
         self.scheduler.step()
         self.step += 1
         self.examples += size
@@ -386,14 +409,19 @@ class StageLoop:
                   "label_loss": per_label(self.sums), "label_count": label_counts(self.sums), "lr": lr,
                   "examples_per_s": round(speed, 1), "elapsed_s": round(elapsed, 1)}
         if with_eval and self.runtime.main:
-            self.eval_loss, eval_labels = score_heldout(self.base, self.heldout, self.stage.buckets, self.runtime,
+            self.eval_loss, eval_labels = score_heldout(self.scored, self.heldout, self.stage.buckets, self.runtime,
                                                         self.stage.pack)
             self.eval_step = self.step
             record.update(eval_loss=self.eval_loss, eval_label_loss=eval_labels)
+            if self.ema is not None:  # which weights eval_loss scored, and the optimizer's own beside them
+                record.update(eval_weights="ema", raw_eval_loss=score_heldout(
+                    self.base, self.heldout, self.stage.buckets, self.runtime, self.stage.pack)[0])
             if self.validation is not None:
-                record["val_loss"] = score_heldout(self.base, self.validation, self.stage.buckets, self.runtime,
+                record["val_loss"] = score_heldout(self.scored, self.validation, self.stage.buckets, self.runtime,
                                                    self.stage.pack)[0]
         if self.step in self.curve_steps and self.runtime.main:
+            # the optimizer's weights even with an average: phase changes are the training's
+            # dynamics, which an average of the last ~1 / (1 - decay) steps would smear and delay
             curve_loss, curve_labels = score_heldout(self.base, self.curve_set, self.stage.buckets, self.runtime,
                                                      self.stage.pack)
             record.update(curve_loss=curve_loss, curve_label_loss=curve_labels)
@@ -433,20 +461,35 @@ class StageLoop:
                 self.feed.close()
         self.checkpoint(f"{name}-final")
         seconds = time.perf_counter() - started
-        return {"stage": name, "stopped": False, "step": self.step, "examples": self.examples,
-                "loss": self.loss_value, "eval_loss": self.eval_loss, "seconds": seconds,
-                "examples_per_s": (self.examples - start_examples) / max(seconds, 1e-9)}
+        summary = {"stage": name, "stopped": False, "step": self.step, "examples": self.examples,
+                   "loss": self.loss_value, "eval_loss": self.eval_loss, "seconds": seconds,
+                   "examples_per_s": (self.examples - start_examples) / max(seconds, 1e-9)}
+        if self.ema is not None:  # the stage delivers the average: the caller's model becomes it
+            summary["scored_weights"] = "ema"
+            self.base.load_state_dict(self.scored.state_dict())
+        return summary
 
 
 def _restore(json_path: Path, model, optimizer, scheduler, feed, runtime: Runtime,
-             stage: StageConfig) -> tuple[int, int]:
-    """Load a checkpoint's weights, optimizer, schedule, feed and RNG state; returns (step,
+             stage: StageConfig, ema: AveragedModel | None = None) -> tuple[int, int]:
+    """Load a checkpoint's weights, optimizer, schedule, feed and RNG state (and with `ema`, the
+    weight average: the checkpoint's weights, the optimizer's own in `raw.*`); returns (step,
     examples). The schedule is rebuilt from `stage` (the same values, or the `lr`, `min_lr` or
     `steps` a resume may change: graphpath.training.resume), from the restored step on."""
     info = read_info(json_path)
     state = info["train_state"]
-    load_weights_into(model, read_weights(json_path), json_path)
     tensors = read_train_tensors(json_path)
+    if (ema is not None) != ("ema.n_averaged" in tensors):  # ema_decay cannot change on resume (a hand-edited run)
+        had, has = ("no", "one") if ema is not None else ("one", "no")
+        raise CheckpointError(f"{json_path} was written with {had} weight average and this stage has {has} "
+                              f"(ema_decay cannot change on resume)")
+    if ema is None:
+        load_weights_into(model, read_weights(json_path), json_path)
+    else:
+        load_weights_into(ema.module, read_weights(json_path), json_path)
+        load_weights_into(model, {key[len("raw."):]: value for key, value in tensors.items()
+                                  if key.startswith("raw.")}, json_path)
+        ema.n_averaged.copy_(tensors["ema.n_averaged"])
     try:
         optimizer.load_state_dict(optimizer_from_parts(tensors, state["optimizer"]))
     except (KeyError, ValueError) as error:
