@@ -46,8 +46,10 @@ a high lr's noise floor masks it. `method = "halving"` judges the result itself 
                 scaled: `halved_stage`); previous = the half run's, last = the full run's, and
                 change, plateau and learned as above. It is the issue's "doubling the steps
                 changes the final loss by less than x", for the arm the study reports: if the
-                second half of the budget gained less than the tolerance, a further doubling would
-                gain less still on a loss with diminishing returns.
+                second half of the budget gained less than the tolerance, the gain per doubling of
+                steps is about that small. It bounds the gain per doubling, not the distance to
+                the plateau: under a power law in steps every doubling gains about the same
+                fraction.
 
 `doubling_check` is the direct test: the same arm trained for twice the steps (Hernandez et al.
 2021 train every from-scratch size to convergence); it passes when the upper 95% bound of the
