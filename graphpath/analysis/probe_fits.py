@@ -120,27 +120,40 @@ def folds(count: int, seed: int, k: int = FOLDS, groups: np.ndarray | None = Non
     return [np.flatnonzero(np.isin(inverse, part)) for part in np.array_split(order, k)]
 
 
+class _GroupLayout:
+    """Rows padded into groups once per fit: `index` (G, m) row ids (-1 padding), `real` (G, m),
+    `u` (G, m, r) the rows of U (0 at padding), `ones` (G, m, m) the intercept's 1/N block."""
+
+    def __init__(self, u: np.ndarray, groups: np.ndarray):
+        kinds, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.arange(len(order)) - np.repeat(starts, counts)  # position of each sorted row in its group
+        self.index = np.full((len(kinds), counts.max()), -1)
+        self.index[inverse[order], slot] = order
+        self.real = self.index >= 0
+        self.u = np.where(self.real[..., None], u[self.index], 0.0)
+        self.ones = (self.real[:, :, None] & self.real[:, None, :]) / len(u)
+        self.eye = np.eye(self.index.shape[1])[None]
+
+    def loo(self, shrink: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """(N, L) leave-one-group-out residuals of a linear smoother, exactly: for a group g,
+        y_g - fit_(-g),g = (I - H_gg)^-1 (y_g - fit_g), with H = U diag(shrink) U^T + 1 1^T / N the
+        ridge hat matrix, intercept included (the block form, by the Woodbury identity, of the
+        leave-one-out identity of Hastie, Tibshirani and Friedman, ESL 2nd ed., exercise 7.3).
+        shrink (r,), residual (N, L); padded rows carry the identity."""
+        hat = (self.u * shrink) @ self.u.transpose(0, 2, 1) + self.ones  # (G, m, m)
+        padded = np.concatenate([residual, np.zeros((1, residual.shape[1]))])  # index -1: the zero row
+        solved = np.linalg.inv(self.eye - hat) @ padded[self.index]  # (G, m, L); inv: m is small, L is not
+        out = np.empty_like(residual)
+        out[self.index[self.real]] = solved[self.real]
+        return out
+
+
 def _group_loo(u: np.ndarray, shrink: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """(N, L) leave-one-group-out residuals of a linear smoother, exactly: for a group g,
-    y_g - fit_(-g),g = (I - H_gg)^-1 (y_g - fit_g), with H = U diag(shrink) U^T + 1 1^T / N the ridge
-    hat matrix, intercept included (Hastie, Tibshirani and Friedman, ESL 2nd ed., exercise 7.3's
-    Sherman-Morrison-Woodbury argument, for a block of rows). u (N, r), shrink (r,), residual (N, L),
-    groups (N,) int. Groups are padded to the largest; padded rows carry the identity."""
-    kinds, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    slot = np.arange(len(order)) - np.repeat(starts, counts)  # position of each sorted row in its group
-    index = np.full((len(kinds), counts.max()), -1)
-    index[inverse[order], slot] = order  # (G, m) row ids, -1 padding
-    real = index >= 0
-    up = np.where(real[..., None], u[index], 0.0)  # (G, m, r)
-    hat = np.einsum("gir,r,gjr->gij", up, shrink, up) + (real[:, :, None] & real[:, None, :]) / len(u)
-    system = np.eye(index.shape[1])[None] - hat  # (G, m, m)
-    rhs = np.where(real[..., None], residual[index], 0.0)  # (G, m, L)
-    solved = np.linalg.solve(system, rhs)
-    out = np.empty_like(residual)
-    out[index[real]] = solved[real]
-    return out
+    """(N, L) leave-one-group-out residuals (`_GroupLayout.loo`); u (N, r), shrink (r,), residual
+    (N, L), groups (N,) int."""
+    return _GroupLayout(u, groups).loo(shrink, residual)
 
 
 class Ridge:
@@ -165,6 +178,7 @@ class Ridge:
         u, sv, vt = np.linalg.svd(x - self.x_mean, full_matrices=False)  # (N, r), (r,), (r, D)
         u, sv, vt = u[:, :rank], sv[:rank], vt[:rank]  # the top `rank` principal directions (all when None)
         uty = u.T @ (y2 - self.y_mean)  # (r, L)
+        layout = None if groups is None else _GroupLayout(u, groups)
         best = np.full(y2.shape[1], np.inf)
         self.alpha = np.zeros(y2.shape[1])
         coef = np.zeros((x.shape[1], y2.shape[1]))
@@ -176,7 +190,7 @@ class Ridge:
             if groups is None:
                 loo = ((residual / (1 - hat)[:, None]) ** 2).mean(axis=0)  # (L,)
             else:
-                loo = (_group_loo(u, shrink, residual, groups) ** 2).mean(axis=0)
+                loo = (layout.loo(shrink, residual) ** 2).mean(axis=0)
             better = loo < best
             best[better], self.alpha[better] = loo[better], alpha
             coef[:, better] = (vt.T @ ((sv / (sv ** 2 + alpha))[:, None] * uty))[:, better]
