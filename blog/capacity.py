@@ -146,7 +146,8 @@ def capacity_summary(run: Run) -> Text:
                 (("on the first (exploratory) sample", curves),
                  ("on the fresh sample", {n: c["confirm"] for n, c in curves.items()} if confirmed else {}))]
     reading = " — ".join(f"{what}: {said}" for what, said in readings if said)
-    return Text(text + (f". What the curves measured, {reading}" if reading else "") + ". The principal directions are found without the labels: a selectivity near or "
+    return Text(text + (f". What the curves measured, {reading}" if reading else "")
+                + ". The principal directions are found without the labels: a selectivity near or "
                 "below 0 at a rank says that there the probe reads the token types as well as or better than the "
                 "property, not that the stream lacks the property")
 
