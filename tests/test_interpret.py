@@ -654,3 +654,25 @@ def test_page_findings_correct_every_group_and_confirmatory_test_together():
     assert family["p_adjusted"]["a/selective_target"] is None and not family["holds"]["a/selective_target"]
     assert family["holds"]["a/capacity_target"] and not family["holds"]["b/selective_edges"]
     assert family["holds"]["b/beats_stats"] == (family["p_adjusted"]["b/beats_stats"] < 0.05)
+
+
+def test_every_probe_at_edge_or_vertex_tokens_is_folded_by_graph(tmp_path, monkeypatch):
+    """interpret_run end to end on a small model: every probe fitted on more rows than there are graphs
+    (edge tokens, the hand-built model's vertex tokens) gets its graphs as groups, and they never
+    straddle a fold; probes on one row a graph need none."""
+    calls = []
+    real = P.binary_probe
+
+    def spy(x, y, seed=0, weight=None, rank=None, groups=None):
+        calls.append((len(x), None if groups is None else np.asarray(groups), seed))
+        return real(x, y, seed, weight, rank, groups)
+
+    monkeypatch.setattr(P, "binary_probe", spy)
+    doc = I.interpret_run(str(_run(tmp_path / "run")), None, None, 64, 40000, None)
+    assert doc["groups"]["pretrain"]["capacity"]["confirm"]["status"] == "confirmatory"
+    many = [(n, g, s) for n, g, s in calls if n != 64]  # 64 graphs a sample (the hand-built one too: min(64, 512))
+    assert many and all(g is not None and len(np.unique(g)) <= 64 for _, g, _ in many)
+    for n, g, s in many:
+        for test in P.folds(n, s, groups=g):
+            assert not set(g[test].tolist()) & set(np.delete(g, test).tolist())
+    assert all(g is None for n, g, _ in calls if n == 64)
