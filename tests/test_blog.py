@@ -664,3 +664,12 @@ def test_capacity_reading_states_what_was_measured_and_no_cause():
     flat = {**cap, "edges": {**cap["edges"], "selectivity": [cell(0.2, 0.1, 0.3)] * 2,
                              "permuted": [cell(0.5, 0.4, 0.6)] * 2}}
     assert _reading({"pretrain": flat}) == ""  # nothing below 0, no baseline above the task: nothing claimed
+
+
+def test_probe_verdicts_read_the_page_wide_family_when_there_is_one():
+    from blog.inside import _verdict
+
+    found = {"p_adjusted": {"beats_stats": 0.01}, "holds": {"beats_stats": True}, "untestable": {}}
+    family = {"p_adjusted": {"finetune/beats_stats": 0.07}, "holds": {"finetune/beats_stats": False}}
+    assert _verdict(found, "beats_stats", "beats", family, "finetune") == "beats not shown (BH p 0.07)"
+    assert _verdict(found, "beats_stats", "beats") == "beats holds (BH p 0.01)"  # schema 5: the group's own BH
