@@ -220,7 +220,14 @@ def test_inside_section_renders_from_interpret_llc_and_basin(run_copy, tmp_path)
     curve = probes["capacity"]  # a 16-wide stream: ranks 1, 2, 4, 8 and the full width
     assert curve["ranks"] == [1, 2, 4, 8, 16] and "capacity-plot" in html and "r = 1, 2, 4, 8, 16" in html
     assert f"selectivity {blog.values.fmt(curve['edges']['selectivity'][0]['mean'])} at r = 1" in html
-    assert "selective by &gt; 0.1 at some rank: the target token not testable: one type" in html
+    assert "selective by &gt; 0.1 at some rank (exploratory, its own correction): the target token not testable: one " \
+        "type" in html
+    assert "EXPLORATORY: this rank axis was chosen after the full-width selectivity test failed" in html
+    assert "The confirmation, which is the finding" in html and "draw 1 of the sample-inspect split" in html
+    doc = json.loads((run_copy / "interpret.json").read_text())
+    assert curve["status"] == "exploratory" and set(doc["findings"]["p_values"]) >= {"pretrain/capacity_edges"}
+    assert html.count("label permutation") >= 2  # the permuted curve in the capacity figure too
+    assert "a test against chance there" in html and "cross-validated by graph" in html
     old = {**json.loads((run_copy / "interpret.json").read_text()), "schema": 3}
     (run_copy / "interpret.json").write_text(json.dumps(old))
     stale = blog.render(run_copy, tmp_path / "old").read_text()
@@ -639,14 +646,30 @@ def test_a_failing_calibration_check_says_why_on_the_page():
     assert _why_failed(off) == " — fails (off its target)"
 
 
-def test_capacity_summary_says_what_the_curve_shows_from_its_findings():
-    from blog.capacity import _shows
+def test_capacity_reading_states_what_was_measured_and_no_cause():
+    from blog.capacity import _reading
 
-    def curve(holds, full):
-        return {"findings": {"holds": {"target": False, "edges": holds}},
-                "edges": {"selectivity": [{"mean": 0.3}, {"mean": full}]}, "target": {"selectivity": []}}
+    def cell(mean, lo, hi):
+        return {"mean": mean, "ci95": [lo, hi]}
 
-    assert _shows({"finetune": curve(False, 0.0)}, 0.1).startswith("at no rank")
-    ceiling = _shows({"pretrain": curve(True, 0.02)}, 0.1)
-    assert "the edge tokens of the learned, pre-trained models" in ceiling and "ceiling" in ceiling
-    assert "ceiling" not in _shows({"pretrain": curve(True, 0.2)}, 0.1)  # full width selective too: no ceiling
+    cap = {"ranks": [1, 64],
+           "edges": {"selectivity": [cell(-0.042, -0.074, -0.011), cell(-0.01, -0.02, 0.005)],
+                     "auroc": [cell(0.628, 0.57, 0.69), cell(0.98, 0.97, 0.99)],
+                     "permuted": [cell(0.685, 0.58, 0.78), cell(0.84, 0.83, 0.85)]},
+           "target": {"selectivity": [{"mean": None}, {"mean": None}]}}
+    text = _reading({"finetune": cap})
+    assert "the edge tokens of the learned, fine-tuned models selectivity lies wholly below 0 at r = 1: -0.042" in text
+    assert "r = 64" not in text.split("label-permutation")[0]  # -0.01's interval includes 0: not listed
+    assert "r = 1: 0.685" in text and "against the task's 0.628" in text and "ceiling" not in text
+    flat = {**cap, "edges": {**cap["edges"], "selectivity": [cell(0.2, 0.1, 0.3)] * 2,
+                             "permuted": [cell(0.5, 0.4, 0.6)] * 2}}
+    assert _reading({"pretrain": flat}) == ""  # nothing below 0, no baseline above the task: nothing claimed
+
+
+def test_probe_verdicts_read_the_page_wide_family_when_there_is_one():
+    from blog.inside import _verdict
+
+    found = {"p_adjusted": {"beats_stats": 0.01}, "holds": {"beats_stats": True}, "untestable": {}}
+    family = {"p_adjusted": {"finetune/beats_stats": 0.07}, "holds": {"finetune/beats_stats": False}}
+    assert _verdict(found, "beats_stats", "beats", family, "finetune") == "beats not shown (BH p 0.07)"
+    assert _verdict(found, "beats_stats", "beats") == "beats holds (BH p 0.01)"  # schema 5: the group's own BH

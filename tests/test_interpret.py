@@ -317,7 +317,14 @@ def test_cli_writes_interpret_json(tmp_path, capsys):
     assert all(0 <= c["mean"] <= 1 for c in g["edges"]["auroc"]) and g["target"]["auroc"][0]["ci95"] is None
     assert all(a is None or a == pytest.approx(1.0) for a in doc["handcrafted"]["reach_auroc"])
     cap = g["capacity"]  # the probe-capacity curve at the last point; at the full width it is the ordinary probe
-    assert doc["schema"] == 5 and cap["ranks"] == [1, 2, 4, 8, 16] and cap["point"] == g["points"][-1]
+    assert doc["schema"] == 6 and cap["ranks"] == [1, 2, 4, 8, 16] and cap["point"] == g["points"][-1]
+    assert cap["status"] == "exploratory" and "after the full-width" in cap["why"]
+    fresh = cap["confirm"]  # the same test on a fresh sample (draw 1): its own curve
+    assert fresh["status"] == "confirmatory" and fresh["sample"]["draw"] == 1 and fresh["sample"]["graphs"] == [256]
+    assert fresh["edges"]["auroc"][0]["mean"] != cap["edges"]["auroc"][0]["mean"]
+    assert set(doc["findings"]["p_values"]) == {"pretrain/beats_stats", "pretrain/beats_permuted",
+                                                "pretrain/selective_target", "pretrain/selective_edges",
+                                                "pretrain/capacity_target", "pretrain/capacity_edges"}
     assert cap["edges"]["selectivity"][-1] == g["edges"]["selectivity"][-1] and len(cap["edges"]["auroc"]) == 5
     assert cap["findings"]["p_values"]["target"] is None and "one type" in cap["findings"]["untestable"]["target"]
     assert cap["findings"]["p_values"]["edges"] is None  # one seed: no t over seeds
@@ -363,9 +370,10 @@ def test_graph_statistics_are_the_targets_degree_component_edge_count_and_n():
     batch = GraphBatch.from_edges([[(1, 3), (3, 2), (2, 4)], [(1, 2)], [(1, 2), (2, 3)]], max_vertices=6,
                                   target=[3, 5, 6], num_vertices=[4, 6, 5])
     onehot = lambda d: [float(i == d) for i in range(6)]  # noqa: E731
-    assert C.graph_statistics(batch).tolist() == [onehot(2) + [0.0, 4.0, 3.0, 4.0],  # degree 2, component {1, 2, 3, 4}
-                                                  onehot(0) + [1.0, 1.0, 1.0, 6.0],  # 5 isolated: its own component
-                                                  [0.0] * 6 + [0.0, 0.0, 2.0, 5.0]]  # t = 6 > n: not in the graph
+    assert C.graph_statistics(batch).tolist() == [
+        onehot(2) + [0.0, 4.0, 3.0, 4.0] + onehot(1) + [4.0],  # degree 2, component {1, 2, 3, 4}; 1 has degree 1
+        onehot(0) + [1.0, 1.0, 1.0, 6.0] + onehot(1) + [2.0],  # 5 isolated: its own component; 1's is {1, 2}
+        [0.0] * 6 + [0.0, 0.0, 2.0, 5.0] + onehot(1) + [3.0]]  # t = 6 > n: not in the graph; 1's is {1, 2, 3}
 
 
 def test_graph_statistics_match_networkx_and_recover_any_function_of_degree():
@@ -381,6 +389,8 @@ def test_graph_statistics_match_networkx_and_recover_any_function_of_degree():
         if present:
             assert features[b, degree] == 1 and features[b, :8].sum() == 1
             assert features[b, 9] == len(nx.node_connected_component(graph, t)) and features[b, 8] == (degree == 0)
+        assert features[b, 12 + graph.degree(1)] == 1 and features[b, 12:20].sum() == 1  # the source's degree
+        assert features[b, 20] == len(nx.node_connected_component(graph, 1))
     label = torch.tensor([float(d in (1, 3)) for d in degrees])  # not monotone in the degree
     assert 0.2 < float(label.mean()) < 0.8
     assert P.binary_probe(features, label[:, None])["auroc"][0] > 0.999  # exact: one-hot degree
@@ -466,9 +476,9 @@ def test_capacity_projection_is_fitted_on_the_training_rows_only(monkeypatch):
     real = P.Ridge
 
     class Spy(real):
-        def __init__(self, xs, ys, rank=None):
+        def __init__(self, xs, ys, rank=None, groups=None):
             seen.append((xs.copy(), rank))
-            super().__init__(xs, ys, rank)
+            super().__init__(xs, ys, rank, groups)
 
     monkeypatch.setattr(P, "Ridge", Spy)
     P.binary_probe(x, y, seed=3, rank=2)
@@ -542,3 +552,127 @@ def test_capacity_finding_corrects_for_choosing_a_rank():
     pooled = K.pool_curve(_capacity_records([0.3, 0.05, 0.0]))
     assert [c["mean"] for c in pooled["edges"]["selectivity"]] == pytest.approx([0.3, 0.05, 0.0], abs=0.03)
     assert pooled["edges"]["auroc"][0]["scale"] == "logit" and "scale" not in pooled["edges"]["selectivity"][0]
+
+
+def test_grouped_folds_never_put_one_graphs_tokens_on_both_sides():
+    rng = np.random.default_rng(8)
+    groups = rng.integers(0, 300, size=2000)  # ~7 tokens a graph, in no order
+    test_sets = P.folds(len(groups), 3, groups=groups)
+    assert len(test_sets) == P.FOLDS
+    assert sorted(np.concatenate(test_sets).tolist()) == list(range(len(groups)))  # a partition of the tokens
+    for test in test_sets:
+        inside = set(groups[test].tolist())
+        outside = set(np.delete(groups, test).tolist())
+        assert inside and not inside & outside
+    # one token a graph: exactly the ungrouped folds (the target token's numbers do not move)
+    assert all(np.array_equal(a, b) for a, b in zip(P.folds(500, 3, groups=np.arange(500)), P.folds(500, 3)))
+    with pytest.raises(ValueError, match="groups"):
+        P.folds(10, 0, groups=np.zeros(10))
+
+
+def test_grouped_probe_trains_on_no_token_of_a_tested_graph(monkeypatch):
+    g = torch.Generator().manual_seed(9)
+    groups = np.repeat(np.arange(120), 5)
+    x = torch.randn(len(groups), 6, generator=g)
+    y = (x[:, :1] > 0).float()
+    seen = []
+    real = P.Ridge
+
+    class Spy(real):
+        def __init__(self, xs, ys, rank=None, groups=None):
+            seen.append((xs.copy(), groups))
+            super().__init__(xs, ys, rank, groups)
+
+    monkeypatch.setattr(P, "Ridge", Spy)
+    P.binary_probe(x, y, seed=4, groups=groups)
+    rows = {tuple(r): i for i, r in enumerate(x.double().numpy())}
+    for (fitted, inner), test in zip(seen, P.folds(len(x), 4, groups=groups)):
+        used = np.array([rows[tuple(r)] for r in fitted])
+        assert not set(groups[used].tolist()) & set(groups[test].tolist())
+        assert np.array_equal(inner, groups[used])  # the penalty's CV is by graph too
+
+
+def test_leave_one_group_out_equals_refitting_without_the_group():
+    from sklearn.linear_model import Ridge as SkRidge
+
+    rng = np.random.default_rng(10)
+    groups = rng.integers(0, 25, size=120)
+    x = rng.normal(size=(120, 5))
+    y = x @ rng.normal(size=(5, 2)) + rng.normal(size=(120, 2))
+    centred = x - x.mean(0)
+    u, sv, _ = np.linalg.svd(centred, full_matrices=False)
+    for alpha in (0.1, 10.0):
+        shrink = sv ** 2 / (sv ** 2 + alpha)
+        fit = u @ (shrink[:, None] * (u.T @ (y - y.mean(0))))
+        ours = P._group_loo(u, shrink, y - y.mean(0) - fit, groups)
+        theirs = np.zeros_like(y)
+        for kind in np.unique(groups):
+            out = groups == kind
+            theirs[out] = y[out] - SkRidge(alpha=alpha).fit(x[~out], y[~out]).predict(x[out])
+        assert np.allclose(ours, theirs, atol=1e-9)
+
+
+def test_token_folds_inflate_a_label_that_only_names_the_graph_and_grouped_folds_do_not():
+    """Tokens of one graph are near-twins with one label: a probe scored across tokens of the same
+    graph memorises graphs; scored across graphs it is at chance or below (leaving a graph out moves
+    the training mean away from its label: the known anti-learning of leave-out on random labels)."""
+    g = torch.Generator().manual_seed(11)
+    groups = np.repeat(np.arange(48), 20)  # 48 graphs <= width + 1: any labelling of them is linear (Cover 1965)
+    code = torch.randn(48, 64, generator=g)
+    x = code[groups] + 0.05 * torch.randn(len(groups), 64, generator=g)
+    y = (torch.rand(48, generator=g) < 0.5).float()[groups][:, None]  # a random label per graph
+    assert P.binary_probe(x, y)["auroc"][0] > 0.99
+    assert P.binary_probe(x, y, groups=groups)["auroc"][0] < 0.6
+
+
+def test_balanced_accuracy_thresholds_at_the_training_share():
+    """A weak signal under a 0.9 share: the ridge output sits near 0.9, so a 0.5 threshold calls
+    everything positive (balanced accuracy 0.5); the training share as threshold reads the signal."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(3000, 3, generator=g)
+    y = (x[:, 0] + 2.5 * torch.randn(3000, generator=g) > -3.4).float()[:, None]
+    assert 0.85 < float(y.mean()) < 0.93
+    assert P.Ridge(x.double().numpy(), y.double().numpy()).predict(x.double().numpy()).min() > 0.5  # 0.5: all positive
+    out = P.binary_probe(x, y)
+    assert out["balanced_accuracy"][0] > 0.58 and out["auroc"][0] > 0.6
+
+
+def test_page_findings_correct_every_group_and_confirmatory_test_together():
+    groups = {}
+    for name, (probe, capacity) in {"a": ([0.01, 0.02, None, 0.5], [0.001, 0.9]),
+                                    "b": ([0.03, 0.04, 0.2, 0.3], [0.04, None])}.items():
+        groups[name] = {"findings": {"p_values": dict(zip(("beats_stats", "beats_permuted", "selective_target",
+                                                           "selective_edges"), probe))},
+                        "capacity": {"findings": {"p_values": {"target": 1e-9, "edges": 1e-9}},  # exploratory: left out
+                                     "confirm": {"findings": {"p_values": dict(zip(("target", "edges"), capacity))}}}}
+    family = I.page_findings(groups)
+    raw = family["p_values"]
+    assert len(raw) == 12 and raw["a/capacity_target"] == 0.001 and raw["b/selective_target"] == 0.2
+    present = [k for k, p in raw.items() if p is not None]
+    expected = stats.false_discovery_control([raw[k] for k in present], method="bh")
+    assert [family["p_adjusted"][k] for k in present] == pytest.approx(list(expected))
+    assert family["p_adjusted"]["a/selective_target"] is None and not family["holds"]["a/selective_target"]
+    assert family["holds"]["a/capacity_target"] and not family["holds"]["b/selective_edges"]
+    assert family["holds"]["b/beats_stats"] == (family["p_adjusted"]["b/beats_stats"] < 0.05)
+
+
+def test_every_probe_at_edge_or_vertex_tokens_is_folded_by_graph(tmp_path, monkeypatch):
+    """interpret_run end to end on a small model: every probe fitted on more rows than there are graphs
+    (edge tokens, the hand-built model's vertex tokens) gets its graphs as groups, and they never
+    straddle a fold; probes on one row a graph need none."""
+    calls = []
+    real = P.binary_probe
+
+    def spy(x, y, seed=0, weight=None, rank=None, groups=None):
+        calls.append((len(x), None if groups is None else np.asarray(groups), seed))
+        return real(x, y, seed, weight, rank, groups)
+
+    monkeypatch.setattr(P, "binary_probe", spy)
+    doc = I.interpret_run(str(_run(tmp_path / "run")), None, None, 64, 40000, None)
+    assert doc["groups"]["pretrain"]["capacity"]["confirm"]["status"] == "confirmatory"
+    many = [(n, g, s) for n, g, s in calls if n != 64]  # 64 graphs a sample (the hand-built one too: min(64, 512))
+    assert many and all(g is not None and len(np.unique(g)) <= 64 for _, g, _ in many)
+    for n, g, s in many:
+        for test in P.folds(n, s, groups=g):
+            assert not set(g[test].tolist()) & set(np.delete(g, test).tolist())
+    assert all(g is None for n, g, _ in calls if n == 64)

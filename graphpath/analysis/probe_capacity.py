@@ -59,11 +59,12 @@ def ranks(width: int) -> list[int]:
     return [r for r in CAPACITY_RANKS if r < width] + [width]
 
 
-def capacity_curve(x, y, permuted, control, seed: int, widths: list[int]) -> list[dict[str, np.ndarray]]:
+def capacity_curve(x, y, permuted, control, seed: int, widths: list[int], groups=None) -> list[dict[str, np.ndarray]]:
     """Per rank in `widths`, C.probe_with_controls at that rank: x (N, D); y, permuted (N, L); control
     (R, N, L). The same folds (by `seed`) and the same control draws at every rank, so the curve
-    differs between ranks only by capacity. Returns [per rank: its (L,) arrays]."""
-    return [C.probe_with_controls(x, y, permuted, control, seed, rank=r) for r in widths]
+    differs between ranks only by capacity; `groups` (N,) the graph of each token (folds by graph).
+    Returns [per rank: its (L,) arrays]."""
+    return [C.probe_with_controls(x, y, permuted, control, seed, rank=r, groups=groups) for r in widths]
 
 
 def _mean(values: np.ndarray) -> float | None:

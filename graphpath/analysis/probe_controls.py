@@ -83,7 +83,7 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
 
 
 def probe_with_controls(x: torch.Tensor, y: torch.Tensor, permuted: torch.Tensor, control: torch.Tensor,
-                        seed: int, rank: int | None = None) -> dict[str, np.ndarray]:
+                        seed: int, rank: int | None = None, groups=None) -> dict[str, np.ndarray]:
     """x (N, D); y, permuted (N, L); control (R, N, L) (`control_task_labels`). Linear probes
     (P.binary_probe: ridge, penalty by inner LOO CV, out-of-fold) on all 2 + R label sets at once.
     Returns (L,) arrays: `auroc`, `balanced_accuracy` (the task), `permuted` (its AUROC),
@@ -91,10 +91,12 @@ def probe_with_controls(x: torch.Tensor, y: torch.Tensor, permuted: torch.Tensor
     `beyond_permuted` = auroc - permuted, `selectivity` = auroc - control and
     `selectivity_balanced_accuracy` (Hewitt and Liang 2019, section 2: task minus control);
     NaN where a label is near-trivial or has no control. `rank`: the probes read only the top `rank`
-    principal directions of each fold's training rows (P.Ridge; graphpath.analysis.probe_capacity)."""
+    principal directions of each fold's training rows (P.Ridge; graphpath.analysis.probe_capacity).
+    `groups` (N,) int: the graph of each token; folds and penalty CV never split a graph (P.folds)."""
     y, permuted = y.reshape(len(y), -1), permuted.reshape(len(y), -1)
     labels = y.shape[1]
-    fit = P.binary_probe(x, torch.cat([y, permuted, *control.unbind(0)], dim=1), seed, rank=rank)
+    fit = P.binary_probe(x, torch.cat([y, permuted, *control.unbind(0)], dim=1), seed, rank=rank,
+                         groups=groups)
     auroc, balanced = fit["auroc"].reshape(-1, labels), fit["balanced_accuracy"].reshape(-1, labels)  # (2 + R, L)
     control_auroc, control_balanced = _nanmean(auroc[2:], 0), _nanmean(balanced[2:], 0)
     return {"auroc": auroc[0], "balanced_accuracy": balanced[0], "permuted": auroc[1],
@@ -117,16 +119,22 @@ def component_sizes(batch: GraphBatch, vertex: torch.Tensor) -> torch.Tensor:
 
 
 def graph_statistics(batch: GraphBatch) -> torch.Tensor:
-    """(B, n + 4) what a probe could read from counts about the target, without the graph's paths:
-    the target's degree one-hot (columns 0..n-1: degree 0..n-1, so any function of the degree is
-    linear in them), whether the target is isolated (degree 0), the size of its connected component
-    (0 when t > n, the target not in the graph: its one-hot row is then all zero), the number of
-    edge tokens and the vertex count n."""
+    """(B, 2n + 5) what a probe could read from counts about the target and the source, without the
+    graph's paths: the target's degree one-hot (columns 0..n-1: degree 0..n-1, so any function of the
+    degree is linear in them), whether the target is isolated (degree 0), the size of its connected
+    component (0 when t > n, the target not in the graph: its one-hot row is then all zero), the
+    number of edge tokens, the vertex count n, then the source's (vertex 1's) degree one-hot (n
+    columns) and the size of its component. Whether 1 and t share a component is left out: at large
+    k that is the label itself."""
     n = batch.max_vertices
     rows = torch.arange(len(batch))
     present = batch.target <= batch.num_vertices
-    degree = P.adjacency(batch).sum(-1)[rows, (batch.target.long() - 1).clamp(max=n - 1)]  # (B,)
+    adjacency = P.adjacency(batch).sum(-1)  # (B, n) degrees
+    degree = adjacency[rows, (batch.target.long() - 1).clamp(max=n - 1)]  # (B,)
     one_hot = torch.nn.functional.one_hot(degree.clamp(max=n - 1), n).float() * present[:, None]  # (B, n)
     isolated = ((degree == 0) & present).float()
+    source = torch.nn.functional.one_hot(adjacency[:, 0].clamp(max=n - 1), n).float()  # (B, n) vertex 1's degree
+    source_size = component_sizes(batch, torch.ones(len(batch), dtype=torch.long)).float()
     return torch.cat([one_hot, torch.stack([isolated, component_sizes(batch, batch.target).float(),
-                                            batch.edge_mask.sum(1).float(), batch.num_vertices.float()], dim=1)], dim=1)
+                                            batch.edge_mask.sum(1).float(), batch.num_vertices.float()], dim=1),
+                      source, source_size[:, None]], dim=1)

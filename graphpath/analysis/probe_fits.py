@@ -102,10 +102,58 @@ def edge_reach_labels(batch: GraphBatch, hops: int) -> tuple[torch.Tensor, torch
     return torch.cat([first, second], dim=1), edges[:, 0] * (batch.max_vertices + 1) + edges[:, 1]
 
 
-def folds(count: int, seed: int, k: int = FOLDS) -> list[np.ndarray]:
-    """k disjoint test index sets covering range(count), shuffled by `seed`."""
-    order = np.random.default_rng(seed).permutation(count)
-    return [np.sort(part) for part in np.array_split(order, k)]
+def folds(count: int, seed: int, k: int = FOLDS, groups: np.ndarray | None = None) -> list[np.ndarray]:
+    """k disjoint test index sets covering range(count), shuffled by `seed`. `groups` (count,) int: the
+    folds are drawn over groups, not rows, so every group (the graph a token came from) lies wholly in
+    one fold (what scikit-learn's GroupKFold guarantees; here the groups are shuffled by `seed` and split
+    into k near-equal runs, so with one row per group these are exactly the ungrouped folds)."""
+    if groups is None:
+        order = np.random.default_rng(seed).permutation(count)
+        return [np.sort(part) for part in np.array_split(order, k)]
+    groups = np.asarray(groups)
+    if len(groups) != count:
+        raise ValueError(f"groups has {len(groups)} entries for {count} rows")
+    kinds, inverse = np.unique(groups, return_inverse=True)
+    if len(kinds) < k:
+        raise ValueError(f"{len(kinds)} groups cannot fill {k} folds")
+    order = np.random.default_rng(seed).permutation(len(kinds))
+    return [np.flatnonzero(np.isin(inverse, part)) for part in np.array_split(order, k)]
+
+
+class _GroupLayout:
+    """Rows padded into groups once per fit: `index` (G, m) row ids (-1 padding), `real` (G, m),
+    `u` (G, m, r) the rows of U (0 at padding), `ones` (G, m, m) the intercept's 1/N block."""
+
+    def __init__(self, u: np.ndarray, groups: np.ndarray):
+        kinds, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        slot = np.arange(len(order)) - np.repeat(starts, counts)  # position of each sorted row in its group
+        self.index = np.full((len(kinds), counts.max()), -1)
+        self.index[inverse[order], slot] = order
+        self.real = self.index >= 0
+        self.u = np.where(self.real[..., None], u[self.index], 0.0)
+        self.ones = (self.real[:, :, None] & self.real[:, None, :]) / len(u)
+        self.eye = np.eye(self.index.shape[1])[None]
+
+    def loo(self, shrink: np.ndarray, residual: np.ndarray) -> np.ndarray:
+        """(N, L) leave-one-group-out residuals of a linear smoother, exactly: for a group g,
+        y_g - fit_(-g),g = (I - H_gg)^-1 (y_g - fit_g), with H = U diag(shrink) U^T + 1 1^T / N the
+        ridge hat matrix, intercept included (the block form, by the Woodbury identity, of the
+        leave-one-out identity of Hastie, Tibshirani and Friedman, ESL 2nd ed., exercise 7.3).
+        shrink (r,), residual (N, L); padded rows carry the identity."""
+        hat = (self.u * shrink) @ self.u.transpose(0, 2, 1) + self.ones  # (G, m, m)
+        padded = np.concatenate([residual, np.zeros((1, residual.shape[1]))])  # index -1: the zero row
+        solved = np.linalg.inv(self.eye - hat) @ padded[self.index]  # (G, m, L); inv: m is small, L is not
+        out = np.empty_like(residual)
+        out[self.index[self.real]] = solved[self.real]
+        return out
+
+
+def _group_loo(u: np.ndarray, shrink: np.ndarray, residual: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """(N, L) leave-one-group-out residuals (`_GroupLayout.loo`); u (N, r), shrink (r,), residual
+    (N, L), groups (N,) int."""
+    return _GroupLayout(u, groups).loo(shrink, residual)
 
 
 class Ridge:
@@ -118,9 +166,11 @@ class Ridge:
     x (N, D), y (N,) or (N, L). `rank` r: the same ridge on the projection of x onto its top r
     principal directions, found from these rows alone (PCA of the centred x: keeping r singular
     triples gives Z = x V_r, whose own SVD is U_r S_r, so the closed forms hold unchanged; tests hold
-    it equal to scikit-learn's PCA then RidgeCV); None: every direction."""
+    it equal to scikit-learn's PCA then RidgeCV); None: every direction. `groups` (N,) int: the penalty
+    is chosen by leave-one-group-out error instead (`_group_loo`, exact in closed form), so rows of one
+    graph, which share its labels and context, never score each other."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, rank: int | None = None):
+    def __init__(self, x: np.ndarray, y: np.ndarray, rank: int | None = None, groups: np.ndarray | None = None):
         if rank is not None and rank < 1:
             raise ValueError(f"rank must be >= 1 or None, got {rank}")
         y2 = y.reshape(len(y), -1)
@@ -128,6 +178,7 @@ class Ridge:
         u, sv, vt = np.linalg.svd(x - self.x_mean, full_matrices=False)  # (N, r), (r,), (r, D)
         u, sv, vt = u[:, :rank], sv[:rank], vt[:rank]  # the top `rank` principal directions (all when None)
         uty = u.T @ (y2 - self.y_mean)  # (r, L)
+        layout = None if groups is None else _GroupLayout(u, groups)
         best = np.full(y2.shape[1], np.inf)
         self.alpha = np.zeros(y2.shape[1])
         coef = np.zeros((x.shape[1], y2.shape[1]))
@@ -135,7 +186,11 @@ class Ridge:
             shrink = sv ** 2 / (sv ** 2 + alpha)  # (r,)
             fit = u @ (shrink[:, None] * uty)  # (N, L)
             hat = (u ** 2) @ shrink + 1.0 / len(x)  # (N,) leverage, intercept included
-            loo = (((y2 - self.y_mean - fit) / (1 - hat)[:, None]) ** 2).mean(axis=0)  # (L,)
+            residual = y2 - self.y_mean - fit  # (N, L)
+            if groups is None:
+                loo = ((residual / (1 - hat)[:, None]) ** 2).mean(axis=0)  # (L,)
+            else:
+                loo = (layout.loo(shrink, residual) ** 2).mean(axis=0)
             better = loo < best
             best[better], self.alpha[better] = loo[better], alpha
             coef[:, better] = (vt.T @ ((sv / (sv ** 2 + alpha))[:, None] * uty))[:, better]
@@ -145,29 +200,37 @@ class Ridge:
         return (x - self.x_mean) @ self.coef + self.y_mean  # (N, L)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, rank: int | None = None) -> Ridge:
-    return Ridge(x, y, rank)
+def _ridge(x: np.ndarray, y: np.ndarray, rank: int | None = None, groups: np.ndarray | None = None) -> Ridge:
+    return Ridge(x, y, rank, groups)
 
 
 def binary_probe(x: torch.Tensor, y: torch.Tensor, seed: int = 0, weight=None,
-                 rank: int | None = None) -> dict[str, np.ndarray]:
+                 rank: int | None = None, groups=None) -> dict[str, np.ndarray]:
     """x (N, D), y (N, L) 0/1. Linear probes (ridge on the 0/1 label, penalty by inner LOO CV),
-    scored out of fold by AUROC and by balanced accuracy at 0.5. Returns (L,) arrays `auroc`,
+    scored out of fold by AUROC and by balanced accuracy, the ridge output thresholded at the
+    training fold's positive share of that label (the prior: a threshold of 0.5 would call nearly
+    everything positive where the share is 0.9). Returns (L,) arrays `auroc`,
     `balanced_accuracy` (NaN for a near-trivial label: rarer class < MIN_SHARE) and `share` (the
     label's positive rate). `weight` (N,) >= 0: the scores (and the shares) weighted per example
     (roc_auc_score's sample_weight), the probe itself fitted unweighted. `rank`: each fold's probe
-    reads only the top `rank` principal directions of that fold's training rows (Ridge's `rank`)."""
+    reads only the top `rank` principal directions of that fold's training rows (Ridge's `rank`).
+    `groups` (N,) int, e.g. the graph each token came from: outer folds and the inner penalty CV are
+    drawn over groups (`folds`, Ridge's `groups`), so no graph has tokens on both sides of a split."""
     xs, ys = x.double().numpy(), y.double().numpy().reshape(len(x), -1)
+    groups = None if groups is None else np.asarray(groups)
     w = np.ones(len(xs)) if weight is None else np.asarray(weight, dtype=np.float64)
     share = (w[:, None] * ys).sum(axis=0) / w.sum()
     live = np.flatnonzero(np.minimum(share, 1 - share) >= MIN_SHARE)
     scores = np.zeros((len(xs), len(live)))
-    for test in folds(len(xs), seed):
+    predicted = np.zeros((len(xs), len(live)), dtype=bool)
+    for test in folds(len(xs), seed, groups=groups):
         train = np.setdiff1d(np.arange(len(xs)), test)
-        scores[test] = _ridge(xs[train], ys[train][:, live], rank).predict(xs[test])
+        scores[test] = _ridge(xs[train], ys[train][:, live], rank,
+                              None if groups is None else groups[train]).predict(xs[test])
+        predicted[test] = scores[test] > ys[train][:, live].mean(axis=0)
     auroc, balanced = np.full(ys.shape[1], np.nan), np.full(ys.shape[1], np.nan)
     truth = ys[:, live] > 0.5  # (N, L')
-    balanced[live] = balanced_accuracy(truth, scores > 0.5, w)
+    balanced[live] = balanced_accuracy(truth, predicted, w)
     if weight is None:
         auroc[live] = auroc_by_ranks(truth, scores)
     else:
