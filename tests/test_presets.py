@@ -46,7 +46,7 @@ def stamps(lines: list[str]) -> list[tuple[str, object]]:
     for line in lines:
         match = STAMP.match(line)
         if match:
-            for item in match.group(1).split(","):
+            for item in re.split(r",\s*(?=[\w.-]+\s*=)", match.group(1)):  # a list value keeps its commas
                 key, _, text = item.strip().partition("=")
                 pairs.append((key.strip(), tomllib.loads(f"v = {text.strip()}")["v"]))
     return pairs
