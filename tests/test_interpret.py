@@ -466,21 +466,28 @@ def test_ridge_at_a_rank_equals_pca_then_ridgecv_fitted_on_the_same_rows():
         P.Ridge(x, y, rank=0)
 
 
+def _spy_on_ridge(monkeypatch, keep: str) -> list:
+    """Replace probe_fits.Ridge by a subclass that records (training rows, its `keep` argument) of
+    every probe built; returns that list."""
+    seen = []
+    real = P.Ridge
+
+    class Spy(real):
+        def __init__(self, xs, ys, rank=None, groups=None):
+            seen.append((xs.copy(), {"rank": rank, "groups": groups}[keep]))
+            super().__init__(xs, ys, rank, groups)
+
+    monkeypatch.setattr(P, "Ridge", Spy)
+    return seen
+
+
 def test_capacity_projection_is_fitted_on_the_training_rows_only(monkeypatch):
     """Every fold's probe (its mean, its principal directions, its penalty) is built from that fold's
     training rows: no test row enters it, and every training row does."""
     g = torch.Generator().manual_seed(5)
     x = torch.randn(200, 6, generator=g)
     y = (x[:, :1] > 0).float()
-    seen = []
-    real = P.Ridge
-
-    class Spy(real):
-        def __init__(self, xs, ys, rank=None, groups=None):
-            seen.append((xs.copy(), rank))
-            super().__init__(xs, ys, rank, groups)
-
-    monkeypatch.setattr(P, "Ridge", Spy)
+    seen = _spy_on_ridge(monkeypatch, "rank")
     P.binary_probe(x, y, seed=3, rank=2)
     rows = {tuple(r): i for i, r in enumerate(x.double().numpy())}
     test_sets = P.folds(len(x), 3)
@@ -575,15 +582,7 @@ def test_grouped_probe_trains_on_no_token_of_a_tested_graph(monkeypatch):
     groups = np.repeat(np.arange(120), 5)
     x = torch.randn(len(groups), 6, generator=g)
     y = (x[:, :1] > 0).float()
-    seen = []
-    real = P.Ridge
-
-    class Spy(real):
-        def __init__(self, xs, ys, rank=None, groups=None):
-            seen.append((xs.copy(), groups))
-            super().__init__(xs, ys, rank, groups)
-
-    monkeypatch.setattr(P, "Ridge", Spy)
+    seen = _spy_on_ridge(monkeypatch, "groups")
     P.binary_probe(x, y, seed=4, groups=groups)
     rows = {tuple(r): i for i, r in enumerate(x.double().numpy())}
     for (fitted, inner), test in zip(seen, P.folds(len(x), 4, groups=groups)):
