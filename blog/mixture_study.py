@@ -4,6 +4,7 @@ RUN_DIR/studies/mixture` writes studies/*/mixture.json; read as JSON only).
     table_mixture          Html    per mixture and test: input coverage, label support, unseen ids, MSE per size
     mixture_verdict        Text    the slopes of log MSE on coverage and log N with their intervals
     mixture_notes          Text    the convergence gate and what the preset can answer
+    table_mixture_gate     Html    per pre-training job: the gate's two values, their change, the loss it is judged against
     fig_mixture_coverage   plotly  test MSE vs coverage per model size (95% CIs)
     fig_mixture_size       plotly  test MSE vs N per (mixture, test) cell, coloured by coverage
 """
@@ -75,6 +76,23 @@ def mixture_notes(run: Run) -> Text:
     return Text(gate_text(doc) + why + " " + answers_text(doc))
 
 
+def table_mixture_gate(run: Run) -> Html:
+    """Each pre-training job's verdict: the two values the gate compared (the half-length run's and
+    the full run's final validation loss under method "halving", else the two windows), the change,
+    the constant predictor's loss the `learned` ratio divides by, and the reason."""
+    doc = study(run, "mixture")
+    verdicts = (doc.get("gate") or {}).get("verdicts") or {}
+    rows = []
+    for key, v in sorted(verdicts.items()):
+        constant = v["last"] / v["ratio"] if v.get("ratio") else None
+        rows.append([key + converged_mark(v["converged"]), count(v["half_steps"]) if v.get("half_steps") else "—",
+                     fmt(v.get("previous")), fmt(v.get("last")),
+                     f"{v['change']:.1%}" if v.get("change") is not None else "—", fmt(constant), v.get("reason", "")])
+    return table(["job (mixture-model-seed)", "half-length steps", "compared value (half run or earlier window)",
+                  "final value", "improvement", "constant-predictor loss", "verdict"], rows,
+                 "The convergence gate per pre-training job (improvement = earlier / final - 1)")
+
+
 def fig_mixture_coverage(run: Run) -> Html:
     doc = study(run, "mixture")
     fig = go.Figure()
@@ -117,4 +135,5 @@ def fig_mixture_size(run: Run) -> Html:
 
 
 MIXTURE = {"table_mixture": table_mixture, "mixture_verdict": mixture_verdict, "mixture_notes": mixture_notes,
+           "table_mixture_gate": table_mixture_gate,
            "fig_mixture_coverage": fig_mixture_coverage, "fig_mixture_size": fig_mixture_size}

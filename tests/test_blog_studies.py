@@ -152,6 +152,10 @@ def test_partial_and_mixture_sections_show_tables_tests_figures_and_verdict(tmp_
     for kind, doc in (("partial", partial), ("mixture", mixture)):
         (run / "studies" / kind).mkdir(parents=True)
         (run / "studies" / kind / f"{kind}.json").write_text(json.dumps(doc))
+    mixture["gate"]["verdicts"]["er-model1-seed2"].update(last=0.2, previous=0.3, change=0.5, ratio=0.05, half_steps=10,
+                                                          reason="the verdict in words")
+    for kind, doc in (("partial", partial), ("mixture", mixture)):
+        (run / "studies" / kind / f"{kind}.json").write_text(json.dumps(doc))
     html = blog.render(run, tmp_path / "out").read_text()
     assert "experiments.edt --out RUN_DIR/studies/edt" in html  # the missing kind says how
     readout = next(v for v in partial["variants"] if v["name"] == "readout-pretrained")
@@ -168,3 +172,6 @@ def test_partial_and_mixture_sections_show_tables_tests_figures_and_verdict(tmp_
     assert html.count("This preset can answer a question this preset answers") == 2
     assert "Why this criterion: a reason stated before the run." in html  # the mixture gate's stated rationale
     assert "Pre-training schedule: 20 steps of batch 32" in html
+    # the gate per job: the half run's and the full run's values, the improvement, the constant predictor's loss
+    assert ("<td>er-model1-seed2</td><td>10</td><td>0.3</td><td>0.2</td><td>50.0%</td><td>4</td><td>the verdict in words</td>"
+            in html)
