@@ -106,8 +106,11 @@ def transfer_findings(run: Run) -> Text:
     lrs = sorted({c["lr"] for c in doc["lr_choices"].values()})
     edge = sum(bool(c.get("lr_at_edge")) for c in doc["lr_choices"].values())
     edge = f", {edge} of {len(doc['lr_choices'])} arms at the grid's smallest or largest lr, not tuned" if edge else ""
+    frozen = sum(c["lr"] == 0 for c in doc["lr_choices"].values())
+    frozen = (f"; {frozen} pre-trained arms chose no fine-tuning at all (lr 0: the pre-trained model as it is, an "
+              f"option of every pre-trained arm)" if frozen else "")
     return Text(f"{doc['findings']} Every fine-tuning arm ran at each learning rate of {doc['study']['lrs']} and kept "
-                f"the one best on a validation sample of B (chosen: {', '.join(fmt(v) for v in lrs)}{edge}); test and validation "
+                f"the one best on a validation sample of B (chosen: {', '.join(fmt(v) for v in lrs)}{edge}{frozen}); test and validation "
                 f"samples were drawn apart from every training graph of their seed ({tests['collisions_total']} test "
                 f"graphs dropped as collisions). " + gate_text(doc) + " " + answers_text(doc))
 

@@ -12,7 +12,8 @@ every fine-tuning size D_B in `finetune_sizes`:
     zero-shot      pretrain-A scored on B with no fine-tuning
 Every fine-tuning arm runs at each lr of `lrs`, for steps that grow with D_B ([steps]); the lr of
 each (arm, A, B, D_B) is the one with the lowest mean loss over seeds on B's validation sample
-(split study-validation), and only its test losses are reported (split study-test). Both samples
+(split study-validation), and only its test losses are reported (split study-test); a pre-trained
+arm (transferred, control) may also choose no fine-tuning, lr 0 (`choose`). Both samples
 are drawn per seed, and every graph of the seed's training sets (and, for validation, of the test
 sample) is removed first (canonical hash: vertex count + sorted set of edges). Every job is judged
 by the convergence gate ([convergence]); a cell whose jobs did not all converge is marked and left
@@ -244,9 +245,12 @@ def score_all(study: dict, out: Path, progress: bool = True) -> tuple[dict, dict
                                             study["validation_size"])
         report.setdefault(str(seed), {})[b] = {"test": test_info, "validation": val_info}
         constant[b].append(label_variance(test.label.numpy()))
-        for a in study["tasks"]:
-            scored = protocol.score(job_dir(out, Job(f"seed{seed}/pretrain-{a}", {})), "pretrain", test)
-            losses[("test", "zero_shot", a, b, None, None, seed)] = scored["loss"]
+        for sample_name, batch in (("validation", validation), ("test", test)):  # no fine-tuning at all
+            for a in study["tasks"]:
+                scored = protocol.score(job_dir(out, Job(f"seed{seed}/pretrain-{a}", {})), "pretrain", batch)
+                losses[(sample_name, "zero_shot", a, b, None, None, seed)] = scored["loss"]
+            scored = protocol.score(job_dir(out, Job(f"seed{seed}/control", {})), "pretrain", batch)
+            losses[(sample_name, "control_zero_shot", None, b, None, None, seed)] = scored["loss"]
         for size in study["finetune_sizes"]:
             for lr in study["lrs"]:
                 folder = f"seed{seed}/D{size}/{protocol.lr_name(lr)}"
@@ -261,20 +265,37 @@ def score_all(study: dict, out: Path, progress: bool = True) -> tuple[dict, dict
     return losses, constant, report, accuracy
 
 
+NO_FINETUNING = 0.0  # a pre-trained arm's choice "lr 0": its pre-trained model as it is (the zero-shot loss)
+ZERO_SHOT = {"transferred": "zero_shot", "control": "control_zero_shot"}
+
+
 def choose(study: dict, losses: dict) -> tuple[dict, dict]:
-    """({(kind, source, target, size, seed): test loss at the chosen lr}, {arm name: choice})."""
+    """({(kind, source, target, size, seed): test loss at the chosen lr}, {arm name: choice}).
+
+    A pre-trained arm (transferred or control) may also choose no fine-tuning (lr 0, NO_FINETUNING:
+    its pre-trained model's loss), the limit of an ever smaller lr: where fine-tuning at the grid's
+    smallest lr still beats larger ones, the best update may be none, and an lr grid alone cannot
+    bracket it. An arm is marked `lr_at_edge` when its choice is the largest lr, or the smallest for
+    an arm without that option (the from-scratch baseline); lr 0 is a bound, not an edge."""
     scores, choices = {}, {}
     for (sample, kind, a, b, size, lr, seed), value in losses.items():
-        if kind == "zero_shot":
+        if kind == "zero_shot" and sample == "test":
             scores[(kind, a, b, None, seed)] = value
-    arms = {(kind, a, b, size) for (_, kind, a, b, size, _, _) in losses if kind != "zero_shot"}
+    arms = {(kind, a, b, size) for (_, kind, a, b, size, _, _) in losses if kind not in ZERO_SHOT.values()}
     for kind, a, b, size in sorted(arms, key=str):
-        lr, means = protocol.choose_lr({lr: [losses[("validation", kind, a, b, size, lr, s)] for s in study["seeds"]]
-                                        for lr in study["lrs"]})
+        candidates = {lr: [losses[("validation", kind, a, b, size, lr, s)] for s in study["seeds"]]
+                      for lr in study["lrs"]}
+        test = {lr: {s: losses[("test", kind, a, b, size, lr, s)] for s in study["seeds"]} for lr in study["lrs"]}
+        if kind in ZERO_SHOT:
+            frozen = (ZERO_SHOT[kind], a, b, None, None)
+            candidates[NO_FINETUNING] = [losses[("validation", *frozen, s)] for s in study["seeds"]]
+            test[NO_FINETUNING] = {s: losses[("test", *frozen, s)] for s in study["seeds"]}
+        lr, means = protocol.choose_lr(candidates)
+        edge = lr != NO_FINETUNING and protocol.at_edge(lr, sorted(candidates))
         choices[f"{kind}:{a or ''}:{b}:{size}"] = {"lr": lr, "validation": {str(k): v for k, v in means.items()},
-                                                   "lr_at_edge": protocol.at_edge(lr, study["lrs"])}
+                                                   "lr_at_edge": edge}
         for seed in study["seeds"]:
-            scores[(kind, a, b, size, seed)] = losses[("test", kind, a, b, size, lr, seed)]
+            scores[(kind, a, b, size, seed)] = test[lr][seed]
     return scores, choices
 
 
@@ -293,7 +314,8 @@ def converged_cells(study: dict, verdicts: dict, choices: dict) -> dict:
                     keys += [f"seed{seed}/pretrain-{a}", f"seed{seed}/control"]
                     for kind, source in (("transferred", a), ("baseline", None), ("control", None)):
                         lr = choices[f"{kind}:{source or ''}:{b}:{size}"]["lr"]
-                        keys.append(f"seed{seed}/D{size}/{protocol.lr_name(lr)}/{job_name(kind, source, b)}")
+                        if lr != NO_FINETUNING:  # no fine-tuning: its pre-training, in keys already
+                            keys.append(f"seed{seed}/D{size}/{protocol.lr_name(lr)}/{job_name(kind, source, b)}")
                 out[(a, b, size)] = all(verdicts[k]["converged"] for k in keys)
     return out
 

@@ -267,3 +267,33 @@ def test_tiny_study_end_to_end(tmp_path):
     assert shuffled["shuffled_labels_of"] == "degree" and shuffled["label_histogram"] == original["label_histogram"]
     assert all((out / "figures" / f).is_file() for f in ("transfer-matrix.html", "transfer-dendrogram.html",
                                                            "transfer-asymmetry.html"))
+
+
+def test_a_pretrained_arm_may_choose_no_fine_tuning_and_lr_zero_is_no_edge():
+    """choose(): the transferred and control arms may take lr 0 (their pre-trained model as it is),
+    chosen on validation like any lr and scored on test; 1e-4 chosen over lr 0 is bracketed, not an
+    edge; the from-scratch baseline has no lr 0, so its smallest lr is an edge."""
+    from experiments.transfer import NO_FINETUNING, choose
+
+    study = {"seeds": [0, 1], "lrs": [1e-4, 1e-3]}
+    losses = {}
+    validation = {("transferred", "a"): {1e-4: 0.5, 1e-3: 0.9, None: 0.1},  # no fine-tuning is best
+                  ("control", None): {1e-4: 0.2, 1e-3: 0.9, None: 0.8},   # 1e-4 beats lr 0 and 1e-3
+                  ("baseline", None): {1e-4: 0.3, 1e-3: 0.4}}
+    for (kind, a), values in validation.items():
+        for lr, value in values.items():
+            for seed in study["seeds"]:
+                if lr is None:
+                    frozen = "zero_shot" if kind == "transferred" else "control_zero_shot"
+                    losses[("validation", frozen, a, "b", None, None, seed)] = value
+                    losses[("test", frozen, a, "b", None, None, seed)] = value + 10 + seed
+                else:
+                    losses[("validation", kind, a, "b", 32, lr, seed)] = value
+                    losses[("test", kind, a, "b", 32, lr, seed)] = value + 20 + seed
+    scores, choices = choose(study, losses)
+    transferred, control, baseline = (choices[k] for k in ("transferred:a:b:32", "control::b:32", "baseline::b:32"))
+    assert transferred["lr"] == NO_FINETUNING and not transferred["lr_at_edge"]
+    assert scores[("transferred", "a", "b", 32, 1)] == pytest.approx(10.1 + 1)  # the zero-shot test loss
+    assert control["lr"] == 1e-4 and not control["lr_at_edge"]
+    assert baseline["lr"] == 1e-4 and baseline["lr_at_edge"]
+    assert scores[("zero_shot", "a", "b", None, 0)] == pytest.approx(10.1)  # test, never the validation value
