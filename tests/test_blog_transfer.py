@@ -43,8 +43,10 @@ def transfer_doc(tmp_path):
     losses = {}
     for seed in study["seeds"]:
         for b in TASKS:
-            for a in TASKS:
-                losses[("test", "zero_shot", a, b, None, None, seed)] = 3.0
+            for sample in ("validation", "test"):  # no fine-tuning: worse than every fine-tuned arm here
+                for a in TASKS:
+                    losses[(sample, "zero_shot", a, b, None, None, seed)] = 3.0
+                losses[(sample, "control_zero_shot", None, b, None, None, seed)] = 3.5
             for size in study["finetune_sizes"]:
                 for lr in study["lrs"]:
                     for sample in ("validation", "test"):
